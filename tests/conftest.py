@@ -1,0 +1,39 @@
+"""Suite-wide fixtures: device and dtype come from one place so the suite can rerun on a GPU.
+
+    TILTLOOP_TEST_DEVICE=cuda .venv/bin/python -m pytest -m "not slow"
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+def _test_device() -> torch.device:
+    name = os.environ.get("TILTLOOP_TEST_DEVICE", "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError(f"TILTLOOP_TEST_DEVICE={name!r} but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """The device every tensor-producing test runs on."""
+    return _test_device()
+
+
+@pytest.fixture(scope="session")
+def dtype() -> torch.dtype:
+    """The floating dtype for tensor tests (TILTLOOP_TEST_DTYPE, default float32)."""
+    return getattr(torch, os.environ.get("TILTLOOP_TEST_DTYPE", "float32"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``gpu`` unless the suite runs on an accelerator."""
+    if _test_device().type != "cpu":
+        return
+    skip_gpu = pytest.mark.skip(reason="needs TILTLOOP_TEST_DEVICE=cuda and a GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
