@@ -1,0 +1,1 @@
+"""The campaign loop: config, seeds, rounds, dispatch, resume."""

@@ -1,0 +1,1 @@
+"""Ray SMC workers and the supervised actor pool (workers never call the oracle)."""
