@@ -1,0 +1,1 @@
+"""Campaign reports: PNG plots and one self-contained HTML page."""
