@@ -75,7 +75,7 @@ class SamplerConfig(_Frozen):
     alpha: float | list[float] = 0.1
     num_steps: int = Field(default=50, ge=2, le=10_000)
     tempering: Literal["adaptive", "exponential", "polynomial"] = "adaptive"
-    guidance: Literal["auto", "on", "off"] = "auto"
+    guidance: Literal["auto", "gradient", "none"] = "auto"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("alpha")
