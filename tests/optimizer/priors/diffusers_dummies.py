@@ -53,7 +53,7 @@ def dummy_scheduler(prediction_type: str = "epsilon") -> diffusers.DDPMScheduler
     """A real 1000-step linear-β DDPM schedule (the DDPM paper's)."""
     return diffusers.DDPMScheduler(
         num_train_timesteps=1000, beta_schedule="linear", prediction_type=prediction_type,
-        clip_sample=False,
+        clip_sample=False, steps_offset=1,
     )  # fmt: skip
 
 

@@ -1,0 +1,200 @@
+"""LatentDiffusersPrior: text encoding, CFG in one UNet batch, VAE decode, loading, errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import diffusers
+import pytest
+import torch
+from diffusers_dummies import CROSS_DIM, TOKEN_LENGTH, dummy_latent_components, dummy_scheduler
+
+from optimizer.errors import PriorError
+from optimizer.priors.base import DiffusionPrior, tweedie_x0
+from optimizer.priors.diffusers_latent import LatentDiffusersPrior
+
+PROMPTS = ["a red cat", "photo of a blue dog"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("latent")
+    parts = dummy_latent_components(tokenizer_dir=path / "_tokenizer_src")
+    LatentDiffusersPrior(**parts, scheduler=dummy_scheduler()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def load(folder: Path, device: torch.device, dtype: torch.dtype):
+    def _load(**options) -> LatentDiffusersPrior:
+        return LatentDiffusersPrior.from_pretrained(folder, device=device, dtype=dtype, **options)
+
+    return _load
+
+
+@pytest.fixture(scope="module")
+def prior(load) -> LatentDiffusersPrior:
+    return load(guidance_scale=3.0)
+
+
+def _latents(prior, rows: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, *prior.latent_shape, generator=gen).to(prior.device, prior.dtype)
+
+
+def _unet(prior, z, t, emb) -> torch.Tensor:
+    return prior.unet(z, torch.full((z.shape[0],), t, device=z.device), encoder_hidden_states=emb).sample
+
+
+def test_conforms_to_protocol(prior, device) -> None:
+    assert isinstance(prior, DiffusionPrior)
+    assert prior.latent_shape == (4, 8, 8) and prior.vae_scale_factor == 2
+    assert prior.num_train_timesteps == 1000 and prior.alphas_cumprod.device.type == device.type
+    z = _latents(prior, 3).requires_grad_(True)
+    images = prior.decode(z)
+    assert images.shape == (3, 3, 16, 16)
+    images.sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    assert all(p.grad is None for p in prior.vae.parameters())
+
+
+def test_context_rows_are_groups_times_particles(prior) -> None:
+    G, ctx = prior.prepare_context(PROMPTS, num_particles=3)
+    assert G == 2 and ctx.shape == (6, 2, TOKEN_LENGTH, CROSS_DIM) and ctx.dtype == prior.dtype
+    cond = prior.encode_prompts(PROMPTS)
+    uncond = prior.encode_prompts([""])[0]
+    for row in range(6):
+        torch.testing.assert_close(ctx[row, 1], cond[row // 3])
+        torch.testing.assert_close(ctx[row, 0], uncond)
+    assert (cond[0] - cond[1]).abs().max() > 1e-3  # the prompts are really encoded
+    G_none, ctx_none = prior.prepare_context(None, 2)
+    assert G_none == 1 and ctx_none.shape == (2, 2, TOKEN_LENGTH, CROSS_DIM)
+
+
+def test_guidance_formula_in_one_unet_batch(prior) -> None:
+    G, ctx = prior.prepare_context(PROMPTS, num_particles=2)
+    z = _latents(prior, 4)
+    calls: list[int] = []
+    hook = prior.unet.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        eps = prior.predict_noise(z, 400, ctx)
+    finally:
+        hook.remove()
+    assert calls == [8]  # uncond + cond rows of all groups x particles: one UNet call
+    e_u = _unet(prior, z, 400, ctx[:, 0])
+    e_c = _unet(prior, z, 400, ctx[:, 1])
+    torch.testing.assert_close(eps, e_u + 3.0 * (e_c - e_u), rtol=1e-4, atol=1e-5)
+
+
+def test_scale_one_is_the_conditional_model_alone(load, prior) -> None:
+    plain = load(guidance_scale=1.0)
+    G, ctx = plain.prepare_context(PROMPTS, num_particles=2)
+    assert ctx.shape[1] == 1  # no unconditional rows are encoded or evaluated
+    z = _latents(plain, 4)
+    eps = plain.predict_noise(z, 250, ctx)
+    torch.testing.assert_close(eps, _unet(plain, z, 250, ctx[:, 0]))
+    _, guided_ctx = prior.prepare_context(PROMPTS, num_particles=2)
+    guided = prior.predict_noise(z, 250, guided_ctx)
+    assert (guided - eps).abs().max() > 1e-4  # the scale changes the prediction
+
+
+def test_rows_do_not_interact(prior) -> None:
+    _, ctx = prior.prepare_context(PROMPTS, num_particles=3)
+    z = _latents(prior, 6, seed=3)
+    batched = prior.predict_noise(z, 900, ctx)
+    for row in (0, 4):
+        alone = prior.predict_noise(z[row : row + 1], 900, ctx[row : row + 1])
+        torch.testing.assert_close(batched[row : row + 1], alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["sample", "v_prediction"])
+def test_epsilon_conversion_after_guidance_matches_scheduler(load, kind: str) -> None:
+    prior = load(guidance_scale=2.0, prediction_type=kind)
+    _, ctx = prior.prepare_context(PROMPTS[:1], num_particles=2)
+    z = _latents(prior, 2).double()
+    t = 600
+    out_u, out_c = (_unet(prior, z.to(prior.dtype), t, ctx[:, k]).double() for k in (0, 1))
+    mixed = out_u + 2.0 * (out_c - out_u)
+    x0_ref = dummy_scheduler(kind).step(mixed.cpu(), t, z.cpu()).pred_original_sample
+    x0 = tweedie_x0(z, prior.predict_noise(z, t, ctx), prior.alphas_cumprod[t].double())
+    torch.testing.assert_close(x0.cpu(), x0_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_decode_scales_latents_and_chunks(load, prior) -> None:
+    z = _latents(prior, 5, seed=1)
+    images = prior.decode(z)
+    direct = prior.vae.decode(z / prior.vae.config.scaling_factor).sample
+    torch.testing.assert_close(images, direct)
+    chunked = load(decode_chunk_size=2)
+    torch.testing.assert_close(chunked.decode(z), images, rtol=1e-4, atol=1e-5)
+
+
+def test_loading_is_deterministic(load, prior) -> None:
+    again = load(guidance_scale=3.0)
+    _, ctx = prior.prepare_context(PROMPTS, 2)
+    _, ctx2 = again.prepare_context(PROMPTS, 2)
+    torch.testing.assert_close(ctx, ctx2, rtol=0, atol=0)
+    z = _latents(prior, 4)
+    torch.testing.assert_close(again.predict_noise(z, 77, ctx2), prior.predict_noise(z, 77, ctx), rtol=0, atol=0)
+
+
+def test_save_load_round_trip_and_diffusers_interop(folder, prior, tmp_path) -> None:
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    prior.save_pretrained(tmp_path / "copy")
+    loaded = LatentDiffusersPrior.from_pretrained(tmp_path / "copy", device=prior.device, dtype=prior.dtype)
+    for part in ("unet", "vae", "text_encoder"):
+        a, b = getattr(prior, part).state_dict(), getattr(loaded, part).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert loaded.tokenizer("a red cat").input_ids == prior.tokenizer("a red cat").input_ids
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(tmp_path / "copy", safety_checker=None)
+    assert isinstance(pipe.unet, diffusers.UNet2DConditionModel)
+
+
+def test_missing_component_is_named(folder, tmp_path) -> None:
+    partial = tmp_path / "partial"
+    for sub in ("text_encoder", "tokenizer", "unet", "scheduler"):  # no vae/
+        (partial / sub).mkdir(parents=True)
+        for f in (folder / sub).iterdir():
+            (partial / sub / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(PriorError, match=r"partial'.* has no subfolder 'vae/'.*text_encoder/, tokenizer/"):
+        LatentDiffusersPrior.from_pretrained(partial)
+    with pytest.raises(PriorError, match=r"does not exist: pass a local diffusers folder"):
+        LatentDiffusersPrior.from_pretrained(tmp_path / "none")
+
+
+def test_bad_conditions_and_context_are_named(prior) -> None:
+    with pytest.raises(PriorError, match=r"wrap a single prompt as \[prompt\]"):
+        prior.prepare_context("a cat", 2)
+    with pytest.raises(PriorError, match=r"conditions\[1\] = 3 is not a prompt string"):
+        prior.prepare_context(["a cat", 3], 2)
+    z = _latents(prior, 2)
+    with pytest.raises(PriorError, match=r"context must be the \(2, 2, L, D\) rows"):
+        prior.predict_noise(z, 10, None)
+    _, ctx = prior.prepare_context(PROMPTS, 2)
+    with pytest.raises(PriorError, match=r"got \(4, 2, 16, 32\)"):
+        prior.predict_noise(z, 10, ctx)
+
+
+def test_mismatched_components_are_refused(tmp_path) -> None:
+    parts = dummy_latent_components(tokenizer_dir=tmp_path)
+    with pytest.raises(PriorError, match="guidance_scale must be >= 0"):
+        LatentDiffusersPrior(**parts, scheduler=dummy_scheduler(), guidance_scale=-1.0)
+    parts["unet"].register_to_config(cross_attention_dim=64)
+    with pytest.raises(PriorError, match="hidden_size 32 != unet cross_attention_dim 64"):
+        LatentDiffusersPrior(**parts, scheduler=dummy_scheduler())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_on_accelerator(folder, device, half) -> None:
+    """fp16 keeps the VAE in float32 when its config asks (force_upcast); results stay close."""
+    full = LatentDiffusersPrior.from_pretrained(folder, device=device, dtype=torch.float32)
+    low = LatentDiffusersPrior.from_pretrained(folder, device=device, dtype=half)
+    _, ctx = full.prepare_context(PROMPTS, 2)
+    _, ctx_low = low.prepare_context(PROMPTS, 2)
+    z = _latents(full, 4)
+    eps, eps_low = full.predict_noise(z, 500, ctx), low.predict_noise(z.to(half), 500, ctx_low)
+    assert eps_low.dtype == half
+    torch.testing.assert_close(eps_low.float(), eps, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(low.decode(z.to(half)).float(), full.decode(z), rtol=0.05, atol=0.05)
