@@ -1,0 +1,50 @@
+"""Arrays in and out of the database as npy bytes (``allow_pickle=False``), with a content hash.
+
+`hash = sha256(npy bytes)`: the npy header carries dtype and shape, so equal hashes mean equal
+arrays. Object arrays are refused (they would need pickle); so are NaN / infinite designs.
+
+>>> blob, dtype, shape, digest = encode_array(np.zeros((2, 3), dtype=np.float32))
+>>> decode_array(blob).shape
+(2, 3)
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+
+from storage.errors import InvalidValue
+
+
+def to_numpy(value: Any, *, field: str) -> np.ndarray:
+    """``value`` (a numpy array, a CPU tensor, a nested list) as a numeric numpy array."""
+    if hasattr(value, "detach"):  # a torch tensor: storage must not import torch
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(f"{field}: cannot convert {type(value).__name__} to an array ({exc})")
+    if array.dtype.hasobject or array.dtype.kind not in "biufc":
+        raise InvalidValue(
+            f"{field}: dtype {array.dtype} is not numeric; designs and features are stored as "
+            f"npy without pickle, so pass a numeric array"
+        )
+    return array
+
+
+def encode_array(value: Any, *, field: str = "array", finite: bool = True) -> tuple[bytes, str, list[int], str]:
+    """Encode to ``(npy bytes, dtype name, shape, sha256 hex)``; refuses non-finite values if asked."""
+    array = np.ascontiguousarray(to_numpy(value, field=field))
+    if finite and array.dtype.kind in "fc" and not np.isfinite(array).all():
+        raise InvalidValue(f"{field}: contains NaN or infinite values; a design must be finite")
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    blob = buffer.getvalue()
+    return blob, array.dtype.str, list(array.shape), hashlib.sha256(blob).hexdigest()
+
+
+def decode_array(blob: bytes) -> np.ndarray:
+    """Decode npy bytes written by :func:`encode_array` (never unpickles)."""
+    return np.load(io.BytesIO(blob), allow_pickle=False)

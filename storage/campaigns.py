@@ -1,0 +1,99 @@
+"""Campaigns: create by unique name, load to resume, update status / config / budget."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from storage.clock import db_now
+from storage.errors import CampaignExists, InvalidValue
+from storage.models import CAMPAIGN_STATUSES, Campaign
+from storage.records import CampaignRecord
+from storage.session import StorageBase, check_json, check_name
+
+
+def _record(row: Campaign) -> CampaignRecord:
+    return CampaignRecord(
+        name=row.name, status=row.status, config=row.config, budget=row.budget,
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+def _check_budget(budget: int | None) -> int | None:
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+        raise InvalidValue(f"budget: expected a non-negative integer or None, got {budget!r}")
+    return budget
+
+
+class CampaignsMixin(StorageBase):
+    """Campaign rows."""
+
+    def create_campaign(
+        self, name: str, config: dict[str, Any], *, budget: int | None = None
+    ) -> CampaignRecord:
+        """Create a campaign; its ``config`` (JSON) is snapshotted so a resume rebuilds it.
+
+        Raises:
+            CampaignExists: the name is taken (the message says how to resume it).
+
+        >>> storage.create_campaign("ackley-01", {"alpha": 0.1}, budget=200)
+        """
+        check_name(name)
+        check_json(config, field="config")
+        _check_budget(budget)
+        with self.session() as session:
+            existing = session.scalar(sa.select(Campaign).where(Campaign.name == name))
+            if existing is not None:
+                raise CampaignExists(
+                    f"campaign {name!r} already exists (status {existing.status}, created "
+                    f"{existing.created_at:%Y-%m-%d %H:%M:%S}); resume it with "
+                    f"`tiltloop resume {name}` (load_campaign({name!r})) or choose another name"
+                )
+            row = Campaign(name=name, config=config, budget=budget, status="active")
+            session.add(row)
+            session.flush()
+            self._log(session, row.id, "campaign.created", {"config": config, "budget": budget})
+            session.refresh(row)
+            return _record(row)
+
+    def load_campaign(self, name: str) -> CampaignRecord:
+        """The campaign called ``name``; :class:`NotFound` lists existing names if absent."""
+        with self.session() as session:
+            cid = self._campaign_id(session, name)
+            return _record(session.get_one(Campaign, cid))
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        """Every campaign, oldest first."""
+        with self.session() as session:
+            rows = session.scalars(sa.select(Campaign).order_by(Campaign.id)).all()
+            return [_record(r) for r in rows]
+
+    def update_campaign(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        config: dict[str, Any] | None = None,
+        budget: int | None = None,
+    ) -> CampaignRecord:
+        """Change status, replace the config or set the budget (e.g. extend it); logs an event."""
+        if status is not None and status not in CAMPAIGN_STATUSES:
+            raise InvalidValue(
+                f"campaign status {status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"
+            )
+        if config is not None:
+            check_json(config, field="config")
+        _check_budget(budget)
+        changes: dict[str, Any] = {
+            k: v for k, v in (("status", status), ("config", config), ("budget", budget))
+            if v is not None
+        }
+        with self.session() as session:
+            cid = self._campaign_id(session, name)
+            if changes:
+                session.execute(
+                    sa.update(Campaign).where(Campaign.id == cid).values(**changes, updated_at=db_now())
+                )
+                self._log(session, cid, "campaign.updated", changes)
+            row = session.get_one(Campaign, cid, populate_existing=True)
+            return _record(row)

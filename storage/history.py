@@ -1,0 +1,67 @@
+"""The resumable history of a campaign, loaded in one query (no N+1)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from storage.models import OracleQuery
+from storage.queries import query_select, to_record
+from storage.records import IN_FLIGHT, History
+from storage.session import StorageBase
+
+
+class HistoryMixin(StorageBase):
+    """Campaign history."""
+
+    def load_history(self, campaign: str) -> History:
+        """Every query of ``campaign`` with its design, split by outcome.
+
+        1. one SELECT joining ``oracle_query`` to ``candidate`` (design bytes), ``round`` and
+           ``campaign``, filtered on the ``(campaign_id, status)`` index (plus the name lookup);
+        2. designs decoded from npy (no pickle);
+        3. split into completed (``succeeded``: design, values, noise), in-flight (``pending``,
+           ``dispatched``, ``running``: key and job id, to re-poll) and failed (``failed``,
+           ``cancelled``: with the error text).
+
+        >>> h = storage.load_history("c1")
+        >>> X, Y = h.X(), h.Y(["yield"])
+        """
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            rows = session.execute(
+                query_select(with_design=True).where(OracleQuery.campaign_id == cid)
+                .order_by(OracleQuery.id)
+            ).all()
+        completed, in_flight, failed = [], [], []
+        for row in rows:
+            record = to_record(row)
+            if record.status == "succeeded":
+                completed.append(record)
+            elif record.status in IN_FLIGHT:
+                in_flight.append(record)
+            else:
+                failed.append(record)
+        return History(campaign=campaign, completed=tuple(completed),
+                       in_flight=tuple(in_flight), failed=tuple(failed))
+
+    def hot_query_plans(self, campaign: str) -> dict[str, str]:
+        """EXPLAIN of the hot queries (history, claim scan, transition) — to check index use."""
+        explain = "EXPLAIN" if self.dialect == "postgresql" else "EXPLAIN QUERY PLAN"
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            statements = {
+                "load_history": query_select(with_design=True)
+                .where(OracleQuery.campaign_id == cid).order_by(OracleQuery.id),
+                "claim_scan": sa.select(OracleQuery.id)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status == "pending")
+                .order_by(OracleQuery.id).limit(10),
+                "transition": sa.select(OracleQuery.id)
+                .where(OracleQuery.idempotency_key == f"{campaign}:0:0",
+                       OracleQuery.status == "pending"),
+            }
+            plans = {}
+            for name, stmt in statements.items():
+                sql = str(stmt.compile(session.bind, compile_kwargs={"literal_binds": True}))
+                lines = session.execute(sa.text(f"{explain} {sql}")).all()
+                plans[name] = "\n".join(" ".join(str(c) for c in line) if len(line) > 1
+                                        else str(line[0]) for line in lines)
+            return plans

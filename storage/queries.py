@@ -1,0 +1,274 @@
+"""Oracle queries: conditional transitions, job ids, leases and safe claiming of pending work.
+
+Every write is `UPDATE … WHERE idempotency_key = :key AND status = :expected`: the writer whose
+UPDATE matches wins; a stale writer (the status moved on) matches no row and gets ``False``.
+Leases are timed by the database clock, never by a host's clock.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from storage.arrays import decode_array
+from storage.clock import db_now, db_now_plus
+from storage.errors import InvalidValue, JobIdConflict, NotFound
+from storage.lifecycle import check_objectives, check_transition
+from storage.models import QUERY_STATUSES, Campaign, Candidate, OracleQuery, Round
+from storage.records import TERMINAL, QueryRecord
+from storage.session import StorageBase
+
+_COLUMNS = (OracleQuery, Campaign.name, Round.round_index, Candidate.candidate_index)
+
+
+def query_select(*, with_design: bool) -> sa.Select:
+    """SELECT of queries with campaign name, round and candidate index (and design bytes)."""
+    cols: tuple[Any, ...] = _COLUMNS + ((Candidate.design,) if with_design else ())
+    return (
+        sa.select(*cols)
+        .join(Candidate, OracleQuery.candidate_id == Candidate.id)
+        .join(Round, Candidate.round_id == Round.id)
+        .join(Campaign, OracleQuery.campaign_id == Campaign.id)
+    )
+
+
+def to_record(row: sa.Row) -> QueryRecord:
+    """A result row of :func:`query_select` as a :class:`QueryRecord`."""
+    q: OracleQuery = row[0]
+    return QueryRecord(
+        key=q.idempotency_key, campaign=row[1], round_index=row[2], candidate_index=row[3],
+        oracle_name=q.oracle_name, status=q.status, job_id=q.external_job_id, attempts=q.attempts,
+        values=q.result_values, noise=q.noise, error=q.error, lease_owner=q.lease_owner,
+        lease_expires_at=q.lease_expires_at, created_at=q.created_at, updated_at=q.updated_at,
+        dispatched_at=q.dispatched_at, finished_at=q.finished_at,
+        design=decode_array(row[4]) if len(row) > 4 else None,
+    )
+
+
+class QueriesMixin(StorageBase):
+    """Oracle query rows."""
+
+    def transition_query(
+        self,
+        key: str,
+        *,
+        expected: str,
+        new: str,
+        job_id: str | None = None,
+        values: Mapping[str, float] | None = None,
+        noise: Mapping[str, float] | None = None,
+        error: str | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Move query ``key`` from ``expected`` to ``new`` if, and only if, it is still ``expected``.
+
+        `UPDATE oracle_query SET status = :new … WHERE idempotency_key = :key AND status = :expected`
+
+        1. the edge must be in the lifecycle (:mod:`storage.lifecycle`), else InvalidTransition;
+        2. ``succeeded`` needs ``values`` (finite), ``failed`` needs ``error`` (kept in full);
+        3. ``pending → dispatched`` counts an attempt; terminal states stamp ``finished_at`` and
+           drop the lease; ``owner`` (if given) must hold the lease;
+        4. a stored job id is never overwritten by a different one (JobIdConflict).
+
+        Returns:
+            True if this writer won; False if the query was no longer ``expected`` (a stale
+            writer) or ``owner`` does not hold its lease.
+
+        >>> storage.transition_query("c1:0:3", expected="pending", new="dispatched")
+        True
+        """
+        check_transition(key, expected, new)
+        vals = check_objectives(values, key=key, field="values")
+        noise_vals = check_objectives(noise, key=key, field="noise")
+        if new == "succeeded" and vals is None:
+            raise InvalidValue(f"query {key!r}: a succeeded query needs values (objective -> number)")
+        if new != "succeeded" and vals is not None:
+            raise InvalidValue(f"query {key!r}: values are only stored with new='succeeded'")
+        if new == "failed" and not (isinstance(error, str) and error.strip()):
+            raise InvalidValue(f"query {key!r}: a failed query needs its error text (the reason)")
+        changes: dict[str, Any] = {"status": new, "updated_at": db_now()}
+        where = [OracleQuery.idempotency_key == key, OracleQuery.status == expected]
+        if job_id is not None:
+            job_id = _check_job_id(key, job_id)
+            changes["external_job_id"] = job_id
+            where.append(sa.or_(OracleQuery.external_job_id.is_(None),
+                                OracleQuery.external_job_id == job_id))
+        if vals is not None:
+            changes["result_values"] = vals
+        if noise_vals is not None:
+            changes["noise"] = noise_vals
+        if error is not None:
+            changes["error"] = str(error)
+        if expected == "pending" and new == "dispatched":
+            changes["attempts"] = OracleQuery.attempts + 1
+            changes["dispatched_at"] = db_now()
+        if expected == "dispatched" and new == "pending":
+            where.append(OracleQuery.external_job_id.is_(None))  # never re-queue a known job
+        if new in TERMINAL:
+            changes.update(finished_at=db_now(), lease_owner=None, lease_expires_at=None)
+        if owner is not None:
+            where.append(OracleQuery.lease_owner == owner)
+        with self.session() as session:
+            won = session.execute(
+                sa.update(OracleQuery).where(*where).values(**changes)
+                .returning(OracleQuery.id, OracleQuery.campaign_id)
+            ).first()
+            if won is None:
+                current = self._query_row(session, key)
+                if (job_id is not None and current.status == expected
+                        and current.external_job_id not in (None, job_id)):
+                    raise JobIdConflict(_job_conflict(key, current.external_job_id, job_id))
+                return False
+            payload = {"key": key, "from": expected, "to": new}
+            if job_id is not None:
+                payload["job_id"] = job_id
+            if error is not None:
+                payload["error"] = str(error)[:500]
+            self._log(session, won.campaign_id, "query.transition", payload)
+            return True
+
+    def record_job_id(self, key: str, job_id: str) -> None:
+        """Store the oracle's job id as soon as it is known (idempotent for the same id).
+
+        Raises:
+            JobIdConflict: a different job id is already stored for this query.
+            NotFound: no query has this key.
+        """
+        job_id = _check_job_id(key, job_id)
+        with self.session() as session:
+            updated = session.execute(
+                sa.update(OracleQuery)
+                .where(OracleQuery.idempotency_key == key, OracleQuery.external_job_id.is_(None))
+                .values(external_job_id=job_id, updated_at=db_now())
+                .returning(OracleQuery.campaign_id)
+            ).first()
+            if updated is None:
+                current = self._query_row(session, key)
+                if current.external_job_id != job_id:
+                    raise JobIdConflict(_job_conflict(key, current.external_job_id, job_id))
+                return
+            self._log(session, updated.campaign_id, "query.job_id", {"key": key, "job_id": job_id})
+
+    def claim_queries(
+        self,
+        campaign: str,
+        *,
+        owner: str,
+        statuses: Sequence[str] = ("pending",),
+        limit: int = 1,
+        lease_seconds: float = 300.0,
+    ) -> list[QueryRecord]:
+        """Lease up to ``limit`` unleased (or lease-expired) queries in ``statuses`` to ``owner``.
+
+        Postgres: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)`, so several
+        processes claim disjoint sets without waiting on each other. SQLite: every transaction
+        starts with ``BEGIN IMMEDIATE``, so claims are serialised. The lease expiry is
+        `database now + lease_seconds`.
+
+        Returns:
+            The claimed queries, oldest first, with their designs.
+        """
+        bad = [s for s in statuses if s not in QUERY_STATUSES or s in TERMINAL]
+        if bad or not statuses:
+            raise InvalidValue(f"statuses: {list(statuses)!r} must be non-empty and among "
+                               f"pending, dispatched, running")
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidValue(f"limit: expected an integer >= 1, got {limit!r}")
+        if not owner or len(owner) > 200:
+            raise InvalidValue(f"owner: expected a non-empty name of at most 200 characters, got {owner!r}")
+        if not lease_seconds > 0:
+            raise InvalidValue(f"lease_seconds: must be > 0, got {lease_seconds!r}")
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            free = (
+                sa.select(OracleQuery.id)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(list(statuses)),
+                       sa.or_(OracleQuery.lease_expires_at.is_(None),
+                              OracleQuery.lease_expires_at < db_now()))
+                .order_by(OracleQuery.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = session.scalars(
+                sa.update(OracleQuery).where(OracleQuery.id.in_(free.scalar_subquery()))
+                .values(lease_owner=owner, lease_expires_at=db_now_plus(lease_seconds),
+                        updated_at=db_now())
+                .returning(OracleQuery.id)
+            ).all()
+            if not ids:
+                return []
+            rows = session.execute(
+                query_select(with_design=True).where(OracleQuery.id.in_(ids))
+                .order_by(OracleQuery.id).execution_options(populate_existing=True)
+            ).all()
+            return [to_record(r) for r in rows]
+
+    def release_lease(self, key: str, *, owner: str) -> bool:
+        """Give a lease back early; False if ``owner`` does not hold it."""
+        with self.session() as session:
+            done = session.execute(
+                sa.update(OracleQuery)
+                .where(OracleQuery.idempotency_key == key, OracleQuery.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None, updated_at=db_now())
+            )
+            return bool(done.rowcount)
+
+    def get_query(self, key: str, *, with_design: bool = True) -> QueryRecord:
+        """One query by idempotency key; :class:`NotFound` if absent."""
+        with self.session() as session:
+            row = session.execute(
+                query_select(with_design=with_design).where(OracleQuery.idempotency_key == key)
+            ).first()
+            if row is None:
+                raise NotFound(f"query {key!r} does not exist (keys look like CAMPAIGN:ROUND:CANDIDATE)")
+            return to_record(row)
+
+    def list_queries(
+        self,
+        campaign: str,
+        *,
+        statuses: Sequence[str] | None = None,
+        round_index: int | None = None,
+        with_design: bool = False,
+    ) -> list[QueryRecord]:
+        """A campaign's queries, oldest first, optionally filtered by status and round."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            stmt = query_select(with_design=with_design).where(OracleQuery.campaign_id == cid)
+            if statuses is not None:
+                stmt = stmt.where(OracleQuery.status.in_(list(statuses)))
+            if round_index is not None:
+                stmt = stmt.where(Round.round_index == round_index)
+            return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+
+    def query_counts(self, campaign: str) -> dict[str, int]:
+        """Number of queries per status (every status present, zeros included)."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            rows = session.execute(
+                sa.select(OracleQuery.status, sa.func.count())
+                .where(OracleQuery.campaign_id == cid).group_by(OracleQuery.status)
+            ).all()
+            counts = dict.fromkeys(QUERY_STATUSES, 0)
+            counts.update({s: int(n) for s, n in rows})
+            return counts
+
+    def _query_row(self, session: Session, key: str) -> OracleQuery:
+        row = session.scalar(sa.select(OracleQuery).where(OracleQuery.idempotency_key == key)
+                             .execution_options(populate_existing=True))
+        if row is None:
+            raise NotFound(f"query {key!r} does not exist (keys look like CAMPAIGN:ROUND:CANDIDATE)")
+        return row
+
+
+def _check_job_id(key: str, job_id: Any) -> str:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 512:
+        raise InvalidValue(f"query {key!r}: job_id must be a non-empty string of at most 512 "
+                           f"characters, got {job_id!r}")
+    return job_id
+
+
+def _job_conflict(key: str, stored: str | None, given: str) -> str:
+    return (f"query {key!r} already has job id {stored!r}; refusing to replace it with {given!r} "
+            f"(re-poll the stored job instead of submitting again)")
