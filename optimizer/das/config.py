@@ -1,0 +1,70 @@
+"""The DAS run options, validated once into a frozen pydantic model (JSON-storable)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from optimizer.errors import ConfigError, format_choice_error
+from optimizer.smc.resampling import RESAMPLERS
+
+
+class DASConfig(BaseModel):
+    """Options of one DAS run (the tempering object, if any, is passed separately).
+
+    Attributes:
+        num_particles: `P` per group.
+        alpha: `α > 0` of the target `p_pre(x) exp(r(x)/α)`.
+        num_steps: `K` sampling steps (network evaluations), at most the prior's `T_train`.
+        guidance: ``gradient`` (guided proposal), ``none`` (prior transition), or ``auto``
+            (``getattr(reward, "differentiable", True)``).
+        resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
+        ess_threshold: `κ`; a group is resampled when its `ESS < κ P`.
+        chunk_size: rows per prior/reward call (None: all at once).
+        gradient_checkpointing: recompute activations in the backward pass.
+        timestep_spacing: how the `K` timesteps are picked (diffusers' names).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_particles: int = Field(ge=1)
+    alpha: float = Field(gt=0)
+    num_steps: int = Field(100, ge=1)
+    guidance: Literal["auto", "gradient", "none"] = "auto"
+    resampling: str = "systematic"
+    ess_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    chunk_size: int | None = Field(None, ge=1)
+    gradient_checkpointing: bool = False
+    timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace"
+
+    @field_validator("resampling")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if v not in RESAMPLERS:
+            raise ValueError(format_choice_error("resampling", v, tuple(RESAMPLERS)))
+        return v
+
+
+_REMEDIES = {
+    "num_particles": "pass an integer >= 1 (e.g. 16)",
+    "alpha": "pass a positive float (smaller α trusts the reward more, e.g. 0.01)",
+    "num_steps": "pass an integer >= 1 (e.g. 100)",
+    "ess_threshold": "pass κ in [0, 1] (0.5 is the usual choice)",
+    "chunk_size": "pass None or an integer >= 1",
+    "guidance": "pass 'auto', 'gradient' or 'none'",
+    "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",
+}
+
+
+def make_config(**options: object) -> DASConfig:
+    """Build a ``DASConfig``; invalid options raise ``ConfigError`` naming field, value, remedy."""
+    try:
+        return DASConfig(**options)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "options"
+            remedy = _REMEDIES.get(field, "see optimizer.das.DASConfig")
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{field}={err.get('input')!r}: {msg}; {remedy}")
+        raise ConfigError("invalid DAS option: " + "; ".join(lines)) from None

@@ -1,0 +1,176 @@
+r"""The reward-tilted Feynman–Kac model of DAS (the target, apart from the SMC algorithm).
+
+Intermediate targets over the sampling timesteps `t_0 > ... > t_{K-1}` (then `x_0`):
+
+    `π_k(x) ∝ p(x_{t_k}) exp(λ_k r(D(x̂0(x_{t_k}))) / α)`,   `D` = ``prior.decode``.
+
+Pieces (paper: Kim, Kim & Park, ICLR 2025, "Test-time Alignment of Diffusion Models without
+Reward Over-optimization"):
+
+1. initial draw `x_{t_0} ~ N(0, I)` (`λ_0 = 0`, so the initial weights are uniform);
+2. proposal `q(x_s | x_t) = N(μ(x_t) + σ² λ_{k+1} ∇_{x_t} r(D(x̂0(x_t))) / α, σ² I)` when guided,
+   the prior transition `p(x_s | x_t) = N(μ(x_t), σ² I)` when gradient-free;
+3. log-potential `λ r / α`, so the incremental log-weight is
+   `log p(x_s|x_t) - log q(x_s|x_t) + λ_{k+1} r(x̂0(x_s))/α - λ_k r(x̂0(x_t))/α`;
+4. the last transition is deterministic (`σ = 0`, `x_0 = x̂0`), and the exact reward
+   `r(D(x_0))` with `λ_K = 1` gives the final weight.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from optimizer.das.schedule import DDIMSchedule
+from optimizer.errors import SamplerError
+from optimizer.smc.particles import Particles
+
+Reward = Callable[[Tensor], Tensor]
+
+
+class TiltedTarget:
+    """`p_pre(x) exp(r(x)/α)` seen through a diffusion prior, for `G` groups x `P` particles.
+
+    Args:
+        prior: a ``DiffusionPrior``.
+        reward: `r(x)`: `B x *design_shape` → `B`, on decoded designs.
+        alpha: `α > 0`, the KL-regularization strength.
+        schedule: the ``DDIMSchedule`` of the run.
+        num_groups, num_particles: `G`, `P`.
+        context: `G*P x ...` conditioning from ``prior.prepare_context`` (or None); it must be
+            the same for every particle of a group, since resampling permutes within groups.
+        guided: use the gradient proposal (the reward must be differentiable).
+        chunk_size: rows per prior/reward call (None: all `G*P` at once).
+        gradient_checkpointing: recompute the prior and decoder in the backward pass, so
+            the peak memory is one segment's activations instead of all of them.
+        dtype: dtype of the particles (the prior runs in ``prior.dtype``).
+    """
+
+    def __init__(
+        self,
+        prior: Any,
+        reward: Reward,
+        *,
+        alpha: float,
+        schedule: DDIMSchedule,
+        num_groups: int,
+        num_particles: int,
+        context: Tensor | None,
+        guided: bool,
+        chunk_size: int | None = None,
+        gradient_checkpointing: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.prior = prior
+        self.reward = reward
+        self.alpha = float(alpha)
+        self.schedule = schedule
+        self.G, self.P = num_groups, num_particles
+        self.context = context
+        self.guided = guided
+        self.chunk_size = chunk_size
+        self.checkpointing = gradient_checkpointing
+        self.dtype = dtype or prior.dtype
+        self.device = torch.device(prior.device)
+        self.latent_shape = tuple(prior.latent_shape)
+
+    # -- pieces of the Feynman–Kac model ----------------------------------------------------
+    def initial(self, generator: torch.Generator | None) -> Tensor:
+        """`x_{t_0} ~ N(0, I)`: `G x P x *latent_shape`."""
+        return torch.randn((self.G, self.P, *self.latent_shape), generator=generator,
+                           device=self.device, dtype=self.dtype)
+
+    def evaluate(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """`(ε̂, x̂0, r(D(x̂0)), ∇_x r(D(x̂0(x))) or None)` at step `k` for `G x P x ...` ``x``."""
+        flat = x.reshape(self.G * self.P, *self.latent_shape)
+        B = flat.shape[0]
+        step = B if self.chunk_size is None else self.chunk_size
+        parts = [self._evaluate_rows(flat[i:i + step], k, slice(i, i + step))
+                 for i in range(0, B, step)]
+        eps, x0, r, g = (None if parts[0][j] is None else torch.cat([p[j] for p in parts])
+                         for j in range(4))
+        shape = (self.G, self.P, *self.latent_shape)
+        return (eps.reshape(shape), x0.reshape(shape), r.reshape(self.G, self.P),
+                None if g is None else g.reshape(shape))
+
+    def _evaluate_rows(self, x: Tensor, k: int, rows: slice):
+        t = self.schedule.timesteps[k]
+        a = self.schedule.alpha_bar[k]
+        ctx = None if self.context is None else self.context[rows]
+        if not self.guided:
+            with torch.no_grad():
+                eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
+                x0 = (x - math.sqrt(1.0 - a) * eps) / math.sqrt(a)
+                return eps, x0, self._reward(self.prior.decode(x0.to(self.prior.dtype))), None
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            xm = xg.to(self.prior.dtype)
+            if self.checkpointing:
+                eps = checkpoint(self.prior.predict_noise, xm, t, ctx, use_reentrant=False)
+            else:
+                eps = self.prior.predict_noise(xm, t, ctx)
+            x0 = (xm - math.sqrt(1.0 - a) * eps) / math.sqrt(a)
+            if self.checkpointing:
+                design = checkpoint(self.prior.decode, x0, use_reentrant=False)
+            else:
+                design = self.prior.decode(x0)
+            r = self._reward(design)
+            (grad,) = torch.autograd.grad(r.sum(), xg)
+        return eps.detach().to(self.dtype), x0.detach().to(self.dtype), r.detach(), grad
+
+    def _reward(self, design: Tensor) -> Tensor:
+        r = self.reward(design)
+        if not isinstance(r, Tensor) or r.shape != (design.shape[0],):
+            shape = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
+            raise SamplerError(
+                f"reward returned {shape} for a batch of {design.shape[0]} designs; a reward "
+                f"must map a `B x *design_shape` Tensor to a `B`-dim Tensor (e.g. end with "
+                f".sum(dim=-1) or .squeeze(-1))"
+            )
+        return r.to(self.dtype)
+
+    def final_reward(self, x0: Tensor) -> Tensor:
+        """Exact `r(D(x_0))` of clean particles (`G x P x ...` → `G x P`), no gradient."""
+        flat = x0.reshape(self.G * self.P, *self.latent_shape)
+        step = flat.shape[0] if self.chunk_size is None else self.chunk_size
+        with torch.no_grad():
+            r = torch.cat([self._reward(self.prior.decode(flat[i:i + step].to(self.prior.dtype)))
+                           for i in range(0, flat.shape[0], step)])
+        return r.reshape(self.G, self.P)
+
+    def propose(
+        self, particles: Particles, k: int, lam_next: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw `x_s ~ q(· | x_t)` for step `k` and return `(x_s, log p(x_s|x_t) - log q(x_s|x_t))`.
+
+        With shift `δ = σ² λ g / α` and `x_s = μ + δ + σ z`, the ratio of the two Gaussians is
+        `-(z·δ)/σ - |δ|²/(2σ²) = -σ λ (z·g)/α - σ² λ² |g|² / (2α²)`, computed without dividing
+        by `σ`. At the last step (`σ = 0`) the move is `x_0 = x̂0` and the ratio is 0.
+        """
+        s = self.schedule
+        mean = s.transition_mean(k, particles.x0_hat, particles.eps)
+        sigma = s.sigmas[k]
+        log_ratio = torch.zeros_like(particles.log_w)
+        if sigma == 0.0:
+            return mean, log_ratio
+        z = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if not self.guided or particles.grad is None:
+            return mean + sigma * z, log_ratio
+        lam = lam_next.to(mean.dtype).reshape(self.G, 1, *([1] * len(self.latent_shape)))
+        g = particles.grad
+        x_next = mean + (sigma**2 / self.alpha) * lam * g + sigma * z
+        dims = tuple(range(2, g.dim()))
+        zg = (z * g).sum(dim=dims)
+        gg = (g * g).sum(dim=dims)
+        lam2 = lam_next.to(mean.dtype)[:, None]
+        log_ratio = -(sigma / self.alpha) * lam2 * zg - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg
+        return x_next, log_ratio.to(particles.log_w.dtype)
+
+    def log_potential(self, reward: Tensor, lam: Tensor) -> Tensor:
+        """`λ r / α` (`G x P`, `λ` per group); `λ = 0` gives 0 even for infinite rewards."""
+        lam = lam.to(reward.dtype)[:, None]
+        return torch.where(lam > 0, lam * reward / self.alpha, torch.zeros_like(reward))

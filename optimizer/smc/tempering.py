@@ -1,0 +1,184 @@
+r"""Tempering schedules `0 = λ_0 <= λ_1 <= ... <= λ_K = 1` for the tilted targets.
+
+Intermediate target at step `k`: `π_k(x) ∝ p(x_{t_k}) exp(λ_k r(x̂0(x_{t_k})) / α)`.
+
+A schedule is any object with ``next_lambda(step, num_steps, current, scaled_reward, log_w)``
+returning the `G`-dim Tensor `λ_step`; fixed schedules ignore the particles, the adaptive one
+reads them. All return tensors on the particles' device, with no host synchronization.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from optimizer.errors import ConfigError, format_choice_error
+from optimizer.smc.weights import conditional_ess_fraction
+
+
+@runtime_checkable
+class TemperingSchedule(Protocol):
+    """Chooses `λ_step` for every group."""
+
+    def next_lambda(
+        self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
+    ) -> Tensor:
+        """Return `λ_step`.
+
+        Args:
+            step: index `k` in `[1, K]` of the λ to produce (`K` = ``num_steps``).
+            num_steps: `K`; the sampler forces `λ_K = 1` regardless.
+            current: `G`-dim Tensor `λ_{k-1}`.
+            scaled_reward: `G x P`-dim Tensor `r(x̂0(x_{t_{k-1}})) / α` of the current particles.
+            log_w: `G x P`-dim Tensor of current log-weights.
+
+        Returns:
+            `G`-dim Tensor `λ_k` with `λ_{k-1} <= λ_k <= 1`.
+        """
+        ...
+
+
+class ExponentialTempering:
+    """The DAS paper's schedule `λ_i = min((1 + γ)^i - 1, 1)`.
+
+    Args:
+        gamma: growth rate `γ`. None picks `γ = 2^{1/(f K)} - 1` so that `λ` reaches 1 at step
+            `f K` (``end_fraction`` f = 0.87 reproduces the paper's γ = 0.008 at K = 100).
+
+    >>> ExponentialTempering(gamma=0.008).value(87, 100)
+    1.0
+    """
+
+    def __init__(self, gamma: float | None = None, end_fraction: float = 0.87) -> None:
+        if gamma is not None and not gamma > 0:
+            raise ConfigError(f"tempering gamma={gamma!r} must be > 0; try 0.008 for 100 steps")
+        if not 0 < end_fraction <= 1:
+            raise ConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
+        self.gamma = gamma
+        self.end_fraction = end_fraction
+
+    def value(self, step: int, num_steps: int) -> float:
+        gamma = self.gamma
+        if gamma is None:
+            gamma = 2.0 ** (1.0 / max(self.end_fraction * num_steps, 1.0)) - 1.0
+        lam = (1.0 + gamma) ** step - 1.0
+        return 1.0 if lam >= 1.0 - 1e-9 or step >= num_steps else lam
+
+    def next_lambda(
+        self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
+    ) -> Tensor:
+        return torch.clamp(torch.full_like(current, self.value(step, num_steps)), min=current)
+
+
+class PolynomialTempering:
+    """`λ_i = min((i / (f K))^p, 1)` with power `p` and end fraction `f`.
+
+    >>> PolynomialTempering(power=2.0).value(5, 10)
+    0.25
+    """
+
+    def __init__(self, power: float = 2.0, end_fraction: float = 1.0) -> None:
+        if not power > 0:
+            raise ConfigError(f"tempering power={power!r} must be > 0; try 1.0 (linear) or 2.0")
+        if not 0 < end_fraction <= 1:
+            raise ConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
+        self.power = power
+        self.end_fraction = end_fraction
+
+    def value(self, step: int, num_steps: int) -> float:
+        return min((step / (self.end_fraction * num_steps)) ** self.power, 1.0)
+
+    def next_lambda(
+        self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
+    ) -> Tensor:
+        return torch.clamp(torch.full_like(current, self.value(step, num_steps)), min=current)
+
+
+class AdaptiveTempering:
+    """Pick `λ_k` so the conditional ESS of the incremental weights hits a target.
+
+    `λ_k = λ_{k-1} + δ*` with `δ* = max{δ ∈ [0, 1 - λ_{k-1}] : CESS(δ) >= ρ}`, where
+    `CESS(δ) = (Σ W_i u_i)² / Σ W_i u_i²`, `u_i = exp(δ r̂_i / α)`, `r̂_i = r(x̂0(x_t^i))`.
+
+    1. if `CESS(1 - λ_{k-1}) >= ρ`, jump to 1;
+    2. otherwise bisect `δ` on `[0, 1 - λ_{k-1}]` for a fixed number of iterations, every
+       group at once (`CESS` is non-increasing in `δ`), keeping the feasible end;
+    3. optionally never fall below ``floor`` (a fixed schedule), so `λ` reaches 1 in time.
+
+    No inner optimizer, no data-dependent loop: ``iterations`` vectorized evaluations.
+
+    Args:
+        target: `ρ` in (0, 1), the CESS fraction to keep per step.
+        iterations: bisection steps (resolution `2^{-iterations}`).
+        floor: optional fixed schedule giving a lower bound on `λ_k`.
+
+    >>> sched = AdaptiveTempering(target=0.9)
+    >>> lam = sched.next_lambda(1, 10, torch.zeros(1), torch.randn(1, 64), torch.zeros(1, 64))
+    """
+
+    def __init__(
+        self,
+        target: float = 0.9,
+        iterations: int = 30,
+        floor: ExponentialTempering | PolynomialTempering | None = None,
+    ) -> None:
+        if not 0 < target < 1:
+            raise ConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")
+        if iterations < 1:
+            raise ConfigError(f"adaptive tempering iterations={iterations!r} must be >= 1")
+        self.target = target
+        self.iterations = iterations
+        self.floor = floor
+
+    def next_lambda(
+        self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
+    ) -> Tensor:
+        # Non-finite rewards count as hopeless particles; a finite stand-in avoids 0 * inf.
+        r = torch.nan_to_num(scaled_reward.to(log_w.dtype), nan=-1e30, posinf=1e30, neginf=-1e30)
+        # Shift rewards per group: CESS is invariant to it and exp stays in range.
+        r = r - r.max(dim=-1, keepdim=True).values
+        cur = current.to(log_w.dtype)
+        span = (1.0 - cur).clamp_min(0.0)
+
+        def feasible(delta: Tensor) -> Tensor:
+            frac = conditional_ess_fraction(log_w, delta[:, None] * r)
+            return frac >= self.target
+
+        lo = torch.zeros_like(cur)
+        hi = span.clone()
+        for _ in range(self.iterations):
+            mid = 0.5 * (lo + hi)
+            ok = feasible(mid)
+            lo = torch.where(ok, mid, lo)
+            hi = torch.where(ok, hi, mid)
+        delta = torch.where(feasible(span), span, lo)
+        lam = (cur + delta).clamp(max=1.0)
+        if self.floor is not None:
+            lam = torch.clamp(lam, min=self.floor.value(step, num_steps))
+        return lam.to(current.dtype)
+
+
+TEMPERING_NAMES = ("adaptive", "exponential", "polynomial")
+
+
+def make_tempering(spec: str | TemperingSchedule) -> TemperingSchedule:
+    """A schedule from its name (defaults) or a ready object; unknown names raise ConfigError."""
+    if isinstance(spec, str):
+        if spec == "adaptive":
+            return AdaptiveTempering()
+        if spec == "exponential":
+            return ExponentialTempering()
+        if spec == "polynomial":
+            return PolynomialTempering()
+        raise ConfigError(
+            format_choice_error("tempering", spec, TEMPERING_NAMES)
+            + ", or pass an object with a next_lambda(step, num_steps, current, "
+            "scaled_reward, log_w) method"
+        )
+    if isinstance(spec, TemperingSchedule):
+        return spec
+    raise ConfigError(
+        f"tempering={spec!r} is neither a name ({', '.join(TEMPERING_NAMES)}) nor an object "
+        "with a next_lambda(step, num_steps, current, scaled_reward, log_w) method"
+    )
