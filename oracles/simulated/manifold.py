@@ -15,7 +15,7 @@ The first `k` coordinates of `h` are `z` itself, so `f` is injective and `JᵀJ 
 Distance to the manifold: `dist(x) = min_{u ∈ [0,1]^6} ||x - f(u)||`, computed by projected
 Gauss-Newton on `||Qᵀx - h(z)||²` started from the linear part `z_0 = clip((Qᵀx)_{1:k}, -1, 1)`
 (``projection_steps`` iterations). The start is within the noise level of the nearest point for
-designs near the manifold (curvature radius `1/(a ω²)` ≈ 0.6 ≫ the noise 0.02), where the
+designs near the manifold (curvature radius `≥ 1/(a ω²)` ≈ 1.4 ≫ the noise 0.02), where the
 result is the exact local minimizer; far from the manifold it is an upper bound of the true
 distance (a local minimizer), which is all a penalty and a support check need.
 
@@ -29,6 +29,8 @@ the 99.5% quantile of `σ sqrt(χ²_10)` for σ = 0.02).
 >>> problem = ManifoldProblem()
 >>> x = problem.sample_historical(256, torch.Generator().manual_seed(0))   # 256 x 16
 >>> problem.value(x).shape, problem.on_support(x).float().mean()
+>>> oracle = ManifoldOracle(problem, noise_std=0.05, seed=0)   # a SimulatedOracle
+>>> oracle.score(problem.optimizer.numpy())                     # {"value": 3.32237}
 """
 from __future__ import annotations
 
@@ -38,6 +40,9 @@ import numpy as np
 import torch
 from botorch.test_functions import Hartmann
 from torch import Tensor
+
+from oracles.errors import OracleConfigError
+from oracles.simulated.base import SimulatedOracle
 
 K_MANIFOLD = 6
 HARTMANN6_MAX = 3.32237
@@ -71,12 +76,15 @@ class ManifoldProblem:
 
     def __post_init__(self) -> None:
         if self.dim < 10:
-            raise ValueError(f"dim={self.dim} is too small; the manifold problem needs dim >= 10")
+            raise OracleConfigError(
+                f"dim={self.dim} is too small; the manifold problem needs dim >= 10")
         for name in ("amplitude", "frequency", "noise_std", "support_radius"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be > 0")
-        if self.penalty < 0:
-            raise ValueError(f"penalty={self.penalty} must be >= 0")
+                raise OracleConfigError(f"{name}={getattr(self, name)} must be > 0")
+        if self.penalty < 0 or self.projection_steps < 1:
+            raise OracleConfigError(
+                f"need penalty >= 0 and projection_steps >= 1; got penalty={self.penalty}, "
+                f"projection_steps={self.projection_steps}")
         rng = np.random.default_rng(self.seed)
         m = self.dim - K_MANIFOLD
         W = rng.standard_normal((m, K_MANIFOLD))
@@ -167,3 +175,33 @@ class ManifoldProblem:
         if not bool(torch.isfinite(x).all()):
             raise ValueError("manifold designs contain NaN or infinite entries; send finite numbers")
         return x.to(torch.float64)
+
+
+class ManifoldOracle(SimulatedOracle):
+    """The manifold problem as a simulated oracle: one objective ``value`` = `y(x)`, maximized.
+
+    Args:
+        problem: the ``ManifoldProblem`` (default: ``ManifoldProblem()``, `d = 16`).
+        objective: name of the single objective.
+        latency_s, noise_std, failure_rate, seed: see :class:`SimulatedOracle`.
+    """
+
+    def __init__(self, problem: ManifoldProblem | None = None, *, objective: str = "value",
+                 latency_s: float = 0.0, noise_std: float = 0.0, failure_rate: float = 0.0,
+                 seed: int = 0) -> None:
+        self.problem = problem or ManifoldProblem()
+        self.objectives = (objective,)
+        super().__init__(latency_s=latency_s, noise_std=noise_std, failure_rate=failure_rate,
+                         seed=seed, name=f"manifold{self.problem.dim}")
+
+    def check_design(self, design: np.ndarray) -> np.ndarray:
+        """A finite vector of ``problem.dim`` numbers (any array shape with that many entries)."""
+        design = super().check_design(design)
+        if design.size != self.problem.dim:
+            raise ValueError(
+                f"expected a design of {self.problem.dim} numbers, got shape {design.shape}")
+        return design.reshape(self.problem.dim)
+
+    def score(self, design: np.ndarray) -> dict[str, float]:
+        """`{objective: y(x)}` for one checked design."""
+        return {self.objectives[0]: float(self.problem.value(torch.from_numpy(design))[0])}
