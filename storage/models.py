@@ -14,7 +14,7 @@ autogenerate against the migrated database and requires no difference).
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +23,25 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: JSON column: JSONB on Postgres (indexable, compact), JSON text elsewhere.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-Timestamp = sa.DateTime(timezone=True)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """``TIMESTAMP WITH TIME ZONE``; values come back timezone-aware (UTC) on every backend.
+
+    SQLite has no time zones: the database clock writes UTC there, so naive values read back
+    are tagged UTC, and the API returns the same kind of datetime as on Postgres.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+Timestamp = UTCDateTime()
 
 CAMPAIGN_STATUSES = ("active", "paused", "completed", "failed", "archived")
 ROUND_STATUSES = ("open", "complete", "failed")

@@ -1,0 +1,97 @@
+"""Migrations: up from empty, down to base, up again; models and migration head do not drift;
+start-up refuses a database at an old, empty or unknown revision with the command to run."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from storage import (
+    SchemaNotInitialized,
+    SchemaOutOfDate,
+    SchemaTooNew,
+    Storage,
+    current,
+    downgrade,
+    head_revision,
+    upgrade,
+)
+from storage.engine import create_engine, redact
+from storage.models import Base
+
+TABLES = {"campaign", "round", "candidate", "oracle_query", "event"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
+    assert current(empty_url) is None
+    assert _tables(empty_url) == set()
+    assert upgrade(empty_url) == (None, head_revision())
+    assert _tables(empty_url) == TABLES
+    assert downgrade(empty_url, "base") == (head_revision(), None)
+    assert _tables(empty_url) == set()
+    upgrade(empty_url, "0001")
+    assert _tables(empty_url) == TABLES - {"event"}
+    upgrade(empty_url)
+    assert current(empty_url) == head_revision() == "0002"
+    assert _tables(empty_url) == TABLES
+
+
+def test_models_match_migration_head(storage_url: str) -> None:
+    engine = create_engine(storage_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_data_survives_downgrade_of_leases_and_upgrade(storage_url: str) -> None:
+    from storage_helpers import setup_round
+
+    with Storage.open(storage_url) as storage:
+        keys = setup_round(storage)
+    downgrade(storage_url, "0001")
+    upgrade(storage_url)
+    with Storage.open(storage_url) as storage:
+        assert [q.key for q in storage.list_queries("c1")] == keys
+
+
+def test_open_refuses_empty_database(empty_url: str) -> None:
+    with pytest.raises(SchemaNotInitialized) as info:
+        Storage.open(empty_url)
+    assert str(info.value) == (
+        f"database {redact(empty_url)!r} has no tiltloop schema (revision none, this tiltloop "
+        f"needs 0002); run: tiltloop db upgrade --url '{redact(empty_url)}'"
+    )
+
+
+def test_open_refuses_old_revision(empty_url: str) -> None:
+    upgrade(empty_url, "0001")
+    with pytest.raises(SchemaOutOfDate) as info:
+        Storage.open(empty_url)
+    assert str(info.value) == (
+        f"database {redact(empty_url)!r} is at schema revision 0001, older than this "
+        f"tiltloop's 0002; run: tiltloop db upgrade --url '{redact(empty_url)}'"
+    )
+    Storage.open(empty_url, check_schema=False).close()  # an explicit opt-out still connects
+
+
+def test_open_refuses_unknown_newer_revision(storage_url: str) -> None:
+    engine = create_engine(storage_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(SchemaTooNew, match=r"at schema revision 0099, unknown to this tiltloop "
+                                           r"\(head 0002\): a newer tiltloop wrote it"):
+        Storage.open(storage_url)

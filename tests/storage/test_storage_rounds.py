@@ -1,0 +1,112 @@
+"""Rounds: round + every candidate + outbox queries in one transaction, exact round trip,
+idempotent re-write, conflicts, discarding an abandoned round."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from storage import InvalidValue, NewCandidate, NotFound, RoundConflict, Storage
+from storage_helpers import make_candidates, setup_round
+
+
+def test_round_round_trip(storage: Storage) -> None:
+    storage.create_campaign("c1", {})
+    cands = make_candidates(10)
+    cands[2] = NewCandidate(design=np.arange(6, dtype=np.int16).reshape(2, 3))  # any shape/dtype
+    rec = storage.record_round(
+        "c1", 0, alpha=0.05, candidates=cands, selected=[7, 2], oracle_name="lab",
+        surrogate_state={"kind": "gp", "n": 8}, surrogate_blob=b"\x00safetensors-bytes",
+        timings={"smc_s": 1.5}, summary={"ess": 3.2},
+    )
+    assert rec.selected == (2, 7) and rec.query_keys == ("c1:0:2", "c1:0:7")
+    assert rec.num_candidates == 10 and rec.status == "open"
+    loaded = storage.list_candidates("c1", 0)
+    assert [c.index for c in loaded] == list(range(10))
+    for given, got in zip(cands, loaded):
+        np.testing.assert_array_equal(got.design, np.asarray(given.design))
+        assert got.design.dtype == np.asarray(given.design).dtype
+        assert got.log_weight == given.log_weight and got.group == given.group
+        assert got.particle == given.particle and got.acquisition == given.acquisition
+        assert got.surrogate_std == given.surrogate_std
+        if given.features is not None:
+            np.testing.assert_array_equal(got.features, given.features)
+    assert [c.query_key for c in loaded if c.selected] == ["c1:0:2", "c1:0:7"]
+    assert sum(c.selected for c in loaded) == 2
+    full = storage.load_round("c1", 0)
+    assert full.surrogate_blob == b"\x00safetensors-bytes"
+    assert full.surrogate_state == {"kind": "gp", "n": 8} and full.summary == {"ess": 3.2}
+    queries = storage.list_queries("c1")
+    assert [(q.key, q.status, q.attempts, q.oracle_name) for q in queries] == [
+        ("c1:0:2", "pending", 0, "lab"), ("c1:0:7", "pending", 0, "lab")]
+    done = storage.update_round("c1", 0, status="complete", summary={"best": 1.0})
+    assert done.status == "complete" and done.summary == {"best": 1.0}
+
+
+def test_identical_rewrite_is_a_no_op_and_different_content_conflicts(storage: Storage) -> None:
+    first = setup_round(storage)
+    again = storage.record_round("c1", 0, alpha=0.1, candidates=make_candidates(8),
+                                 selected=[1, 3, 5], oracle_name="lab")
+    assert list(again.query_keys) == first
+    assert len(storage.list_candidates("c1", 0)) == 8  # nothing written twice
+    assert len(storage.list_events("c1", kind="round.recorded")) == 1
+    with pytest.raises(RoundConflict) as info:
+        storage.record_round("c1", 0, alpha=0.1, candidates=make_candidates(8, seed=1),
+                             selected=[1, 3, 5], oracle_name="lab")
+    assert str(info.value) == (
+        "round 0 of campaign 'c1' is already recorded with different content; record the next "
+        "index, or discard_round('c1', 0) first (only possible while none of its queries was "
+        "dispatched)")
+
+
+def test_discard_abandoned_round(storage: Storage) -> None:
+    setup_round(storage, index=0)
+    setup_round(storage, index=1)
+    assert storage.discard_round("c1", 1, reason="driver restarted") == 8
+    assert [r.index for r in storage.list_rounds("c1")] == [0]
+    assert [q.key for q in storage.list_queries("c1")] == ["c1:0:1", "c1:0:3", "c1:0:5"]
+    assert storage.list_events("c1", kind="round.discarded")[0].payload == {
+        "round": 1, "candidates": 8, "reason": "driver restarted"}
+    with pytest.raises(NotFound, match="round 1 of campaign 'c1' does not exist"):
+        storage.list_candidates("c1", 1)
+    # the index is free again, with different content
+    storage.record_round("c1", 1, alpha=0.2, candidates=make_candidates(4), selected=[0],
+                         oracle_name="lab")
+
+
+def test_discard_refused_once_a_query_left_pending(storage: Storage) -> None:
+    keys = setup_round(storage)
+    assert storage.transition_query(keys[1], expected="pending", new="dispatched")
+    with pytest.raises(RoundConflict) as info:
+        storage.discard_round("c1", 0, reason="x")
+    assert str(info.value) == (
+        "round 0 of campaign 'c1' cannot be discarded: queries c1:0:3 (dispatched) already left "
+        "'pending' and may be at the oracle; cancel or complete them instead")
+    assert len(storage.list_candidates("c1", 0)) == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"candidates": [NewCandidate(np.array([1.0, np.nan]))], "selected": [0]},
+         "candidates[0].design: contains NaN or infinite values"),
+        ({"candidates": [NewCandidate(np.array(["a"], dtype=object))], "selected": [0]},
+         "candidates[0].design: dtype object is not numeric"),
+        ({"selected": [8]}, "selected: indices must be unique and in [0, 8), got [8]"),
+        ({"selected": [1, 1]}, "selected: indices must be unique"),
+        ({"alpha": 0.0}, "alpha: must be > 0"),
+        ({"alpha": float("inf")}, "alpha: must be finite"),
+        ({"oracle_name": None}, "oracle_name: required when candidates are selected"),
+        ({"summary": {"ess": float("nan")}}, "summary: not storable as strict JSON"),
+        ({"candidates": [], "selected": []}, "round 0 of campaign 'c1': candidates is empty"),
+    ],
+)
+def test_bad_round_input_writes_nothing(storage: Storage, kwargs: dict, message: str) -> None:
+    storage.create_campaign("c1", {})
+    args = {"alpha": 0.1, "candidates": make_candidates(8), "selected": [1],
+            "oracle_name": "lab", **kwargs}
+    with pytest.raises(InvalidValue, match=re.escape(message)):
+        storage.record_round("c1", 0, **args)
+    assert storage.list_rounds("c1") == []
+    assert storage.list_queries("c1") == []
