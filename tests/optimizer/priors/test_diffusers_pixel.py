@@ -207,3 +207,47 @@ def test_non_vp_schedule_and_bad_prediction_type_are_refused(tmp_path) -> None:
         PixelDiffusersPrior(dummy_pixel_unet(), dummy_scheduler(), prediction_type="flow")
     with pytest.raises(PriorError, match="must be a diffusers.UNet2DModel"):
         PixelDiffusersPrior(torch.nn.Linear(2, 2), dummy_scheduler())  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- end to end with the DAS sampler
+def _brightness(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable reward on `B x 3 x 8 x 8` images in [-1, 1]."""
+    return -(x - 0.5).square().mean(dim=(1, 2, 3))
+
+
+class _SignCount:
+    """Black-box reward (no gradient): fraction of positive pixels."""
+
+    differentiable = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.detach() > 0).to(x.dtype).mean(dim=(1, 2, 3))
+
+
+def _run(prior, reward, seed: int, **options):
+    from optimizer.das import sample
+
+    gen = torch.Generator(device=prior.device).manual_seed(seed)
+    return sample(prior, reward, alpha=0.05, num_steps=5, generator=gen, **options)
+
+
+def test_das_guided_end_to_end(prior) -> None:
+    res = _run(prior, _brightness, seed=0, num_particles=4)
+    assert res.samples.shape == (4, 3, 8, 8) and res.log_weights.shape == (4,)
+    assert torch.isfinite(res.samples).all() and torch.isfinite(res.log_weights).all()
+    torch.testing.assert_close(res.log_weights.logsumexp(0).cpu(), torch.tensor(0.0, dtype=res.log_weights.dtype), rtol=0, atol=1e-5)
+    torch.testing.assert_close(res.rewards, _brightness(res.samples).to(res.rewards.dtype))
+    assert res.ess.shape == (5, 1) and float(res.lambdas[-1, 0]) == 1.0
+    again = _run(prior, _brightness, seed=0, num_particles=4)
+    torch.testing.assert_close(again.samples, res.samples, rtol=0, atol=0)
+    other = _run(prior, _brightness, seed=1, num_particles=4)
+    assert not torch.equal(other.samples, res.samples)
+
+
+def test_das_gradient_free_groups_times_particles(class_prior) -> None:
+    res = _run(class_prior, _SignCount(), seed=3, num_particles=3, conditions=[0, 2])
+    assert res.samples.shape == (2, 3, 3, 8, 8) and res.log_weights.shape == (2, 3)
+    assert torch.isfinite(res.log_weights).all()
+    torch.testing.assert_close(res.rewards, _SignCount()(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype))
+    chunked = _run(class_prior, _SignCount(), seed=3, num_particles=3, conditions=[0, 2], chunk_size=2)
+    torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-4, atol=1e-4)
