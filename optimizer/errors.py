@@ -28,3 +28,8 @@ class SamplerError(OptimizerError, RuntimeError):
 def format_choice_error(field: str, value: object, valid: list[str] | tuple[str, ...]) -> str:
     """Message for an unknown name among a closed set of choices."""
     return f"{field}={value!r} is not a known choice; use one of: {', '.join(sorted(valid))}"
+
+
+class SurrogateError(OptimizerError, ValueError):
+    """The surrogate or pre-screening got unusable data or state (NaN rows, wrong shapes, a
+    serialized state that does not match the training data or feature map)."""
