@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from optimizer.campaign.errors import CampaignConfigError
 
+_TAG_RE = re.compile(r"^\[([\w.]+)\] (.*)$", re.S)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -37,9 +38,10 @@ class PriorConfig(_Frozen):
 
 
 class OracleConfig(_Frozen):
-    """The oracle: a kind understood by ``oracles.factory.build_oracle`` and its JSON options."""
+    """The oracle: a kind of ``oracles.factory`` (http, command, callable, manual, botorch,
+    digits, manifold, ...) and its options, validated by that kind's own schema."""
 
-    kind: Literal["http", "command", "callable", "manual", "simulated"]
+    kind: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -207,6 +209,19 @@ class CampaignConfig(_Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _oracle_options(self) -> "CampaignConfig":
+        from optimizer.campaign.oracle import oracle_options
+        from oracles.errors import OracleConfigError
+        from oracles.factory import oracle_config
+
+        opts = oracle_options(self.oracle.kind, self.oracle.options, [o.name for o in self.objectives])
+        try:
+            oracle_config(self.oracle.kind, opts)
+        except OracleConfigError as exc:
+            raise ValueError(f"[oracle] {exc}") from None
+        return self
+
     @property
     def primary_objective(self) -> ObjectiveConfig:
         return self.objectives[0]
@@ -227,12 +242,16 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
+        tagged = _TAG_RE.match(msg)  # "[field] message" from a cross-field validator
+        if tagged:
+            field, msg = tagged.group(1), tagged.group(2)
         if e["type"] == "extra_forbidden":
             msg = "unknown field (a typo?); remove it or check the spelling against the docs"
         elif e["type"] == "missing":
             msg = "required field is missing"
         value = e.get("input")
-        shown = "" if e["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        shown = "" if e["type"] == "missing" or isinstance(value, dict) or tagged else f" (got {value!r})"
+        msg = msg.replace("\n", "; ")
         lines.append(f"  field `{field}`: {msg}{shown}")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ seed = 7
 name = "gmm-toy"
 [oracle]
 kind = "http"
-options = { url = "http://127.0.0.1:9/" }
+options = { base_url = "http://127.0.0.1:9/" }
 [[objectives]]
 name = "y"
 direction = "maximize"
@@ -59,7 +59,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
         ("total = 16", "total = 2", "budget", "total budget 2 is below q = 4"),
         ("max_in_flight = 8", "max_in_flight = 2", "budget", "set budget.max_in_flight >= budget.q"),
         ('direction = "maximize"', 'direction = "up"', "objectives.0.direction", "'maximize' or 'minimize'"),
-        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle.kind", "'http'"),
+        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle", "unknown oracle kind 'carrier-pigeon'"),
+        ("options = { base_url", "options = { url", "oracle", "field 'url': Extra inputs are not permitted"),
         ("num_steps = 20", "num_steps = 20\nnum_stpes = 3", "sampler.num_stpes", "unknown field"),
         ('name = "c1"', 'name = "bad name!"', "name", "letters, digits"),
         ("particles_per_worker = 32", "particles_per_worker = 1", "workers.particles_per_worker", "greater than or equal to 2"),

@@ -1,0 +1,215 @@
+"""Exactly-once dispatch: outbox rows → oracle jobs → stored results.
+
+The order of writes is what makes a crash at any instant safe:
+
+1. the query row exists (``pending``, committed with its round) before the oracle hears of it;
+2. ``pending → dispatched`` is committed (one attempt counted) *before* ``submit``;
+3. ``submit`` with the query's idempotency key; the handle (job id + JSON metadata) is saved
+   right away (an audit event, then the job id column);
+4. ``poll`` by handle; each result is written with a conditional transition, exactly once.
+
+After a crash, :meth:`Dispatcher.restore` rebuilds handles from stored job ids and handle
+events. A ``dispatched`` query with no known handle (killed between 2 and 3) and a query the
+oracle reports ``unknown`` are resubmitted with the SAME key, so an idempotent oracle (the lab
+API contract) returns the same job and never evaluates twice.
+
+    >>> d = Dispatcher(storage, "c1", oracle, objectives=("y",), limit=8)   # doctest: +SKIP
+    >>> d.restore(); d.dispatch(); d.poll()                                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from oracles.protocol import JobHandle, Oracle, QueryRequest, QueryResult
+from optimizer.campaign.crashpoints import crash_point
+from storage import QueryRecord, Storage
+from storage.errors import JobIdConflict
+
+log = logging.getLogger(__name__)
+
+HANDLE_EVENT = "query.handle"
+_ACTIVE = ("dispatched", "running")
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll changed: keys per new status, and keys resubmitted."""
+
+    succeeded: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
+    resubmitted: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> int:
+        return len(self.succeeded) + len(self.failed) + len(self.cancelled)
+
+
+class Dispatcher:
+    """Sends a campaign's outbox to its oracle and records what comes back.
+
+    Args:
+        storage: the campaign's store.
+        campaign: campaign name.
+        oracle: an oracle (wrap it in ``oracles.safe.SafeOracle`` so it never raises).
+        objectives: the objective names the campaign records.
+        limit: at most this many queries at the oracle at once (dispatched + running).
+        on_change: called with a short message after each state change (progress output).
+    """
+
+    def __init__(self, storage: Storage, campaign: str, oracle: Oracle, *, objectives: Sequence[str],
+                 limit: int, on_change: Callable[[str], None] | None = None) -> None:
+        self.storage = storage
+        self.campaign = campaign
+        self.oracle = oracle
+        self.objectives = tuple(objectives)
+        self.limit = limit
+        self._handles: dict[str, JobHandle] = {}
+        self._say = on_change or (lambda _msg: None)
+
+    # ---- after a crash ------------------------------------------------------------------------
+    def restore(self) -> int:
+        """Rebuild handles of in-flight queries from stored job ids and handle events.
+
+        Returns the number of in-flight queries found (``dispatched`` or ``running``).
+        """
+        saved: dict[str, dict[str, Any]] = {}
+        for ev in self.storage.list_events(self.campaign, kind=HANDLE_EVENT):
+            saved[ev.payload["key"]] = ev.payload  # the latest handle of a key wins
+        active = self.storage.list_queries(self.campaign, statuses=_ACTIVE)
+        for q in active:
+            ev = saved.get(q.key)
+            job_id = ev.get("job_id") if ev else None
+            job_id = job_id or q.job_id
+            if job_id is None:
+                continue  # killed between "dispatched" and the handle: resubmitted by dispatch()
+            self._handles[q.key] = JobHandle(q.key, job_id, dict(ev.get("metadata", {})) if ev else {})
+            if q.job_id is None:
+                self._record_job_id(q.key, job_id)
+        return len(active)
+
+    # ---- sending ------------------------------------------------------------------------------
+    def dispatch(self) -> int:
+        """Submit outbox queries while fewer than ``limit`` are at the oracle; returns how many.
+
+        Also resubmits (same key) ``dispatched`` queries whose handle is unknown.
+        """
+        orphans = [q for q in self.storage.list_queries(self.campaign, statuses=("dispatched",),
+                                                        with_design=True)
+                   if q.key not in self._handles]
+        active = len(self.storage.list_queries(self.campaign, statuses=_ACTIVE))
+        room = max(0, self.limit - active)
+        fresh: list[QueryRecord] = []
+        if room:
+            for q in self.storage.list_queries(self.campaign, statuses=("pending",), with_design=True):
+                if len(fresh) >= room:
+                    break
+                if self.storage.transition_query(q.key, expected="pending", new="dispatched"):
+                    fresh.append(q)
+        batch = orphans + fresh
+        if not batch:
+            return 0
+        requests = [QueryRequest(q.key, q.design, {"campaign": self.campaign, "round": q.round_index,
+                                                   "candidate": q.candidate_index})
+                    for q in batch]
+        handles = self.oracle.submit(requests)
+        crash_point("submitted")
+        for h in handles:
+            self._save_handle(h)
+        crash_point("dispatched")
+        if fresh:
+            self._say(f"dispatched {len(fresh)} quer{'y' if len(fresh) == 1 else 'ies'}")
+        if orphans:
+            self._say(f"resubmitted {len(orphans)} unconfirmed quer{'y' if len(orphans) == 1 else 'ies'} "
+                      "with their original keys")
+        return len(batch)
+
+    def _save_handle(self, h: JobHandle) -> None:
+        self._handles[h.key] = h
+        if h.job_id is None:
+            return  # a submit failure: the next poll says unknown (resubmit) or failed
+        self.storage.log_event(self.campaign, HANDLE_EVENT,
+                               {"key": h.key, "job_id": h.job_id, "metadata": h.metadata})
+        self._record_job_id(h.key, h.job_id)
+
+    def _record_job_id(self, key: str, job_id: str) -> None:
+        try:
+            self.storage.record_job_id(key, job_id)
+        except JobIdConflict:
+            # The oracle lost the first job and gave a new id for the same key; storage keeps the
+            # first id, so the new one lives in the handle event (restore() prefers it).
+            log.warning("query %s: oracle gave job id %s after a resubmission; kept in the event log",
+                        key, job_id)
+
+    # ---- receiving ----------------------------------------------------------------------------
+    def poll(self) -> PollOutcome:
+        """Poll every in-flight query with a handle and store each new state exactly once."""
+        active = {q.key: q for q in self.storage.list_queries(self.campaign, statuses=_ACTIVE)}
+        keys = [k for k in active if k in self._handles]
+        if not keys:
+            return PollOutcome()
+        results = self.oracle.poll([self._handles[k] for k in keys])
+        crash_point("polling")
+        out: dict[str, list[str]] = {s: [] for s in ("succeeded", "failed", "cancelled", "running",
+                                                      "resubmitted")}
+        unknown: list[str] = []
+        for key, r in zip(keys, results):
+            status = self._store(active[key], r)
+            if status == "unknown":
+                unknown.append(key)
+            elif status:
+                out[status].append(key)
+        if unknown:
+            self._resubmit(unknown)
+            out["resubmitted"] = unknown
+        outcome = PollOutcome(**{k: tuple(v) for k, v in out.items()})
+        if outcome.finished:
+            self._say(f"{outcome.finished} result(s) stored")
+        return outcome
+
+    def _store(self, q: QueryRecord, r: QueryResult) -> str | None:
+        if r.status == "unknown":
+            return "unknown"
+        if r.status == "running":
+            if q.status == "dispatched":
+                self.storage.transition_query(q.key, expected="dispatched", new="running")
+                return "running"
+            return None
+        if r.status == "succeeded":
+            values = r.values or {}
+            missing = [o for o in self.objectives if o not in values]
+            if missing:
+                won = self.storage.transition_query(
+                    q.key, expected=q.status, new="failed",
+                    error=f"oracle result lacks objective(s) {missing}; it returned {sorted(values)}")
+                return "failed" if won else None
+            noise = {o: r.noise[o] for o in self.objectives if r.noise and o in r.noise} or None
+            won = self.storage.transition_query(
+                q.key, expected=q.status, new="succeeded",
+                values={o: values[o] for o in self.objectives}, noise=noise)
+            return "succeeded" if won else None
+        if r.status == "failed":
+            won = self.storage.transition_query(q.key, expected=q.status, new="failed",
+                                                error=r.error or "the oracle reported a failure without a reason")
+            return "failed" if won else None
+        if r.status == "cancelled":
+            won = self.storage.transition_query(q.key, expected=q.status, new="cancelled", error=r.error)
+            return "cancelled" if won else None
+        return None  # pending at the oracle: nothing to write
+
+    def _resubmit(self, keys: list[str]) -> None:
+        requests = []
+        for key in keys:
+            q = self.storage.get_query(key, with_design=True)
+            requests.append(QueryRequest(key, q.design, {"campaign": self.campaign, "round": q.round_index,
+                                                         "candidate": q.candidate_index, "resubmitted": True}))
+        for h in self.oracle.submit(requests):
+            self._save_handle(h)
+
+    def close(self) -> None:
+        """Close the oracle's connections."""
+        self.oracle.close()

@@ -1,0 +1,201 @@
+"""The campaign driver: the one process that generates rounds and talks to the oracle.
+
+Loop (every step reads its state from the database, so a fresh process resumes anywhere):
+
+1. poll in-flight queries, store results (exactly once, conditional transitions);
+2. while the budget is not spent, the stop target not reached, and a round's q fits under the
+   in-flight limit: generate a round (workers) and record it with its outbox in ONE transaction;
+   a new round may start while earlier queries are still out — they are its pending points;
+3. dispatch outbox queries under the in-flight limit (job id stored as soon as known);
+4. mark rounds whose queries all finished ``complete``; sleep ``poll_interval_s`` when idle;
+5. stop when nothing is in flight and the budget is spent (or the target reached).
+
+    >>> driver = CampaignDriver(config, storage, oracle, generator)   # doctest: +SKIP
+    >>> status = driver.run()                                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.crashpoints import crash_point
+from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.rounds import RoundGenerator
+from storage import History, Storage
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    """Where a campaign stands (``tiltloop status``; ``--json`` prints it as JSON)."""
+
+    name: str
+    status: str
+    budget: int
+    rounds: int
+    queries: dict[str, int]
+    in_flight: int
+    results: int
+    best: float | None
+    best_key: str | None
+    objective: str
+    direction: str
+    stop_target: float | None = None
+    target_reached: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        best = "none yet" if self.best is None else f"{self.best:.6g} ({self.best_key})"
+        return (f"{self.name}: {self.status}, round {self.rounds}, queries "
+                f"{sum(self.queries.values())}/{self.budget} ({self.results} results, "
+                f"{self.in_flight} in flight), best {self.objective} = {best}")
+
+
+def campaign_status(storage: Storage, name: str, config: CampaignConfig,
+                    history: History | None = None) -> CampaignStatus:
+    """Summarize a stored campaign."""
+    rec = storage.load_campaign(name)
+    counts = storage.query_counts(name)
+    history = history or storage.load_history(name)
+    obj = config.primary_objective
+    sign = 1.0 if obj.direction == "maximize" else -1.0
+    best = best_key = None
+    for q in history.completed:
+        v = (q.values or {}).get(obj.name)
+        if v is not None and (best is None or sign * v > sign * best):
+            best, best_key = float(v), q.key
+    target = config.budget.stop_target
+    reached = target is not None and best is not None and sign * best >= sign * target
+    rounds = storage.list_rounds(name)
+    return CampaignStatus(
+        name=name, status=rec.status, budget=config.budget.total, rounds=len(rounds),
+        queries=counts, in_flight=counts["pending"] + counts["dispatched"] + counts["running"],
+        results=counts["succeeded"], best=best, best_key=best_key, objective=obj.name,
+        direction=obj.direction, stop_target=target, target_reached=reached,
+    )
+
+
+class CampaignDriver:
+    """Runs one campaign to its budget (or stop target) against its oracle.
+
+    Args:
+        config: the campaign config (as stored with the campaign).
+        storage: an open ``Storage`` whose campaign ``config.name`` exists.
+        oracle: the oracle, wrapped in ``oracles.safe.SafeOracle``.
+        generator: makes rounds (``RoundGenerator``); built lazily by ``make_generator`` if None.
+        progress: receives one line per event worth showing (rounds, results, best so far).
+    """
+
+    def __init__(self, config: CampaignConfig, storage: Storage, oracle: Any,
+                 generator: RoundGenerator | None = None, *,
+                 make_generator: Callable[[], RoundGenerator] | None = None,
+                 progress: Progress | None = None, oracle_name: str | None = None) -> None:
+        self.config = config
+        self.storage = storage
+        self.name = config.name
+        self._generator = generator
+        self._make_generator = make_generator
+        self.say: Progress = progress or (lambda _m: None)
+        self.oracle_name = oracle_name or str(getattr(oracle, "name", config.oracle.kind))
+        self.dispatcher = Dispatcher(storage, config.name, oracle,
+                                     objectives=[o.name for o in config.objectives],
+                                     limit=config.budget.in_flight_limit, on_change=self.say)
+        self._last_line = ""
+
+    @property
+    def generator(self) -> RoundGenerator:
+        if self._generator is None:
+            if self._make_generator is None:
+                raise RuntimeError("CampaignDriver needs a generator or make_generator")
+            self._generator = self._make_generator()
+        return self._generator
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, *, once: bool = False, timeout_s: float | None = None) -> CampaignStatus:
+        """Run until done (or one pass with ``once=True``: manual mode); returns the status."""
+        cfg = self.config
+        start = time.monotonic()
+        restored = self.dispatcher.restore()
+        if restored:
+            self.say(f"resuming: {restored} quer{'y' if restored == 1 else 'ies'} already at the oracle, "
+                     "re-polling them by stored job id")
+        self.storage.log_event(self.name, "driver.started", {"restored_in_flight": restored})
+        while True:
+            busy = self.dispatcher.poll().finished > 0
+            status = campaign_status(self.storage, self.name, cfg)
+            created = sum(status.queries.values())
+            remaining = cfg.budget.total - created
+            if not status.target_reached and remaining > 0:
+                q = min(cfg.budget.q, remaining)
+                if status.in_flight + q <= cfg.budget.in_flight_limit:
+                    self._round(q)
+                    busy = True
+            busy |= self.dispatcher.dispatch() > 0
+            self._close_rounds()
+            status = campaign_status(self.storage, self.name, cfg)
+            self._report(status)
+            created = sum(status.queries.values())
+            if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
+                final = "completed"
+                self.storage.update_campaign(self.name, status=final)
+                self.storage.log_event(self.name, "driver.finished", {
+                    "queries": created, "best": status.best, "target_reached": status.target_reached})
+                self.say(f"campaign {self.name} {final}: {created} queries, best "
+                         f"{status.objective} = {status.best}")
+                return campaign_status(self.storage, self.name, cfg)
+            if once:
+                return status
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                self.say(f"stopping after {timeout_s:.0f} s; `tiltloop resume {self.name}` continues")
+                return status
+            if not busy:
+                time.sleep(cfg.budget.poll_interval_s)
+
+    def _round(self, q: int) -> None:
+        rounds = self.storage.list_rounds(self.name)
+        index = rounds[-1].index + 1 if rounds else 0
+        tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
+        previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
+        history = self.storage.load_history(self.name)
+        self.say(f"round {index}: generating {self.config.workers.particles_per_round} particles "
+                 f"on {self.config.workers.count} worker(s)")
+        plan = self.generator.plan(index, history, q, tilted_rounds_before=len(tilted),
+                                   previous_state=previous)
+        self.storage.record_round(
+            self.name, index, alpha=plan.alpha, candidates=plan.candidates, selected=plan.selected,
+            oracle_name=self.oracle_name, surrogate_state=plan.surrogate_state,
+            surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary)
+        crash_point("outbox")
+        kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
+        self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
+                 f"selected; fit {plan.timings['fit_s']:.1f} s, SMC {plan.timings['smc_s']:.1f} s")
+
+    def _close_rounds(self) -> None:
+        open_rounds = [r for r in self.storage.list_rounds(self.name) if r.status == "open"]
+        if not open_rounds:
+            return
+        by_round: dict[int, list[str]] = {}
+        for q in self.storage.list_queries(self.name):
+            by_round.setdefault(q.round_index, []).append(q.status)
+        for r in open_rounds:
+            states = by_round.get(r.index, [])
+            if all(s in ("succeeded", "failed", "cancelled") for s in states):
+                self.storage.update_round(self.name, r.index, status="complete")
+
+    def _report(self, status: CampaignStatus) -> None:
+        line = status.line()
+        if line != self._last_line:
+            self._last_line = line
+            self.say(line)
+
+    def close(self) -> None:
+        """Close the oracle (the pool and storage belong to the caller)."""
+        self.dispatcher.close()
+
