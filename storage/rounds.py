@@ -172,19 +172,21 @@ class RoundsMixin(StorageBase):
                     timings=timings, summary=summary, content_hash=digest,
                 ).returning(Round.id)
             )
+            # Bulk: one executemany for the candidates (batched multi-row VALUES on Postgres),
+            # one INSERT ... SELECT for the outbox queries; no per-row round trips.
             conn = session.connection()
-            table = Candidate.__table__
-            ids = conn.execute(
-                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                [{**r, "round_id": round_id} for r in rows],
-            ).scalars().all()
+            conn.execute(sa.insert(Candidate.__table__), [{**r, "round_id": round_id} for r in rows])
             if chosen:
-                conn.execute(sa.insert(OracleQuery.__table__), [
-                    {"campaign_id": cid, "candidate_id": ids[i], "oracle_name": oracle_name,
-                     "idempotency_key": query_key(campaign, index, i), "status": "pending",
-                     "attempts": 0}
-                    for i in chosen
-                ])
+                prefix = f"{campaign}:{index}:"
+                source = sa.select(
+                    sa.literal(cid), Candidate.id, sa.literal(oracle_name),
+                    sa.literal(prefix) + sa.cast(Candidate.candidate_index, sa.String),
+                    sa.literal("pending"), sa.literal(0),
+                ).where(Candidate.round_id == round_id, Candidate.selected.is_(True))
+                source = source.order_by(Candidate.candidate_index)
+                conn.execute(sa.insert(OracleQuery.__table__).from_select(
+                    ["campaign_id", "candidate_id", "oracle_name", "idempotency_key", "status",
+                     "attempts"], source))
             self._log(session, cid, "round.recorded", {
                 "round": index, "candidates": len(rows), "selected": chosen, "alpha": alpha})
             row = session.get_one(Round, round_id)

@@ -1,0 +1,69 @@
+"""``tiltloop db upgrade | downgrade REV | current``: exit codes and one-line messages."""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import Storage, current
+from storage.cli import add_db_parser
+from storage.engine import redact
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tiltloop")
+    add_db_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_upgrade_current_downgrade(empty_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    shown = redact(empty_url)
+    assert _main(["db", "current", "--url", empty_url]) == 0
+    assert capsys.readouterr().out == (
+        f"none: no tiltloop schema (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
+    assert _main(["db", "upgrade", "--url", empty_url]) == 0
+    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0002\n"
+    assert _main(["db", "upgrade", "--url", empty_url]) == 0
+    assert capsys.readouterr().out == f"database {shown} already at revision 0002\n"
+    Storage.open(empty_url).close()
+    assert _main(["db", "downgrade", "0001", "--url", empty_url]) == 0
+    assert capsys.readouterr().out == f"database {shown} downgraded: 0002 -> 0001\n"
+    assert _main(["db", "current", "--url", empty_url]) == 0
+    assert capsys.readouterr().out == (
+        f"0001 (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
+    assert _main(["db", "downgrade", "base", "--url", empty_url]) == 0
+    assert current(empty_url) is None
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert _main(["db", "downgrade", "zzz", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"tiltloop db: cannot downgrade database '{url}' to revision 'zzz': Can't "
+                   f"locate revision identified by 'zzz'; known revisions: 0001, 0002 (or "
+                   f"'base'/'head')\n")
+    monkeypatch.setenv("TILTLOOP_DATABASE_URL", "mysql://u@h/db")
+    assert _main(["db", "current"]) == 2
+    assert capsys.readouterr().err == (
+        "tiltloop db: database URL 'mysql://u@h/db' uses unsupported backend 'mysql'; expected "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH\n")
+
+
+def test_console_script_unreachable_server() -> None:
+    script = Path(sys.executable).with_name("tiltloop")
+    if not script.exists():
+        pytest.skip("the tiltloop console script is not installed (pip install -e .)")
+    done = subprocess.run(
+        [str(script), "db", "upgrade", "--url", "postgresql://postgres:pw@127.0.0.1:1/test"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("tiltloop db: cannot connect to Postgres at 127.0.0.1:1 "
+                               "(database 'test', URL 'postgresql+psycopg://postgres:***@127.0.0.1:1/test')")

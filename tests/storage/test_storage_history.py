@@ -1,0 +1,89 @@
+"""load_history: completed pairs, in-flight keys and job ids, failures with reasons — in a fixed
+number of statements however many queries there are; hot queries served by indexes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from pg_schemas import postgres_schema_url
+from storage import Storage, upgrade
+from storage_helpers import make_candidates, setup_round
+
+
+def _statements(storage: Storage, call):  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if not statement.lstrip().upper().startswith(("BEGIN", "PRAGMA")):
+            seen.append(statement)
+
+    event.listen(storage.engine, "before_cursor_execute", count)
+    try:
+        return call(), seen
+    finally:
+        event.remove(storage.engine, "before_cursor_execute", count)
+
+
+def test_history_splits_by_outcome(storage: Storage) -> None:
+    keys = setup_round(storage, num=8, selected=(0, 1, 2, 3, 4, 5))
+    designs = {c.query_key: c.design for c in storage.list_candidates("c1", 0) if c.selected}
+    for k in keys[:4]:
+        storage.transition_query(k, expected="pending", new="dispatched", job_id=f"job-{k}")
+    storage.transition_query(keys[0], expected="dispatched", new="succeeded",
+                             values={"y": 1.0, "z": -1.0}, noise={"y": 0.1})
+    storage.transition_query(keys[1], expected="dispatched", new="succeeded", values={"y": 2.0, "z": 0.5})
+    storage.transition_query(keys[2], expected="dispatched", new="failed", error="HTTP 500: boom")
+    storage.transition_query(keys[4], expected="pending", new="cancelled", error="budget")
+    history = storage.load_history("c1")
+    assert [q.key for q in history.completed] == keys[:2]
+    assert [(q.key, q.status, q.job_id) for q in history.in_flight] == [
+        (keys[3], "dispatched", f"job-{keys[3]}"), (keys[5], "pending", None)]
+    assert [(q.key, q.error) for q in history.failed] == [
+        (keys[2], "HTTP 500: boom"), (keys[4], "budget")]
+    np.testing.assert_array_equal(history.X(), np.stack([designs[k] for k in keys[:2]]))
+    np.testing.assert_array_equal(history.Y(["z", "y"]), [[-1.0, 1.0], [0.5, 2.0]])
+    assert history.completed[0].noise == {"y": 0.1}
+    assert all(q.design is not None for q in history.in_flight + history.failed)
+
+
+@pytest.mark.parametrize("rounds", [1, 4])
+def test_history_statement_count_does_not_grow(storage: Storage, rounds: int) -> None:
+    for r in range(rounds):
+        setup_round(storage, num=12, selected=tuple(range(0, 12, 2)), index=r)
+    history, statements = _statements(storage, lambda: storage.load_history("c1"))
+    assert len(history.in_flight) == 6 * rounds
+    assert len(statements) == 2  # campaign id lookup + one joined SELECT, for any size
+
+
+def test_empty_history(storage: Storage) -> None:
+    storage.create_campaign("c1", {})
+    history = storage.load_history("c1")
+    assert history.X().shape == (0, 0) and history.Y(["y"]).shape == (0, 1)
+
+
+def test_record_round_is_bulk(storage: Storage) -> None:
+    storage.create_campaign("c1", {})
+    cands = make_candidates(300)
+    _, statements = _statements(storage, lambda: storage.record_round(
+        "c1", 0, alpha=0.1, candidates=cands, selected=list(range(0, 300, 3)), oracle_name="lab"))
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO CANDIDATE")]
+    assert len(inserts) == 1  # one executemany (multi-row VALUES), not 300 round trips
+    assert len(statements) < 20
+
+
+def test_hot_queries_use_indexes_on_postgres(pg_schema: str) -> None:
+    # With sequential scans disabled the planner must still find an index for each hot query;
+    # a missing index shows up as "Seq Scan" (Optuna's 100%-CPU failure mode).
+    url = postgres_schema_url(pg_schema, enable_seqscan="off")
+    upgrade(url)
+    with Storage.open(url) as storage:
+        setup_round(storage, num=50, selected=tuple(range(50)))
+        plans = storage.hot_query_plans("c1")
+    assert "ix_oracle_query_campaign_id_status" in plans["load_history"]
+    assert "pk_candidate" in plans["load_history"]
+    assert "ix_oracle_query_campaign_id_status" in plans["claim_scan"]
+    assert "uq_oracle_query_idempotency_key" in plans["transition"]
+    for name, plan in plans.items():
+        assert "Seq Scan on oracle_query" not in plan, (name, plan)
+        assert "Seq Scan on candidate" not in plan, (name, plan)
