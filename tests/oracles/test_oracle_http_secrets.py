@@ -1,0 +1,79 @@
+"""Secrets: the bearer token never appears in logs, reprs, handles, results or exception text."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from oracle_helpers import poll_until_done, requests_for
+from oracles.errors import OracleConfigError
+from oracles.factory import build_oracle
+from oracles.http import HttpOracle, RetryPolicy
+from oracles.labsim import FaultPlan, LabSimulator
+from oracles.simulated import BoTorchFunctionOracle
+
+TOKEN = "s3cr3t-T0KEN-4f9a2b"
+WRONG = "wr0ng-T0KEN-77c1d0"
+
+
+def _everything_said(caplog, *objects) -> str:
+    return caplog.text + "\n".join(repr(o) for o in objects) + "\n".join(str(o) for o in objects)
+
+
+def test_token_from_env_authenticates_and_never_leaks(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)  # httpx / httpcore debug logs included
+    monkeypatch.setenv("LAB_TOKEN", TOKEN)
+    faults = FaultPlan(script=["500", "drop", "malformed"])
+    with LabSimulator(BoTorchFunctionOracle("branin"), token=TOKEN, faults=faults) as lab:
+        oracle = build_oracle("http", {"base_url": lab.url, "token_env": "LAB_TOKEN",
+                                       "retry": {"backoff_base_s": 0.0}})
+        handles = oracle.submit(requests_for(["a", "b"]))
+        results = poll_until_done(oracle, handles)
+        assert [r.status for r in results] == ["succeeded", "succeeded"]
+        logging.getLogger("test").info("oracle is %r, inner %r", oracle, oracle.inner)
+        said = _everything_said(caplog, oracle, oracle.inner, *handles, *results)
+        assert "HTTP Request" in caplog.text  # the logs were really captured
+        assert TOKEN not in said
+        oracle.close()
+
+
+def test_wrong_token_fails_with_a_hint_that_names_the_source_not_the_token(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    token_file = tmp_path / "token"
+    token_file.write_text(WRONG + "\n")
+    with LabSimulator(BoTorchFunctionOracle("branin"), token=TOKEN) as lab:
+        oracle = build_oracle("http", {"base_url": lab.url, "token_file": str(token_file)})
+        [handle] = oracle.submit(requests_for(["a"]))
+        [result] = oracle.poll([handle])
+        assert result.status == "failed"
+        assert "HTTP 401" in result.error and f"check the token in {token_file}" in result.error
+        # a 401 on poll keeps the job pending: the lab job is fine, our credentials are not
+        [result] = oracle.poll([handle.__class__("a", "some-job-id")])
+        assert result.status == "pending" and "HTTP 401" in result.error
+        said = _everything_said(caplog, oracle, handle, result)
+        assert WRONG not in said and TOKEN not in said
+
+
+def test_token_config_errors_name_the_source(monkeypatch, tmp_path):
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    with pytest.raises(OracleConfigError, match="token_env='NO_SUCH_TOKEN'.*unset or empty"):
+        HttpOracle("https://lab.example.org", token_env="NO_SUCH_TOKEN")
+    with pytest.raises(OracleConfigError, match="token_file=.*cannot read it"):
+        HttpOracle("https://lab.example.org", token_file=tmp_path / "missing")
+    with pytest.raises(OracleConfigError, match="plain http to a non-loopback host"):
+        HttpOracle("http://lab.example.org")
+    with pytest.raises(OracleConfigError, match="must not carry credentials"):
+        HttpOracle(f"https://user:{TOKEN}@lab.example.org")
+
+
+def test_unreachable_lab_errors_do_not_carry_the_token(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("LAB_TOKEN", TOKEN)
+    with LabSimulator(BoTorchFunctionOracle("branin")) as lab:
+        url = lab.url
+    oracle = build_oracle("http", {"base_url": url, "token_env": "LAB_TOKEN", "timeout_s": 0.5,
+                                   "retry": {"max_attempts": 2, "backoff_base_s": 0.0}})
+    [handle] = oracle.submit(requests_for(["a"]))
+    [result] = oracle.poll([handle])
+    assert result.status == "unknown" and "ConnectError" in result.error
+    assert TOKEN not in _everything_said(caplog, handle, result, oracle)
