@@ -3,18 +3,211 @@
 Each room contributes its own sub-commands: ``storage.cli`` adds ``db``; the campaign
 commands (``demo``, ``run``, ``resume``, ``status``, ``ask``, ``tell``, ``report``) live here.
 A command returns an exit code; user errors print one clear message and exit 2.
+
+    tiltloop demo                       # a complete campaign on this CPU, then its report
+    tiltloop run campaign.toml          # start a campaign (creates the database schema if empty)
+    tiltloop resume NAME --budget 256   # continue after a crash, or extend a finished campaign
+    tiltloop status [NAME] --json
+    tiltloop ask NAME / tell NAME results.csv   # manual lab mode
+    tiltloop report NAME --out DIR
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+URL_HELP = "database URL (default: $TILTLOOP_DATABASE_URL, else sqlite:///tiltloop.db)"
 
 
+def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Progress lines: stdout normally, stderr with --json (stdout is for the JSON answer)."""
+    stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+    if getattr(args, "quiet", False):
+        return lambda _m: None
+
+    def say(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=stream, flush=True)
+    return say
+
+
+def _url(args: argparse.Namespace) -> str:
+    from storage.engine import default_url
+
+    return args.url or default_url()
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace) -> int:
+    from optimizer.campaign.config import load_config
+    from optimizer.campaign.service import run_campaign
+
+    config = load_config(args.config)
+    once = config.oracle.kind == "manual"
+    status = run_campaign(config, progress=_progress(args), source=str(args.config),
+                          timeout_s=args.timeout, once=once)
+    if once:
+        print(f"manual oracle: {status.in_flight} design(s) wait for results; see "
+              f"`tiltloop ask {config.name}`", file=sys.stderr)
+    _emit(args, status.to_json(), status.line())
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from optimizer.campaign.service import resume_campaign
+
+    status = resume_campaign(args.name, _url(args), budget=args.budget, progress=_progress(args),
+                             timeout_s=args.timeout)
+    _emit(args, status.to_json(), status.line())
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from optimizer.campaign.driver import campaign_status
+    from optimizer.campaign.service import load_campaign_config, open_storage
+
+    with open_storage(_url(args), create=False) as storage:
+        names = [args.name] if args.name else [c.name for c in storage.list_campaigns()]
+        statuses = [campaign_status(storage, n, load_campaign_config(storage, n)) for n in names]
+    if args.json:
+        print(json.dumps([s.to_json() for s in statuses] if not args.name else statuses[0].to_json(),
+                         indent=2, default=str))
+    elif not statuses:
+        print("no campaigns yet; start one with `tiltloop run CONFIG` or try `tiltloop demo`")
+    else:
+        for s in statuses:
+            print(s.line())
+    return 0
+
+
+def _manual_oracle(storage: Any, name: str) -> tuple[Any, Any]:
+    from optimizer.campaign.errors import CampaignStateError
+    from optimizer.campaign.service import load_campaign_config
+
+    config = load_campaign_config(storage, name)
+    if config.oracle.kind != "manual":
+        raise CampaignStateError(
+            f"campaign {name!r} uses a {config.oracle.kind!r} oracle; ask/tell are for "
+            "[oracle] kind = \"manual\" (use `tiltloop resume` instead)")
+    return config, None
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from optimizer.campaign.oracle import build_oracle
+    from optimizer.campaign.service import drive, open_storage, ray_runtime
+
+    with open_storage(_url(args), create=False) as storage:
+        config, _ = _manual_oracle(storage, args.name)
+        with ray_runtime(config):
+            status = drive(config, storage, progress=_progress(args), once=True)
+        oracle = build_oracle(config)
+        try:
+            path = oracle.inner.export_pending(args.out)
+        finally:
+            oracle.close()
+    payload = {**status.to_json(), "pending_file": str(path)}
+    _emit(args, payload, f"{status.line()}\n{status.in_flight} design(s) to measure: {path}\n"
+                         f"fill in the objective columns, then: tiltloop tell {args.name} {path}")
+    return 0
+
+
+def _cmd_tell(args: argparse.Namespace) -> int:
+    from optimizer.campaign.driver import campaign_status
+    from optimizer.campaign.oracle import build_oracle
+    from optimizer.campaign.service import open_storage
+
+    with open_storage(_url(args), create=False) as storage:
+        config, _ = _manual_oracle(storage, args.name)
+        oracle = build_oracle(config)
+        try:
+            summary = oracle.inner.import_results(args.file)
+            from optimizer.campaign.dispatch import Dispatcher
+
+            d = Dispatcher(storage, args.name, oracle, objectives=[o.name for o in config.objectives],
+                           limit=config.budget.in_flight_limit, on_change=_progress(args))
+            d.restore()
+            outcome = d.poll()
+        finally:
+            oracle.close()
+        status = campaign_status(storage, args.name, config)
+    payload = {**status.to_json(), "imported": {"succeeded": list(summary.succeeded),
+                                                "failed": list(summary.failed),
+                                                "still_pending": list(summary.still_pending)},
+               "stored": outcome.finished}
+    _emit(args, payload, f"imported {len(summary.succeeded)} result(s), {len(summary.failed)} "
+                         f"failure(s), {len(summary.still_pending)} still pending\n{status.line()}\n"
+                         f"next designs: tiltloop ask {args.name}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from optimizer.campaign.service import open_storage
+    from optimizer.report.build import build_report
+
+    out = Path(args.out) if args.out else Path("tiltloop-report") / args.name
+    with open_storage(_url(args), create=False) as storage:
+        paths = build_report(storage, args.name, out)
+    _emit(args, {"html": str(paths.html), "images": [str(p) for p in paths.images]},
+          f"report written: {paths.html} ({len(paths.images)} plots)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from optimizer.demo import run_demo
+
+    result = run_demo(Path(args.workdir), progress=_progress(args), prior=args.prior)
+    _emit(args, result, f"demo finished: best {result['objective']} = {result['best']:.4g} after "
+                        f"{result['queries']} queries\nreport: {result['report']}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The full ``tiltloop`` argument parser."""
     parser = argparse.ArgumentParser(prog="tiltloop", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_: str, *, url: bool = True, json_: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        if url:
+            p.add_argument("--url", default=None, help=URL_HELP)
+        if json_:
+            p.add_argument("--json", action="store_true", help="print the answer as JSON")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+        return p
+
+    p = add("demo", _cmd_demo, "run a complete campaign on this CPU (< 5 min) and write its report",
+            url=False)
+    p.add_argument("--workdir", default="tiltloop-demo", help="where the database and report go")
+    p.add_argument("--prior", default="manifold", help="bundled prior to use (manifold or gmm-toy)")
+    p = add("run", _cmd_run, "start the campaign described by a TOML config", url=False)
+    p.add_argument("config", help="campaign TOML file")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p = add("resume", _cmd_resume, "continue a campaign from the database (after a crash, or "
+                                   "with --budget to extend it)")
+    p.add_argument("name")
+    p.add_argument("--budget", type=int, default=None, help="new total oracle budget")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p = add("status", _cmd_status, "show campaigns: rounds, queries in flight, best so far")
+    p.add_argument("name", nargs="?")
+    p = add("ask", _cmd_ask, "manual mode: generate designs and export those awaiting a measurement")
+    p.add_argument("name")
+    p.add_argument("--out", default=None, help="export file (default: the oracle's pending file)")
+    p = add("tell", _cmd_tell, "manual mode: import a results file (validated row by row)")
+    p.add_argument("name")
+    p.add_argument("file")
+    p = add("report", _cmd_report, "write PNG plots and one self-contained HTML page")
+    p.add_argument("name")
+    p.add_argument("--out", default=None, help="output folder (default: tiltloop-report/NAME)")
     try:
         from storage.cli import add_db_parser
     except ImportError:  # storage not built yet
@@ -24,11 +217,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from optimizer.errors import OptimizerError
+    from oracles.errors import OracleError
+    from storage.errors import StorageError
+
+    return (OptimizerError, OracleError, StorageError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tiltloop`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as exc:
+        print(f"tiltloop {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tiltloop {args.command}: interrupted; the database is consistent — "
+              "`tiltloop resume NAME` continues", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

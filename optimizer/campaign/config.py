@@ -283,3 +283,37 @@ def load_config(path: str | Path) -> CampaignConfig:
     except tomllib.TOMLDecodeError as exc:
         raise CampaignConfigError(f"campaign config {p} is not valid TOML: {exc}") from None
     return parse_config(data, str(p))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        items = [f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(config: CampaignConfig) -> str:
+    """The config as a TOML file that :func:`load_config` reads back to an equal config."""
+    data = config.to_json_dict()
+    head, tables, arrays = [], [], []
+    for key, value in data.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            body = [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+            tables.append(f"[{key}]\n" + "\n".join(body))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                body = [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
+                arrays.append(f"[[{key}]]\n" + "\n".join(body))
+        else:
+            head.append(f"{key} = {_toml_value(value)}")
+    return "\n\n".join(["\n".join(head), *arrays, *tables]) + "\n"

@@ -20,7 +20,7 @@ from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_s
 from optimizer.campaign.errors import CampaignStateError, PreflightError
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
-from optimizer.workers.components import SurrogateAdapter, load_prior_bundle, prior_exists
+from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import SMCWorker, worker_options
 from storage import Storage
@@ -33,15 +33,13 @@ Progress = Callable[[str], None]
 def preflight(config: CampaignConfig, *, source: str = "the campaign config") -> None:
     """Check that the prior exists and the oracle can be built and reached; raise
     :class:`PreflightError` naming the field and ``source``. Writes nothing."""
-    if not prior_exists(config.prior.name):
-        try:
-            from optimizer.workers.components import known_priors
-            names = ", ".join(known_priors())
-        except ImportError:
-            names = "(the bundled-prior registry is not installed)"
-        raise PreflightError(
-            f"{source}: field `prior.name`: unknown prior {config.prior.name!r}; use a bundled "
-            f"prior ({names}) or the path of a prior folder")
+    from optimizer.errors import PriorError
+    from optimizer.priors.registry import resolve
+
+    try:
+        resolve(config.prior.name)
+    except PriorError as exc:
+        raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     oracle = build_oracle(config, source=source)
     try:
         check_oracle_reachable(config, source=source)

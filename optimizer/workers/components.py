@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,48 +40,36 @@ class PriorBundle:
             return self.features(t).detach().cpu().double().numpy()
 
 
-def _identity(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1)
-
-
 def known_priors() -> list[str]:
-    """Names of the bundled priors (from the registry)."""
-    from optimizer.priors import registry
+    """Names of the bundled priors."""
+    from optimizer.priors.registry import BUNDLED
 
-    return sorted(registry.BUNDLED) if hasattr(registry, "BUNDLED") else sorted(registry.available())
+    return sorted(BUNDLED)
 
 
 def load_prior_bundle(name: str, feature_map: dict[str, Any], *, device: torch.device | str = "cpu") -> PriorBundle:
     """Load the prior named in the config (bundled name or path) and the configured feature map.
 
-    ``feature_map.kind``: ``"prior"`` (the prior's bundled map, identity if it has none) or
-    ``"identity"``.
+    ``feature_map.kind``: ``"prior"`` (the prior's own map: the digit embedding for "digits",
+    identity for vector priors) or ``"identity"`` (flattened designs).
     """
-    try:
-        from optimizer.priors.registry import load_prior
-    except ImportError:  # registry not installed yet: paths to MLP prior folders still load
-        load_prior = _load_by_path
-    loaded = load_prior(name)
-    prior = getattr(loaded, "prior", loaded)
-    fm = getattr(loaded, "feature_map", None)
+    from optimizer.priors.registry import FlattenFeatures, load_feature_map, load_prior
+
+    prior = load_prior(name, device=device)
     kind = feature_map.get("kind", "prior")
-    if kind == "identity" or fm is None:
-        fm = _identity
-    elif kind != "prior":
+    if kind == "prior":
+        fm = load_feature_map(name, device=device)
+    elif kind == "identity":
+        with torch.no_grad():
+            dim = prior.decode(torch.zeros(1, *prior.latent_shape, device=prior.device,
+                                           dtype=prior.dtype)).flatten(1).shape[1]
+        fm = FlattenFeatures(dim)
+    else:
         raise PreflightError(
             f"feature_map.kind = {kind!r} is not supported by the loop; use \"prior\" (the prior's "
-            "bundled feature map) or \"identity\"")
-    to = getattr(prior, "to", None)
-    if callable(to) and torch.device(device).type != "cpu":
-        prior = to(device)
-    differentiable = bool(getattr(fm, "differentiable", True))
-    return PriorBundle(name=name, prior=prior, feature_map=fm, differentiable=differentiable)
-
-
-def _load_by_path(name: str) -> Any:
-    from optimizer.priors.mlp import MLPDiffusionPrior
-
-    return MLPDiffusionPrior.from_pretrained(name)
+            "own feature map) or \"identity\"")
+    fm.requires_grad_(False)
+    return PriorBundle(name=name, prior=prior, feature_map=fm, differentiable=True)
 
 
 def zero_reward(x: Tensor) -> Tensor:
@@ -150,10 +137,12 @@ def _np(t: Any) -> np.ndarray:
 
 
 def prior_exists(name: str) -> bool:
-    """A bundled name or an existing path."""
-    if Path(name).exists():
-        return True
+    """A bundled name or an existing folder."""
+    from optimizer.errors import PriorError
+    from optimizer.priors.registry import resolve
+
     try:
-        return name in known_priors()
-    except ImportError:
+        resolve(name)
+    except PriorError:
         return False
+    return True

@@ -103,3 +103,14 @@ def test_seeds_are_deterministic_and_distinct() -> None:
     b = torch_generator(derive_seed(0, 1, 0))
     import torch
     assert torch.equal(torch.randn(5, generator=a), torch.randn(5, generator=b))
+
+
+def test_dump_toml_round_trip(tmp_path: Path) -> None:
+    from optimizer.campaign.config import dump_toml
+
+    cfg = load_config(_write(tmp_path, GOOD))
+    cfg2 = cfg.model_copy(update={"oracle": cfg.oracle.model_copy(
+        update={"options": {"base_url": 'http://x/"q"', "timeout_s": 2.5, "retry": {"max_attempts": 2}}})})
+    path = tmp_path / "again.toml"
+    path.write_text(dump_toml(cfg2))
+    assert load_config(path) == cfg2
