@@ -27,7 +27,8 @@ class HistoryMixin(StorageBase):
         """
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
-            rows = session.execute(
+            # Core execution (no ORM result layer): plain rows for 10,000s of queries.
+            rows = session.connection().execute(
                 query_select(with_design=True).where(OracleQuery.campaign_id == cid)
                 .order_by(OracleQuery.id)
             ).all()

@@ -20,12 +20,23 @@ from storage.models import QUERY_STATUSES, Campaign, Candidate, OracleQuery, Rou
 from storage.records import TERMINAL, QueryRecord
 from storage.session import StorageBase
 
-_COLUMNS = (OracleQuery, Campaign.name, Round.round_index, Candidate.candidate_index)
+_QUERY = OracleQuery.__table__.c
+_COLUMNS = (
+    _QUERY.idempotency_key, Campaign.name.label("campaign"), Round.round_index,
+    Candidate.candidate_index, _QUERY.oracle_name, _QUERY.status, _QUERY.external_job_id,
+    _QUERY.attempts, _QUERY.result_values, _QUERY.noise, _QUERY.error, _QUERY.lease_owner,
+    _QUERY.lease_expires_at, _QUERY.created_at, _QUERY.updated_at, _QUERY.dispatched_at,
+    _QUERY.finished_at,
+)
+_DESIGN = (Candidate.design, Candidate.design_dtype, Candidate.design_shape)
 
 
 def query_select(*, with_design: bool) -> sa.Select:
-    """SELECT of queries with campaign name, round and candidate index (and design bytes)."""
-    cols: tuple[Any, ...] = _COLUMNS + ((Candidate.design,) if with_design else ())
+    """SELECT of query columns with campaign name, round and candidate index (and the design).
+
+    Plain columns, not ORM entities: building 10,000 records this way is several times faster.
+    """
+    cols: tuple[Any, ...] = _COLUMNS + (_DESIGN if with_design else ())
     return (
         sa.select(*cols)
         .join(Candidate, OracleQuery.candidate_id == Candidate.id)
@@ -36,14 +47,18 @@ def query_select(*, with_design: bool) -> sa.Select:
 
 def to_record(row: sa.Row) -> QueryRecord:
     """A result row of :func:`query_select` as a :class:`QueryRecord`."""
-    q: OracleQuery = row[0]
+    m = row._mapping
+    design = None
+    if "design" in m:
+        design = decode_array(m["design"], m["design_dtype"], m["design_shape"])
     return QueryRecord(
-        key=q.idempotency_key, campaign=row[1], round_index=row[2], candidate_index=row[3],
-        oracle_name=q.oracle_name, status=q.status, job_id=q.external_job_id, attempts=q.attempts,
-        values=q.result_values, noise=q.noise, error=q.error, lease_owner=q.lease_owner,
-        lease_expires_at=q.lease_expires_at, created_at=q.created_at, updated_at=q.updated_at,
-        dispatched_at=q.dispatched_at, finished_at=q.finished_at,
-        design=decode_array(row[4]) if len(row) > 4 else None,
+        key=m["idempotency_key"], campaign=m["campaign"], round_index=m["round_index"],
+        candidate_index=m["candidate_index"], oracle_name=m["oracle_name"], status=m["status"],
+        job_id=m["external_job_id"], attempts=m["attempts"], values=m["result_values"],
+        noise=m["noise"], error=m["error"], lease_owner=m["lease_owner"],
+        lease_expires_at=m["lease_expires_at"], created_at=m["created_at"],
+        updated_at=m["updated_at"], dispatched_at=m["dispatched_at"],
+        finished_at=m["finished_at"], design=design,
     )
 
 
@@ -200,7 +215,7 @@ class QueriesMixin(StorageBase):
                 return []
             rows = session.execute(
                 query_select(with_design=True).where(OracleQuery.id.in_(ids))
-                .order_by(OracleQuery.id).execution_options(populate_existing=True)
+                .order_by(OracleQuery.id)
             ).all()
             return [to_record(r) for r in rows]
 

@@ -271,7 +271,7 @@ class RoundsMixin(StorageBase):
             ).all()
             return [
                 CandidateRecord(
-                    round_index=index, index=c.candidate_index, design=decode_array(c.design),
+                    round_index=index, index=c.candidate_index, design=decode_array(c.design, c.design_dtype, c.design_shape),
                     design_hash=c.design_hash,
                     features=None if c.features is None else decode_array(c.features),
                     log_weight=c.log_weight, group=c.group_index, particle=c.particle_index,
