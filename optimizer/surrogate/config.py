@@ -1,0 +1,58 @@
+"""``SurrogateConfig``: every option of the surrogate, stored with the campaign (JSON)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SurrogateConfig(BaseModel):
+    """Options of the GP surrogate, its reward and pre-screening.
+
+    Attributes:
+        maximize: per objective (or one bool for all): True to maximize, False to minimize.
+            Reward and acquisition are always "higher is better" after this sign flip.
+        weights: scalarization weights, one per objective (None: all 1).
+        scalarization: ``"weighted_sum"`` `Σ w_j s_j y_j` or ``"chebyshev"``
+            `min_j w_j ỹ_j + ρ Σ_j w_j ỹ_j` on signed outcomes scaled to [0, 1] by the data.
+        chebyshev_rho: `ρ`, the augmentation that breaks Chebyshev ties.
+        beta: `β` of the reward `μ + β σ` (0 = plain mean); qUCB uses the same β.
+        min_noise: floor on reported noise variances (`Yvar`), in squared outcome units, so
+            duplicate designs with zero reported noise still give a positive-definite kernel.
+        fit_subset_size: hyperparameters are fitted on at most this many observations (the best
+            quarter plus a seeded random rest); the posterior still conditions on all data.
+        max_conditioning_size: above this many observations the posterior also conditions on a
+            subset of this size (exact GP cost is `O(n³)`).
+        fit_maxiter: L-BFGS iteration cap per objective and fit.
+        num_mc_samples: quasi-MC samples for qLogNEI / qUCB.
+        cholesky_max_size: GPyTorch uses Cholesky (exact, deterministic) up to this many points.
+        seed: seed of the subset choice (reproducible fits).
+        dtype: the GP's floating dtype (float64 recommended).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    maximize: bool | tuple[bool, ...] = True
+    weights: tuple[float, ...] | None = None
+    scalarization: Literal["weighted_sum", "chebyshev"] = "weighted_sum"
+    chebyshev_rho: float = Field(0.05, ge=0.0)
+    beta: float = Field(2.0, ge=0.0)
+    min_noise: float = Field(1e-6, gt=0.0)
+    fit_subset_size: int = Field(300, ge=2)
+    max_conditioning_size: int = Field(4000, ge=2)
+    fit_maxiter: int = Field(150, ge=1)
+    num_mc_samples: int = Field(128, ge=1)
+    cholesky_max_size: int = Field(10_000, ge=1)
+    seed: int = 0
+    dtype: Literal["float64", "float32"] = "float64"
+
+    @model_validator(mode="after")
+    def _check(self) -> SurrogateConfig:
+        if self.max_conditioning_size < self.fit_subset_size:
+            raise ValueError(
+                f"max_conditioning_size={self.max_conditioning_size} must be >= "
+                f"fit_subset_size={self.fit_subset_size}"
+            )
+        if self.weights is not None and any(w < 0 for w in self.weights):
+            raise ValueError(f"weights={self.weights} must be non-negative")
+        return self

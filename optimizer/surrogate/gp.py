@@ -1,0 +1,303 @@
+r"""The GP surrogate of the oracle: one BoTorch ``SingleTaskGP`` per objective on features `φ(x)`.
+
+`y_j(x) ~ GP(c_j, k_j(φ(x), φ(x')))`, observed `y_ij = y_j(x_i) + ε_ij`, `ε_ij ~ N(0, σ²_ij)`.
+
+1. `z = φ(x)` (frozen feature map), inputs normalized to the unit cube by the data's fixed bounds
+   (``Normalize``), outcomes standardized (``Standardize``);
+2. noise: a reported variance `Yvar_ij` is the fixed observation noise (``train_Yvar``, floored at
+   ``min_noise``); without it the noise level is inferred;
+3. hyperparameters maximize the exact marginal likelihood (``fit_gpytorch_mll``), starting from
+   the previous round's state when given (warm start). Above ``fit_subset_size`` observations the
+   fit uses a seeded subset (best quarter + random rest) — the cheap approximation that keeps a
+   fit within seconds at thousands of points — and the posterior is still conditioned on all
+   data (one Cholesky), up to ``max_conditioning_size``;
+4. several objectives: independent GPs in a ``ModelListGP``.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gpytorch
+import torch
+from botorch.exceptions.errors import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms import Normalize, Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+from optimizer.errors import SurrogateError
+from optimizer.surrogate.config import SurrogateConfig
+from optimizer.surrogate.features import FeatureMap, IdentityFeatures
+from optimizer.surrogate.scalarize import Scalarization, make_scalarization
+from optimizer.surrogate.validation import check_training_data, fingerprint
+
+if TYPE_CHECKING:
+    from optimizer.surrogate.reward import SurrogateReward
+    from optimizer.surrogate.state import SurrogateState
+
+# Keys of a SingleTaskGP state_dict that are hyperparameters (not data-derived buffers).
+_HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.noise_covar.raw_noise")
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """How a fit went: sizes, warm start, per-objective success and the reason of a failure."""
+
+    num_observations: int
+    num_fit: int
+    num_conditioning: int
+    warm_started: bool
+    fit_ok: tuple[bool, ...]
+    messages: tuple[str, ...]
+    seconds: float
+
+
+def _subset(Yc: Tensor, size: int, seed: int) -> Tensor:
+    """Sorted indices: the best ``size // 4`` rows by ``Yc`` (`n`) plus a seeded random rest."""
+    n = Yc.shape[0]
+    if n <= size:
+        return torch.arange(n)
+    n_top = size // 4
+    top = torch.argsort(Yc.cpu(), descending=True, stable=True)[:n_top]
+    rest_mask = torch.ones(n, dtype=torch.bool)
+    rest_mask[top] = False
+    rest = torch.nonzero(rest_mask).flatten()
+    g = torch.Generator().manual_seed(seed)
+    pick = rest[torch.randperm(rest.numel(), generator=g)[: size - n_top]]
+    return torch.sort(torch.cat([top, pick])).values
+
+
+def _bounds(Z: Tensor) -> Tensor:
+    lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
+    hi = torch.where(hi - lo > 1e-12, hi, lo + 1.0)  # constant feature: unit range, no 0/0
+    return torch.stack([lo, hi])
+
+
+def _build(Z: Tensor, y: Tensor, yvar: Tensor | None, bounds: Tensor) -> SingleTaskGP:
+    return SingleTaskGP(
+        Z, y, train_Yvar=yvar,
+        input_transform=Normalize(d=Z.shape[-1], bounds=bounds),
+        outcome_transform=Standardize(m=1),
+    )
+
+
+def _hyper_state(model: SingleTaskGP) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if k.startswith(_HYPER_PREFIXES)}
+
+
+class Surrogate:
+    """A fitted GP surrogate over designs; build with ``Surrogate.fit`` or ``from_state``.
+
+    >>> sur = Surrogate.fit(X, Y, None, feature_map=IdentityFeatures())  # X: `n x d`, Y: `n x 1`
+    >>> mean, std = sur.posterior_mean_std(X_new)                        # `b x 1` each
+    >>> r_hat = sur.reward(beta=2.0)                                     # for optimizer.das.sample
+    """
+
+    def __init__(self, models: list[SingleTaskGP], *, feature_map: FeatureMap,
+                 config: SurrogateConfig, X: Tensor, Y: Tensor, Yvar: Tensor | None,
+                 Z: Tensor, cond_idx: Tensor, bounds: Tensor, fit_info: FitInfo) -> None:
+        self.models = models
+        self.feature_map = feature_map
+        self.config = config
+        self.train_X, self.train_Y, self.train_Yvar = X, Y, Yvar
+        self.train_Z = Z
+        self.cond_idx = cond_idx
+        self.bounds = bounds
+        self.fit_info = fit_info
+        self.design_shape = tuple(X.shape[1:])
+        self.model: Model = models[0] if len(models) == 1 else ModelListGP(*models)
+        self.model.eval()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fit(
+        cls, X: Tensor, Y: Tensor, Yvar: Tensor | None = None, *,
+        feature_map: FeatureMap | None = None, config: SurrogateConfig | None = None,
+        previous: SurrogateState | None = None,
+    ) -> Surrogate:
+        """Fit the surrogate to `n x *design_shape` designs ``X`` and `n x m` results ``Y``.
+
+        Args:
+            X: designs, exactly as sent to the oracle.
+            Y: results, one column per objective (raw sign; direction is ``config.maximize``).
+            Yvar: reported noise variances (`n x m`), or None to infer the noise.
+            feature_map: `φ` (default: ``IdentityFeatures()``).
+            config: options (default ``SurrogateConfig()``).
+            previous: last round's state; its hyperparameters start the fit (warm start).
+
+        Returns:
+            A ``Surrogate`` in eval mode. A failed likelihood optimization keeps the starting
+            hyperparameters and is reported in ``fit_info`` (and a warning), not raised.
+        """
+        cfg = config or SurrogateConfig()
+        fm = feature_map or IdentityFeatures()
+        X, Y, Yvar = check_training_data(X, Y, Yvar)
+        t0 = time.perf_counter()
+        dtype = getattr(torch, cfg.dtype)
+        Z, Yd, Yvd = cls._features(fm, X, dtype), Y.to(dtype), cls._noise(Yvar, dtype, cfg)
+        n, m = Yd.shape
+        # One subset for all objectives, ranked by the scalarized signed outcome.
+        score = make_scalarization(Yd, maximize=cfg.maximize, weights=cfg.weights,
+                                   kind=cfg.scalarization, rho=cfg.chebyshev_rho)(Yd)
+        fit_idx = _subset(score, cfg.fit_subset_size, cfg.seed).to(Z.device)
+        cond_idx = _subset(score, cfg.max_conditioning_size, cfg.seed + 1).to(Z.device)
+        bounds = _bounds(Z[cond_idx])
+        prev_hyper = previous.hyperparameters() if previous is not None else None
+        warm = prev_hyper is not None and len(prev_hyper) == m
+        models, ok, msgs = [], [], []
+        with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size):
+            for j in range(m):
+                yv = None if Yvd is None else Yvd[:, j:j + 1]
+                fit_model = _build(Z[fit_idx], Yd[fit_idx, j:j + 1],
+                                   None if yv is None else yv[fit_idx], bounds)
+                if warm and not _load_hyper(fit_model, prev_hyper[j]):
+                    warm = False
+                good, msg = _optimize(fit_model, cfg)
+                ok.append(good)
+                msgs.append(msg)
+                if torch.equal(fit_idx, cond_idx):
+                    model = fit_model
+                else:  # condition on more data with the fitted hyperparameters
+                    model = _build(Z[cond_idx], Yd[cond_idx, j:j + 1],
+                                   None if yv is None else yv[cond_idx], bounds)
+                    _load_hyper(model, _hyper_state(fit_model), strict=True)
+                models.append(model.eval())
+        info = FitInfo(num_observations=n, num_fit=int(fit_idx.numel()),
+                       num_conditioning=int(cond_idx.numel()), warm_started=warm,
+                       fit_ok=tuple(ok), messages=tuple(msgs),
+                       seconds=time.perf_counter() - t0)
+        return cls(models, feature_map=fm, config=cfg, X=X, Y=Y, Yvar=Yvar, Z=Z,
+                   cond_idx=cond_idx, bounds=bounds, fit_info=info)
+
+    @classmethod
+    def from_state(
+        cls, state: SurrogateState, X: Tensor, Y: Tensor, Yvar: Tensor | None = None, *,
+        feature_map: FeatureMap | None = None, objects: dict[str, Any] | None = None,
+        allow_import: bool = False,
+    ) -> Surrogate:
+        """Rebuild a fitted surrogate from its state and the same training data (from storage).
+
+        The posterior mean and variance are identical to the saved surrogate's. ``feature_map``
+        defaults to the one saved in the state (embedding / callable maps are resolved through
+        ``objects`` or ``allow_import``, see ``features.feature_map_from_record``).
+        """
+        from optimizer.surrogate.state import rebuild
+
+        return rebuild(cls, state, X, Y, Yvar, feature_map=feature_map, objects=objects,
+                       allow_import=allow_import)
+
+    @staticmethod
+    def _features(fm: FeatureMap, X: Tensor, dtype: torch.dtype) -> Tensor:
+        with torch.no_grad():
+            Z = fm(X.to(dtype) if X.is_floating_point() else X.to(dtype)).to(dtype)
+        if not torch.isfinite(Z).all():
+            rows = torch.nonzero(~torch.isfinite(Z).all(dim=1)).flatten().tolist()[:10]
+            raise SurrogateError(
+                f"feature map {fm.kind!r} returned non-finite features for design rows {rows}; "
+                "check the feature map (e.g. an embedding network) on those designs"
+            )
+        return Z
+
+    @staticmethod
+    def _noise(Yvar: Tensor | None, dtype: torch.dtype, cfg: SurrogateConfig) -> Tensor | None:
+        return None if Yvar is None else Yvar.to(dtype).clamp_min(cfg.min_noise)
+
+    # ------------------------------------------------------------------ prediction
+    @property
+    def num_objectives(self) -> int:
+        return len(self.models)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.train_Z.dtype
+
+    def features(self, X: Tensor) -> Tensor:
+        """`φ(X)` in the GP's dtype (differentiable when `φ` is): `b x k`."""
+        self._check_designs(X, "X")
+        return self.feature_map(X.to(self.dtype)).to(self.dtype)
+
+    def _check_designs(self, X: Tensor, name: str) -> None:
+        if tuple(X.shape[1:]) != self.design_shape or X.dim() < 2:
+            raise SurrogateError(
+                f"{name} has shape {tuple(X.shape)}; the surrogate was fitted on designs of "
+                f"shape {self.design_shape}, so pass a `b x {' x '.join(map(str, self.design_shape))}`"
+                " Tensor"
+            )
+
+    def mean_var_features(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and latent variance (no observation noise) at features `b x k`: `b x m`."""
+        with gpytorch.settings.max_cholesky_size(self.config.cholesky_max_size):
+            post = self.model.posterior(Z)
+            return post.mean, post.variance
+
+    def posterior_mean_std(self, X: Tensor, *, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
+        """Posterior mean and std of each objective at `b x *design_shape` designs: `b x m` each."""
+        Z = self.features(X).detach()
+        means, stds = [], []
+        with torch.no_grad():
+            for Zc in Z.split(chunk_size):
+                mu, var = self.mean_var_features(Zc)
+                means.append(mu)
+                stds.append(var.clamp_min(0).sqrt())
+        return torch.cat(means), torch.cat(stds)
+
+    def scalarization(self, *, weights: tuple[float, ...] | None = None,
+                      scalarization: str | None = None,
+                      maximize: bool | tuple[bool, ...] | None = None) -> Scalarization:
+        """The scalarization `g` (config defaults, overridable), ranged on the training data."""
+        cfg = self.config
+        return make_scalarization(
+            self.train_Y.to(self.dtype),
+            maximize=cfg.maximize if maximize is None else maximize,
+            weights=cfg.weights if weights is None else weights,
+            kind=scalarization or cfg.scalarization, rho=cfg.chebyshev_rho)
+
+    def reward(self, beta: float | None = None, *, weights: tuple[float, ...] | None = None,
+               scalarization: str | None = None,
+               maximize: bool | tuple[bool, ...] | None = None) -> SurrogateReward:
+        """The SMC reward `r̂(x) = g(s ⊙ μ(φ(x)) + β σ(φ(x)))` (see ``reward.SurrogateReward``)."""
+        from optimizer.surrogate.reward import SurrogateReward
+
+        return SurrogateReward(self, beta=self.config.beta if beta is None else float(beta),
+                               scalarization=self.scalarization(
+                                   weights=weights, scalarization=scalarization,
+                                   maximize=maximize))
+
+    def state(self) -> SurrogateState:
+        """The serializable state (hyperparameters, transforms, feature map; no training data)."""
+        from optimizer.surrogate.state import capture
+
+        return capture(self)
+
+
+def _load_hyper(model: SingleTaskGP, hyper: dict[str, Tensor], strict: bool = False) -> bool:
+    """Copy hyperparameters into ``model``; False (model untouched) when shapes do not match."""
+    own = model.state_dict()
+    keys = [k for k in own if k.startswith(_HYPER_PREFIXES)]
+    if set(keys) != set(hyper) or any(own[k].shape != hyper[k].shape for k in keys):
+        if strict:
+            raise SurrogateError("internal: hyperparameters do not fit the conditioning model")
+        return False
+    model.load_state_dict({k: hyper[k].to(own[k]) for k in keys}, strict=False)
+    return True
+
+
+def _optimize(model: SingleTaskGP, cfg: SurrogateConfig) -> tuple[bool, str]:
+    """Maximize the marginal likelihood; on failure keep the starting point and say why."""
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BoTorch's input-scaling and retry chatter
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": cfg.fit_maxiter}})
+        return True, "ok"
+    except (ModelFittingError, RuntimeError, ValueError) as exc:
+        msg = (f"marginal-likelihood fit failed ({type(exc).__name__}: {exc}); kept the starting "
+               "hyperparameters (warm start or defaults)")
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return False, msg
