@@ -60,6 +60,7 @@ class TrainingData:
     Y: np.ndarray
     Yvar: np.ndarray | None
     X_pending: np.ndarray
+    X_failed: np.ndarray
 
     @property
     def n(self) -> int:
@@ -82,7 +83,9 @@ def training_data(history: History, config: CampaignConfig) -> TrainingData:
         Yvar = np.array([[q.noise[n] for n in names] for q in done], dtype=np.float64)  # type: ignore[index]
     pend = [q.design for q in history.in_flight if q.design is not None]
     X_pending = np.stack([np.asarray(d, dtype=np.float64) for d in pend]) if pend else np.zeros((0,))
-    return TrainingData(X=X, Y=Y, Yvar=Yvar, X_pending=X_pending)
+    bad = [q.design for q in history.failed if q.design is not None]
+    X_failed = np.stack([np.asarray(d, dtype=np.float64) for d in bad]) if bad else np.zeros((0,))
+    return TrainingData(X=X, Y=Y, Yvar=Yvar, X_pending=X_pending, X_failed=X_failed)
 
 
 class RoundGenerator:
@@ -140,15 +143,28 @@ class RoundGenerator:
         group = np.concatenate([np.full(len(o["samples"]), o["chunk"]) for o in outs])
         particle = np.concatenate([np.arange(len(o["samples"])) for o in outs])
         t2 = time.perf_counter()
+        note = ""
+        acq = mean = std = None
         if tilted:
-            sel, acq, mean, std = self.surrogate.screen(model, designs, q, pending=data.X_pending,
-                                                        observed=data.X)
+            res = self.surrogate.screen(model, designs, q, pending=data.X_pending,
+                                        observed=data.X_failed,
+                                        seed=derive_seed(cfg.seed, index, 0, "screen"))
+            sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
+            excluded = res.excluded
         else:
+            sel, excluded = [], np.zeros(len(designs), dtype=bool)
+        if len(sel) < q:  # round 0, or too few eligible candidates: fill space-filling
             space = features if self.surrogate is not None else designs.reshape(len(designs), -1)
-            avoid = _stack_features(self, data)
-            sel = maximin_select(space, q, seed=derive_seed(cfg.seed, index, 0, "spacefill"),
-                                 avoid=avoid)
-            acq = mean = std = None
+            free = np.flatnonzero(~excluded & ~np.isin(np.arange(len(designs)), sel))
+            known = _stack_features(self, data)
+            taken = space[np.asarray(sel, dtype=np.int64)] if sel else None
+            avoid = np.concatenate([a for a in (known, taken) if a is not None]) if (
+                known is not None or taken is not None) else None
+            k = min(q - len(sel), len(free))
+            if k:
+                extra = maximin_select(space[free], k, seed=derive_seed(cfg.seed, index, 0, "spacefill"),
+                                       avoid=avoid)
+                sel = list(sel) + [int(free[i]) for i in extra]
         screen_s = time.perf_counter() - t2
         candidates = [
             NewCandidate(
@@ -161,7 +177,7 @@ class RoundGenerator:
             for i in range(len(designs))
         ]
         summary = {
-            "tilted": tilted, "observations": data.n, "pending": int(len(data.X_pending)),
+            "tilted": tilted, "screen_note": note, "observations": data.n, "pending": int(len(data.X_pending)),
             "particles": int(len(designs)), "chunks": len(outs),
             "ess": [o["ess"].tolist() for o in outs],
             "lambdas": [o["lambdas"].tolist() for o in outs],

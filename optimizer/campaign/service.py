@@ -95,7 +95,9 @@ def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
                    on_event: Callable[[PoolEvent], None] | None = None) -> RoundGenerator:
     """A round generator whose surrogate uses the prior's feature map (loaded in the driver)."""
     bundle = load_prior_bundle(config.prior.name, config.feature_map.model_dump(mode="json"))
-    surrogate = SurrogateAdapter(bundle, config.surrogate.model_dump(mode="json"))
+    surrogate = SurrogateAdapter(bundle, beta=config.surrogate.beta,
+                                 acquisition=config.surrogate.acquisition,
+                                 options=dict(config.surrogate.options), seed=config.seed)
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
 
 

@@ -27,7 +27,7 @@ class PriorBundle:
     name: str
     prior: Any
     feature_map: Any
-    differentiable: bool = True
+    surrogate_features: Any = None
 
     def features(self, designs: Tensor) -> Tensor:
         """φ(designs) as a `B x k` Tensor."""
@@ -69,7 +69,13 @@ def load_prior_bundle(name: str, feature_map: dict[str, Any], *, device: torch.d
             f"feature_map.kind = {kind!r} is not supported by the loop; use \"prior\" (the prior's "
             "own feature map) or \"identity\"")
     fm.requires_grad_(False)
-    return PriorBundle(name=name, prior=prior, feature_map=fm, differentiable=True)
+    from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
+
+    # The surrogate's view of φ: identity stays identity (cheap, serializable); a network is
+    # an embedding, passed explicitly when the surrogate is rebuilt (so never imported by name).
+    sfm = IdentityFeatures() if isinstance(fm, FlattenFeatures) else EmbeddingFeatures(
+        fm, reference=f"tiltloop.prior:{name}")
+    return PriorBundle(name=name, prior=prior, feature_map=fm, surrogate_features=sfm)
 
 
 def zero_reward(x: Tensor) -> Tensor:
@@ -83,50 +89,90 @@ zero_reward.differentiable = False  # type: ignore[attr-defined]
 def rebuild_reward(bundle: PriorBundle, state: bytes, surrogate_config: dict[str, Any],
                    X: np.ndarray | None, Y: np.ndarray | None, Yvar: np.ndarray | None, *,
                    beta: float) -> Callable[[Tensor], Tensor]:
-    """The SMC reward of a surrogate rebuilt from its state bytes and training data."""
-    from optimizer.surrogate import Surrogate
+    """The SMC reward of a surrogate rebuilt from its state bytes and training data (no refit)."""
+    from optimizer.surrogate.gp import Surrogate
+    from optimizer.surrogate.state import SurrogateState
 
-    model = Surrogate.from_state(state, _t(X), _t(Y), _t(Yvar), feature_map=bundle.feature_map)
+    model = Surrogate.from_state(SurrogateState.from_bytes(state), _t(X), _t(Y), _t(Yvar),
+                                 feature_map=bundle.surrogate_features)
     return model.reward(beta=beta)
 
 
 def _t(a: np.ndarray | None) -> Tensor | None:
-    return None if a is None else torch.as_tensor(a, dtype=torch.float64)
+    return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Screening outcome for all `M` candidates (primary objective's mean / std)."""
+
+    selected: np.ndarray
+    acquisition: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    excluded: np.ndarray
+    note: str = ""
 
 
 class SurrogateAdapter:
     """Fit, screen and serialize the campaign's surrogate in the driver process.
 
     Args:
-        bundle: the prior bundle (for its feature map).
-        options: the campaign's ``[surrogate]`` table (beta, acquisition, options).
+        bundle: the prior bundle (for its feature maps).
+        beta: `β` of `r̂ = μ + β σ`; acquisition: "qlognei" or "qucb".
+        options: extra ``optimizer.surrogate.SurrogateConfig`` fields from the campaign config.
+        seed: the campaign seed (subset choice and quasi-MC draws are seeded from it).
     """
 
-    def __init__(self, bundle: PriorBundle, options: dict[str, Any]) -> None:
+    def __init__(self, bundle: PriorBundle, *, beta: float, acquisition: str,
+                 options: dict[str, Any] | None = None, seed: int = 0) -> None:
+        from optimizer.surrogate.config import SurrogateConfig
+
         self.bundle = bundle
-        self.options = dict(options)
+        self.acquisition = acquisition
+        self.config = SurrogateConfig(**{**(options or {}), "beta": beta,
+                                         "seed": int(seed) % (2**31)})
 
     @property
     def config_dict(self) -> dict[str, Any]:
-        return dict(self.options)
+        return self.config.model_dump(mode="json")
 
     def fit(self, data: Any, *, previous_state: bytes | None = None) -> tuple[Any, bytes, dict[str, Any]]:
-        """Fit on ``data`` (``TrainingData``); return (model, state bytes, JSON summary)."""
-        from optimizer.surrogate import Surrogate
+        """Fit on ``data`` (``TrainingData``), warm-started from ``previous_state`` when it fits;
+        return (model, state bytes, JSON summary for the round row)."""
+        from optimizer.errors import SurrogateError
+        from optimizer.surrogate.gp import Surrogate
+        from optimizer.surrogate.state import SurrogateState
 
-        model = Surrogate.fit(_t(data.X), _t(data.Y), _t(data.Yvar), feature_map=self.bundle.feature_map,
-                              previous=previous_state)
-        state = model.to_bytes()
-        return model, state, {"n": int(data.n), "bytes": len(state)}
+        previous = None
+        if previous_state is not None:
+            try:
+                previous = SurrogateState.from_bytes(previous_state)
+            except SurrogateError:
+                previous = None  # an unreadable old state only costs the warm start
+        model = Surrogate.fit(_t(data.X), _t(data.Y), _t(data.Yvar),
+                              feature_map=self.bundle.surrogate_features, config=self.config,
+                              previous=previous)
+        blob = model.state().to_bytes()
+        info = model.fit_info
+        meta = {"observations": info.num_observations, "fit_ok": list(info.fit_ok),
+                "warm_started": info.warm_started, "fit_seconds": info.seconds,
+                "state_bytes": len(blob), "messages": [m for m in info.messages if m][:3]}
+        return model, blob, meta
 
     def screen(self, model: Any, designs: np.ndarray, q: int, *, pending: np.ndarray,
-               observed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Pick q of ``designs``; return (selected, acquisition, mean, std) for all candidates."""
-        from optimizer.surrogate import screen
+               observed: np.ndarray, seed: int) -> Screened:
+        """Pick up to q of ``designs`` by the acquisition; values for all candidates."""
+        from optimizer.surrogate.screening import screen
 
-        res = screen(model, _t(designs), q, pending=_t(pending) if len(pending) else None,
-                     observed=_t(observed) if len(observed) else None)
-        return (np.asarray(res.selected), _np(res.acquisition), _np(res.mean), _np(res.std))
+        res = screen(model, _t(designs), q,
+                     pending=_t(pending) if pending.ndim > 1 and len(pending) else None,
+                     observed=_t(observed) if observed.ndim > 1 and len(observed) else None,
+                     acquisition=self.acquisition, seed=int(seed) % (2**31))
+        return Screened(selected=res.selected.numpy().astype(np.int64),
+                        acquisition=_np(res.acq_values), mean=_np(res.mean[:, 0]),
+                        std=_np(res.std[:, 0]), excluded=res.excluded.numpy().astype(bool),
+                        note=res.note)
 
     def features(self, designs: np.ndarray) -> np.ndarray:
         return self.bundle.features_np(designs)

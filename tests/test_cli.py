@@ -1,0 +1,110 @@
+"""The ``tiltloop`` CLI: bad input gives one clear message and exit 2 with nothing written;
+run / status / report / resume --budget work end to end (gmm-toy prior, lab simulator over HTTP)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optimizer.campaign.config import dump_toml, parse_config
+from optimizer.cli import main
+from oracles.labsim import LabSimulator
+from oracles.simulated.base import SimulatedOracle
+
+
+class _Peak(SimulatedOracle):
+    """`y = -||x - (4, 0)||²`: any 2-d design is valid."""
+
+    def __init__(self) -> None:
+        self.objectives = ("y",)
+        super().__init__(seed=0)
+
+    def score(self, design: np.ndarray) -> dict[str, float]:
+        return {"y": -float(((np.asarray(design) - np.array([4.0, 0.0])) ** 2).sum())}
+
+
+@pytest.fixture()
+def lab_url() -> Iterator[str]:
+    sim = LabSimulator(_Peak()).start()
+    try:
+        yield sim.url
+    finally:
+        sim.close()
+
+
+def _config(tmp_path: Path, lab_url: str, **over: Any) -> tuple[Path, str]:
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    data: dict[str, Any] = {
+        "name": "cli1", "seed": 1, "prior": {"name": "gmm-toy"},
+        "oracle": {"kind": "http", "options": {"base_url": lab_url}},
+        "objectives": [{"name": "y"}], "sampler": {"alpha": 1.0, "num_steps": 8},
+        "workers": {"count": 2, "particles_per_worker": 16, "cpus_per_worker": 0.5},
+        "budget": {"q": 3, "total": 3, "poll_interval_s": 0.05}, "storage": {"url": db},
+    }
+    data.update(over)
+    path = tmp_path / "campaign.toml"
+    path.write_text(dump_toml(parse_config(data)))
+    return path, db
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (("prior.name", '"gmm-toy"', '"no-such-prior"'),
+         "field `prior.name`: prior 'no-such-prior' is neither a bundled prior nor an existing folder"),
+        (("sampler.alpha", "alpha = 1.0", "alpha = -0.5"), "field `sampler.alpha`: alpha must be a finite number > 0"),
+        (("budget.total", "total = 3", "total = 2"), "total budget 2 is below q = 3"),
+        (("oracle.base_url", "http://127.0.0.1:", "http://127.0.0.1:1#"), "field `oracle.options.base_url`: the oracle at"),
+    ],
+)
+def test_bad_config_one_message_nothing_written(tmp_path: Path, lab_url: str, capsys: pytest.CaptureFixture[str],
+                                                edit: tuple[str, str, str], words: str) -> None:
+    path, _ = _config(tmp_path, lab_url)
+    _, old, new = edit
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tiltloop run: ") and words in err, err
+    assert str(path) in err or "the campaign config" not in err
+    assert not (tmp_path / "cli.db").exists()  # nothing written
+
+
+def test_unknown_campaign_and_empty_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["status", "--url", url]) == 2
+    assert "tiltloop db upgrade" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--url", url]) == 0
+    capsys.readouterr()
+    assert main(["resume", "ghost", "--url", url]) == 2
+    assert "ghost" in capsys.readouterr().err
+    assert main(["status", "--url", url]) == 0
+    assert "no campaigns yet" in capsys.readouterr().out
+
+
+def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path, db = _config(tmp_path, lab_url)
+    assert main(["run", str(path), "--json"]) == 0
+    out = capsys.readouterr()
+    status = json.loads(out.out)
+    assert status["status"] == "completed" and status["results"] == 3
+    assert "round 0" in out.err  # progress lines go to stderr with --json
+    assert main(["run", str(path)]) == 2  # the name is taken: says how to resume
+    assert "tiltloop resume cli1" in capsys.readouterr().err
+
+    assert main(["resume", "cli1", "--url", db, "--budget", "6", "-q", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["results"] == 6 and status["budget"] == 6 and status["rounds"] == 2
+    assert main(["status", "cli1", "--url", db]) == 0
+    assert "completed" in capsys.readouterr().out
+
+    out_dir = tmp_path / "rep"
+    assert main(["report", "cli1", "--url", db, "--out", str(out_dir)]) == 0
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4  # vector designs: no image grid
