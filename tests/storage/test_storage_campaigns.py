@@ -58,3 +58,18 @@ def test_bad_status(storage: Storage) -> None:
     storage.create_campaign("c1", {})
     with pytest.raises(InvalidValue, match="campaign status 'done' is not one of active, paused"):
         storage.update_campaign("c1", status="done")
+
+
+@pytest.mark.parametrize("statement", ["UPDATE event SET kind = 'forged'", "DELETE FROM event"])
+def test_event_log_is_append_only_in_the_database(storage: Storage, statement: str) -> None:
+    import sqlalchemy as sa
+
+    from storage import StorageError
+
+    storage.create_campaign("c1", {})
+    storage.log_event("c1", "loop.note", {"text": "kept"})
+    verb = statement.split()[0]
+    with pytest.raises(StorageError, match=f"the event log is append-only: {verb} on event refused"):
+        with storage.session() as session:
+            session.execute(sa.text(statement))
+    assert [e.kind for e in storage.list_events("c1")] == ["campaign.created", "loop.note"]

@@ -140,3 +140,9 @@ def test_counts(storage: Storage) -> None:
     counts = storage.query_counts("c1")
     assert counts == {"pending": 2, "dispatched": 0, "running": 0, "succeeded": 0,
                       "failed": 1, "cancelled": 0}
+
+
+def test_unknown_key(storage: Storage) -> None:
+    setup_round(storage)
+    with pytest.raises(NotFound, match="query 'c1:0:2' does not exist"):
+        storage.transition_query("c1:0:2", expected="pending", new="dispatched")

@@ -1,4 +1,4 @@
-"""Append-only event log; query leases timed by the database clock.
+"""Append-only event log (UPDATE and DELETE refused by triggers); query leases.
 
 Revision ID: 0002
 Revises: 0001
@@ -35,9 +35,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event")),
     )
     op.create_index(op.f("ix_event_campaign_id_id"), "event", ["campaign_id", "id"])
+    _append_only_triggers()
     with op.batch_alter_table("oracle_query") as batch:
         batch.add_column(sa.Column("lease_owner", sa.String(200), nullable=True))
         batch.add_column(sa.Column("lease_expires_at", Timestamp, nullable=True))
+
+
+def _append_only_triggers() -> None:
+    # The audit log is enforced by the database itself, not only by the API having no update.
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION tiltloop_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'the event log is append-only: % on event refused', TG_OP; "
+            "END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event "
+            "FOR EACH ROW EXECUTE FUNCTION tiltloop_event_append_only()"
+        )
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER event_no_{verb.lower()} BEFORE {verb} ON event BEGIN "
+                f"SELECT RAISE(ABORT, 'the event log is append-only: {verb} on event refused'); "
+                f"END"
+            )
 
 
 def downgrade() -> None:
@@ -45,4 +67,6 @@ def downgrade() -> None:
         batch.drop_column("lease_expires_at")
         batch.drop_column("lease_owner")
     op.drop_index(op.f("ix_event_campaign_id_id"), table_name="event")
-    op.drop_table("event")
+    op.drop_table("event")  # drops its triggers too
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION tiltloop_event_append_only()")
