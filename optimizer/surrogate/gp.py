@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import gpytorch
 import torch
 from botorch.exceptions.errors import ModelFittingError
+from botorch.exceptions.warnings import InputDataWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.model import Model
@@ -79,11 +80,14 @@ def _bounds(Z: Tensor) -> Tensor:
 
 
 def _build(Z: Tensor, y: Tensor, yvar: Tensor | None, bounds: Tensor) -> SingleTaskGP:
-    return SingleTaskGP(
-        Z, y, train_Yvar=yvar,
-        input_transform=Normalize(d=Z.shape[-1], bounds=bounds),
-        outcome_transform=Standardize(m=1),
-    )
+    with warnings.catch_warnings():
+        # constant outcomes trip BoTorch's "not standardized" check; Standardize handles them
+        warnings.simplefilter("ignore", InputDataWarning)
+        return SingleTaskGP(
+            Z, y, train_Yvar=yvar,
+            input_transform=Normalize(d=Z.shape[-1], bounds=bounds),
+            outcome_transform=Standardize(m=1),
+        )
 
 
 def _hyper_state(model: SingleTaskGP) -> dict[str, Tensor]:
