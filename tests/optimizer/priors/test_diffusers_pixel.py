@@ -251,3 +251,25 @@ def test_das_gradient_free_groups_times_particles(class_prior) -> None:
     torch.testing.assert_close(res.rewards, _SignCount()(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype))
     chunked = _run(class_prior, _SignCount(), seed=3, num_particles=3, conditions=[0, 2], chunk_size=2)
     torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("guidance", ["gradient", "none"])
+def test_das_tilts_toward_the_reward(prior, guidance: str) -> None:
+    """α → ∞ returns the prior (uniform weights, no resampling); a small α moves the weighted
+    reward far above the prior's mean (by more than one prior standard deviation)."""
+    from optimizer.das import sample
+
+    def mean_pixel(x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3))
+
+    def run(alpha: float):
+        gen = torch.Generator(device=prior.device).manual_seed(11)
+        return sample(prior, mean_pixel, num_particles=32, alpha=alpha, num_steps=8, guidance=guidance, generator=gen)
+
+    flat = run(1e9)
+    torch.testing.assert_close(flat.weights, torch.full_like(flat.weights, 1 / 32))
+    assert not bool(flat.resampled.any())
+    prior_mean, prior_std = flat.rewards.mean(), flat.rewards.std()
+    tilted = run(0.1)
+    tilted_mean = (tilted.weights * tilted.rewards).sum()
+    assert tilted_mean > prior_mean + prior_std, (float(tilted_mean), float(prior_mean), float(prior_std))
