@@ -34,8 +34,10 @@ def to_numpy(value: Any, *, field: str) -> np.ndarray:
     return array
 
 
-def encode_array(value: Any, *, field: str = "array", finite: bool = True) -> tuple[bytes, str, list[int], str]:
-    """Encode to ``(npy bytes, dtype name, shape, sha256 hex)``; refuses non-finite values if asked."""
+def encode_array(
+    value: Any, *, field: str = "array", finite: bool = True
+) -> tuple[bytes, str, list[int], str]:
+    """Encode to ``(npy bytes, dtype, shape, sha256 hex)``; refuses non-finite values if asked."""
     array = np.asarray(to_numpy(value, field=field), order="C")  # C order: see decode fast path
     if finite and array.dtype.kind in "fc" and not np.isfinite(array).all():
         raise InvalidValue(f"{field}: contains NaN or infinite values; a design must be finite")

@@ -192,7 +192,9 @@ class QueriesMixin(StorageBase):
         if not isinstance(limit, int) or limit < 1:
             raise InvalidValue(f"limit: expected an integer >= 1, got {limit!r}")
         if not owner or len(owner) > 200:
-            raise InvalidValue(f"owner: expected a non-empty name of at most 200 characters, got {owner!r}")
+            raise InvalidValue(
+                f"owner: expected a non-empty name of at most 200 characters, got {owner!r}"
+            )
         if not lease_seconds > 0:
             raise InvalidValue(f"lease_seconds: must be > 0, got {lease_seconds!r}")
         with self.session() as session:

@@ -153,8 +153,10 @@ class RoundsMixin(StorageBase):
             f"(only possible while none of its queries was dispatched)"
         )
 
-    def _write_round(self, campaign, index, alpha, rows, chosen, oracle_name, surrogate_state,
-                     surrogate_blob, timings, summary, digest) -> RoundRecord:  # type: ignore[no-untyped-def]
+    def _write_round(  # type: ignore[no-untyped-def]
+        self, campaign, index, alpha, rows, chosen, oracle_name, surrogate_state, surrogate_blob,
+        timings, summary, digest,
+    ) -> RoundRecord:
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
             existing = session.scalar(
@@ -271,7 +273,8 @@ class RoundsMixin(StorageBase):
             ).all()
             return [
                 CandidateRecord(
-                    round_index=index, index=c.candidate_index, design=decode_array(c.design, c.design_dtype, c.design_shape),
+                    round_index=index, index=c.candidate_index,
+                    design=decode_array(c.design, c.design_dtype, c.design_shape),
                     design_hash=c.design_hash,
                     features=None if c.features is None else decode_array(c.features),
                     log_weight=c.log_weight, group=c.group_index, particle=c.particle_index,

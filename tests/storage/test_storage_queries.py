@@ -146,3 +146,28 @@ def test_unknown_key(storage: Storage) -> None:
     setup_round(storage)
     with pytest.raises(NotFound, match="query 'c1:0:2' does not exist"):
         storage.transition_query("c1:0:2", expected="pending", new="dispatched")
+
+
+def test_postgres_claim_skips_rows_locked_by_another_transaction(pg_schema: str) -> None:
+    import sqlalchemy as sa
+
+    from pg_schemas import postgres_schema_url
+    from storage import upgrade
+    from storage.engine import create_engine
+
+    # lock_timeout: if the claim waited on the locked rows instead of skipping them, it errors.
+    url = postgres_schema_url(pg_schema, lock_timeout="2000")
+    upgrade(url)
+    with Storage.open(url) as storage:
+        keys = setup_round(storage, num=10, selected=(0, 1, 2, 3, 4))
+        other = create_engine(url)
+        with other.begin() as conn:  # another driver mid-claim: first two rows locked
+            locked = conn.execute(sa.text(
+                "SELECT idempotency_key FROM oracle_query ORDER BY id LIMIT 2 FOR UPDATE"
+            )).scalars().all()
+            assert locked == keys[:2]
+            claimed = storage.claim_queries("c1", owner="w2", limit=10)
+            assert [q.key for q in claimed] == keys[2:]
+        other.dispose()
+        # once the other transaction ends (without leasing them) the rows are claimable
+        assert [q.key for q in storage.claim_queries("c1", owner="w3", limit=10)] == keys[:2]
