@@ -78,6 +78,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         return False
 
+    def _drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)
+
     def _read_json(self) -> tuple[bool, Any]:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
@@ -105,11 +112,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         if self.path == "/jobs":
             return self._create()
+        self._drain()  # cancel takes no body; drain whatever came so keep-alive stays in sync
         match = _JOB_RE.match(self.path)
         if not match or not match.group(2):
-            self._read_json()  # drain the body so keep-alive stays in sync
             return self._error(404, f"no route POST {self.path}")
-        self._read_json()
         self._job_request(lambda: self.server.store.cancel(match.group(1)), match.group(1))
 
     def _job_request(self, action: Any, job_id: str) -> None:
@@ -171,6 +177,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _LabHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # clients that hang up (timeouts, killed processes) are routine for a lab server
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("labsim: client %s went away: %s", client_address, exc)
+        else:
+            logger.exception("labsim: error while serving %s", client_address)
 
     def __init__(self, address: tuple[str, int], store: JobStore, faults: FaultPlan,
                  token: str | None) -> None:
