@@ -174,7 +174,8 @@ def with_oom_retry(run, args, device):
                 raise
             args.chunk_size = rows // 2
             torch.cuda.empty_cache()
-            print(f"  out of GPU memory with {rows} rows per evaluation; retrying with chunk_size {args.chunk_size}")
+            print(f"  out of GPU memory with {rows} rows per evaluation; "
+                  f"retrying with chunk_size {args.chunk_size}")
 
 
 def reference_step(prior, reward, args, device, repeats: int = 3) -> float:
@@ -251,16 +252,18 @@ def main(argv: list[str] | None = None) -> None:
           f"CFG {args.guidance_scale}, alpha {args.alpha}, checkpointing {args.checkpointing}")
 
     # warm-up (kernels, allocator; finds a chunk size that fits on the GPU)
-    with_oom_retry(lambda: timed_sample(prior, reward, args, guidance="gradient", steps=2, device=device), args, device)
+    def guided(steps: int):
+        return timed_sample(prior, reward, args, guidance="gradient", steps=steps, device=device)
+
+    with_oom_retry(lambda: guided(2), args, device)
     ref_s = reference_step(prior, reward, args, device)
-    g_s, g_mem, g_res = with_oom_retry(
-        lambda: timed_sample(prior, reward, args, guidance="gradient", steps=args.steps, device=device), args, device
-    )
+    g_s, g_mem, g_res = with_oom_retry(lambda: guided(args.steps), args, device)
     resampled = int(g_res.resampled.sum())
     print(f"guided DAS:        {g_s / args.prompts:8.2f} s/prompt   peak memory {g_mem:9.0f} MiB   "
           f"({g_s / args.steps:.3f} s/step, {resampled} group resamplings, "
           f"final ESS {float(g_res.ess[-1].mean()):.1f}/{args.particles})")
-    print(f"  chunk_size {args.chunk_size}; one guided evaluation (fwd+bwd, all rows): {ref_s:.3f} s -> guided step = "
+    print(f"  chunk_size {args.chunk_size}; one guided evaluation (fwd+bwd, all rows): "
+          f"{ref_s:.3f} s -> guided step = "
           f"{g_s / args.steps / ref_s:.2f}x of it")
     if not args.skip_gradient_free:
         f_s, f_mem, _ = timed_sample(prior, reward, args, guidance="none", steps=args.steps, device=device)

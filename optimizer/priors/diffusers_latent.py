@@ -152,7 +152,10 @@ class LatentDiffusersPrior:
 
     def _latent_side(self, name: str, pixels: int) -> int:
         if pixels < 1 or pixels % self.vae_scale_factor:
-            raise PriorError(f"{name}={pixels} is not a multiple of the VAE scale factor {self.vae_scale_factor}")
+            raise PriorError(
+                f"{name}={pixels} is not a positive multiple of the VAE scale factor "
+                f"{self.vae_scale_factor}"
+            )
         return pixels // self.vae_scale_factor
 
     # ------------------------------------------------------------------ loading / saving

@@ -135,7 +135,8 @@ def test_loading_is_deterministic(load, prior) -> None:
     _, ctx2 = again.prepare_context(PROMPTS, 2)
     torch.testing.assert_close(ctx, ctx2, rtol=0, atol=0)
     z = _latents(prior, 4)
-    torch.testing.assert_close(again.predict_noise(z, 77, ctx2), prior.predict_noise(z, 77, ctx), rtol=0, atol=0)
+    expected = prior.predict_noise(z, 77, ctx)
+    torch.testing.assert_close(again.predict_noise(z, 77, ctx2), expected, rtol=0, atol=0)
 
 
 def test_save_load_round_trip_and_diffusers_interop(folder, prior, tmp_path) -> None:
@@ -227,9 +228,11 @@ def test_das_guided_prompts_times_particles(prior) -> None:
     res = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS)
     assert res.samples.shape == (2, 3, 3, 16, 16) and res.latents.shape == (2, 3, 4, 8, 8)
     assert torch.isfinite(res.samples).all() and torch.isfinite(res.log_weights).all()
-    torch.testing.assert_close(res.log_weights.logsumexp(-1).cpu(), torch.zeros(2, dtype=res.log_weights.dtype), rtol=0, atol=1e-5)
+    total = res.log_weights.logsumexp(-1).cpu()
+    torch.testing.assert_close(total, torch.zeros(2, dtype=total.dtype), rtol=0, atol=1e-5)
     # the rewards the sampler weighted with are the rewards of the decoded images it returns
-    torch.testing.assert_close(res.rewards, _redness(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype), rtol=1e-4, atol=1e-5)
+    seen = _redness(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype)
+    torch.testing.assert_close(res.rewards, seen, rtol=1e-4, atol=1e-5)
     # prompt rows are sliced with the particles: chunked evaluation gives the same run
     chunked = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS, chunk_size=2)
     torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-3, atol=1e-4)

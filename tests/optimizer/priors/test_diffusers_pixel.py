@@ -89,7 +89,9 @@ def test_to_epsilon_inverts_add_noise_and_get_velocity(t: int) -> None:
     v = scheduler.get_velocity(x0, eps, steps)
     abar = float(scheduler.alphas_cumprod[t])
     torch.testing.assert_close(to_epsilon(v, x_t, abar, "v_prediction"), eps, rtol=0, atol=1e-5)
-    torch.testing.assert_close(to_epsilon(x0, x_t, abar, "sample"), eps, rtol=0, atol=1e-3 if t == 0 else 1e-5)
+    # at t = 0, 1/sqrt(1 - ā_0) = 100 amplifies float64 rounding of x_t
+    atol = 1e-3 if t == 0 else 1e-5
+    torch.testing.assert_close(to_epsilon(x0, x_t, abar, "sample"), eps, rtol=0, atol=atol)
     assert to_epsilon(eps, x_t, abar, "epsilon") is eps
 
 
@@ -174,7 +176,9 @@ def test_save_load_round_trip(folder, prior, tmp_path) -> None:
 
 
 def test_scheduler_class_and_prediction_type_come_from_the_config(tmp_path, device) -> None:
-    ddim = diffusers.DDIMScheduler(num_train_timesteps=500, beta_schedule="scaled_linear", prediction_type="v_prediction")
+    ddim = diffusers.DDIMScheduler(
+        num_train_timesteps=500, beta_schedule="scaled_linear", prediction_type="v_prediction"
+    )
     PixelDiffusersPrior(dummy_pixel_unet(), ddim).save_pretrained(tmp_path)
     prior = PixelDiffusersPrior.from_pretrained(tmp_path, device=device)
     assert isinstance(prior.scheduler, diffusers.DDIMScheduler)
@@ -190,7 +194,8 @@ def test_missing_folder_and_subfolders_are_named(tmp_path, folder) -> None:
         PixelDiffusersPrior.from_pretrained(missing)
     only_scheduler = tmp_path / "half"
     (only_scheduler / "scheduler").mkdir(parents=True)
-    (only_scheduler / "scheduler" / "scheduler_config.json").write_text((folder / "scheduler" / "scheduler_config.json").read_text())
+    config = (folder / "scheduler" / "scheduler_config.json").read_text()
+    (only_scheduler / "scheduler" / "scheduler_config.json").write_text(config)
     with pytest.raises(PriorError, match=r"has no subfolder 'unet/'"):
         PixelDiffusersPrior.from_pretrained(only_scheduler)
     (only_scheduler / "unet").mkdir()
@@ -235,7 +240,8 @@ def test_das_guided_end_to_end(prior) -> None:
     res = _run(prior, _brightness, seed=0, num_particles=4)
     assert res.samples.shape == (4, 3, 8, 8) and res.log_weights.shape == (4,)
     assert torch.isfinite(res.samples).all() and torch.isfinite(res.log_weights).all()
-    torch.testing.assert_close(res.log_weights.logsumexp(0).cpu(), torch.tensor(0.0, dtype=res.log_weights.dtype), rtol=0, atol=1e-5)
+    total = res.log_weights.logsumexp(0).cpu()
+    torch.testing.assert_close(total, torch.zeros((), dtype=total.dtype), rtol=0, atol=1e-5)
     torch.testing.assert_close(res.rewards, _brightness(res.samples).to(res.rewards.dtype))
     assert res.ess.shape == (5, 1) and float(res.lambdas[-1, 0]) == 1.0
     again = _run(prior, _brightness, seed=0, num_particles=4)
@@ -248,7 +254,8 @@ def test_das_gradient_free_groups_times_particles(class_prior) -> None:
     res = _run(class_prior, _SignCount(), seed=3, num_particles=3, conditions=[0, 2])
     assert res.samples.shape == (2, 3, 3, 8, 8) and res.log_weights.shape == (2, 3)
     assert torch.isfinite(res.log_weights).all()
-    torch.testing.assert_close(res.rewards, _SignCount()(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype))
+    seen = _SignCount()(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype)
+    torch.testing.assert_close(res.rewards, seen)
     chunked = _run(class_prior, _SignCount(), seed=3, num_particles=3, conditions=[0, 2], chunk_size=2)
     torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-4, atol=1e-4)
 
@@ -264,7 +271,10 @@ def test_das_tilts_toward_the_reward(prior, guidance: str) -> None:
 
     def run(alpha: float):
         gen = torch.Generator(device=prior.device).manual_seed(11)
-        return sample(prior, mean_pixel, num_particles=32, alpha=alpha, num_steps=8, guidance=guidance, generator=gen)
+        return sample(
+            prior, mean_pixel, num_particles=32, alpha=alpha, num_steps=8, guidance=guidance,
+            generator=gen,
+        )  # fmt: skip
 
     flat = run(1e9)
     torch.testing.assert_close(flat.weights, torch.full_like(flat.weights, 1 / 32))
