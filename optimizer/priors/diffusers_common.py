@@ -69,6 +69,15 @@ def resolve_source(path: str | Path, required: Mapping[str, tuple[str, ...]], la
     return str(local)
 
 
+def load_error(kind: str, path: str | Path, layout: str, err: Exception) -> PriorError:
+    """A loading failure that says whether ``path`` was read as a local folder or a hub id."""
+    where = (
+        f"local folder {str(path)!r}" if Path(path).expanduser().exists()
+        else f"hub id {str(path)!r} (no such local folder; the hub may be unreachable)"
+    )
+    return PriorError(f"could not load a {kind} prior from the {where}; expected {layout}: {err}")
+
+
 def load_scheduler(source: str) -> Any:
     """Load the noise scheduler of ``source/scheduler`` with the class its config names.
 

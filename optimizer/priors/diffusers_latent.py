@@ -27,6 +27,7 @@ from optimizer.errors import PriorError
 from optimizer.priors.diffusers_common import (
     check_timestep,
     freeze,
+    load_error,
     load_scheduler,
     prediction_type_of,
     resolve_device_dtype,
@@ -187,7 +188,7 @@ class LatentDiffusersPrior:
             tokenizer = transformers.CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
             scheduler = load_scheduler(source)
         except (OSError, ValueError) as err:
-            raise PriorError(f"could not load a latent prior from {str(path)!r} ({_LAYOUT}): {err}") from err
+            raise load_error("latent", path, _LAYOUT, err) from err
         return cls(
             unet, vae, text_encoder, tokenizer, scheduler,
             guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height,

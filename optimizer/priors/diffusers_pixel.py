@@ -25,6 +25,7 @@ from optimizer.errors import PriorError
 from optimizer.priors.diffusers_common import (
     check_timestep,
     freeze,
+    load_error,
     load_scheduler,
     prediction_type_of,
     resolve_device_dtype,
@@ -124,7 +125,7 @@ class PixelDiffusersPrior:
             unet = diffusers.UNet2DModel.from_pretrained(source, subfolder="unet")
             scheduler = load_scheduler(source)
         except (OSError, ValueError) as err:
-            raise PriorError(f"could not load a pixel prior from {str(path)!r} ({_LAYOUT}): {err}") from err
+            raise load_error("pixel", path, _LAYOUT, err) from err
         return cls(unet, scheduler, prediction_type=prediction_type, device=device, dtype=dtype)
 
     def save_pretrained(self, path: str | Path) -> None:

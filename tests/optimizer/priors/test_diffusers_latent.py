@@ -244,3 +244,15 @@ def test_das_gradient_free_single_prompt(load) -> None:
     assert res.samples.shape == (4, 3, 16, 16) and res.log_weights.shape == (4,)
     assert torch.isfinite(res.log_weights).all() and res.ess.shape == (4, 1)
     torch.testing.assert_close(res.rewards, _Quantized()(res.samples).to(res.rewards.dtype))
+
+
+def test_negative_prompt_and_image_size_options(load) -> None:
+    custom = load(negative_prompt="blue dog", height=32, width=16)
+    _, ctx = custom.prepare_context(["a cat"], 2)
+    torch.testing.assert_close(ctx[:, 0], custom.encode_prompts(["blue dog"]).expand(2, -1, -1))
+    assert custom.latent_shape == (4, 16, 8)
+    z = _latents(custom, 2)
+    assert custom.predict_noise(z, 300, ctx).shape == (2, 4, 16, 8)
+    assert custom.decode(z).shape == (2, 3, 32, 16)
+    with pytest.raises(PriorError, match="height=15 is not a positive multiple of the VAE scale factor 2"):
+        load(height=15)

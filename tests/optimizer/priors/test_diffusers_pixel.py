@@ -283,3 +283,24 @@ def test_das_tilts_toward_the_reward(prior, guidance: str) -> None:
     tilted = run(0.1)
     tilted_mean = (tilted.weights * tilted.rewards).sum()
     assert tilted_mean > prior_mean + prior_std, (float(tilted_mean), float(prior_mean), float(prior_std))
+
+
+def test_broken_component_is_reported_with_its_folder(folder, tmp_path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    for weights in (broken / "unet").glob("diffusion_pytorch_model*"):
+        weights.unlink()
+    with pytest.raises(PriorError, match=r"pixel prior from the local folder .*broken'.*diffusion_pytorch_model"):
+        PixelDiffusersPrior.from_pretrained(broken)
+
+
+def test_hub_ids_are_told_apart_from_local_paths(tmp_path) -> None:
+    from optimizer.priors.diffusers_common import resolve_source
+
+    required = {"unet": ("config.json",)}
+    assert resolve_source("google/ddpm-cifar10-32", required, "unet/") == "google/ddpm-cifar10-32"
+    for not_an_id in (str(tmp_path / "absent"), "./absent/model", "a/b/c", "just-a-name"):
+        with pytest.raises(PriorError, match="does not exist: pass a local diffusers folder"):
+            resolve_source(not_an_id, required, "unet/")
