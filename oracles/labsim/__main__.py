@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-after", type=float, default=0.0, help="Retry-After sent with a 429")
     p.add_argument("--token-env", default=None, help="environment variable holding the token")
     p.add_argument("--token-file", type=Path, default=None, help="file holding the token")
+    p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     p.add_argument("--state", type=Path, default=None, help="JSON file persisting the jobs")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return p
@@ -85,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  delay_s=args.fault_delay, retry_after_s=args.retry_after)
         lab = LabSimulator(build_oracle(args), host=args.host, port=args.port, faults=faults,
                            token=read_token(args.token_env, args.token_file),
-                           state_path=args.state)
+                           state_path=args.state, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key)
     except OracleConfigError as exc:
         print(f"labsim: error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -202,21 +203,36 @@ class LabSimulator:
         faults: faults to inject (default: none).
         token: bearer token required on every job request (None: no auth).
         state_path: JSON file persisting jobs across restarts.
+        tls_cert, tls_key: PEM files; when given the simulator speaks HTTPS.
     """
 
     def __init__(self, oracle: SimulatedOracle, *, host: str = "127.0.0.1", port: int = 0,
                  faults: FaultPlan | None = None, token: str | None = None,
-                 state_path: str | Path | None = None) -> None:
+                 state_path: str | Path | None = None, tls_cert: str | Path | None = None,
+                 tls_key: str | Path | None = None) -> None:
         self.faults = faults or FaultPlan()
         self.store = JobStore(oracle, self.faults, state_path)
         self._server = _LabHTTPServer((host, port), self.store, self.faults, token)
+        self._scheme = "http"
+        if tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(str(tls_cert), str(tls_key) if tls_key else None)
+            except (OSError, ssl.SSLError) as exc:
+                self._server.server_close()
+                raise OracleConfigError(f"tls_cert={str(tls_cert)!r} / tls_key={str(tls_key)!r}: "
+                                        f"cannot load ({exc})") from None
+            # handshake in the handler thread, so one stalled client cannot block accept()
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of the running server."""
+        """``http(s)://host:port`` of the running server."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> LabSimulator:
         """Serve from a daemon thread."""
@@ -277,7 +293,7 @@ class LabSimulatorProcess:
         reader.start()
         reader.join(timeout_s)
         line = result[0] if result else ""
-        match = re.search(r"(http://\S+)", line)
+        match = re.search(r"(https?://\S+)", line)
         if not match:
             self.kill()
             raise OracleConfigError(f"lab simulator did not print its URL within {timeout_s} s "

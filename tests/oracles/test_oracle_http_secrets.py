@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 
+import numpy as np
 import pytest
 
 from oracle_helpers import poll_until_done, requests_for
@@ -10,6 +13,7 @@ from oracles.errors import OracleConfigError
 from oracles.factory import build_oracle
 from oracles.http import HttpOracle, RetryPolicy
 from oracles.labsim import FaultPlan, LabSimulator
+from oracles.protocol import QueryRequest
 from oracles.simulated import BoTorchFunctionOracle
 
 TOKEN = "s3cr3t-T0KEN-4f9a2b"
@@ -77,3 +81,38 @@ def test_unreachable_lab_errors_do_not_carry_the_token(monkeypatch, caplog):
     [result] = oracle.poll([handle])
     assert result.status == "unknown" and "ConnectError" in result.error
     assert TOKEN not in _everything_said(caplog, handle, result, oracle)
+
+
+def _self_signed(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a throwaway certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_is_verified_by_default(tmp_path):
+    cert, key = _self_signed(tmp_path)
+    with LabSimulator(BoTorchFunctionOracle("branin"), tls_cert=cert, tls_key=key) as lab:
+        assert lab.url.startswith("https://")
+        untrusting = HttpOracle(lab.url, retry=RetryPolicy(max_attempts=2, backoff_base_s=0.0))
+        [handle] = untrusting.submit(requests_for(["a"]))
+        [result] = untrusting.poll([handle])
+        assert result.status == "unknown" and "CERTIFICATE_VERIFY_FAILED" in result.error
+        assert lab.stats()["jobs"] == 0  # nothing reached the lab over an unverified channel
+        trusting = HttpOracle(lab.url, verify=str(cert), retry=RetryPolicy(backoff_base_s=0.0))
+        [result] = poll_until_done(trusting, trusting.submit(requests_for(["a"])))
+        assert result.status == "succeeded" and lab.stats()["evaluations"] == {"a": 1}
+        untrusting.close()
+        trusting.close()
+
+
+def test_designs_that_json_cannot_carry_fail_without_a_request():
+    with LabSimulator(BoTorchFunctionOracle("branin")) as lab:
+        oracle = HttpOracle(lab.url)
+        [handle] = oracle.submit([QueryRequest("nan", np.array([0.5, np.nan]))])
+        [result] = oracle.poll([handle])
+        assert result.status == "failed" and "cannot encode the request" in result.error
+        assert lab.stats()["requests"] == 0
