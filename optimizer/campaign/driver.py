@@ -2,7 +2,8 @@
 
 Loop (every step reads its state from the database, so a fresh process resumes anywhere):
 
-1. poll in-flight queries, store results (exactly once, conditional transitions);
+1. poll in-flight queries, store results (exactly once, conditional transitions); send any
+   outbox queries already committed;
 2. while the budget is not spent, the stop target not reached, and a round's q fits under the
    in-flight limit: generate a round (workers) and record it with its outbox in ONE transaction;
    a new round may start while earlier queries are still out — they are its pending points;
@@ -129,6 +130,7 @@ class CampaignDriver:
         self.storage.log_event(self.name, "driver.started", {"restored_in_flight": restored})
         while True:
             busy = self.dispatcher.poll().finished > 0
+            busy |= self.dispatcher.dispatch() > 0  # paid-for outbox first, then new rounds
             status = campaign_status(self.storage, self.name, cfg)
             created = sum(status.queries.values())
             remaining = cfg.budget.total - created

@@ -22,16 +22,16 @@ from optimizer.campaign.errors import PreflightError
 
 @dataclass
 class PriorBundle:
-    """A loaded prior with its feature map (`B x *design_shape` → `B x k`)."""
+    """A loaded prior with its feature map φ (`B x *design_shape` → `B x k`), an
+    ``optimizer.surrogate.features.FeatureMap`` shared by candidate logging and the surrogate."""
 
     name: str
     prior: Any
     feature_map: Any
-    surrogate_features: Any = None
 
     def features(self, designs: Tensor) -> Tensor:
         """φ(designs) as a `B x k` Tensor."""
-        out = self.feature_map(designs) if self.feature_map is not None else designs
+        out = self.feature_map(designs)
         return out.reshape(out.shape[0], -1)
 
     def features_np(self, designs: np.ndarray) -> np.ndarray:
@@ -53,29 +53,20 @@ def load_prior_bundle(name: str, feature_map: dict[str, Any], *, device: torch.d
     ``feature_map.kind``: ``"prior"`` (the prior's own map: the digit embedding for "digits",
     identity for vector priors) or ``"identity"`` (flattened designs).
     """
-    from optimizer.priors.registry import FlattenFeatures, load_feature_map, load_prior
+    from optimizer.priors.registry import load_feature_map, load_prior
+    from optimizer.surrogate.features import IdentityFeatures
 
     prior = load_prior(name, device=device)
     kind = feature_map.get("kind", "prior")
     if kind == "prior":
         fm = load_feature_map(name, device=device)
     elif kind == "identity":
-        with torch.no_grad():
-            dim = prior.decode(torch.zeros(1, *prior.latent_shape, device=prior.device,
-                                           dtype=prior.dtype)).flatten(1).shape[1]
-        fm = FlattenFeatures(dim)
+        fm = IdentityFeatures()
     else:
         raise PreflightError(
             f"feature_map.kind = {kind!r} is not supported by the loop; use \"prior\" (the prior's "
             "own feature map) or \"identity\"")
-    fm.requires_grad_(False)
-    from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
-
-    # The surrogate's view of φ: identity stays identity (cheap, serializable); a network is
-    # an embedding, passed explicitly when the surrogate is rebuilt (so never imported by name).
-    sfm = IdentityFeatures() if isinstance(fm, FlattenFeatures) else EmbeddingFeatures(
-        fm, reference=f"tiltloop.prior:{name}")
-    return PriorBundle(name=name, prior=prior, feature_map=fm, surrogate_features=sfm)
+    return PriorBundle(name=name, prior=prior, feature_map=fm)
 
 
 def zero_reward(x: Tensor) -> Tensor:
@@ -94,7 +85,7 @@ def rebuild_reward(bundle: PriorBundle, state: bytes, surrogate_config: dict[str
     from optimizer.surrogate.state import SurrogateState
 
     model = Surrogate.from_state(SurrogateState.from_bytes(state), _t(X), _t(Y), _t(Yvar),
-                                 feature_map=bundle.surrogate_features)
+                                 feature_map=bundle.feature_map)
     return model.reward(beta=beta)
 
 
@@ -151,7 +142,7 @@ class SurrogateAdapter:
             except SurrogateError:
                 previous = None  # an unreadable old state only costs the warm start
         model = Surrogate.fit(_t(data.X), _t(data.Y), _t(data.Yvar),
-                              feature_map=self.bundle.surrogate_features, config=self.config,
+                              feature_map=self.bundle.feature_map, config=self.config,
                               previous=previous)
         blob = model.state().to_bytes()
         info = model.fit_info

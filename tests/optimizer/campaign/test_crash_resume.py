@@ -1,0 +1,73 @@
+"""Crash safety: the driver SIGKILLs itself at named points, ``resume`` continues each time, and
+the lab simulator never evaluates a key twice while every paid query's result is stored.
+
+One campaign is killed five times in a row (during SMC, after the outbox write, after the oracle
+accepted jobs whose ids were not yet stored, after ids were stored, while polling), each time by
+a fresh ``tiltloop run`` / ``tiltloop resume`` process, then resumed to completion.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from optimizer.campaign.config import dump_toml
+from optimizer.campaign.service import resume_campaign
+from storage import Storage
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cli_until_crash(args: list[str], point: str, log: Path) -> int:
+    env = {**os.environ, "TILTLOOP_CRASH_AT": point,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log, "a") as out:
+        out.write(f"--- tiltloop {' '.join(args)} (crash at {point})\n")
+        out.flush()
+        proc = subprocess.run([sys.executable, "-m", "optimizer.cli", *args], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=240)
+    return proc.returncode
+
+
+def test_repeated_sigkill_then_resume_is_exactly_once(ray_session: str, lab, tmp_path: Path,
+                                                      make_config) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    name = "crashy"
+    cfg = make_config(name, "gmm-toy", lab.url, url, ray={"address": ray_session},
+                      workers={"count": 1, "chunks_per_worker": 2, "particles_per_worker": 16},
+                      budget={"q": 4, "max_in_flight": 8, "total": 16, "poll_interval_s": 0.05})
+    path = tmp_path / "campaign.toml"
+    path.write_text(dump_toml(cfg))
+    log = tmp_path / "driver.log"
+    steps = [
+        (["run", str(path)], "smc:1"),                  # round 0 SMC running: nothing written yet
+        (["resume", name, "--url", url], "outbox:1"),   # round 0 + its 4 queries committed
+        (["resume", name, "--url", url], "submitted:1"),  # lab accepted 4 jobs, ids not stored
+        (["resume", name, "--url", url], "polling:1"),  # results fetched, not stored
+        (["resume", name, "--url", url], "dispatched:1"),  # round 1 jobs' ids stored
+    ]
+    seen = []
+    for args, point in steps:
+        rc = _cli_until_crash(args, point, log)
+        assert rc == -signal.SIGKILL, f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
+        with Storage.open(url) as st:
+            seen.append((point, st.query_counts(name)))
+        assert max(lab.store.evaluations.values(), default=0) <= 1, (point, dict(lab.store.evaluations))
+
+    assert seen[0][1]["pending"] == 0 and sum(seen[0][1].values()) == 0  # SMC crash wrote no query
+    assert seen[1][1]["pending"] == 4  # the outbox survived the crash
+    assert seen[2][1]["dispatched"] == 4  # dispatched, job ids unknown to the database
+
+    status = resume_campaign(name, url)
+    assert status.status == "completed", status
+    with Storage.open(url) as st:
+        counts = st.query_counts(name)
+        succeeded = {q.key for q in st.list_queries(name, statuses=("succeeded",))}
+        rounds = st.list_rounds(name)
+    assert counts["succeeded"] == 16 and sum(counts.values()) == 16, (seen, counts)
+    assert [r.index for r in rounds] == [0, 1, 2, 3] and all(r.status == "complete" for r in rounds)
+    evaluations = dict(lab.store.evaluations)
+    assert max(evaluations.values()) == 1  # no design paid twice
+    assert set(evaluations) == succeeded  # every paid query's result is stored
