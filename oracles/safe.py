@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from oracles.errors import OracleTransientError
 from oracles.protocol import JobHandle, Oracle, QueryRequest, QueryResult
-from oracles.validation import (failed, submit_failure_handle, submit_failure_result,
-                                validate_result)
+from oracles.validation import (failed, json_safe, submit_failure_handle,
+                                submit_failure_result, validate_result)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,12 @@ class SafeOracle:
                 got = handle.key if isinstance(handle, JobHandle) else type(handle).__name__
                 out.append(submit_failure_handle(
                     request.key, f"oracle returned a handle for {got!r}", retryable=True))
+            elif json_safe(handle.metadata) is not handle.metadata:
+                # the handle is the only way back to the job after a crash: it must be storable
+                out.append(submit_failure_handle(
+                    request.key, f"oracle returned handle metadata that is not JSON "
+                                 f"({json_safe(handle.metadata)['dropped_metadata']})",
+                    retryable=False))
             else:
                 out.append(handle)
         return out

@@ -7,6 +7,7 @@ exception that would stop a campaign. Submit failures travel in the handle's met
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -65,6 +66,18 @@ def validate_noise(raw: Any, objectives: Sequence[str]) -> dict[str, float] | No
     return out
 
 
+def json_safe(metadata: Any) -> dict[str, Any]:
+    """``metadata`` if it is a JSON object that serializes, else a note saying why it was dropped
+    (the loop stores metadata as JSON; a set or an array in it must not crash storage)."""
+    if not isinstance(metadata, dict):
+        return {"dropped_metadata": f"not a JSON object: {type(metadata).__name__}"}
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return {"dropped_metadata": f"not JSON-serializable: {exc}"[:300]}
+    return metadata
+
+
 def failed(key: str, reason: str, metadata: dict[str, Any] | None = None) -> QueryResult:
     """A failed result with its reason."""
     return QueryResult(key=key, status="failed", error=reason, metadata=dict(metadata or {}))
@@ -79,6 +92,10 @@ def validate_result(result: Any, objectives: Sequence[str], expected_key: str) -
                                     f"{expected_key!r}")
     if result.status not in STATUSES:
         return failed(expected_key, f"oracle status {result.status!r} is not one of {STATUSES}")
+    if not isinstance(result.metadata, dict) or json_safe(result.metadata) is not result.metadata:
+        result = QueryResult(key=result.key, status=result.status, values=result.values,
+                             noise=result.noise, error=result.error,
+                             metadata=json_safe(result.metadata))
     if result.status != "succeeded":
         return result
     try:

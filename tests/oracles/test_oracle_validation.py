@@ -148,3 +148,27 @@ def test_sync_oracle_single_objective_scalar_and_wrong_type():
     oracle = SyncOracle(lambda x: np.float64(0.5), objectives=("y",))
     [result] = oracle.poll(oracle.submit([QueryRequest("a", np.zeros(1))]))
     assert result.values == {"y": 0.5}
+
+
+def test_metadata_that_json_cannot_store_is_caught():
+    class Sloppy:
+        name, objectives = "sloppy", ("y",)
+
+        def submit(self, requests):
+            return [JobHandle(r.key, "1", metadata={"started": {1, 2}}) for r in requests]
+
+        def poll(self, handles):
+            return [QueryResult(key=h.key, status="succeeded", values={"y": 1.0},
+                                metadata={"raw": np.zeros(2)}) for h in handles]
+
+        def cancel(self, handles):
+            pass
+
+        def close(self):
+            pass
+
+    oracle = SafeOracle(Sloppy())
+    [handle] = oracle.submit([QueryRequest("a", np.zeros(1))])
+    assert handle.job_id is None and "not JSON" in oracle.poll([handle])[0].error
+    [result] = oracle.poll([JobHandle("a", "1")])
+    assert result.values == {"y": 1.0} and "not JSON-serializable" in result.metadata["dropped_metadata"]
