@@ -114,23 +114,28 @@ class ManifoldProblem:
 
         Steps: 1. `y = Qᵀx`; 2. `z = clip(y_{1:6}, -1, 1)`; 3. repeat ``projection_steps``
         times `z ← clip(z + (JᵀJ)^{-1} Jᵀ (y - h(z)), -1, 1)`; 4. `u = (z + 1)/2`,
-        `dist = ||y - h(z)||`. Computed in float64 without gradients.
+        `dist = ||y - h(z)||`. Computed in float64 numpy (tiny batched solves: torch's thread
+        pool makes them ~10x slower on a shared CPU), no gradients; returns float64 Tensors.
         """
         x = self._as_designs(x)
-        with torch.no_grad():
-            y = x @ self._p("Q", x)
-            z = y[:, :K_MANIFOLD].clamp(-1, 1)
-            W, phase = self._p("W", x), self._p("phase", x)
-            eye = torch.eye(K_MANIFOLD, dtype=x.dtype, device=x.device)
-            for _ in range(self.projection_steps):
-                r = y - self._h(z)
-                arg = self.frequency * z @ W.T + phase
-                N = (self.amplitude * self.frequency * torch.cos(arg)).unsqueeze(-1) * W  # B x m x k
-                JtJ = eye + N.transpose(1, 2) @ N
-                Jtr = r[:, :K_MANIFOLD] + (N.transpose(1, 2) @ r[:, K_MANIFOLD:, None]).squeeze(-1)
-                z = (z + torch.linalg.solve(JtJ, Jtr)).clamp(-1, 1)
-            dist = (y - self._h(z)).norm(dim=-1)
-        return (z + 1) / 2, dist
+        P = {k: v.numpy() for k, v in self._params.items()}
+        W, phase, a, w = P["W"], P["phase"], self.amplitude, self.frequency
+        y = x.detach().cpu().numpy() @ P["Q"]
+        z = np.clip(y[:, :K_MANIFOLD], -1, 1)
+
+        def h(z: np.ndarray) -> np.ndarray:
+            return np.concatenate([z, a * np.sin(w * z @ W.T + phase)], axis=1)
+
+        eye = np.eye(K_MANIFOLD)
+        for _ in range(self.projection_steps):
+            r = y - h(z)
+            N = (a * w * np.cos(w * z @ W.T + phase))[:, :, None] * W  # B x m x k
+            Nt = N.transpose(0, 2, 1)
+            JtJ = eye + Nt @ N
+            Jtr = r[:, :K_MANIFOLD] + (Nt @ r[:, K_MANIFOLD:, None])[:, :, 0]
+            z = np.clip(z + np.linalg.solve(JtJ, Jtr[:, :, None])[:, :, 0], -1, 1)
+        dist = np.linalg.norm(y - h(z), axis=1)
+        return torch.from_numpy((z + 1) / 2), torch.from_numpy(dist)
 
     def distance(self, x: Tensor) -> Tensor:
         """`dist(x)`, distance to the manifold: `B x d` → `B` (float64)."""
