@@ -225,9 +225,11 @@ class LatentDiffusersPrior:
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         """`G x L x D`-dim Tensor: the text encoder's last hidden state for each prompt."""
+        # a tokenizer saved without model_max_length reports 1e30: cap at the encoder's positions
+        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
         tokens = self.tokenizer(
-            list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
-            truncation=True, return_tensors="pt",
+            list(prompts), padding="max_length", max_length=length, truncation=True,
+            return_tensors="pt",
         )  # fmt: skip
         ids = tokens.input_ids.to(self.device)
         return self.text_encoder(ids).last_hidden_state.to(self.dtype)
