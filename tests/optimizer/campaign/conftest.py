@@ -1,6 +1,8 @@
 """Fixtures for campaign tests: a tiny real prior on disk, a lab simulator over real HTTP, configs."""
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,38 @@ def _make_config(name: str, prior: str, lab_url: str, db_url: str, **sections: d
 def make_config():  # type: ignore[no-untyped-def]
     """``make_config(name, prior, lab_url, db_url, **sections)`` -> a small valid CampaignConfig."""
     return _make_config
+
+
+PG_URL = os.environ.get("TILTLOOP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+    import sqlalchemy as sa
+
+    with psycopg.connect(sa.make_url(PG_URL).set(drivername="postgresql").render_as_string(
+            hide_password=False), autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, or a private schema on the test Postgres server
+    (skipped when Postgres is unreachable, failed under TILTLOOP_REQUIRE_POSTGRES=1)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'campaign.db'}"
+        return
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        _pg_admin(f"CREATE SCHEMA {schema}")
+    except Exception as exc:  # noqa: BLE001 — any failure means Postgres is not usable here
+        if os.environ.get("TILTLOOP_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"TILTLOOP_REQUIRE_POSTGRES=1 but Postgres at {PG_URL} is unreachable: {exc}")
+        pytest.skip(f"Postgres at {PG_URL} is unreachable: {exc}")
+    url = sa.make_url(PG_URL).set(drivername="postgresql+psycopg")
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    finally:
+        _pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
