@@ -163,7 +163,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from optimizer.demo import run_demo
 
-    result = run_demo(Path(args.workdir), progress=_progress(args), prior=args.prior)
+    result = run_demo(Path(args.workdir), progress=_progress(args), prior=args.prior, quick=args.quick)
     _emit(args, result, f"demo finished: best {result['objective']} = {result['best']:.4g} after "
                         f"{result['queries']} queries\nreport: {result['report']}")
     return 0
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
             url=False)
     p.add_argument("--workdir", default="tiltloop-demo", help="where the database and report go")
     p.add_argument("--prior", default="manifold", help="bundled prior to use (manifold or gmm-toy)")
+    p.add_argument("--quick", action="store_true", help="a smaller campaign (a smoke test)")
     p = add("run", _cmd_run, "start the campaign described by a TOML config", url=False)
     p.add_argument("config", help="campaign TOML file")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
@@ -217,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_numerics() -> None:
+    """GPyTorch's jitter notices and BoTorch's input-scaling hints are expected on small data;
+    they would drown the progress lines."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"A not p\.d\., added jitter")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"botorch\..*")
+    try:
+        from botorch.exceptions.warnings import InputDataWarning
+    except ImportError:  # pragma: no cover
+        return
+    warnings.filterwarnings("ignore", category=InputDataWarning)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from optimizer.errors import OptimizerError
     from oracles.errors import OracleError
@@ -229,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tiltloop`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_numerics()
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:

@@ -108,3 +108,13 @@ def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str
     assert main(["report", "cli1", "--url", db, "--out", str(out_dir)]) == 0
     page = (out_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # vector designs: no image grid
+
+
+def test_demo_quick(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "gmm-toy", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["queries"] == result["results"] == 12 and result["max_evaluations_per_key"] == 1
+    assert Path(result["report"]).is_file() and (tmp_path / "d" / "demo.toml").is_file()
+    # the saved config is a valid campaign file, and the demo can run again in the same folder
+    assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "gmm-toy", "--quick", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["campaign"] == "demo-2"
