@@ -114,8 +114,9 @@ def test_problem_config_errors_name_the_field():
 
 
 def test_bundled_manifold_prior_samples_lie_near_the_manifold(problem):
-    """The bundled prior's samples have distance statistics close to the training data's and
-    cover the manifold coordinates like the data (uniform on [0, 1]^6)."""
+    """The bundled prior's samples lie as near the manifold as the training data (a little
+    nearer: 50 ancestral steps under-disperse the noise) and cover the manifold coordinates like
+    the data (uniform on [0, 1]^6). An untrained or mis-scaled prior puts samples at distance ~1."""
     prior = load_prior("manifold")
     assert isinstance(prior, MLPDiffusionPrior) and prior.latent_shape == (problem.dim,)
 
@@ -130,8 +131,9 @@ def test_bundled_manifold_prior_samples_lie_near_the_manifold(problem):
     u, dist = problem.project(x)
     data_dist = problem.distance(problem.sample_historical(1000, torch.Generator().manual_seed(9)))
     ratio = float(dist.median() / data_dist.median())
-    assert 0.7 < ratio < 1.5, ratio
-    assert float(problem.on_support(x).double().mean()) >= 0.9
+    assert 0.4 < ratio < 1.25, ratio
+    assert float(dist.quantile(0.95)) < 1.25 * float(data_dist.quantile(0.95))
+    assert float(problem.on_support(x).double().mean()) >= 0.95
     # Uniform coordinates: mean 1/2, std 1/√12 ≈ 0.289 per coordinate.
     assert float((u.mean(0) - 0.5).abs().max()) < 0.05
     assert float((u.std(0) - 12 ** -0.5).abs().max()) < 0.04

@@ -1,0 +1,272 @@
+r"""Bundled priors by name, priors by path, and each bundled prior's feature map and support check.
+
+Names (``BUNDLED``):
+
+* ``"digits"`` — diffusers ``UNet2DModel`` on scikit-learn's 8x8 digits; designs are
+  `1 x 8 x 8` images in `[-1, 1]` (`pixels = 8 (x + 1)`); features: the frozen digit
+  classifier's 32-dim penultimate layer; support: classifier confidence ≥ 0.9.
+* ``"manifold"`` — ``MLPDiffusionPrior`` on historical designs of
+  ``oracles.simulated.manifold.ManifoldProblem()`` (`d = 16`); features: identity; support:
+  distance to the manifold ≤ 0.1.
+* ``"gmm-toy"`` — the DAS paper's 2-d toy, 9 equal Gaussians at `{-4, 0, 4}²` with covariance
+  `0.3 I` (exact ``GaussianMixturePrior``); features: identity; support: squared Mahalanobis
+  distance to the nearest mean ≤ `χ²_2(0.99) = 9.21` (99% of the prior's mass).
+
+Paths: a folder with ``unet/`` + ``scheduler/`` (and no ``vae/``) is a pixel diffusers prior,
+one with ``vae/`` a latent (Stable Diffusion) prior, one whose ``config.json`` names
+``MLPDiffusionPrior`` an MLP vector prior.
+
+>>> prior = load_prior("digits")                   # or load_prior("/models/my-ddpm")
+>>> entry = BUNDLED["digits"]
+>>> phi = entry.feature_map(); ok = entry.support_check()
+>>> phi(designs).shape, ok(designs).float().mean()  # B x 32, fraction on support
+>>> load_feature_map("manifold")                     # IdentityFeatures()
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor, nn
+
+from optimizer.errors import PriorError
+from optimizer.priors.base import DiffusionPrior
+
+if TYPE_CHECKING:
+    from optimizer.surrogate.features import FeatureMap
+
+BUNDLE_ROOT = Path(__file__).parent / "bundled"
+PriorKind = Literal["pixel-diffusers", "latent-diffusers", "mlp-diffusion", "gaussian-mixture"]
+
+GMM_TOY_STD2 = 0.3
+GMM_TOY_SUPPORT_CHI2 = 9.2103  # χ²_2 quantile at 0.99
+DIGITS_CONFIDENCE = 0.9
+DIGIT_EMBEDDING_REFERENCE = "optimizer.priors.registry:digit_embedding_module"
+MANIFOLD_RADIUS = 0.1
+
+
+class DigitFeatures(nn.Module):
+    """The frozen digit classifier's penultimate layer: `B x 1 x 8 x 8` → `B x 32` (differentiable).
+
+    Wrapped in the surrogate's ``EmbeddingFeatures`` with reference
+    ``"optimizer.priors.registry:digit_embedding_module"`` so a stored campaign rebuilds it.
+    """
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.output_dim = int(classifier.embed_dim)
+
+    def forward(self, designs: Tensor) -> Tensor:
+        return self.classifier.embed(designs.to(next(self.classifier.parameters()).dtype))
+
+
+@dataclass(frozen=True)
+class SupportCheck:
+    """Whether designs are valid (on the prior's support): `score(x) ≥ threshold` (or `≤`).
+
+    Attributes:
+        description: one line stating the rule, to print beside benchmark figures.
+        score: `B x *design_shape` → `B`-dim Tensor.
+        threshold: the cut.
+        higher_is_valid: True for a confidence, False for a distance.
+    """
+
+    description: str
+    score: Callable[[Tensor], Tensor]
+    threshold: float
+    higher_is_valid: bool
+
+    def __call__(self, designs: Tensor) -> Tensor:
+        """`B`-dim bool Tensor, True where the design is on the support."""
+        s = self.score(designs)
+        return s >= self.threshold if self.higher_is_valid else s <= self.threshold
+
+
+@dataclass(frozen=True)
+class BundledPrior:
+    """A prior shipped with tiltloop, with its surrogate feature map and its support check.
+
+    Attributes:
+        name: the name a campaign config uses (``prior = "digits"``).
+        kind: how the prior is built.
+        path: the bundle folder (None for the closed-form ``gmm-toy``).
+        design_shape: shape of one decoded design.
+        description: one line for listings.
+    """
+
+    name: str
+    kind: PriorKind
+    path: Path | None
+    design_shape: tuple[int, ...]
+    description: str
+
+    def load(self, *, device: torch.device | str | None = None,
+             dtype: torch.dtype | None = None) -> DiffusionPrior:
+        """The prior itself (frozen)."""
+        if self.kind == "gaussian-mixture":
+            return gmm_toy_prior(device=device, dtype=dtype)
+        assert self.path is not None
+        return _load_folder(self.path, self.kind, device=device, dtype=dtype)
+
+    def feature_map(self, *, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> FeatureMap:
+        """The surrogate's `φ`: the frozen digit embedding (`B x 32`) or the identity (flatten)."""
+        from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
+
+        if self.name == "digits":
+            module = DigitFeatures(_digit_classifier(self, device, dtype))
+            return EmbeddingFeatures(module, reference=DIGIT_EMBEDDING_REFERENCE)
+        return IdentityFeatures()
+
+    def support_check(self, *, device: torch.device | str | None = None) -> SupportCheck:
+        """This prior's validity rule (see the module docstring)."""
+        if self.name == "digits":
+            net = _digit_classifier(self, device, None)
+            return SupportCheck(
+                f"digit classifier confidence (max softmax) >= {DIGITS_CONFIDENCE}",
+                lambda x: net.confidence(x.to(next(net.parameters()).dtype))[0],
+                DIGITS_CONFIDENCE, True)
+        if self.name == "manifold":
+            from oracles.simulated.manifold import ManifoldProblem
+
+            problem = ManifoldProblem()
+            return SupportCheck(
+                f"distance to the manifold <= {MANIFOLD_RADIUS} (noise of the historical "
+                f"designs: 0.02 per dimension)", problem.distance, MANIFOLD_RADIUS, False)
+        means = gmm_toy_means()
+        return SupportCheck(
+            f"squared Mahalanobis distance to the nearest mode <= {GMM_TOY_SUPPORT_CHI2} "
+            "(chi2_2 at 0.99)",
+            lambda x: (torch.cdist(x.double().flatten(1), means.to(x.device)) ** 2).min(-1).values
+            / GMM_TOY_STD2,
+            GMM_TOY_SUPPORT_CHI2, False)
+
+
+BUNDLED: dict[str, BundledPrior] = {
+    "digits": BundledPrior("digits", "pixel-diffusers", BUNDLE_ROOT / "digits", (1, 8, 8),
+                           "diffusers UNet2DModel on sklearn 8x8 digits, images in [-1, 1]"),
+    "manifold": BundledPrior("manifold", "mlp-diffusion", BUNDLE_ROOT / "manifold", (16,),
+                             "MLP diffusion on 16-d designs near a curved 6-d manifold"),
+    "gmm-toy": BundledPrior("gmm-toy", "gaussian-mixture", None, (2,),
+                            "exact 9-mode 2-d Gaussian mixture of the DAS paper"),
+}
+
+
+def gmm_toy_means() -> Tensor:
+    """`9 x 2` float64 means `{-4, 0, 4}²` of the toy mixture."""
+    grid = torch.tensor([-4.0, 0.0, 4.0], dtype=torch.float64)
+    return torch.cartesian_prod(grid, grid)
+
+
+def gmm_toy_prior(*, device: torch.device | str | None = None,
+                  dtype: torch.dtype | None = None) -> DiffusionPrior:
+    """The paper's toy: 9 equal-weight Gaussians at `{-4, 0, 4}²`, covariance `0.3 I`."""
+    from optimizer.priors.gaussian_mixture import GaussianMixturePrior
+
+    dtype = dtype or torch.float32
+    means = gmm_toy_means().to(device=device, dtype=dtype)
+    covs = GMM_TOY_STD2 * torch.eye(2, dtype=dtype, device=device).repeat(9, 1, 1)
+    return GaussianMixturePrior(means, covs, torch.full((9,), 1 / 9, dtype=dtype, device=device))
+
+
+def digit_embedding_module() -> DigitFeatures:
+    """Zero-argument factory of the digits feature module (the surrogate rebuilds it by name)."""
+    return DigitFeatures(_digit_classifier(BUNDLED["digits"], None, None))
+
+
+def _digit_classifier(entry: BundledPrior, device, dtype) -> nn.Module:
+    from optimizer.priors.digits_embedding import DigitClassifier
+
+    assert entry.path is not None
+    return DigitClassifier.from_pretrained(entry.path / "classifier", device=device, dtype=dtype)
+
+
+def detect_kind(path: Path) -> PriorKind:
+    """The kind of prior saved in folder ``path`` (see the module docstring)."""
+    if (path / "unet").is_dir():
+        return "latent-diffusers" if (path / "vae").is_dir() else "pixel-diffusers"
+    cfg = path / "config.json"
+    if cfg.is_file():
+        try:
+            name = json.loads(cfg.read_text()).get("_class_name")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise PriorError(f"{cfg} is not a JSON object ({exc}); re-save the prior") from exc
+        if name == "MLPDiffusionPrior":
+            return "mlp-diffusion"
+    raise PriorError(
+        f"prior folder {str(path)!r} holds no known layout: expected unet/ + scheduler/ "
+        "(diffusers pixel prior), unet/ + vae/ + text_encoder/ + tokenizer/ + scheduler/ "
+        "(Stable Diffusion), or config.json naming MLPDiffusionPrior"
+    )
+
+
+def _load_folder(path: Path, kind: PriorKind, *, device, dtype) -> DiffusionPrior:
+    if kind == "pixel-diffusers":
+        from optimizer.priors.diffusers_pixel import PixelDiffusersPrior
+
+        return PixelDiffusersPrior.from_pretrained(path, device=device, dtype=dtype)
+    if kind == "latent-diffusers":
+        from optimizer.priors.diffusers_latent import LatentDiffusersPrior
+
+        return LatentDiffusersPrior.from_pretrained(path, device=device, dtype=dtype)
+    from optimizer.priors.mlp import MLPDiffusionPrior
+
+    return MLPDiffusionPrior.from_pretrained(path, device=device, dtype=dtype)
+
+
+def _unknown(name_or_path: object) -> PriorError:
+    return PriorError(
+        f"prior {str(name_or_path)!r} is neither a bundled prior nor an existing folder; use one "
+        f"of: {', '.join(sorted(BUNDLED))}, or a path to a saved prior folder"
+    )
+
+
+def resolve(name_or_path: str | Path) -> BundledPrior | Path:
+    """The ``BundledPrior`` for a name, or the folder for a path; raises ``PriorError`` else."""
+    if isinstance(name_or_path, str) and name_or_path in BUNDLED:
+        return BUNDLED[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise PriorError(f"prior path {str(path)!r} is a file; pass the folder the prior was saved in")
+    raise _unknown(name_or_path)
+
+
+def load_prior(name_or_path: str | Path, *, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> DiffusionPrior:
+    """Load a bundled prior by name (``"digits"``, ``"manifold"``, ``"gmm-toy"``) or a saved folder.
+
+    Raises:
+        PriorError: unknown name / missing path (the message lists the valid names), or a folder
+            with no known layout.
+    """
+    target = resolve(name_or_path)
+    if isinstance(target, BundledPrior):
+        return target.load(device=device, dtype=dtype)
+    return _load_folder(target, detect_kind(target), device=device, dtype=dtype)
+
+
+def load_feature_map(name_or_path: str | Path, *, device: torch.device | str | None = None,
+                     dtype: torch.dtype | None = None) -> FeatureMap:
+    """The surrogate feature map `φ` of a bundled prior, or of a saved prior folder.
+
+    A folder with a ``classifier/`` subfolder (a copy of the digits bundle) gets the digit
+    embedding; any other folder the identity (flatten).
+    """
+    from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
+
+    target = resolve(name_or_path)
+    if isinstance(target, BundledPrior):
+        return target.feature_map(device=device, dtype=dtype)
+    if (target / "classifier").is_dir():
+        from optimizer.priors.digits_embedding import DigitClassifier
+
+        net = DigitClassifier.from_pretrained(target / "classifier", device=device, dtype=dtype)
+        return EmbeddingFeatures(DigitFeatures(net), reference=None)
+    return IdentityFeatures()
