@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from storage.errors import DatabaseUnreachable, InvalidDatabaseURL
+from storage.errors import DatabaseError, DatabaseUnreachable, InvalidDatabaseURL, StorageError
 
 #: Environment variable holding the default database URL of the CLI and the service.
 URL_ENV = "TILTLOOP_DATABASE_URL"
@@ -156,3 +156,20 @@ def describe_unreachable(url: URL, exc: BaseException) -> str:
         f"{redact(url)!r}): {first}; check that the server is running and the URL "
         f"(--url or {URL_ENV})"
     )
+
+
+def is_connection_error(exc: DBAPIError) -> bool:
+    """Whether a driver error means the connection is gone or could not be made."""
+    if exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__
+    return name in ("OperationalError", "InterfaceError") and "locked" not in str(exc.orig)
+
+
+def map_dbapi_error(url: URL, exc: DBAPIError, *, doing: str) -> StorageError:
+    """A driver error as :class:`DatabaseUnreachable` or :class:`DatabaseError` (one line)."""
+    if is_connection_error(exc):
+        return DatabaseUnreachable(describe_unreachable(url, exc))
+    first = str(getattr(exc, "orig", exc)).strip().splitlines()
+    return DatabaseError(f"{doing} failed on database {redact(url)!r}: "
+                         f"{first[0] if first else type(exc).__name__}")

@@ -15,10 +15,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from storage.engine import create_engine, describe_unreachable, redact
+from storage.engine import create_engine, describe_unreachable, map_dbapi_error, redact
 from storage.errors import (
     DatabaseUnreachable,
     InvalidValue,
@@ -49,10 +50,18 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+#: Postgres advisory lock key serialising concurrent ``db upgrade`` runs (b"tiltloop").
+_MIGRATION_LOCK = 0x74696C746C6F6F70 - (1 << 63)
+
+
 def _run(url: str | URL, action: str, revision: str) -> tuple[str | None, str | None]:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two services starting at once: the second waits, then finds nothing to do.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                             {"key": _MIGRATION_LOCK})
             before = _revision_of(conn)
             cfg = _config(conn)
             try:
@@ -64,7 +73,7 @@ def _run(url: str | URL, action: str, revision: str) -> tuple[str | None, str | 
                 ) from None
             after = _revision_of(conn)
     except DBAPIError as exc:
-        raise DatabaseUnreachable(describe_unreachable(engine.url, exc)) from None
+        raise map_dbapi_error(engine.url, exc, doing=f"db {action} to {revision}") from None
     finally:
         engine.dispose()
     return before, after

@@ -19,14 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.engine import describe_unreachable, redact
-from storage.errors import (
-    DatabaseError,
-    DatabaseUnreachable,
-    IntegrityViolation,
-    InvalidValue,
-    NotFound,
-)
+from storage.engine import map_dbapi_error, redact
+from storage.errors import IntegrityViolation, InvalidValue, NotFound
 from storage.models import Campaign, Event
 
 #: Campaign names: they become part of idempotency keys, so no ':' and no spaces.
@@ -93,12 +87,7 @@ class StorageBase:
                 f"{str(exc.orig).strip().splitlines()[0]}"
             ) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated or _is_connection_error(exc):
-                raise DatabaseUnreachable(describe_unreachable(self.engine.url, exc)) from exc
-            raise DatabaseError(
-                f"database {redact(self.engine.url)!r} error: "
-                f"{str(exc.orig).strip().splitlines()[0]}"
-            ) from exc
+            raise map_dbapi_error(self.engine.url, exc, doing="a storage transaction") from exc
 
     def _campaign_id(self, session: Session, name: str) -> int:
         cid = session.scalar(sa.select(Campaign.id).where(Campaign.name == name))
@@ -118,7 +107,3 @@ class StorageBase:
             )
         )
 
-
-def _is_connection_error(exc: DBAPIError) -> bool:
-    name = type(exc.orig).__name__
-    return name in ("OperationalError", "InterfaceError") and "locked" not in str(exc.orig)

@@ -57,6 +57,16 @@ def test_unreachable_server_names_host_and_remedy() -> None:
     assert "secret" not in text
 
 
+def test_missing_postgres_database_is_named(pg_schema: str) -> None:
+    from pg_schemas import PG_URL
+
+    url = sa.make_url(PG_URL).set(database="tiltloop_no_such_db").render_as_string(False)
+    with pytest.raises(DatabaseUnreachable) as info:
+        Storage.open(url)
+    assert 'database "tiltloop_no_such_db" does not exist' in str(info.value)
+    assert str(info.value).startswith("cannot connect to Postgres at ")
+
+
 def test_sqlite_pragmas(tmp_path) -> None:  # type: ignore[no-untyped-def]
     engine = create_engine(f"sqlite:///{tmp_path / 'p.db'}")
     with engine.connect() as conn:

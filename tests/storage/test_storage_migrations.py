@@ -95,3 +95,15 @@ def test_open_refuses_unknown_newer_revision(storage_url: str) -> None:
     with pytest.raises(SchemaTooNew, match=r"at schema revision 0099, unknown to this tiltloop "
                                            r"\(head 0002\): a newer tiltloop wrote it"):
         Storage.open(storage_url)
+
+
+@pytest.mark.timeout(90)
+def test_concurrent_upgrades_serialise(empty_url: str) -> None:
+    # Two services starting at once on an empty database: one migrates, the other waits
+    # (advisory lock on Postgres, BEGIN IMMEDIATE on SQLite) and then finds nothing to do.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: upgrade(empty_url), range(2)))
+    assert sorted(results, key=str) == [("0002", "0002"), (None, "0002")]
+    assert current(empty_url) == head_revision()
