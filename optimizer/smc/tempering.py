@@ -98,20 +98,28 @@ class PolynomialTempering:
 class AdaptiveTempering:
     """Pick `λ_k` so the conditional ESS of the incremental weights hits a target.
 
-    `λ_k = λ_{k-1} + δ*` with `δ* = max{δ ∈ [0, 1 - λ_{k-1}] : CESS(δ) >= ρ}`, where
+    `λ_k = clamp(λ_{k-1} + δ*, floor_k, cap_k)` with
+    `δ* = max{δ ∈ [0, 1 - λ_{k-1}] : CESS(δ) >= ρ}`, where
     `CESS(δ) = (Σ W_i u_i)² / Σ W_i u_i²`, `u_i = exp(δ r̂_i / α)`, `r̂_i = r(x̂0(x_t^i))`.
 
-    1. if `CESS(1 - λ_{k-1}) >= ρ`, jump to 1;
+    1. if `CESS(1 - λ_{k-1}) >= ρ`, take `δ* = 1 - λ_{k-1}`;
     2. otherwise bisect `δ` on `[0, 1 - λ_{k-1}]` for a fixed number of iterations, every
        group at once (`CESS` is non-increasing in `δ`), keeping the feasible end;
-    3. optionally never fall below ``floor`` (a fixed schedule), so `λ` reaches 1 in time.
+    3. clamp to the ``cap`` schedule (default: the paper's exponential one) and the ``floor``
+       schedule (default: `(k/K)²`, so `λ` reaches 1 by the last step without a big jump).
+
+    Why a cap: at high noise `x̂0(x_t)` is nearly the same for every particle, so the look-ahead
+    rewards barely differ and an uncapped ESS rule would jump to `λ = 1` at the first step,
+    trusting the least informative look-ahead fully. The cap keeps the paper's pace; the
+    adaptive rule slows down wherever the look-ahead spreads faster than the ESS allows.
 
     No inner optimizer, no data-dependent loop: ``iterations`` vectorized evaluations.
 
     Args:
         target: `ρ` in (0, 1), the CESS fraction to keep per step.
         iterations: bisection steps (resolution `2^{-iterations}`).
-        floor: optional fixed schedule giving a lower bound on `λ_k`.
+        cap: fixed schedule bounding `λ_k` from above (None: no cap).
+        floor: fixed schedule bounding `λ_k` from below (None: no floor).
 
     >>> sched = AdaptiveTempering(target=0.9)
     >>> lam = sched.next_lambda(1, 10, torch.zeros(1), torch.randn(1, 64), torch.zeros(1, 64))
@@ -121,7 +129,8 @@ class AdaptiveTempering:
         self,
         target: float = 0.9,
         iterations: int = 30,
-        floor: ExponentialTempering | PolynomialTempering | None = None,
+        cap: ExponentialTempering | PolynomialTempering | None | str = "default",
+        floor: ExponentialTempering | PolynomialTempering | None | str = "default",
     ) -> None:
         if not 0 < target < 1:
             raise ConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")
@@ -129,7 +138,8 @@ class AdaptiveTempering:
             raise ConfigError(f"adaptive tempering iterations={iterations!r} must be >= 1")
         self.target = target
         self.iterations = iterations
-        self.floor = floor
+        self.cap = ExponentialTempering() if cap == "default" else cap
+        self.floor = PolynomialTempering(power=2.0) if floor == "default" else floor
 
     def next_lambda(
         self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
@@ -154,8 +164,11 @@ class AdaptiveTempering:
             hi = torch.where(ok, hi, mid)
         delta = torch.where(feasible(span), span, lo)
         lam = (cur + delta).clamp(max=1.0)
+        if self.cap is not None:
+            lam = torch.clamp(lam, max=self.cap.value(step, num_steps))
         if self.floor is not None:
             lam = torch.clamp(lam, min=self.floor.value(step, num_steps))
+        lam = torch.maximum(lam, cur)
         return lam.to(current.dtype)
 
 

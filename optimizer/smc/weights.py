@@ -21,7 +21,7 @@ def normalize_log_weights(log_w: Tensor) -> Tensor:
     >>> normalize_log_weights(torch.zeros(1, 4)).exp()
     tensor([[0.2500, 0.2500, 0.2500, 0.2500]])
     """
-    return log_w - torch.logsumexp(log_w, dim=-1, keepdim=True)
+    return torch.log_softmax(log_w, dim=-1)  # subtracts the max first: exact at any scale
 
 
 def ess(log_w: Tensor) -> Tensor:
