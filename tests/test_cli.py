@@ -118,3 +118,48 @@ def test_demo_quick(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixt
     # the saved config is a valid campaign file, and the demo can run again in the same folder
     assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "gmm-toy", "--quick", "--json", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["campaign"] == "demo-2"
+
+
+def test_manual_lab_ask_tell(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    db = f"sqlite:///{tmp_path / 'manual.db'}"
+    data: dict[str, Any] = {
+        "name": "bench-lab", "prior": {"name": "gmm-toy"},
+        "oracle": {"kind": "manual", "options": {"directory": str(tmp_path / "lab")}},
+        "objectives": [{"name": "y"}], "sampler": {"num_steps": 8},
+        "workers": {"count": 1, "particles_per_worker": 16, "cpus_per_worker": 0.5},
+        "budget": {"q": 3, "total": 6}, "storage": {"url": db},
+    }
+    path = tmp_path / "manual.toml"
+    path.write_text(dump_toml(parse_config(data)))
+    assert main(["run", str(path), "-q"]) == 0  # generates round 0 and returns: a person measures
+    capsys.readouterr()
+    assert main(["ask", "bench-lab", "--url", db, "--json", "-q"]) == 0
+    asked = json.loads(capsys.readouterr().out)
+    assert asked["in_flight"] == 3
+    rows = list(csv.DictReader(open(asked["pending_file"])))
+    assert len(rows) == 3
+
+    bad = tmp_path / "bad.csv"
+    with open(bad, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({**r, "y": "not-a-number" if i == 1 else "1.5"})
+    assert main(["tell", "bench-lab", str(bad), "--url", db]) == 2
+    assert "line 3" in capsys.readouterr().err  # the bad row, by its line; nothing imported
+
+    good = tmp_path / "good.csv"
+    with open(good, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            x = np.array([float(r["x0"]), float(r["x1"])])
+            w.writerow({**r, "y": repr(-float((x ** 2).sum()))})
+    assert main(["tell", "bench-lab", str(good), "--url", db, "--json", "-q"]) == 0
+    told = json.loads(capsys.readouterr().out)
+    assert told["results"] == 3 and told["stored"] == 3 and len(told["imported"]["succeeded"]) == 3
+    assert main(["ask", "bench-lab", "--url", db, "--json", "-q"]) == 0  # round 1: tilted by the GP
+    asked = json.loads(capsys.readouterr().out)
+    assert asked["rounds"] == 2 and asked["in_flight"] == 3

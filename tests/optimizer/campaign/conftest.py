@@ -13,24 +13,7 @@ import torch
 
 from optimizer.campaign.config import CampaignConfig, parse_config
 from oracles.labsim import LabSimulator
-from oracles.simulated.base import SimulatedOracle
-
-
-class Bowl(SimulatedOracle):
-    """`y = -||x - c||²` on R^2 (any real design is valid): a known optimum for loop tests."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.objectives = ("y",)
-        super().__init__(**kw)
-
-    def check_design(self, design: np.ndarray) -> np.ndarray:
-        design = super().check_design(design)
-        if design.shape != (2,):
-            raise ValueError(f"expected a design of shape (2,), got {design.shape}")
-        return design
-
-    def score(self, design: np.ndarray) -> dict[str, float]:
-        return {"y": -float(((design - np.array([1.0, -0.5])) ** 2).sum())}
+from campaign_oracles import Bowl
 
 
 @pytest.fixture(scope="session")

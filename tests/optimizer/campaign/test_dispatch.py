@@ -1,0 +1,69 @@
+"""The dispatcher against the lab simulator over HTTP: after a driver crash, a lab that lost its
+jobs (restarted without state) answers "unknown"; the queries are resubmitted with the SAME keys,
+evaluated once, and a later driver process finds the new job ids again."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from optimizer.campaign.dispatch import Dispatcher
+from campaign_oracles import Bowl
+from oracles.factory import build_oracle
+from oracles.labsim import LabSimulator
+from storage import NewCandidate, Storage
+from storage.migrate import upgrade
+
+
+def _dispatcher(st: Storage, url: str) -> Dispatcher:
+    oracle = build_oracle("http", {"base_url": url, "objectives": ["y"], "timeout_s": 5.0})
+    return Dispatcher(st, "d", oracle, objectives=["y"], limit=2)
+
+
+def _poll_until(d: Dispatcher, st: Storage, succeeded: int) -> None:
+    for _ in range(100):
+        d.poll()
+        if st.query_counts("d")["succeeded"] >= succeeded:
+            return
+    raise AssertionError(f"never reached {succeeded} results: {st.query_counts('d')}")
+
+
+def test_unknown_jobs_are_resubmitted_with_same_key(tmp_path: Path, lab) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(url)
+    st = Storage.open(url)
+    st.create_campaign("d", {"note": "dispatcher test"})
+    designs = np.array([[0.0, 0.0], [1.0, -0.5], [2.0, 2.0], [3.0, 0.0]])
+    rec = st.record_round("d", 0, alpha=1.0, candidates=[NewCandidate(x) for x in designs],
+                          selected=[0, 1, 2], oracle_name="lab")
+    port = int(lab.url.rsplit(":", 1)[1])
+    d = _dispatcher(st, lab.url)
+    assert d.dispatch() == 2  # the in-flight limit holds the third back
+    first_ids = {q.key: q.job_id for q in st.list_queries("d", statuses=("dispatched",))}
+    assert len(first_ids) == 2 and all(first_ids.values())
+    d.close()  # the driver dies ...
+    lab.close()  # ... and the lab restarts, forgetting every job (no state file)
+
+    with LabSimulator(Bowl(seed=0), port=port) as lab2:
+        lab2.start()
+        d2 = _dispatcher(st, lab2.url)
+        assert d2.restore() == 2  # handles rebuilt from the stored job ids
+        out = d2.poll()
+        assert sorted(out.resubmitted) == sorted(first_ids)  # 404 -> unknown -> same key again
+        assert d2.dispatch() == 0  # still two at the oracle
+        _poll_until(d2, st, 2)
+        assert d2.dispatch() == 1
+        d2.close()
+        d3 = _dispatcher(st, lab2.url)  # another restart: the new job ids live in the event log
+        assert d3.restore() == 1
+        _poll_until(d3, st, 3)
+        d3.close()
+        counts = st.query_counts("d")
+        assert counts["succeeded"] == 3 and sum(counts.values()) == 3
+        values = {q.key: q.values["y"] for q in st.list_queries("d")}
+        assert np.isclose(values["d:0:1"], 0.0)  # Bowl's optimum at (1, -0.5)
+        assert set(lab2.store.evaluations) == set(rec.query_keys)
+        assert max(lab2.store.evaluations.values()) == 1
+        events = st.list_events("d", kind="query.handle")
+        assert len(events) == 5  # 2 first submissions, 2 resubmissions, 1 late dispatch
+    st.close()
