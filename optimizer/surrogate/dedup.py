@@ -33,10 +33,18 @@ class Exclusion:
     distance: float
 
 
-def _rms_dist(A: Tensor, B: Tensor) -> Tensor:
-    """`a x b` RMS distances between rows of `a x D` and `b x D` (float64)."""
-    d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-    return (d2.clamp_min(0.0) / A.shape[1]).sqrt()
+def _sq_dist(A: Tensor, B: Tensor, b2: Tensor) -> Tensor:
+    """`a x b` squared Euclidean distances between rows of `a x D` and `b x D` (float64)."""
+    return ((A * A).sum(1)[:, None] + b2[None, :] - 2.0 * A @ B.T).clamp_min_(0.0)
+
+
+def _hits(d2: Tensor, limit: float, offset: int, reason: str, D: int,
+          out: dict[int, Exclusion]) -> None:
+    best, arg = d2.min(dim=1)
+    for i in torch.nonzero(best <= limit).flatten().tolist():
+        if offset + i not in out:
+            out[offset + i] = Exclusion(offset + i, reason, int(arg[i]),
+                                        float((best[i] / D).sqrt()))
 
 
 def find_duplicates(
@@ -60,6 +68,9 @@ def find_duplicates(
         raise ConfigError(f"dedup_tol={tol} must be >= 0 (RMS distance per design value)")
     M = candidates.shape[0]
     C = candidates.reshape(M, -1).to(torch.float64)
+    D = max(C.shape[1], 1)
+    limit = tol * tol * D  # compare squared distances: no sqrt over the whole block
+    c2 = (C * C).sum(1)
     out: dict[int, Exclusion] = {}
     for reason, R in references:
         if R is None or R.shape[0] == 0:
@@ -70,19 +81,13 @@ def find_duplicates(
                 f"{reason} designs have {Rf.shape[1]} values each but candidates have "
                 f"{C.shape[1]}; pass designs of the same shape"
             )
+        r2 = (Rf * Rf).sum(1)
         for s in range(0, M, chunk_size):
-            dist = _rms_dist(C[s:s + chunk_size], Rf)
-            best, arg = dist.min(dim=1)
-            for i in torch.nonzero(best <= tol).flatten().tolist():
-                if s + i not in out:
-                    out[s + i] = Exclusion(s + i, reason, int(arg[i]), float(best[i]))
-    for s in range(0, M, chunk_size):
-        dist = _rms_dist(C[s:s + chunk_size], C)
-        rows = torch.arange(s, min(s + chunk_size, M), device=C.device)
-        # only earlier candidates count: mask j >= i
-        dist[torch.arange(M, device=C.device)[None, :] >= rows[:, None]] = float("inf")
-        best, arg = dist.min(dim=1)
-        for i in torch.nonzero(best <= tol).flatten().tolist():
-            if s + i not in out:
-                out[s + i] = Exclusion(s + i, "candidate", int(arg[i]), float(best[i]))
+            _hits(_sq_dist(C[s:s + chunk_size], Rf, r2), limit, s, reason, D, out)
+    for s in range(1, M, chunk_size):
+        e = min(s + chunk_size, M)
+        d2 = _sq_dist(C[s:e], C[:e], c2[:e])  # only earlier candidates count: j < i
+        d2[torch.arange(e, device=C.device)[None, :]
+           >= torch.arange(s, e, device=C.device)[:, None]] = float("inf")
+        _hits(d2, limit, s, "candidate", D, out)
     return [out[i] for i in sorted(out)]

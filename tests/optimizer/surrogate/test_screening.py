@@ -152,3 +152,11 @@ def test_duplicate_detection_uses_rms_tolerance_for_any_shape():
     with pytest.raises(ConfigError, match="dedup_tol=-1"):
         find_duplicates(A, [], tol=-1)
     _ = Surrogate  # the public name is importable from the package
+
+
+def test_greedy_over_the_top_solo_values_matches_the_full_greedy(sur):
+    C = torch.rand(150, 2, generator=torch.Generator().manual_seed(8), dtype=F64)
+    full = screen(sur, C, 4, seed=2, max_choices=None)
+    top = screen(sur, C, 4, seed=2, max_choices=12)
+    assert torch.equal(full.selected, top.selected)
+    assert torch.allclose(full.selected_values, top.selected_values)
