@@ -98,6 +98,13 @@ def _hyper_state(model: SingleTaskGP) -> dict[str, Tensor]:
 class Surrogate:
     """A fitted GP surrogate over designs; build with ``Surrogate.fit`` or ``from_state``.
 
+    Attributes:
+        model: the BoTorch model on features (``SingleTaskGP``, or ``ModelListGP`` for `m > 1`).
+        feature_map, config, fit_info: `φ`, the options, how the fit went.
+        train_X, train_Y, train_Yvar: the training data as given (designs, results, noise).
+        train_Z: `n x k` features `φ(train_X)` in the GP's dtype; cond_idx: rows conditioned on.
+        design_shape: shape of one design; predictions refuse other shapes.
+
     >>> sur = Surrogate.fit(X, Y, None, feature_map=IdentityFeatures())  # X: `n x d`, Y: `n x 1`
     >>> mean, std = sur.posterior_mean_std(X_new)                        # `b x 1` each
     >>> r_hat = sur.reward(beta=2.0)                                     # for optimizer.das.sample
@@ -199,7 +206,7 @@ class Surrogate:
     @staticmethod
     def _features(fm: FeatureMap, X: Tensor, dtype: torch.dtype) -> Tensor:
         with torch.no_grad():
-            Z = fm(X.to(dtype) if X.is_floating_point() else X.to(dtype)).to(dtype)
+            Z = fm(X.to(dtype)).to(dtype)
         if not torch.isfinite(Z).all():
             rows = torch.nonzero(~torch.isfinite(Z).all(dim=1)).flatten().tolist()[:10]
             raise SurrogateError(
