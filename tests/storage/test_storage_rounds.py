@@ -110,3 +110,39 @@ def test_bad_round_input_writes_nothing(storage: Storage, kwargs: dict, message:
         storage.record_round("c1", 0, **args)
     assert storage.list_rounds("c1") == []
     assert storage.list_queries("c1") == []
+
+
+def test_two_writers_of_the_same_round_at_once(storage: Storage) -> None:
+    # Two drivers resuming the same campaign: identical content → one round, both get its keys;
+    # on Postgres the loser hits the unique constraint and is answered from the stored round.
+    from concurrent.futures import ThreadPoolExecutor
+
+    storage.create_campaign("c1", {})
+
+    def write(seed: int):  # type: ignore[no-untyped-def]
+        try:
+            return storage.record_round(
+                "c1", 0, alpha=0.1, candidates=make_candidates(200, seed=seed), selected=[1, 2],
+                oracle_name="lab").query_keys
+        except RoundConflict as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(2) as pool:
+        same = list(pool.map(write, [0, 0]))
+    assert same == [("c1:0:1", "c1:0:2")] * 2
+    assert len(storage.list_candidates("c1", 0)) == 200
+    storage.create_campaign("c2", {})
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda s: write_other(storage, s), [0, 1]))
+    assert sorted(type(r).__name__ for r in results) == ["str", "tuple"]
+    assert len(storage.list_candidates("c2", 0)) == 200
+
+
+def write_other(storage: Storage, seed: int):  # type: ignore[no-untyped-def]
+    try:
+        return storage.record_round(
+            "c2", 0, alpha=0.1, candidates=make_candidates(200, seed=seed), selected=[1],
+            oracle_name="lab").query_keys
+    except RoundConflict as exc:
+        assert "round 0 of campaign 'c2' is already recorded with different content" in str(exc)
+        return str(exc)
