@@ -59,6 +59,9 @@ class DASSampler:
     >>> particles, log_z, record = sampler.run()
     """
 
+    #: The particle container; a subclass may add fields (they are carried and permuted too).
+    particles_cls: type[Particles] = Particles
+
     def __init__(
         self,
         target: TiltedTarget,
@@ -83,7 +86,7 @@ class DASSampler:
         eps, x0, r, g = t.evaluate(x, 0)
         zeros = torch.zeros(t.G, t.P, device=x.device, dtype=self.weight_dtype)
         origin = torch.arange(t.P, device=x.device).expand(t.G, t.P).clone()
-        particles = Particles(x=x, log_w=zeros, lookahead=r, x0_hat=x0, eps=eps, grad=g,
+        particles = self.particles_cls(x=x, log_w=zeros, lookahead=r, x0_hat=x0, eps=eps, grad=g,
                               origin=origin)
         lam = torch.zeros(t.G, device=x.device, dtype=self.weight_dtype)
         log_z = torch.zeros(t.G, device=x.device, dtype=self.weight_dtype)
@@ -112,8 +115,8 @@ class DASSampler:
         log_w = (particles.log_w + log_ratio.to(self.weight_dtype)
                  + t.log_potential(r_next_w, lam_next)
                  - t.log_potential(particles.lookahead.to(self.weight_dtype), lam))
-        moved = Particles(x=x_next, log_w=log_w, lookahead=r_next, x0_hat=x0, eps=eps,
-                          grad=grad, origin=particles.origin)
+        moved = particles.replace(x=x_next, log_w=log_w, lookahead=r_next, x0_hat=x0, eps=eps,
+                                  grad=grad)
         log_W = normalize_log_weights(log_w)
         record.lambdas.append(lam_next)
         record.lookahead.append((log_W.exp() * r_next_w).sum(-1))

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import torch
 
 from optimizer.das.algorithm import DASSampler
-from optimizer.das.config import make_config
+from optimizer.das.config import DASConfig, make_config
 from optimizer.das.result import DASResult
 from optimizer.das.schedule import DDIMSchedule, ScheduleConfig
 from optimizer.das.target import Reward, TiltedTarget
@@ -73,6 +73,63 @@ def sample(
     ...              generator=torch.Generator().manual_seed(0))
     >>> res.weighted_mean()  # estimate of E_π[x]
     """
+    sampler, config = build_sampler(
+        prior, reward, num_particles=num_particles, alpha=alpha, num_steps=num_steps,
+        conditions=conditions, tempering=tempering, guidance=guidance, resampling=resampling,
+        ess_threshold=ess_threshold, generator=generator, chunk_size=chunk_size,
+        gradient_checkpointing=gradient_checkpointing, dtype=dtype,
+        timestep_spacing=timestep_spacing,
+    )
+    target, schedule = sampler.target, sampler.target.schedule
+    num_groups = target.G
+    particles, log_z, record = sampler.run()
+
+    with torch.no_grad():
+        flat = particles.x.reshape(num_groups * config.num_particles, *target.latent_shape)
+        designs = prior.decode(flat.to(prior.dtype))
+    designs = designs.reshape(num_groups, config.num_particles, *designs.shape[1:])
+    grouped = conditions is not None
+    pick = (lambda v: v) if grouped else (lambda v: v[0])  # noqa: E731
+    return DASResult(
+        samples=pick(designs),
+        latents=pick(particles.x),
+        log_weights=pick(torch.log_softmax(particles.log_w, dim=-1)),
+        rewards=pick(particles.lookahead),
+        origin=pick(particles.origin),
+        ess=torch.stack(record.ess),
+        lambdas=torch.stack(record.lambdas),
+        resampled=torch.stack(record.resampled),
+        lookahead_reward=torch.stack(record.lookahead),
+        ancestors=torch.stack(record.ancestors),
+        log_normalizer=log_z,
+        timesteps=tuple(schedule.timesteps),
+        config=config,
+    )
+
+
+def build_sampler(
+    prior: Any,
+    reward: Reward,
+    *,
+    num_particles: int,
+    alpha: float,
+    num_steps: int = 100,
+    conditions: Sequence[Any] | None = None,
+    tempering: str | TemperingSchedule = "adaptive",
+    guidance: Literal["auto", "gradient", "none"] = "auto",
+    resampling: str = "systematic",
+    ess_threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+    gradient_checkpointing: bool = False,
+    dtype: torch.dtype | None = None,
+    timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
+) -> tuple[DASSampler, DASConfig]:
+    """Validate the options of ``sample`` and build its target and SMC sampler, unrun.
+
+    For step-by-step use (``sampler.init()`` then ``sampler.step(...)``), e.g. to inspect the
+    particle state between steps. Same arguments as ``sample``.
+    """
     config = make_config(
         num_particles=num_particles, alpha=alpha, num_steps=num_steps, guidance=guidance,
         resampling=resampling, ess_threshold=ess_threshold, chunk_size=chunk_size,
@@ -99,26 +156,4 @@ def sample(
     )
     sampler = DASSampler(target, tempering=schedule_obj, resampler=resampler,
                          ess_threshold=config.ess_threshold, generator=generator)
-    particles, log_z, record = sampler.run()
-
-    with torch.no_grad():
-        flat = particles.x.reshape(num_groups * config.num_particles, *target.latent_shape)
-        designs = prior.decode(flat.to(prior.dtype))
-    designs = designs.reshape(num_groups, config.num_particles, *designs.shape[1:])
-    grouped = conditions is not None
-    pick = (lambda v: v) if grouped else (lambda v: v[0])  # noqa: E731
-    return DASResult(
-        samples=pick(designs),
-        latents=pick(particles.x),
-        log_weights=pick(torch.log_softmax(particles.log_w, dim=-1)),
-        rewards=pick(particles.lookahead),
-        origin=pick(particles.origin),
-        ess=torch.stack(record.ess),
-        lambdas=torch.stack(record.lambdas),
-        resampled=torch.stack(record.resampled),
-        lookahead_reward=torch.stack(record.lookahead),
-        ancestors=torch.stack(record.ancestors),
-        log_normalizer=log_z,
-        timesteps=tuple(schedule.timesteps),
-        config=config,
-    )
+    return sampler, config
