@@ -88,7 +88,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manual_oracle(storage: Any, name: str) -> tuple[Any, Any]:
+def _manual_config(storage: Any, name: str) -> Any:
     from optimizer.campaign.errors import CampaignStateError
     from optimizer.campaign.service import load_campaign_config
 
@@ -97,7 +97,7 @@ def _manual_oracle(storage: Any, name: str) -> tuple[Any, Any]:
         raise CampaignStateError(
             f"campaign {name!r} uses a {config.oracle.kind!r} oracle; ask/tell are for "
             "[oracle] kind = \"manual\" (use `tiltloop resume` instead)")
-    return config, None
+    return config
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
@@ -105,7 +105,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from optimizer.campaign.service import drive, open_storage, ray_runtime
 
     with open_storage(_url(args), create=False) as storage:
-        config, _ = _manual_oracle(storage, args.name)
+        config = _manual_config(storage, args.name)
         with ray_runtime(config):
             status = drive(config, storage, progress=_progress(args), once=True)
         oracle = build_oracle(config)
@@ -125,7 +125,7 @@ def _cmd_tell(args: argparse.Namespace) -> int:
     from optimizer.campaign.service import open_storage
 
     with open_storage(_url(args), create=False) as storage:
-        config, _ = _manual_oracle(storage, args.name)
+        config = _manual_config(storage, args.name)
         oracle = build_oracle(config)
         try:
             summary = oracle.inner.import_results(args.file)

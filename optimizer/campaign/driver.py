@@ -128,10 +128,12 @@ class CampaignDriver:
             self.say(f"resuming: {restored} quer{'y' if restored == 1 else 'ies'} already at the oracle, "
                      "re-polling them by stored job id")
         self.storage.log_event(self.name, "driver.started", {"restored_in_flight": restored})
+        status: CampaignStatus | None = None
         while True:
             busy = self.dispatcher.poll().finished > 0
             busy |= self.dispatcher.dispatch() > 0  # paid-for outbox first, then new rounds
-            status = campaign_status(self.storage, self.name, cfg)
+            if busy or status is None:  # an idle pass changed nothing: skip the history read
+                status = campaign_status(self.storage, self.name, cfg)
             created = sum(status.queries.values())
             remaining = cfg.budget.total - created
             if not status.target_reached and remaining > 0:
@@ -140,9 +142,10 @@ class CampaignDriver:
                     self._round(q)
                     busy = True
             busy |= self.dispatcher.dispatch() > 0
-            self._close_rounds()
-            status = campaign_status(self.storage, self.name, cfg)
-            self._report(status)
+            if busy:
+                self._close_rounds()
+                status = campaign_status(self.storage, self.name, cfg)
+                self._report(status)
             created = sum(status.queries.values())
             if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
                 final = "completed"

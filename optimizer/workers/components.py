@@ -86,7 +86,18 @@ def rebuild_reward(bundle: PriorBundle, state: bytes, surrogate_config: dict[str
 
     model = Surrogate.from_state(SurrogateState.from_bytes(state), _t(X), _t(Y), _t(Yvar),
                                  feature_map=bundle.feature_map)
-    return model.reward(beta=beta)
+    reward = model.reward(beta=beta)
+    device = torch.device(getattr(bundle.prior, "device", "cpu"))
+    if device.type == "cpu":
+        return reward
+
+    # The GP stays on the CPU (small, float64); particles on an accelerator cross over and back,
+    # and autograd carries the guidance gradient through both copies.
+    def on_device(x: Tensor) -> Tensor:
+        return reward(x.to("cpu")).to(x.device)
+
+    on_device.differentiable = reward.differentiable  # type: ignore[attr-defined]
+    return on_device
 
 
 def _t(a: np.ndarray | None) -> Tensor | None:
