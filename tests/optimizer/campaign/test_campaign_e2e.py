@@ -39,3 +39,15 @@ def test_campaign_completes_exactly_once(ray_session: str, tiny_prior_path: str,
     evaluations = lab.store.evaluations
     assert set(evaluations) == keys and max(evaluations.values()) == 1
     assert any("tilted" in ln for ln in lines) and any("best y" in ln for ln in lines)
+
+
+def test_stop_target_ends_campaign_early(ray_session: str, tiny_prior_path: str, lab, tmp_path,
+                                         make_config) -> None:
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    # Bowl's maximum is 0; any result above -1000 reaches this target in round 0
+    cfg = make_config("target", tiny_prior_path, lab.url, url,
+                      budget={"q": 4, "max_in_flight": 4, "total": 40, "stop_target": -1000.0,
+                              "poll_interval_s": 0.05})
+    status = run_campaign(cfg)
+    assert status.target_reached and status.status == "completed"
+    assert sum(status.queries.values()) == 4 and status.rounds == 1  # budget left unspent
