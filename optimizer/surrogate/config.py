@@ -24,6 +24,8 @@ class SurrogateConfig(BaseModel):
         max_conditioning_size: above this many observations the posterior also conditions on a
             subset of this size (exact GP cost is `O(n³)`).
         fit_maxiter: L-BFGS iteration cap per objective and fit.
+        fit_timeout_s: optional wall-clock cap per objective's fit (None: none; a cap makes
+            the fit depend on machine speed, so it is off by default for reproducibility).
         num_mc_samples: quasi-MC samples for qLogNEI / qUCB.
         cholesky_max_size: GPyTorch uses Cholesky (exact, deterministic) up to this many points.
         seed: seed of the subset choice (reproducible fits).
@@ -41,6 +43,7 @@ class SurrogateConfig(BaseModel):
     fit_subset_size: int = Field(300, ge=2)
     max_conditioning_size: int = Field(4000, ge=2)
     fit_maxiter: int = Field(150, ge=1)
+    fit_timeout_s: float | None = Field(None, gt=0.0)
     num_mc_samples: int = Field(128, ge=1)
     cholesky_max_size: int = Field(10_000, ge=1)
     seed: int = 0

@@ -305,7 +305,10 @@ def _optimize(model: SingleTaskGP, cfg: SurrogateConfig) -> tuple[bool, str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BoTorch's input-scaling and retry chatter
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": cfg.fit_maxiter}})
+            opts: dict[str, Any] = {"options": {"maxiter": cfg.fit_maxiter}}
+            if cfg.fit_timeout_s is not None:
+                opts["timeout_sec"] = cfg.fit_timeout_s
+            fit_gpytorch_mll(mll, optimizer_kwargs=opts)
         return True, "ok"
     except (ModelFittingError, RuntimeError, ValueError) as exc:
         msg = (f"marginal-likelihood fit failed ({type(exc).__name__}: {exc}); kept the starting "

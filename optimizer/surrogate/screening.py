@@ -97,7 +97,7 @@ def screen(
     scalarization: str | None = None, maximize: bool | tuple[bool, ...] | None = None,
     dedup_tol: float = 1e-5, generator: torch.Generator | None = None, seed: int | None = None,
     num_mc_samples: int | None = None, max_batch_size: int = 1024,
-    max_choices: int | None = 1024,
+    max_choices: int | None | Literal["auto"] = "auto",
 ) -> ScreeningResult:
     """Select up to ``q`` of `M` candidate designs for the oracle (see module docstring).
 
@@ -117,7 +117,7 @@ def screen(
         num_mc_samples: quasi-MC samples (default ``config.num_mc_samples``).
         max_batch_size: candidates per acquisition evaluation.
         max_choices: greedy selection runs over this many eligible candidates of highest solo
-            value (None: all eligible).
+            value (``"auto"``: `max(256, 32 q)`; None: all eligible).
 
     >>> res = screen(sur, particles, q=4, pending=in_flight)
     >>> particles[res.selected]                  # to the oracle
@@ -165,6 +165,8 @@ def screen(
         acq_values = torch.cat([acqf(Zc.unsqueeze(-2)) for Zc in Z.split(max_batch_size)])
         mean, std = sur.posterior_mean_std(candidates)
         eligible = torch.nonzero(~excluded).flatten()
+        if max_choices == "auto":
+            max_choices = max(256, 32 * q)
         if max_choices is not None and eligible.numel() > max_choices:
             order = torch.argsort(acq_values[eligible].cpu(), descending=True, stable=True)
             top = eligible[order[:max_choices]]
