@@ -222,6 +222,22 @@ class CampaignConfig(_Frozen):
             raise ValueError(f"[oracle] {exc}") from None
         return self
 
+    @model_validator(mode="after")
+    def _surrogate_options(self) -> "CampaignConfig":
+        from optimizer.surrogate.config import SurrogateConfig as GPConfig
+
+        reserved = sorted({"beta", "seed", "maximize"} & set(self.surrogate.options))
+        if reserved:
+            raise ValueError(f"[surrogate.options] {reserved} are set by the loop (beta: "
+                             "surrogate.beta; seed: the campaign seed; maximize: objectives.direction)")
+        try:
+            GPConfig(**self.surrogate.options)
+        except ValidationError as exc:
+            bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                            for e in exc.errors())
+            raise ValueError(f"[surrogate.options] {bad}") from None
+        return self
+
     @property
     def primary_objective(self) -> ObjectiveConfig:
         return self.objectives[0]
