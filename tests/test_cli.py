@@ -78,6 +78,10 @@ def test_bad_config_one_message_nothing_written(tmp_path: Path, lab_url: str, ca
 def test_unknown_campaign_and_empty_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'none.db'}"
     assert main(["status", "--url", url]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()  # a read-only command creates nothing
+    (tmp_path / "none.db").touch()  # an empty file: the schema is missing
+    assert main(["status", "--url", url]) == 2
     assert "tiltloop db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade", "--url", url]) == 0
     capsys.readouterr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,7 +49,14 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
 
 
 def open_storage(url: str, *, create: bool) -> Storage:
-    """Open the store; with ``create`` an empty database gets the schema (``db upgrade``)."""
+    """Open the store; with ``create`` an empty database gets the schema (``db upgrade``).
+    Without it, a SQLite file that does not exist is an error (opening would create it)."""
+    if not create and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if str(path) not in ("", ":memory:") and not path.exists():
+            raise CampaignStateError(
+                f"no database at {path}; start a campaign with `tiltloop run CONFIG` (or "
+                "`tiltloop demo`), or pass --url / set TILTLOOP_DATABASE_URL to your database")
     try:
         return Storage.open(url)
     except SchemaNotInitialized:
