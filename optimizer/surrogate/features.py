@@ -13,7 +13,8 @@ callable) are rebuilt *by reference*: the record keeps the string ``reference`` 
 construction, and ``feature_map_from_record`` resolves it from an ``objects`` mapping the caller
 supplies (``{"my_pkg.embed:build": module_or_factory}``) or, only with ``allow_import=True``, by
 importing ``"package.module:attribute"``; an embedding's weights travel in the tensors and are
-loaded into the rebuilt module, so a changed checkpoint is caught.
+loaded into the rebuilt module. A map saved without a reference is rebuilt only when the caller
+passes it again (``Surrogate.from_state(..., feature_map=fm)``; its weights are compared).
 """
 from __future__ import annotations
 
@@ -166,7 +167,8 @@ class EmbeddingFeatures(FeatureMap):
     Args:
         module: any ``torch.nn.Module`` mapping `B x *design_shape` to `B x ...`.
         reference: the name it is rebuilt by (``"pkg.mod:attr"`` or a key of the ``objects``
-            mapping given to ``feature_map_from_record``); required to serialize.
+            mapping given to ``feature_map_from_record``); without one, a saved state can only
+            be rebuilt with the map passed explicitly (``feature_map=``).
         differentiable: declare False for a network that is not (e.g. uses argmax).
 
     >>> fm = EmbeddingFeatures(net, reference="my_lab.embed:build_net")
@@ -191,7 +193,6 @@ class EmbeddingFeatures(FeatureMap):
         return self.module(Xin).to(dtype=X.dtype, device=X.device)
 
     def to_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
-        _require_reference(self.kind, self.reference)
         record = {"kind": self.kind, "reference": self.reference,
                   "differentiable": self.differentiable}
         tensors = {k: v.detach().clone().contiguous() for k, v in self.module.state_dict().items()}
@@ -225,18 +226,18 @@ class CallableFeatures(FeatureMap):
         return Z
 
     def to_record(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
-        _require_reference(self.kind, self.reference)
         return {"kind": self.kind, "reference": self.reference,
                 "differentiable": self.differentiable}, {}
 
 
-def _require_reference(kind: str, reference: str | None) -> None:
+def _require_reference(kind: str, reference: str | None) -> str:
     if not reference:
         raise SurrogateError(
-            f"{kind} features hold code and are saved by reference, but reference=None; build "
-            f"them with reference='package.module:attribute' (or a name you pass in `objects` "
-            "when rebuilding)"
+            f"{kind} features were saved without a reference, so they cannot be rebuilt from "
+            "the state alone; pass the same map as feature_map= when rebuilding, or build it "
+            "with reference='package.module:attribute' (or a name you pass in `objects`)"
         )
+    return reference
 
 
 def _resolve(reference: str, objects: Mapping[str, Any] | None, allow_import: bool) -> Any:
@@ -274,7 +275,7 @@ def feature_map_from_record(
         cls = PCAFeatures if kind == "pca" else RandomProjectionFeatures
         return cls(tensors["mean"], tensors["matrix"])
     if kind == "embedding":
-        obj = _resolve(record["reference"], objects, allow_import)
+        obj = _resolve(_require_reference(kind, record.get("reference")), objects, allow_import)
         module = obj if isinstance(obj, nn.Module) else obj()
         if tensors:
             try:
@@ -287,7 +288,7 @@ def feature_map_from_record(
         return EmbeddingFeatures(module, reference=record["reference"],
                                  differentiable=record.get("differentiable", True))
     if kind == "callable":
-        fn = _resolve(record["reference"], objects, allow_import)
+        fn = _resolve(_require_reference(kind, record.get("reference")), objects, allow_import)
         return CallableFeatures(fn, differentiable=record["differentiable"],
                                 reference=record["reference"])
     raise SurrogateError(format_choice_error("feature map record kind", kind, FEATURE_KINDS))

@@ -114,18 +114,23 @@ def capture(sur: Surrogate) -> SurrogateState:
 
 
 def _check_feature_map(fm: FeatureMap, state: SurrogateState) -> None:
+    """The given map must be the saved one: same kind and reference, equal saved tensors
+    (projection matrices, embedding weights); a user callable is checked by reference only."""
     saved = state.meta["feature_map"]
-    record, tensors = fm.to_record() if saved["kind"] not in ("embedding", "callable") else (
-        {"kind": fm.kind, "reference": getattr(fm, "reference", None)}, {})
+    record, tensors = fm.to_record()
     same = record.get("kind") == saved["kind"] and record.get("reference") == saved.get("reference")
+    saved_names = {k[len("features."):] for k in state.tensors if k.startswith("features.")}
+    same = same and set(tensors) == saved_names
     for k, v in tensors.items():
         old = state.tensors.get(f"features.{k}")
-        same = same and old is not None and old.shape == v.shape and torch.equal(old, v.cpu())
+        same = same and old is not None and old.shape == v.shape and torch.equal(
+            old, v.detach().cpu().to(old.dtype))
     if not same:
         raise SurrogateError(
-            f"feature_map {record.get('kind')!r} differs from the one the state was fitted with "
-            f"({saved['kind']!r}, reference {saved.get('reference')!r}); pass feature_map=None to "
-            "use the saved one, or refit with Surrogate.fit"
+            f"feature_map {record.get('kind')!r} (reference {record.get('reference')!r}) differs "
+            f"from the one the state was fitted with ({saved['kind']!r}, reference "
+            f"{saved.get('reference')!r}, or other weights); pass the same map, feature_map=None "
+            "to rebuild the saved one, or refit with Surrogate.fit"
         )
 
 

@@ -85,6 +85,25 @@ def test_embedding_feature_map_is_rebuilt_by_reference():
     back = Surrogate.from_state(state, X, sur.train_Y, objects={ref: make_embedding_net})
     _same_posterior(sur, back, torch.rand(8, 4, dtype=F64))
     assert back.reward().differentiable
+    # passing the map itself works too; a map with other weights is refused
+    again = Surrogate.from_state(state, X, sur.train_Y, feature_map=fm)
+    _same_posterior(sur, again, torch.rand(8, 4, dtype=F64))
+    other = EmbeddingFeatures(make_embedding_net(), reference=ref)
+    with torch.no_grad():
+        other.module[2].bias.add_(0.5)
+    with pytest.raises(SurrogateError, match="or other weights"):
+        Surrogate.from_state(state, X, sur.train_Y, feature_map=other)
+
+
+def test_an_unreferenced_embedding_saves_and_rebuilds_when_passed_again():
+    fm = EmbeddingFeatures(make_embedding_net())  # e.g. a network loaded from a local folder
+    X = torch.rand(9, 4, generator=torch.Generator().manual_seed(3), dtype=F64)
+    sur = Surrogate.fit(X, X[:, :1] ** 2, feature_map=fm, config=SurrogateConfig(fit_maxiter=30))
+    state = SurrogateState.from_bytes(sur.state().to_bytes())
+    with pytest.raises(SurrogateError, match="saved without a reference"):
+        Surrogate.from_state(state, X, sur.train_Y)
+    back = Surrogate.from_state(state, X, sur.train_Y, feature_map=fm)
+    _same_posterior(sur, back, torch.rand(6, 4, dtype=F64))
 
 
 def test_other_training_data_is_refused_with_the_remedy():
