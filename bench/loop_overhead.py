@@ -174,11 +174,15 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    load0 = os.getloadavg()[0]
     try:
         overhead(args.prior, args.rounds, args.steps, args.q, args.particles)
         speedup(args.prior, args.steps, args.particles, args.repeats)
     finally:
         ray.shutdown()
+    # wall-clock figures are only meaningful on free cores: say how busy the machine was
+    print(f"\nload average (1 min) at start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
