@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from optimizer.campaign.service import resume_campaign
+    from optimizer.campaign.resume import resume_campaign
 
     status = resume_campaign(args.name, _url(args), budget=args.budget, progress=_progress(args),
                              timeout_s=args.timeout)

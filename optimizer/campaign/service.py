@@ -1,10 +1,10 @@
-"""Start, resume and inspect campaigns: builds storage, oracle, Ray pool and driver from a config.
+"""Start and inspect campaigns (resume: ``optimizer.campaign.resume``): builds storage, oracle, Ray pool and driver from a config.
 
 Order matters for "bad input writes nothing": :func:`preflight` checks everything a config
 names (prior, oracle, storage URL) before the database is touched.
 
     >>> status = run_campaign(load_config("campaign.toml"), progress=print)   # doctest: +SKIP
-    >>> status = resume_campaign("c1", "sqlite:///tiltloop.db", budget=128)  # doctest: +SKIP
+    >>> status_of("c1", "sqlite:///tiltloop.db").line()                     # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -148,30 +148,6 @@ def load_campaign_config(storage: Storage, name: str) -> CampaignConfig:
     """The config snapshot stored with campaign ``name``."""
     rec = storage.load_campaign(name)
     return parse_config(rec.config, f"the config stored with campaign {name!r}")
-
-
-def resume_campaign(name: str, url: str, *, budget: int | None = None,
-                    progress: Progress | None = None, timeout_s: float | None = None,
-                    once: bool = False) -> CampaignStatus:
-    """Continue campaign ``name`` from the database; ``budget`` raises its total budget."""
-    storage = open_storage(url, create=False)
-    try:
-        config = load_campaign_config(storage, name)
-        if budget is not None:
-            if budget < config.budget.total:
-                raise CampaignStateError(
-                    f"--budget {budget} is below campaign {name!r}'s current budget "
-                    f"{config.budget.total}; a budget can only be extended")
-            if budget != config.budget.total:
-                config = config.with_budget(budget)
-                storage.update_campaign(name, config=config.to_json_dict(), budget=budget,
-                                        status="active")
-                if progress:
-                    progress(f"budget of {name} extended to {budget} queries")
-        with ray_runtime(config):
-            return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
-    finally:
-        storage.close()
 
 
 def status_of(name: str, url: str) -> CampaignStatus:

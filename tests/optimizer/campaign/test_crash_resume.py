@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from optimizer.campaign.config import dump_toml
-from optimizer.campaign.service import resume_campaign
+from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 
 ROOT = Path(__file__).resolve().parents[3]
