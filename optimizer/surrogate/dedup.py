@@ -23,8 +23,10 @@ from optimizer.errors import ConfigError
 class Exclusion:
     """Why candidate ``index`` was not eligible: a duplicate of ``reason`` row ``other_index``.
 
-    ``reason`` is ``"observed"`` (already queried), ``"pending"`` (in flight) or ``"candidate"``
-    (an earlier candidate of the same set); ``distance`` is the RMS distance `d`.
+    ``reason`` is ``"observed"`` (a training design of the surrogate: ``other_index`` is its
+    row), ``"queried"`` (a row of the ``observed`` designs passed to ``screen``, e.g. a failed
+    query), ``"pending"`` (in flight) or ``"candidate"`` (an earlier candidate of the same set);
+    ``distance`` is the RMS distance `d`.
     """
 
     index: int

@@ -295,7 +295,10 @@ def _load_hyper(model: SingleTaskGP, hyper: dict[str, Tensor], strict: bool = Fa
         if strict:
             raise SurrogateError("internal: hyperparameters do not fit the conditioning model")
         return False
-    model.load_state_dict({k: hyper[k].to(own[k]) for k in keys}, strict=False)
+    # keep_transforms=False: BoTorch would otherwise un- and re-standardize the targets, which
+    # changes them in the last bit and breaks bit-identical rebuilds from a state.
+    model.load_state_dict({k: hyper[k].to(own[k]) for k in keys}, strict=False,
+                          keep_transforms=False)
     return True
 
 

@@ -2,8 +2,8 @@ r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 
 `S = argmax_{S ⊂ C', |S| = q} α(S | X_pending)`, greedily (``optimize_acqf_discrete``).
 
-1. exclude candidates within ``dedup_tol`` of an observed design, a pending (in-flight) design or
-   an earlier candidate (``dedup.find_duplicates``; the reason is kept for the log);
+1. exclude candidates within ``dedup_tol`` of a training design, an ``observed`` (queried) design,
+   a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is kept for the log);
 2. build the acquisition `α` on features `φ(x)`: ``"qlognei"`` (qLogNoisyExpectedImprovement over
    the observed designs, default) or ``"qucb"`` (qUpperConfidenceBound with BoTorch
    `β_bt = β²`, so one candidate scores `μ + β σ`), both under the scalarization `g`, with the
@@ -106,7 +106,7 @@ def screen(
         candidates: `M x *design_shape`-dim Tensor (the round's particles).
         q: oracle batch size.
         pending: `k x *design_shape` designs queried but without result (in flight).
-        observed: designs already queried (e.g. including failed queries); the surrogate's
+        observed: designs already queried (e.g. failed queries; reason "queried"); the surrogate's
             training designs are always excluded too.
         acquisition: ``"qlognei"`` (default) or ``"qucb"``.
         beta: `β` of qUCB (default ``config.beta``); weights / scalarization / maximize
@@ -140,17 +140,12 @@ def screen(
         seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
                 if generator is not None else sur.config.seed)
     M = candidates.shape[0]
-    obs = sur.train_X if observed is None else torch.cat([sur.train_X, observed.to(sur.train_X)])
-    exclusions = find_duplicates(candidates, [("observed", obs), ("pending", pending)],
-                                 tol=dedup_tol)
+    exclusions = find_duplicates(
+        candidates, [("observed", sur.train_X), ("queried", observed), ("pending", pending)],
+        tol=dedup_tol)
     excluded = torch.zeros(M, dtype=torch.bool)
     for e in exclusions:
         excluded[e.index] = True
-    # `observed` rows beyond the training set index into `observed` itself, offset explained:
-    n_train = sur.train_X.shape[0]
-    exclusions = [Exclusion(e.index, e.reason, e.other_index - n_train, e.distance)
-                  if e.reason == "observed" and e.other_index >= n_train and observed is not None
-                  else e for e in exclusions]
 
     g = sur.scalarization(weights=weights, scalarization=scalarization, maximize=maximize)
     objective = GenericMCObjective(lambda samples, X=None: g(samples))

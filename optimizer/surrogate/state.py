@@ -170,8 +170,10 @@ def rebuild(cls: type[Surrogate], state: SurrogateState, X: Tensor, Y: Tensor,
             yv = None if Yvd is None else Yvd[cond_idx, j:j + 1]
             model = _build(Z[cond_idx], Yd[cond_idx, j:j + 1], yv, bounds)
             saved = state.model_state(j)
+            # keep_transforms=False: the targets stay exactly as standardized at construction
+            # (BoTorch's default round trip through untransform changes their last bit).
             model.load_state_dict({k: v.to(device=Z.device) for k, v in saved.items()},
-                                  strict=True)
+                                  strict=True, keep_transforms=False)
             models.append(model.eval())
     info = FitInfo(**{k: tuple(v) if isinstance(v, list) else v
                       for k, v in meta["fit_info"].items()})

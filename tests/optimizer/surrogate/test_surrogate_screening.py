@@ -82,7 +82,7 @@ def test_observed_designs_are_excluded_with_their_row(sur):
     res = screen(sur, C, 2, observed=extra)
     why = {e.index: (e.reason, e.other_index) for e in res.exclusions}
     assert why[3] == ("observed", 7)  # training row 7
-    assert why[5] == ("observed", 0)  # row 0 of the `observed` argument
+    assert why[5] == ("queried", 0)  # row 0 of the `observed` argument
     assert {3, 5}.isdisjoint(res.selected.tolist())
 
 
