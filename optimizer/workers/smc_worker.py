@@ -22,11 +22,6 @@ import torch
 from optimizer.campaign.seeds import torch_generator
 from optimizer.workers.components import load_prior_bundle, rebuild_reward, zero_reward
 
-#: Set to a file path in a worker's environment: the first chunk that finds the file deletes
-#: it and kills its own process (a deterministic "worker died mid-round" for drills and tests).
-DIE_FLAG_ENV = "TILTLOOP_WORKER_DIE_FLAG"
-
-
 @dataclass(frozen=True)
 class ChunkSpec:
     """One chunk of one round.
@@ -38,7 +33,8 @@ class ChunkSpec:
         surrogate_state: the surrogate's state bytes, or None for a plain-prior round.
         X, Y, Yvar: the surrogate's training data (`n x *design_shape`, `n x m`, `n x m` or None).
         beta: UCB weight of the reward `r̂ = μ + β σ`.
-        die_flag: see ``DIE_FLAG_ENV`` (tests and drills only).
+        die_flag: a file path: the first chunk that finds the file deletes it and kills its own
+            worker process mid-chunk (a deterministic "worker died" for drills and tests).
     """
 
     round_index: int
@@ -88,7 +84,7 @@ class SMCWorkerImpl:
         from optimizer.das import sample
 
         spec = ChunkSpec(**payload)
-        flag = spec.die_flag or os.environ.get(DIE_FLAG_ENV)
+        flag = spec.die_flag
         if flag and os.path.exists(flag):
             os.unlink(flag)
             os._exit(1)  # a hard crash mid-round, like an OOM kill

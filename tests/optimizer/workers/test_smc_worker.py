@@ -2,7 +2,10 @@
 the surrogate rebuilt in a worker from state bytes gives the driver's reward."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import ray
 import torch
 
@@ -24,19 +27,27 @@ CFG = parse_config({
 })
 
 
-def test_worker_killed_mid_round_is_replaced_and_round_completes(ray_session: str) -> None:
+@pytest.mark.parametrize("how", ["ray.kill", "process exit"])
+def test_worker_killed_mid_round_is_replaced_and_round_completes(ray_session: str, tmp_path: Path,
+                                                                 how: str) -> None:
     killed: list[int] = []
 
     def kill_once(event: PoolEvent) -> None:
-        if event.kind == "submit" and not killed:
+        if how == "ray.kill" and event.kind == "submit" and not killed:
             killed.append(event.chunk)
             ray.kill(event.actor, no_restart=True)  # its chunk is in flight right now
+        if how == "process exit" and event.kind == "replaced":
+            killed.append(event.chunk)
 
+    flag = tmp_path / "die"
+    if how == "process exit":
+        flag.touch()  # the first chunk to start deletes it and os._exit()s its worker
     pool = make_pool(CFG)
     try:
         gen = make_generator(CFG, pool, on_event=kill_once)
+        gen.die_flag = str(flag)
         plan = gen.plan(0, History(campaign="w"), 4, tilted_rounds_before=0)
-        assert killed == [0] and pool.replacements == 1
+        assert len(killed) == 1 and pool.replacements == 1 and not flag.exists()
         assert len(plan.candidates) == 64 and len(plan.selected) == 4
         assert sorted({c.group for c in plan.candidates}) == [0, 1, 2, 3]
         # the redone chunk used the same derived seed: the round regenerates identically
