@@ -26,7 +26,6 @@ import ray
 
 from optimizer.campaign.config import parse_config
 from optimizer.campaign.dispatch import Dispatcher
-from optimizer.campaign.rounds import training_data
 from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
 from optimizer.demo import demo_oracle
