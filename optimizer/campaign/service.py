@@ -116,10 +116,17 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     oracle = build_oracle(config)
     pool: SupervisedPool | None = None
 
+    def events(ev: PoolEvent) -> None:
+        if ev.kind == "replaced" and progress is not None:
+            progress(f"SMC worker in slot {ev.slot} died on chunk {ev.chunk}; started a "
+                     f"replacement and redid the chunk (attempt {ev.attempt + 1})")
+        if on_event is not None:
+            on_event(ev)
+
     def generator() -> RoundGenerator:
         nonlocal pool
         pool = make_pool(config)
-        return make_generator(config, pool, on_event=on_event)
+        return make_generator(config, pool, on_event=events)
 
     driver = CampaignDriver(config, storage, oracle, make_generator=generator, progress=progress)
     try:
