@@ -118,7 +118,7 @@ class GaussianMixturePrior:
         ac = make_alphas_cumprod(num_train_timesteps, beta_schedule, beta_start, beta_end)
         self.alphas_cumprod = ac.to(self.device, self.dtype)
         self._ac = ac.tolist()  # host copy: the timestep index never touches the device
-        self._chol: dict[tuple[int, torch.dtype], Tensor] = {}
+        self._cache: dict[tuple[int | None, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
 
     # -- DiffusionPrior protocol -------------------------------------------------------------
     @property
@@ -126,43 +126,46 @@ class GaussianMixturePrior:
         """`T_train`."""
         return len(self._ac)
 
-    def _marginal_chol(self, t: int, dtype: torch.dtype) -> Tensor:
+    def _marginal(self, t: int | None, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """`(sqrt(ā_t) m_k, Σ_k^{-1}, log N normalizer_k)` of the marginal at ``t``, cached.
+
+        `Σ_k = ā_t C_k + (1 - ā_t) I` (``t=None``: the clean `C_k`). Computed once per
+        timestep in float64 on the host side of the loop, so a sampling step is only batched
+        matrix products (cheap, differentiable, no host sync).
+        """
         key = (t, dtype)
-        if key not in self._chol:
-            a = self._ac[t]
-            eye = torch.eye(self.latent_shape[0], dtype=torch.float64, device=self.device)
-            cov = a * self.covariances.double() + (1.0 - a) * eye
-            self._chol[key] = torch.linalg.cholesky(cov).to(dtype)
-        return self._chol[key]
+        if key not in self._cache:
+            a = 1.0 if t is None else self._ac[t]
+            d = self.latent_shape[0]
+            eye = torch.eye(d, dtype=torch.float64, device=self.device)
+            cov = self.covariances.double() if t is None else (
+                a * self.covariances.double() + (1.0 - a) * eye)
+            prec = torch.linalg.inv(cov)
+            prec = 0.5 * (prec + prec.transpose(-1, -2))
+            log_norm = (torch.log(self.weights.double()) - 0.5 * torch.logdet(cov)
+                        - 0.5 * d * math.log(2 * math.pi))
+            centers = math.sqrt(a) * self.means.double()
+            self._cache[key] = (centers.to(dtype), prec.to(dtype), log_norm.to(dtype))
+        return self._cache[key]
+
+    def _logits_and_precdiff(self, x: Tensor, t: int | None) -> tuple[Tensor, Tensor]:
+        centers, prec, log_norm = self._marginal(t, x.dtype)
+        diff = x[:, None, :] - centers  # B x K x d
+        prec_diff = torch.einsum("kij,bkj->bki", prec, diff)  # Σ_k^{-1}(x - μ_k)
+        logits = log_norm - 0.5 * (diff * prec_diff).sum(-1)  # log w_k N(x; μ_k, Σ_k)
+        return logits, prec_diff
 
     def marginal_log_prob(self, x: Tensor, t: int | None) -> Tensor:
         """`log p_t(x)` (``t=None``: the clean mixture `p_0`), `B x d` → `B`."""
-        if t is None:
-            L = torch.linalg.cholesky(self.covariances.to(x.dtype))
-            scale = 1.0
-        else:
-            L = self._marginal_chol(t, x.dtype)
-            scale = math.sqrt(self._ac[t])
-        return torch.logsumexp(self._component_log_probs(x, L, scale), dim=-1)
-
-    def _component_log_probs(self, x: Tensor, L: Tensor, scale: float) -> Tensor:
-        diff = x[:, None, :] - scale * self.means.to(x.dtype)  # B x K x d
-        y = torch.linalg.solve_triangular(L, diff.unsqueeze(-1), upper=False).squeeze(-1)
-        d = x.shape[-1]
-        log_det = torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # K
-        log_n = -0.5 * (y**2).sum(-1) - log_det - 0.5 * d * math.log(2 * math.pi)
-        return torch.log(self.weights.to(x.dtype)) + log_n
+        return torch.logsumexp(self._logits_and_precdiff(x, t)[0], dim=-1)
 
     def predict_noise(self, x: Tensor, t: int, context: Tensor | None = None) -> Tensor:
         """Exact `ε̂(x_t, t) = -sqrt(1 - ā_t) ∇ log p_t(x_t)` (`B x d` → `B x d`)."""
         t = int(t)
-        L = self._marginal_chol(t, x.dtype)
-        a = self._ac[t]
-        diff = x[:, None, :] - math.sqrt(a) * self.means.to(x.dtype)  # B x K x d
-        resp = torch.softmax(self._component_log_probs(x, L, math.sqrt(a)), dim=-1)  # B x K
-        prec_diff = torch.cholesky_solve(diff.unsqueeze(-1), L).squeeze(-1)  # Σ_k^{-1}(x - μ_k)
+        logits, prec_diff = self._logits_and_precdiff(x, t)
+        resp = torch.softmax(logits, dim=-1)  # B x K
         score = -(resp.unsqueeze(-1) * prec_diff).sum(1)
-        return -math.sqrt(1.0 - a) * score
+        return -math.sqrt(1.0 - self._ac[t]) * score
 
     def decode(self, x0: Tensor) -> Tensor:
         """Identity: the design space is the diffusion space."""
@@ -194,8 +197,7 @@ class GaussianMixturePrior:
         `E_{p_0}[P(k | x)] = w_k`, so weighted averages of these estimate mode occupancy
         without a hard assignment.
         """
-        L = torch.linalg.cholesky(self.covariances.to(x.dtype))
-        return torch.softmax(self._component_log_probs(x, L, 1.0), dim=-1)
+        return torch.softmax(self._logits_and_precdiff(x, None)[0], dim=-1)
 
     def sample_exact(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """`num` exact i.i.d. draws from `p_0` (`num x d`)."""

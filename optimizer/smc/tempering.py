@@ -151,8 +151,10 @@ class AdaptiveTempering:
         cur = current.to(log_w.dtype)
         span = (1.0 - cur).clamp_min(0.0)
 
+        log_W = log_w - torch.logsumexp(log_w, dim=-1, keepdim=True)  # once, not per iteration
+
         def feasible(delta: Tensor) -> Tensor:
-            frac = conditional_ess_fraction(log_w, delta[:, None] * r)
+            frac = conditional_ess_fraction(log_W, delta[:, None] * r, normalized=True)
             return frac >= self.target
 
         lo = torch.zeros_like(cur)

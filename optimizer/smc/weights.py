@@ -39,7 +39,9 @@ def ess(log_w: Tensor) -> Tensor:
     return torch.exp(2.0 * torch.logsumexp(log_w, dim=-1) - torch.logsumexp(2.0 * log_w, dim=-1))
 
 
-def conditional_ess_fraction(log_w: Tensor, log_increment: Tensor) -> Tensor:
+def conditional_ess_fraction(
+    log_w: Tensor, log_increment: Tensor, *, normalized: bool = False
+) -> Tensor:
     """Conditional ESS fraction of an incremental weight under the current weights.
 
     `CESS / P = (Σ W_i u_i)² / Σ W_i u_i²` with `W` the normalized current weights and
@@ -49,11 +51,13 @@ def conditional_ess_fraction(log_w: Tensor, log_increment: Tensor) -> Tensor:
     Args:
         log_w: `G x P`-dim Tensor of current log-weights (normalized or not).
         log_increment: `G x P`-dim Tensor of incremental log-weights.
+        normalized: ``log_w`` is already normalized (skip the normalization, e.g. inside a
+            bisection that evaluates many increments for the same weights).
 
     Returns:
         `G`-dim Tensor in `(0, 1]`.
     """
-    log_W = normalize_log_weights(log_w)
+    log_W = log_w if normalized else normalize_log_weights(log_w)
     num = 2.0 * torch.logsumexp(log_W + log_increment, dim=-1)
     den = torch.logsumexp(log_W + 2.0 * log_increment, dim=-1)
     return torch.exp(num - den)

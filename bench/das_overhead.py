@@ -1,0 +1,187 @@
+"""What the DAS machinery costs on top of plain diffusion sampling (prints figures, no asserts).
+
+    .venv/bin/python bench/das_overhead.py                     # CPU, 16x16 UNet, 50 steps
+    .venv/bin/python bench/das_overhead.py --device cuda --steps 100 --repeats 5
+
+Prior: a small real diffusers ``UNet2DModel`` (random init, 3 x 16 x 16, block_out_channels
+(32, 64)) with a DDPM schedule, through ``optimizer.priors.diffusers_pixel.PixelDiffusersPrior``.
+Reward: a cheap differentiable image score, so the figures measure the sampler, not the reward.
+
+1. Overhead ratio: DAS in gradient-free mode vs plain batched ancestral sampling (the same DDIM
+   η=1 timesteps, prior, particles and steps), timed side by side, interleaved, median of
+   ``--repeats``. Goal: <= 1.10x.
+2. Guided DAS vs the bare cost of one prior forward + backward per step (ancestral sampling
+   that back-propagates a reward through the UNet every step), for P = 16 and 64.
+3. Peak memory of each mode: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth of
+   the process's peak resident set, each configuration in a fresh subprocess.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from optimizer.das import sample  # noqa: E402
+from optimizer.das.schedule import DDIMSchedule, ScheduleConfig  # noqa: E402
+
+
+def make_prior(device: str):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from optimizer.priors.diffusers_pixel import PixelDiffusersPrior
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
+                       block_out_channels=(32, 64), norm_num_groups=8,
+                       down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    return PixelDiffusersPrior(unet, DDPMScheduler(num_train_timesteps=1000), device=device)
+
+
+def make_reward(device: str):
+    target = torch.linspace(-1, 1, 16, device=device).expand(3, 16, 16)
+
+    def reward(x: torch.Tensor) -> torch.Tensor:  # higher when close to a horizontal ramp
+        return -((x - target) ** 2).mean(dim=(1, 2, 3))
+
+    return reward
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def ancestral(prior, reward, P: int, steps: int, seed: int, backward: bool) -> torch.Tensor:
+    """Plain batched DDIM η=1 sampling; with ``backward`` it also back-propagates the reward of
+    `x̂0` through the prior every step (the guided-mode floor: one forward + backward)."""
+    sched = DDIMSchedule(prior.alphas_cumprod, ScheduleConfig(num_steps=steps))
+    g = torch.Generator(device=prior.device).manual_seed(seed)
+    x = torch.randn((P, *prior.latent_shape), generator=g, device=prior.device)
+    for k, t in enumerate(sched.timesteps):
+        a = sched.alpha_bar[k]
+        if backward:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                eps = prior.predict_noise(xg, t)
+                x0 = (xg - math.sqrt(1 - a) * eps) / math.sqrt(a)
+                (grad,) = torch.autograd.grad(reward(prior.decode(x0)).sum(), xg)
+            eps, x0 = eps.detach(), x0.detach() + 0 * grad
+        else:
+            with torch.no_grad():
+                eps = prior.predict_noise(x, t)
+                x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        x = sched.transition_mean(k, x0, eps)
+        if sched.sigmas[k] > 0:
+            x = x + sched.sigmas[k] * torch.randn(x.shape, generator=g, device=x.device)
+    with torch.no_grad():
+        return reward(prior.decode(x))
+
+
+def run_das(prior, reward, P: int, steps: int, seed: int, guidance: str):
+    g = torch.Generator(device=prior.device).manual_seed(seed)
+    return sample(prior, reward, num_particles=P, alpha=0.01, num_steps=steps,
+                  guidance=guidance, generator=g)
+
+
+def run_one(mode: str, prior, reward, P: int, steps: int, seed: int):
+    if mode == "ancestral":
+        return ancestral(prior, reward, P, steps, seed, backward=False)
+    if mode == "ancestral+backward":
+        return ancestral(prior, reward, P, steps, seed, backward=True)
+    return run_das(prior, reward, P, steps, seed, "none" if mode == "das-free" else "gradient")
+
+
+MODES = ("ancestral", "das-free", "ancestral+backward", "das-guided")
+
+
+def timings(device: str, P: int, steps: int, repeats: int) -> dict[str, float]:
+    prior, reward = make_prior(device), make_reward(device)
+    for mode in MODES:  # warm-up: allocator, kernels, caches
+        run_one(mode, prior, reward, P, 3, seed=0)
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for r in range(repeats):  # interleaved, so load changes hit every mode alike
+        for mode in MODES:
+            _sync(device)
+            t0 = time.perf_counter()
+            run_one(mode, prior, reward, P, steps, seed=r)
+            _sync(device)
+            times[mode].append(time.perf_counter() - t0)
+    return {m: statistics.median(v) for m, v in times.items()}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_child(device: str, mode: str, P: int, steps: int) -> int:
+    """Peak memory of one run in this (fresh) process, in bytes."""
+    prior, reward = make_prior(device)
+    run_one(mode, prior, reward, P, 2, seed=0)  # warm, so model weights are not counted
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run_one(mode, prior, reward, P, steps, seed=0)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    base = _rss_bytes()
+    run_one(mode, prior, reward, P, steps, seed=0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+
+
+def peak_memory(device: str, mode: str, P: int, steps: int) -> int:
+    out = subprocess.run(
+        [sys.executable, __file__, "--device", device, "--steps", str(steps), "--_memory-child",
+         json.dumps({"mode": mode, "P": P})], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--particles", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--_memory-child", dest="child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        spec = json.loads(args.child)
+        print(peak_memory_child(args.device, spec["mode"], spec["P"], args.steps))
+        return
+
+    print(f"DAS overhead bench: device={args.device}, steps={args.steps}, "
+          f"UNet2DModel 3x16x16 (32, 64), torch threads={torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for P in args.particles:
+        t = timings(args.device, P, args.steps, args.repeats)
+        mem = {m: peak_memory(args.device, m, P, args.steps) for m in MODES}
+        print(f"\nP = {P} (median of {args.repeats}, seconds per {args.steps}-step run):")
+        for m in MODES:
+            print(f"  {m:<20s} {t[m]:8.3f} s   peak memory {mem[m] / 2**20:8.1f} MiB")
+        print(f"  overhead ratio  DAS gradient-free / plain ancestral   = "
+              f"{t['das-free'] / t['ancestral']:.3f}x  (goal <= 1.10x)")
+        print(f"  guided cost     DAS guided / (forward+backward per step) = "
+              f"{t['das-guided'] / t['ancestral+backward']:.3f}x")
+        print(f"  guided vs plain DAS guided / plain ancestral           = "
+              f"{t['das-guided'] / t['ancestral']:.3f}x")
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
