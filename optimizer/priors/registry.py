@@ -10,7 +10,8 @@ Names (``BUNDLED``):
   distance to the manifold ≤ 0.1.
 * ``"gmm-toy"`` — the DAS paper's 2-d toy, 9 equal Gaussians at `{-4, 0, 4}²` with covariance
   `0.3 I` (exact ``GaussianMixturePrior``); features: identity; support: squared Mahalanobis
-  distance to the nearest mean ≤ `χ²_2(0.99) = 9.21` (99% of the prior's mass).
+  distance to the nearest mean ≤ `χ²_2(0.99) = 9.21` (99% of the prior's mass). Its reward
+  `r = -x²/100 - y²` (``gmm_toy_reward``) has the closed-form tilted target ``gmm_toy_target(α)``.
 
 Paths: a folder with ``unet/`` + ``scheduler/`` (and no ``vae/``) is a pixel diffusers prior,
 one with ``vae/`` a latent (Stable Diffusion) prior, one whose ``config.json`` names
@@ -37,6 +38,7 @@ from optimizer.errors import PriorError
 from optimizer.priors.base import DiffusionPrior
 
 if TYPE_CHECKING:
+    from optimizer.priors.gaussian_mixture import TiltedMixture
     from optimizer.surrogate.features import FeatureMap
 
 BUNDLE_ROOT = Path(__file__).parent / "bundled"
@@ -46,7 +48,6 @@ GMM_TOY_STD2 = 0.3
 GMM_TOY_SUPPORT_CHI2 = 9.2103  # χ²_2 quantile at 0.99
 DIGITS_CONFIDENCE = 0.9
 DIGIT_EMBEDDING_REFERENCE = "optimizer.priors.registry:digit_embedding_module"
-MANIFOLD_RADIUS = 0.1
 
 
 class DigitFeatures(nn.Module):
@@ -129,15 +130,16 @@ class BundledPrior:
             net = _digit_classifier(self, device, None)
             return SupportCheck(
                 f"digit classifier confidence (max softmax) >= {DIGITS_CONFIDENCE}",
-                lambda x: net.confidence(x.to(next(net.parameters()).dtype))[0],
+                lambda x: net.confidence(x.to(next(net.parameters())))[0],
                 DIGITS_CONFIDENCE, True)
         if self.name == "manifold":
             from oracles.simulated.manifold import ManifoldProblem
 
             problem = ManifoldProblem()
             return SupportCheck(
-                f"distance to the manifold <= {MANIFOLD_RADIUS} (noise of the historical "
-                f"designs: 0.02 per dimension)", problem.distance, MANIFOLD_RADIUS, False)
+                f"distance to the manifold <= {problem.support_radius} (noise of the historical "
+                f"designs: {problem.noise_std} per dimension)", problem.distance,
+                problem.support_radius, False)
         means = gmm_toy_means()
         return SupportCheck(
             f"squared Mahalanobis distance to the nearest mode <= {GMM_TOY_SUPPORT_CHI2} "
@@ -177,6 +179,22 @@ def gmm_toy_prior(*, device: torch.device | str | None = None,
 def digit_embedding_module() -> DigitFeatures:
     """Zero-argument factory of the digits feature module (the surrogate rebuilds it by name)."""
     return DigitFeatures(_digit_classifier(BUNDLED["digits"], None, None))
+
+
+def gmm_toy_reward(x: Tensor) -> Tensor:
+    """The paper's toy reward `r(x, y) = -x²/100 - y²` (`B x 2` → `B`)."""
+    return -x[..., 0] ** 2 / 100 - x[..., 1] ** 2
+
+
+def gmm_toy_target(alpha: float = 1.0) -> TiltedMixture:
+    """The exact tilted target `p(x) exp(r(x)/α) / Z` of the toy (a 9-mode mixture, float64).
+
+    `r = -½ xᵀAx` with `A = diag(0.02, 2)`; at `α = 1` its mean reward is `-0.2907` (the
+    paper's -0.29): ``t.mixture.expected_quadratic(A, 0)``.
+    """
+    A = torch.diag(torch.tensor([0.02, 2.0], dtype=torch.float64))
+    prior = gmm_toy_prior(dtype=torch.float64)
+    return prior.tilt_quadratic(A, torch.zeros(2, dtype=torch.float64), alpha)
 
 
 def _digit_classifier(entry: BundledPrior, device, dtype) -> nn.Module:
