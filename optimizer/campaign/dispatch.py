@@ -4,8 +4,9 @@ The order of writes is what makes a crash at any instant safe:
 
 1. the query row exists (``pending``, committed with its round) before the oracle hears of it;
 2. ``pending → dispatched`` is committed (one attempt counted) *before* ``submit``;
-3. ``submit`` with the query's idempotency key; the handle (job id + JSON metadata) is saved
-   right away (an audit event, then the job id column);
+3. ``submit`` with the query's idempotency key; the handle is saved right away: the job id
+   column, plus an audit event when the handle carries more than its id (or a resubmission got
+   a new id, which the column never overwrites);
 4. ``poll`` by handle; each result is written with a conditional transition, exactly once.
 
 After a crash, :meth:`Dispatcher.restore` rebuilds handles from stored job ids and handle
@@ -132,18 +133,25 @@ class Dispatcher:
         self._handles[h.key] = h
         if h.job_id is None:
             return  # a submit failure: the next poll says unknown (resubmit) or failed
+        if set(h.metadata) - {"job_id"}:
+            # metadata beyond the id is part of the handle: saved before anything else
+            self._log_handle(h)
+        self._record_job_id(h.key, h.job_id, h)
+
+    def _log_handle(self, h: JobHandle) -> None:
         self.storage.log_event(self.campaign, HANDLE_EVENT,
                                {"key": h.key, "job_id": h.job_id, "metadata": h.metadata})
-        self._record_job_id(h.key, h.job_id)
 
-    def _record_job_id(self, key: str, job_id: str) -> None:
+    def _record_job_id(self, key: str, job_id: str, h: JobHandle | None = None) -> None:
         try:
             self.storage.record_job_id(key, job_id)
         except JobIdConflict:
             # The oracle lost the first job and gave a new id for the same key; storage keeps the
-            # first id, so the new one lives in the handle event (restore() prefers it).
+            # first id, so the new one lives in a handle event (restore() prefers the latest).
             log.warning("query %s: oracle gave job id %s after a resubmission; kept in the event log",
                         key, job_id)
+            if h is not None and not set(h.metadata) - {"job_id"}:
+                self._log_handle(h)
 
     # ---- receiving ----------------------------------------------------------------------------
     def poll(self) -> PollOutcome:
