@@ -1,7 +1,7 @@
 r"""The SMC algorithm of DAS: particles, tempering, reweighting, adaptive resampling.
 
 Kept apart from the target (``optimizer.das.target``): this module knows nothing about
-diffusion beyond the target's ``initial / evaluate / propose / log_potential / final_reward``.
+diffusion beyond the target's ``initial / evaluate / propose / log_potential / final``.
 
 One step `k` (from `t_k` to `t_{k+1}`, or to `x_0` when `k = K - 1`):
 
@@ -42,6 +42,7 @@ class StepRecord:
         self.lookahead: list[Tensor] = []
         self.ancestors: list[Tensor] = []
         self.nonfinite: list[Tensor] = []
+        self.designs: Tensor | None = None  # `G x P x *design_shape`, set by the last step
 
 
 class DASSampler:
@@ -108,7 +109,7 @@ class DASSampler:
         if last:  # deterministic move to x_0; the exact reward closes the weights
             eps = x0 = grad = None
             x0 = x_next
-            r_next = t.final_reward(x_next)
+            r_next, record.designs = t.final(x_next)
         else:
             eps, x0, r_next, grad = t.evaluate(x_next, k + 1)
         r_next_w = r_next.to(self.weight_dtype)

@@ -81,13 +81,9 @@ def sample(
         timestep_spacing=timestep_spacing,
     )
     target, schedule = sampler.target, sampler.target.schedule
-    num_groups = target.G
     particles, log_z, record = sampler.run()
 
-    with torch.no_grad():
-        flat = particles.x.reshape(num_groups * config.num_particles, *target.latent_shape)
-        designs = prior.decode(flat.to(prior.dtype))
-    designs = designs.reshape(num_groups, config.num_particles, *designs.shape[1:])
+    designs = record.designs  # decoded once, by the final exact-reward evaluation
     grouped = conditions is not None
     pick = (lambda v: v) if grouped else (lambda v: v[0])  # noqa: E731
     return DASResult(
@@ -144,6 +140,11 @@ def build_sampler(
     if conditions is not None and isinstance(conditions, (str, bytes)):
         raise ConfigError(
             f"conditions={conditions!r} is a single string; pass a list (one entry per group)"
+        )
+    if generator is not None and generator.device.type != torch.device(prior.device).type:
+        raise ConfigError(
+            f"generator is on {generator.device} but the prior runs on {prior.device}; create "
+            f"it with torch.Generator(device={str(prior.device)!r}).manual_seed(seed)"
         )
     num_groups, context = prior.prepare_context(conditions, config.num_particles)
     schedule = DDIMSchedule(prior.alphas_cumprod, ScheduleConfig(

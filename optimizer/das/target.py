@@ -75,6 +75,8 @@ class TiltedTarget:
         self.chunk_size = chunk_size
         self.checkpointing = gradient_checkpointing
         self.dtype = dtype or prior.dtype
+        # Rewards and weights need range and precision even when particles are half precision.
+        self.reward_dtype = torch.promote_types(self.dtype, torch.float32)
         self.device = torch.device(prior.device)
         self.latent_shape = tuple(prior.latent_shape)
 
@@ -131,16 +133,25 @@ class TiltedTarget:
                 f"must map a `B x *design_shape` Tensor to a `B`-dim Tensor (e.g. end with "
                 f".sum(dim=-1) or .squeeze(-1))"
             )
-        return r.to(self.dtype)
+        return r.to(self.reward_dtype)
 
-    def final_reward(self, x0: Tensor) -> Tensor:
-        """Exact `r(D(x_0))` of clean particles (`G x P x ...` → `G x P`), no gradient."""
+    def final(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact `r(D(x_0))` and the designs `D(x_0)` of clean particles, no gradient.
+
+        Returns:
+            ``(rewards, designs)``: `G x P` and `G x P x *design_shape` Tensors.
+        """
         flat = x0.reshape(self.G * self.P, *self.latent_shape)
         step = flat.shape[0] if self.chunk_size is None else self.chunk_size
+        rewards, designs = [], []
         with torch.no_grad():
-            r = torch.cat([self._reward(self.prior.decode(flat[i:i + step].to(self.prior.dtype)))
-                           for i in range(0, flat.shape[0], step)])
-        return r.reshape(self.G, self.P)
+            for i in range(0, flat.shape[0], step):
+                design = self.prior.decode(flat[i:i + step].to(self.prior.dtype))
+                rewards.append(self._reward(design))
+                designs.append(design)
+        design = torch.cat(designs)
+        return (torch.cat(rewards).reshape(self.G, self.P),
+                design.reshape(self.G, self.P, *design.shape[1:]))
 
     def propose(
         self, particles: Particles, k: int, lam_next: Tensor, generator: torch.Generator | None

@@ -77,7 +77,8 @@ class DiffusionPrior(Protocol):
 
         Returns:
             ``(G, context)`` where ``context`` is a `G*P x ...`-dim Tensor (row `g*P + p` belongs
-            to group `g`) or None when the prior is unconditional.
+            to group `g`) or None when the prior is unconditional. Rows of one group must be
+            identical: the sampler resamples within groups and does not permute ``context``.
         """
         ...
 

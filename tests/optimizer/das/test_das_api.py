@@ -135,3 +135,16 @@ def test_nan_reward_is_reported_after_the_loop(gm):
     with pytest.raises(SamplerError, match=r"NaN or infinite values at step \d+ .*group 0"):
         sample(gm, flaky, num_particles=64, alpha=1.0, num_steps=10, guidance="none",
                generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.gpu
+def test_generator_on_another_device_type_is_named(gm):
+    with pytest.raises(ConfigError, match=r"generator is on cpu but the prior runs on"):
+        _run(gm, generator=torch.Generator().manual_seed(0))
+
+
+def test_half_precision_particles_keep_float32_weights_and_rewards(gm):
+    res = _run(gm, dtype=torch.bfloat16, guidance="none")
+    assert res.latents.dtype == torch.bfloat16
+    assert res.log_weights.dtype == torch.float32 and res.rewards.dtype == torch.float32
+    assert torch.isfinite(res.log_weights).all()
