@@ -144,7 +144,8 @@ def peak_memory_child(device: str, mode: str, P: int, steps: int) -> int:
 
 def peak_memory(device: str, mode: str, P: int, steps: int) -> int:
     out = subprocess.run(
-        [sys.executable, __file__, "--device", device, "--steps", str(steps), "--_memory-child",
+        [sys.executable, __file__, "--device", device, "--steps", str(steps),
+         "--threads", str(torch.get_num_threads()), "--_memory-child",
          json.dumps({"mode": mode, "P": P})], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -155,7 +156,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--particles", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a shared CPU, thread wake-ups "
+                             "dominate small ops; 0 keeps torch's default)")
     parser.add_argument("--_memory-child", dest="child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:

@@ -103,8 +103,11 @@ class AdaptiveTempering:
     `CESS(δ) = (Σ W_i u_i)² / Σ W_i u_i²`, `u_i = exp(δ r̂_i / α)`, `r̂_i = r(x̂0(x_t^i))`.
 
     1. if `CESS(1 - λ_{k-1}) >= ρ`, take `δ* = 1 - λ_{k-1}`;
-    2. otherwise bisect `δ` on `[0, 1 - λ_{k-1}]` for a fixed number of iterations, every
-       group at once (`CESS` is non-increasing in `δ`), keeping the feasible end;
+    2. otherwise search `δ` on `[0, 1 - λ_{k-1}]` by vectorized bisection: each of ``rounds``
+       rounds evaluates `CESS` at ``points`` evenly spaced values of the current bracket at
+       once (every group too) and keeps the sub-bracket where it crosses `ρ` (`CESS` is
+       non-increasing in `δ`); ``points=2`` is plain bisection, the default 16 points x 5
+       rounds resolve `δ*` to `16^{-5}` (1e-6) of the span in 5 batched evaluations;
     3. clamp to the ``cap`` schedule (default: the paper's exponential one) and the ``floor``
        schedule (default: `(k/K)²`, so `λ` reaches 1 by the last step without a big jump).
 
@@ -113,11 +116,12 @@ class AdaptiveTempering:
     trusting the least informative look-ahead fully. The cap keeps the paper's pace; the
     adaptive rule slows down wherever the look-ahead spreads faster than the ESS allows.
 
-    No inner optimizer, no data-dependent loop: ``iterations`` vectorized evaluations.
+    No inner optimizer, no data-dependent loop, no host sync: a fixed number of batched ops.
 
     Args:
         target: `ρ` in (0, 1), the CESS fraction to keep per step.
-        iterations: bisection steps (resolution `2^{-iterations}`).
+        rounds: bracket-refinement rounds.
+        points: CESS evaluations per round (>= 2).
         cap: fixed schedule bounding `λ_k` from above (None: no cap).
         floor: fixed schedule bounding `λ_k` from below (None: no floor).
 
@@ -128,16 +132,20 @@ class AdaptiveTempering:
     def __init__(
         self,
         target: float = 0.9,
-        iterations: int = 30,
+        rounds: int = 5,
+        points: int = 16,
         cap: ExponentialTempering | PolynomialTempering | None | str = "default",
         floor: ExponentialTempering | PolynomialTempering | None | str = "default",
     ) -> None:
         if not 0 < target < 1:
             raise ConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")
-        if iterations < 1:
-            raise ConfigError(f"adaptive tempering iterations={iterations!r} must be >= 1")
+        if rounds < 1:
+            raise ConfigError(f"adaptive tempering rounds={rounds!r} must be >= 1; try 3")
+        if points < 2:
+            raise ConfigError(f"adaptive tempering points={points!r} must be >= 2; try 16")
         self.target = target
-        self.iterations = iterations
+        self.rounds = rounds
+        self.points = points
         self.cap = ExponentialTempering() if cap == "default" else cap
         self.floor = PolynomialTempering(power=2.0) if floor == "default" else floor
 
@@ -150,22 +158,22 @@ class AdaptiveTempering:
         r = r - r.max(dim=-1, keepdim=True).values
         cur = current.to(log_w.dtype)
         span = (1.0 - cur).clamp_min(0.0)
+        log_W = log_w - torch.logsumexp(log_w, dim=-1, keepdim=True)  # once, not per round
 
-        log_W = log_w - torch.logsumexp(log_w, dim=-1, keepdim=True)  # once, not per iteration
-
-        def feasible(delta: Tensor) -> Tensor:
-            frac = conditional_ess_fraction(log_W, delta[:, None] * r, normalized=True)
+        def feasible(delta: Tensor) -> Tensor:  # `G x M` candidate increments → `G x M` bool
+            inc = delta[:, :, None] * r[:, None, :]
+            frac = conditional_ess_fraction(log_W[:, None, :], inc, normalized=True)
             return frac >= self.target
 
-        lo = torch.zeros_like(cur)
-        hi = span.clone()
-        for _ in range(self.iterations):
-            mid = 0.5 * (lo + hi)
-            ok = feasible(mid)
-            lo = torch.where(ok, mid, lo)
-            hi = torch.where(ok, hi, mid)
-        delta = torch.where(feasible(span), span, lo)
-        lam = (cur + delta).clamp(max=1.0)
+        # Fractions 1/M .. M/M of the bracket; the bracket's lower end is always feasible.
+        frac = torch.arange(1, self.points + 1, device=r.device, dtype=r.dtype) / self.points
+        lo, width = torch.zeros_like(cur), span
+        for _ in range(self.rounds):
+            ok = feasible(lo[:, None] + width[:, None] * frac)  # G x M, a prefix of Trues
+            n_ok = ok.sum(-1).to(r.dtype)  # feasible points: lo + n_ok/M * width is the last
+            lo = lo + width * n_ok / self.points
+            width = width / self.points
+        lam = (cur + lo).clamp(max=1.0)
         if self.cap is not None:
             lam = torch.clamp(lam, max=self.cap.value(step, num_steps))
         if self.floor is not None:

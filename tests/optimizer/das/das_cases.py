@@ -4,8 +4,10 @@ from __future__ import annotations
 import itertools
 
 import torch
+from torch import Tensor
 
 from optimizer.priors.gaussian_mixture import GaussianMixturePrior
+from optimizer.smc.particles import Particles
 
 
 def three_mode_prior(device, dtype=torch.float32) -> GaussianMixturePrior:
@@ -23,3 +25,11 @@ def paper_toy_prior(device, dtype=torch.float32) -> GaussianMixturePrior:
     grid = torch.tensor(list(itertools.product([-4.0, 0.0, 4.0], repeat=2)))
     return GaussianMixturePrior(grid.to(device, dtype), (0.3 * torch.eye(2)).repeat(9, 1, 1)
                                 .to(device, dtype), torch.ones(9, device=device, dtype=dtype))
+
+
+class ReferenceBugParticles(Particles):
+    """Resampling as the reference implementation does it: gradient and look-ahead stay put."""
+
+    def __getitem__(self, ancestors: Tensor) -> Particles:
+        moved = super().__getitem__(ancestors)
+        return moved.replace(lookahead=self.lookahead, grad=self.grad)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from das_cases import ReferenceBugParticles, three_mode_prior
 from torch import Tensor
 
 from optimizer.das import build_sampler
@@ -21,14 +22,6 @@ from optimizer.smc.particles import Particles, gather_particles
 
 def _reward(x: Tensor) -> Tensor:
     return x @ torch.tensor([1.0, 0.5], dtype=x.dtype)
-
-
-class ReferenceBugParticles(Particles):
-    """Resampling as the reference implementation does it: gradient and look-ahead stay put."""
-
-    def __getitem__(self, ancestors: Tensor) -> Particles:
-        moved = super().__getitem__(ancestors)
-        return moved.replace(lookahead=self.lookahead, grad=self.grad)
 
 
 def _inconsistency(sampler: DASSampler, particles: Particles, k: int) -> dict[str, float]:
@@ -61,8 +54,6 @@ def _walk(gm, particles_cls=Particles, steps=12):
 
 
 def test_carried_state_matches_positions_after_every_resampling():
-    from das_cases import three_mode_prior
-
     gm = three_mode_prior("cpu", torch.float64)
     worst, permuted = _walk(gm)
     assert permuted >= 5, "the check needs real permutations to mean anything"
@@ -70,8 +61,6 @@ def test_carried_state_matches_positions_after_every_resampling():
 
 
 def test_the_check_catches_the_reference_bug():
-    from das_cases import three_mode_prior
-
     gm = three_mode_prior("cpu", torch.float64)
     worst, permuted = _walk(gm, ReferenceBugParticles)
     assert permuted >= 5
@@ -89,8 +78,6 @@ def test_gather_particles_handles_any_trailing_shape():
 
 def test_fields_added_to_the_sampler_state_follow_resampling():
     """A subclass field set at init is carried through real SMC steps and permuted with x."""
-    from das_cases import three_mode_prior
-
     @dataclass(frozen=True)
     class WithBirthPosition(Particles):
         birth: Tensor | None = None
@@ -114,7 +101,6 @@ def test_fields_added_to_the_sampler_state_follow_resampling():
 
 @pytest.mark.parametrize("guidance", ["gradient", "none"])
 def test_origin_lineage_is_consistent(guidance):
-    from das_cases import three_mode_prior
     from optimizer.das import sample
 
     gm = three_mode_prior("cpu")

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from das_cases import three_mode_prior
-from test_das_carry import ReferenceBugParticles
+from das_cases import ReferenceBugParticles, three_mode_prior
 
 from optimizer.das import DASResult, sample
 from optimizer.das.algorithm import DASSampler

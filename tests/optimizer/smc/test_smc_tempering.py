@@ -99,3 +99,18 @@ def test_names_and_errors():
         AdaptiveTempering(target=1.5)
     with pytest.raises(ConfigError, match="gamma=-0.1 must be > 0"):
         ExponentialTempering(gamma=-0.1)
+
+
+def test_multi_point_search_agrees_with_plain_bisection(device):
+    g = torch.Generator(device=device).manual_seed(4)
+    r = torch.randn(4, 300, generator=g, device=device, dtype=torch.float64) * 20
+    log_w = torch.zeros(4, 300, device=device, dtype=torch.float64)
+    cur = torch.tensor([0.0, 0.1, 0.5, 0.9], device=device, dtype=torch.float64)
+    plain = AdaptiveTempering(target=0.7, rounds=40, points=2, cap=None, floor=None)
+    multi = AdaptiveTempering(target=0.7, cap=None, floor=None)
+    torch.testing.assert_close(multi.next_lambda(3, 50, cur, r, log_w),
+                               plain.next_lambda(3, 50, cur, r, log_w), atol=2e-6, rtol=0)
+    with pytest.raises(ConfigError, match="points=1 must be >= 2"):
+        AdaptiveTempering(points=1)
+    with pytest.raises(ConfigError, match="rounds=0 must be >= 1"):
+        AdaptiveTempering(rounds=0)
