@@ -69,7 +69,15 @@ def overhead(prior: str, rounds: int, steps: int, q: int, particles: int) -> Non
         st.create_campaign(cfg.name, cfg.to_json_dict(), budget=cfg.budget.total)
         pool = make_pool(cfg)
         gen = make_generator(cfg, pool)
-        gen.plan(0, st.load_history(cfg.name), q, tilted_rounds_before=0)  # warm the workers
+        warm = gen.plan(0, st.load_history(cfg.name), q, tilted_rounds_before=0)  # warm workers
+        # warm the surrogate path too (first-call costs of BoTorch / GPyTorch are not per round)
+        from optimizer.campaign.rounds import TrainingData
+
+        Xw = np.stack([c.design for c in warm.candidates[: 2 * q]]).astype(np.float64)
+        Yw = -np.linalg.norm(Xw - Xw.mean(0), axis=1, keepdims=True)
+        empty = np.zeros((0,))
+        model, _, _ = gen.surrogate.fit(TrainingData(Xw, Yw, None, empty, empty))
+        gen.surrogate.screen(model, Xw, 2, pending=empty, observed=empty, seed=0)
         disp = Dispatcher(st, cfg.name, build_oracle(cfg.oracle.kind, {"base_url": lab.url,
                           "objectives": [o.name for o in cfg.objectives]}),
                           objectives=[o.name for o in cfg.objectives], limit=q)
