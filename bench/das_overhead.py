@@ -12,8 +12,10 @@ Reward: a cheap differentiable image score, so the figures measure the sampler, 
    ``--repeats``. Goal: <= 1.10x.
 2. Guided DAS vs the bare cost of one prior forward + backward per step (ancestral sampling
    that back-propagates a reward through the UNet every step), for P = 16 and 64.
-3. Peak memory of each mode: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the growth of
-   the process's peak resident set, each configuration in a fresh subprocess.
+3. Peak memory of each mode: on CUDA ``torch.cuda.max_memory_allocated`` above the model; on
+   CPU the growth of the peak resident set over the RSS after building the model, each
+   configuration in a fresh subprocess (coarse: includes one-time allocator and library
+   allocations, so compare modes with each other, not with tensor sizes).
 """
 from __future__ import annotations
 
@@ -38,9 +40,11 @@ from optimizer.das.schedule import DDIMSchedule, ScheduleConfig  # noqa: E402
 
 def make_prior(device: str):
     from diffusers import DDPMScheduler, UNet2DModel
+    from diffusers.utils import logging as diffusers_logging
 
     from optimizer.priors.diffusers_pixel import PixelDiffusersPrior
 
+    diffusers_logging.set_verbosity_error()
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
                        block_out_channels=(32, 64), norm_num_groups=8,
@@ -128,15 +132,16 @@ def _rss_bytes() -> int:
 
 def peak_memory_child(device: str, mode: str, P: int, steps: int) -> int:
     """Peak memory of one run in this (fresh) process, in bytes."""
-    prior, reward = make_prior(device)
-    run_one(mode, prior, reward, P, 2, seed=0)  # warm, so model weights are not counted
+    prior, reward = make_prior(device), make_reward(device)
     if device.startswith("cuda"):
+        run_one(mode, prior, reward, P, 2, seed=0)  # warm, so workspaces are not counted
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         run_one(mode, prior, reward, P, steps, seed=0)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
+    # No warm-up on CPU: the allocator keeps freed memory, so a warm-up would hide the peak.
     base = _rss_bytes()
     run_one(mode, prior, reward, P, steps, seed=0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
@@ -173,10 +178,11 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     for P in args.particles:
         t = timings(args.device, P, args.steps, args.repeats)
-        mem = {m: peak_memory(args.device, m, P, args.steps) for m in MODES}
-        print(f"\nP = {P} (median of {args.repeats}, seconds per {args.steps}-step run):")
+        print(f"\nP = {P} (median of {args.repeats}, seconds per {args.steps}-step run):",
+              flush=True)
         for m in MODES:
-            print(f"  {m:<20s} {t[m]:8.3f} s   peak memory {mem[m] / 2**20:8.1f} MiB")
+            mem = peak_memory(args.device, m, P, args.steps)
+            print(f"  {m:<20s} {t[m]:8.3f} s   peak memory {mem / 2**20:8.1f} MiB", flush=True)
         print(f"  overhead ratio  DAS gradient-free / plain ancestral   = "
               f"{t['das-free'] / t['ancestral']:.3f}x  (goal <= 1.10x)")
         print(f"  guided cost     DAS guided / (forward+backward per step) = "
