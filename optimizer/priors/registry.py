@@ -279,7 +279,8 @@ def load_feature_map(name_or_path: str | Path, *, device: torch.device | str | N
     """The surrogate feature map `φ` of a bundled prior, or of a saved prior folder.
 
     A folder with a ``classifier/`` subfolder (a copy of the digits bundle) gets the digit
-    embedding; any other folder the identity (flatten).
+    embedding (without a rebuild reference: a campaign that stores its feature map should name
+    the bundled prior instead); any other folder the identity (flatten).
     """
     from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
 
