@@ -81,3 +81,23 @@ def test_worker_rebuilds_surrogate_from_state_bytes() -> None:
     assert np.allclose(out["rewards"], driver_reward.detach().numpy(), rtol=1e-4, atol=1e-4)
     assert out["samples"].shape == (32, 2) and out["ess"].shape == (8,)
     assert np.isclose(np.exp(out["log_weights"]).sum(), 1.0)
+
+
+@pytest.mark.gpu
+def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
+    """On a GPU the particles live on the device and the GP stays on the CPU; guided SMC still
+    gets the driver's reward (the guidance gradient crosses devices)."""
+    bundle = load_prior_bundle("gmm-toy", {"kind": "prior"})
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-4, 4, size=(10, 2))
+    Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
+    data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
+    adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+    model, blob, _ = adapter.fit(data)
+    worker = SMCWorkerImpl("gmm-toy", {"kind": "prior"}, device=str(device))
+    assert worker.device.type == device.type
+    spec = ChunkSpec(round_index=1, chunk=0, seed=7, num_particles=64, num_steps=8, alpha=1.0,
+                     guidance="gradient", surrogate_state=blob, X=X, Y=Y, beta=1.0)
+    out = worker.run_chunk(spec.payload())
+    driver_reward = model.reward(beta=1.0)(torch.as_tensor(out["samples"], dtype=torch.float64))
+    assert np.allclose(out["rewards"], driver_reward.detach().numpy(), rtol=1e-3, atol=1e-3)
