@@ -5,7 +5,7 @@ Every problem is maximized and noise-free (the benchmark compares methods on the
 * ``manifold`` — the bundled manifold prior (`d = 16`) and ``ManifoldOracle`` (Hartmann6 in
   manifold coordinates minus `25 · dist²`); support: distance to the manifold ≤ its radius.
 * ``digits`` — the bundled digits prior (`1 x 8 x 8` in `[-1, 1]`) and ``DigitScorerOracle``
-  (probability of digit 3 under a logistic regression on ``load_digits``; it takes pixels in
+  (`log p(3 | image)` under a logistic regression on ``load_digits``, maximum 0; it takes pixels in
   `[0, 1]`, so a design `x` is sent as `(x + 1) / 2`); support: the bundled digit classifier's
   confidence ≥ 0.5. Raw-space optimizers get the box of the real 8x8 digits, i.e. `[-1, 1]^64`.
 * ``gmm-toy`` — the paper's 9-mode mixture with `r = -x²/100 - y²`; support: squared
@@ -44,6 +44,7 @@ class Problem:
         historical: `N x *design_shape` designs that define the raw-space box.
         design_shape: shape of one design.
         optimum: the known maximum, or None.
+        design_range: the valid range of every coordinate, if the design space has one.
     """
 
     name: str
@@ -54,6 +55,7 @@ class Problem:
     historical: Tensor
     design_shape: tuple[int, ...]
     optimum: float | None = None
+    design_range: tuple[float, float] | None = None
 
     def value(self, designs: Tensor) -> Tensor:
         """True oracle values of `B x *design_shape` designs: `B`-dim float64 Tensor."""
@@ -65,9 +67,22 @@ class Problem:
             return self.support(designs.detach().to(torch.float32).cpu()).cpu()
 
     def bounds(self) -> Tensor:
-        """`2 x D` box (flattened design) of the historical designs: min and max per coordinate."""
+        """`2 x D` box (flattened design) of the historical designs: min and max per coordinate.
+
+        A coordinate constant in the data (the digits' blank corner pixels) gets
+        ``design_range`` instead, so the box has no zero-width side.
+        """
         flat = self.historical.reshape(len(self.historical), -1).to(torch.float64)
-        return torch.stack([flat.min(0).values, flat.max(0).values])
+        lo, hi = flat.min(0).values, flat.max(0).values
+        flat_side = (hi - lo) < 1e-6
+        if flat_side.any():
+            if self.design_range is None:
+                raise ValueError(f"problem {self.name!r}: coordinates "
+                                 f"{flat_side.nonzero().flatten().tolist()[:8]} are constant in "
+                                 "the historical designs; give the problem a design_range")
+            lo = torch.where(flat_side, torch.full_like(lo, self.design_range[0]), lo)
+            hi = torch.where(flat_side, torch.full_like(hi, self.design_range[1]), hi)
+        return torch.stack([lo, hi])
 
 
 def load_problem(name: str) -> Problem:
@@ -102,7 +117,8 @@ def _digits(common: dict[str, Any]) -> Problem:
 
     from oracles.simulated.digits import DigitScorerOracle
 
-    oracle = DigitScorerOracle(target_digit=3, seed=0)
+    # log p: p itself saturates (any clean 3 scores > 0.98), log p still ranks the best ones
+    oracle = DigitScorerOracle(target_digit=3, log_prob=True, seed=0)
     images = torch.from_numpy(load_digits().images).to(torch.float64)[:, None] / 8.0 - 1.0
 
     def value(x: Tensor) -> Tensor:
@@ -110,7 +126,8 @@ def _digits(common: dict[str, Any]) -> Problem:
         return torch.tensor([oracle.score(oracle.check_design(p))[oracle.objectives[0]]
                              for p in pixels], dtype=torch.float64)
 
-    return Problem("digits", oracle_value=value, historical=images, optimum=1.0, **common)
+    return Problem("digits", oracle_value=value, historical=images, optimum=0.0,
+                   design_range=(-1.0, 1.0), **common)
 
 
 def _gmm_toy(common: dict[str, Any]) -> Problem:
