@@ -14,6 +14,8 @@ _LAZY = {
     "FUNCTIONS": "oracles.simulated.botorch_functions",
     "BoTorchFunctionOracle": "oracles.simulated.botorch_functions",
     "DigitScorerOracle": "oracles.simulated.digits",
+    "ManifoldOracle": "oracles.simulated.manifold",
+    "ManifoldProblem": "oracles.simulated.manifold",
 }
 __all__ = sorted(_LAZY)
 
