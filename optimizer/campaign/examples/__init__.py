@@ -1,0 +1,1 @@
+"""Example campaign configs (package data): ``demo-manifold.toml``, ``demo-gmm-toy.toml``."""
