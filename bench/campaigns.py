@@ -106,8 +106,11 @@ def _mse(x: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0
 
 
-def _fmt(m: float, se: float, digits: int = 3) -> str:
-    return "n/a" if not math.isfinite(m) else f"{m:.{digits}f} ± {se:.{digits}f}"
+def _fmt(m: float, se: float, fixed: int | None = None) -> str:
+    """`mean ± s.e.`: 4 significant digits (values span 1e-3 .. 1e2), or ``fixed`` decimals."""
+    if not math.isfinite(m):
+        return "n/a"
+    return f"{m:.{fixed}f} ± {se:.{fixed}f}" if fixed is not None else f"{m:.4g} ± {se:.2g}"
 
 
 def summarize(results: list[RunResult]) -> dict[tuple[str, str], dict[str, object]]:
@@ -184,17 +187,27 @@ def plot(summary: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in dict.fromkeys(p for p, _ in summary):
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for (p, m), s in summary.items():
-            if p != name:
-                continue
-            x = np.arange(1, len(s["curve"]) + 1)
-            ax.plot(x, s["curve"], label=m, lw=2.2 if m == "tiltloop" else 1.3)
-            ax.fill_between(x, s["curve"] - s["curve_se"], s["curve"] + s["curve_se"], alpha=0.2)
-        ax.set(xlabel="oracle queries", ylabel="best true value so far",
-               title=f"{name}: best-so-far (mean ± s.e., {s['seeds']} seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        rows = {m: s for (p, m), s in summary.items() if p == name}
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax in axes:
+            for m, s in rows.items():
+                x = np.arange(1, len(s["curve"]) + 1)
+                c = f"C{METHODS.index(m)}"  # one color per method in every plot
+                ax.plot(x, s["curve"], label=m, color=c, lw=2.2 if m == "tiltloop" else 1.3)
+                ax.fill_between(x, s["curve"] - s["curve_se"], s["curve"] + s["curve_se"],
+                                color=c, alpha=0.15)
+            ax.set(xlabel="oracle queries", ylabel="best true value so far")
+            ax.grid(alpha=0.3)
+        # right panel: zoom on the better half of the methods (raw-space outliers leave the frame)
+        finals = sorted(s["final"][0] for s in rows.values())
+        top = [s for s in rows.values() if s["final"][0] >= finals[len(finals) // 2]]
+        quarter = len(next(iter(top))["curve"]) // 4  # from the end of the first quarter
+        lo = min(float(s["curve"][quarter]) for s in top)
+        hi = max(float(s["curve"].max()) for s in top)
+        axes[1].set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+        axes[0].set_title(f"{name}: best-so-far (mean ± s.e., {s['seeds']} seeds)")
+        axes[1].set_title("zoom: the better half of the methods")
+        axes[0].legend(fontsize=8)
         path = out / f"{name}_best_so_far.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
