@@ -213,7 +213,11 @@ class ManualOracle:
                 problems.append(f"column {column!r}: {raw!r} is not a number")
                 return None
         elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            value = float(raw)
+            try:
+                value = float(raw)
+            except OverflowError:  # a JSON integer literal beyond float range
+                problems.append(f"column {column!r}: integer {str(raw)[:40]}... is too large")
+                return None
         else:
             problems.append(f"field {column!r}: {raw!r} is not a number")
             return None

@@ -23,7 +23,11 @@ def _number(value: Any, where: str) -> float:
     # bool is an int subclass; True as an objective value is a bug in the oracle, not 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OracleReplyError(f"{where} must be a number, got {type(value).__name__} {value!r:.80}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer literal beyond float range (json gives a Python int)
+        raise OracleReplyError(f"{where} is an integer too large for a float ({str(value)[:40]}...); "
+                               f"an oracle result must be finite") from None
     if not math.isfinite(number):
         raise OracleReplyError(f"{where} is {number!r}; an oracle result must be finite")
     return number

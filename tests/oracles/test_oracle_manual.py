@@ -110,6 +110,8 @@ def test_bad_csv_structure_names_the_line(tmp_path, text, line, message):
      2, "'x' is not a number"),
     ("r.jsonl", '{"key": "a", "values": {"y": 1}}\n\n{"key": "c" "values"}\n', 3,
      "not valid JSON"),
+    ("r.jsonl", '{"key": "a", "values": {"y": 1}}\n{"key": "b", "values": {"y": 1' + "0" * 400
+     + '}}\n', 2, "is too large"),
 ])
 def test_bad_json_names_the_line(tmp_path, name, text, line, message):
     oracle = ManualOracle(tmp_path, objectives=("y",))

@@ -36,6 +36,10 @@ def test_validate_values_names_the_problem(raw, message):
     ({"status": "done"}, "status 'done' is not one of"),
     ("oops", "expected a JSON object"),
     ({"status": "failed"}, "failed without a reason"),
+    # json.loads gives a Python int for a long integer literal; float() of it overflows
+    ({"status": "succeeded", "values": {"y": 10 ** 400}}, "values['y'] is an integer too large"),
+    ({"status": "succeeded", "values": {"y": 1.0}, "noise": {"y": 10 ** 400}},
+     "noise['y'] is an integer too large"),
 ])
 def test_bad_replies_become_failed_with_reason(reply, reason):
     result = result_from_reply("k", reply, ("y",))
