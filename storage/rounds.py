@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from storage.arrays import decode_array, encode_array
 from storage.clock import db_now
@@ -62,21 +62,44 @@ def _content_hash(head: dict[str, Any], rows: list[dict[str, Any]], blob: bytes 
     return digest.hexdigest()
 
 
-def _round_record(session: Session, campaign: str, row: Round, blob: bool) -> RoundRecord:
-    selected = session.execute(
-        sa.select(Candidate.candidate_index, OracleQuery.idempotency_key)
+def _round_records(session: Session, campaign: str, rows: Sequence[Round], blob: bool,
+                   scope: sa.ColumnElement[bool] | None = None) -> list[RoundRecord]:
+    """Records of ``rows`` in a fixed number of statements whatever their number (no query per
+    round: the driver lists a long campaign's rounds on every pass). ``scope`` selects the
+    candidates of ``rows`` (default: their ids, for a few rows)."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    if scope is None:
+        scope = Candidate.round_id.in_(ids)
+    counts = dict(session.execute(
+        sa.select(Candidate.round_id, sa.func.count()).where(scope)
+        .group_by(Candidate.round_id)
+    ).all())
+    picked: dict[int, list[tuple[int, str]]] = {}
+    for round_id, index, key in session.execute(
+        sa.select(Candidate.round_id, Candidate.candidate_index, OracleQuery.idempotency_key)
         .join(OracleQuery, OracleQuery.candidate_id == Candidate.id)
-        .where(Candidate.round_id == row.id).order_by(Candidate.candidate_index)
-    ).all()
-    count = session.scalar(sa.select(sa.func.count()).where(Candidate.round_id == row.id))
-    return RoundRecord(
-        campaign=campaign, index=row.round_index, status=row.status, alpha=row.alpha,
-        oracle_name=row.oracle_name, num_candidates=int(count or 0),
-        selected=tuple(i for i, _ in selected), query_keys=tuple(k for _, k in selected),
-        surrogate_state=row.surrogate_state, timings=row.timings, summary=row.summary,
-        content_hash=row.content_hash, created_at=row.created_at, updated_at=row.updated_at,
-        surrogate_blob=row.surrogate_blob if blob else None,
-    )
+        .where(scope)
+        .order_by(Candidate.round_id, Candidate.candidate_index)
+    ).all():
+        picked.setdefault(round_id, []).append((index, key))
+    return [
+        RoundRecord(
+            campaign=campaign, index=row.round_index, status=row.status, alpha=row.alpha,
+            oracle_name=row.oracle_name, num_candidates=int(counts.get(row.id, 0)),
+            selected=tuple(i for i, _ in picked.get(row.id, ())),
+            query_keys=tuple(k for _, k in picked.get(row.id, ())),
+            surrogate_state=row.surrogate_state, timings=row.timings, summary=row.summary,
+            content_hash=row.content_hash, created_at=row.created_at, updated_at=row.updated_at,
+            surrogate_blob=row.surrogate_blob if blob else None,
+        )
+        for row in rows
+    ]
+
+
+def _round_record(session: Session, campaign: str, row: Round, blob: bool) -> RoundRecord:
+    return _round_records(session, campaign, [row], blob)[0]
 
 
 class RoundsMixin(StorageBase):
@@ -204,10 +227,13 @@ class RoundsMixin(StorageBase):
         """Every round of a campaign in index order (without surrogate blobs)."""
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
+            # The surrogate blob is not needed here: leave it unloaded (it can be megabytes).
             rows = session.scalars(
                 sa.select(Round).where(Round.campaign_id == cid).order_by(Round.round_index)
+                .options(defer(Round.surrogate_blob))
             ).all()
-            return [_round_record(session, campaign, r, blob=False) for r in rows]
+            of_campaign = Candidate.round_id.in_(sa.select(Round.id).where(Round.campaign_id == cid))
+            return _round_records(session, campaign, rows, blob=False, scope=of_campaign)
 
     def update_round(
         self,
