@@ -190,6 +190,7 @@ class HttpOracle:
         self._token_source = f"${token_env}" if token_env else (str(token_file) if token_file
                                                                  else None)
         secret = read_token(token_env, token_file)
+        self._secret = secret
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
@@ -221,19 +222,21 @@ class HttpOracle:
                 last = f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
+                # A lab may echo the token back ("invalid token ..."): scrub it before any of the
+                # reply reaches a log line, an error text or the database.
+                text = self._scrub(response.text)
                 if status in (408, 429) or status >= 500:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    last = f"HTTP {status}: {response.text[:200]}"
+                    last = f"HTTP {status}: {text[:200]}"
                 else:
                     try:
-                        parsed = response.json() if response.content else None
+                        parsed = json.loads(text) if response.content else None
                     except ValueError:
                         parsed = ValueError
                     if status < 300 and parsed is ValueError:
-                        last = f"HTTP {status} with a malformed JSON body: {response.text[:120]!r}"
+                        last = f"HTTP {status} with a malformed JSON body: {text[:120]!r}"
                     else:
-                        return _Reply(status, None if parsed is ValueError else parsed,
-                                      response.text[:500])
+                        return _Reply(status, None if parsed is ValueError else parsed, text[:500])
             if attempt == self.retry.max_attempts:
                 break
             with self._rng_lock:
@@ -243,6 +246,11 @@ class HttpOracle:
             self._sleep(delay)
         raise OracleTransientError(f"{method} {self.base_url}{path} failed {self.retry.max_attempts} "
                                    f"time(s); last error: {last}")
+
+    def _scrub(self, text: str) -> str:
+        if self._secret is None:
+            return text
+        return text.replace(self._secret.reveal(), "<secret>")
 
     def _auth_hint(self, reply: _Reply) -> str:
         if reply.status in (401, 403):

@@ -1,9 +1,12 @@
 """Secrets: the bearer token never appears in logs, reprs, handles, results or exception text."""
 from __future__ import annotations
 
+import http.server
+import json
 import logging
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from oracles.errors import OracleConfigError
 from oracles.factory import build_oracle
 from oracles.http import HttpOracle, RetryPolicy
 from oracles.labsim import FaultPlan, LabSimulator
-from oracles.protocol import QueryRequest
+from oracles.protocol import JobHandle, QueryRequest
 from oracles.simulated import BoTorchFunctionOracle
 
 TOKEN = "s3cr3t-T0KEN-4f9a2b"
@@ -116,3 +119,51 @@ def test_designs_that_json_cannot_carry_fail_without_a_request():
         [result] = oracle.poll([handle])
         assert result.status == "failed" and "cannot encode the request" in result.error
         assert lab.stats()["requests"] == 0
+
+
+class _EchoingLab(http.server.BaseHTTPRequestHandler):
+    """A careless lab that echoes the Authorization header back in its error replies."""
+
+    def _echo(self, code: int) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"error": f"bad credentials {self.headers.get('Authorization')}",
+                           "status": "failed"}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._echo(401)
+
+    def do_GET(self) -> None:  # noqa: N802
+        # 503 first (retried, logged), then a 200 job reply whose error echoes the token
+        self.server.gets += 1  # type: ignore[attr-defined]
+        self._echo(503 if self.server.gets == 1 else 200)  # type: ignore[attr-defined]
+
+    def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_a_token_echoed_by_the_lab_is_scrubbed_from_errors_and_logs(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("LAB_TOKEN", TOKEN)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoingLab)
+    server.gets = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        oracle = build_oracle("http", {"base_url": f"http://127.0.0.1:{server.server_port}",
+                                       "token_env": "LAB_TOKEN", "retry": {"backoff_base_s": 0.0}})
+        [handle] = oracle.submit(requests_for(["a"]))
+        [refused] = oracle.poll([handle])
+        [echoed] = oracle.poll([JobHandle("a", "job-1")])
+        oracle.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.status == "failed" and "HTTP 401: bad credentials Bearer <secret>" in refused.error
+    assert echoed.status == "failed" and "bad credentials Bearer <secret>" in echoed.error
+    assert "HTTP 503" in caplog.text  # the retried reply was logged, scrubbed
+    assert TOKEN not in _everything_said(caplog, handle, refused, echoed)
