@@ -32,7 +32,9 @@ def claim(url: str, campaign: str, owner: str, ready_dir: str, out: str) -> None
     storage = Storage.open(url, actor=owner)
     _barrier(Path(ready_dir), owner)
     dispatched: list[str] = []
+    claimed: list[str] = []
     while batch := storage.claim_queries(campaign, owner=owner, limit=3, lease_seconds=120):
+        claimed += [q.key for q in batch]
         for q in batch:
             if storage.transition_query(q.key, expected="pending", new="dispatched",
                                         job_id=f"{owner}/{q.key}", owner=owner):
@@ -45,7 +47,8 @@ def claim(url: str, campaign: str, owner: str, ready_dir: str, out: str) -> None
                                     values={"by": float(owner == "b")}):
             completed.append(key)
     storage.close()
-    Path(out).write_text(json.dumps({"dispatched": dispatched, "completed": completed}))
+    Path(out).write_text(json.dumps({"claimed": claimed, "dispatched": dispatched,
+                                      "completed": completed}))
 
 
 def crash(url: str, campaign: str, marker: str, num: int) -> None:

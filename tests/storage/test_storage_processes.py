@@ -38,7 +38,11 @@ def test_two_processes_complete_each_query_exactly_once(storage: Storage, storag
     keys = set(setup_round(storage, num=80, selected=tuple(range(0, 80, 2))))
     assert len(keys) == 40
     a, b = _run_claimers(storage_url, tmp_path)
-    assert set(a["dispatched"]).isdisjoint(b["dispatched"])  # SKIP LOCKED / BEGIN IMMEDIATE
+    # claims themselves are disjoint (the lease check in transition_query would hide an
+    # overlapping claim from the "dispatched" lists), and nobody claimed a key twice
+    assert set(a["claimed"]).isdisjoint(b["claimed"])  # SKIP LOCKED / BEGIN IMMEDIATE
+    assert len(a["claimed"] + b["claimed"]) == len(keys)
+    assert set(a["dispatched"]) == set(a["claimed"]) and set(b["dispatched"]) == set(b["claimed"])
     assert set(a["dispatched"]) | set(b["dispatched"]) == keys  # none lost
     assert set(a["completed"]).isdisjoint(b["completed"])  # the conditional UPDATE
     assert set(a["completed"]) | set(b["completed"]) == keys
