@@ -104,13 +104,17 @@ def test_claims_are_exclusive_and_leases_expire_by_database_clock(storage: Stora
     first = storage.claim_queries("c1", owner="w1", limit=3, lease_seconds=60)
     assert [q.key for q in first] == keys[:3]
     assert all(q.lease_owner == "w1" and q.design is not None for q in first)
-    second = storage.claim_queries("c1", owner="w2", limit=10, lease_seconds=1.5)
+    # long leases: "still leased" below cannot turn into "expired" on a stalled CI machine
+    second = storage.claim_queries("c1", owner="w2", limit=10, lease_seconds=600)
     assert [q.key for q in second] == keys[3:]
     assert storage.claim_queries("c1", owner="w3", limit=10) == []
     # only the lease holder may move a leased query when it names itself
     assert not storage.transition_query(keys[0], expected="pending", new="dispatched", owner="w2")
     assert storage.transition_query(keys[0], expected="pending", new="dispatched", owner="w1")
-    time.sleep(1.8)  # w2's leases run out on the database clock
+    assert all(storage.release_lease(k, owner="w2") for k in keys[3:])
+    short = storage.claim_queries("c1", owner="w2", limit=10, lease_seconds=0.3)
+    assert [q.key for q in short] == keys[3:]
+    time.sleep(0.6)  # w2's short leases run out on the database clock
     taken = storage.claim_queries("c1", owner="w3", limit=10)
     assert [q.key for q in taken] == keys[3:]
     assert storage.release_lease(keys[1], owner="w1")
