@@ -33,6 +33,7 @@ def sample(
     gradient_checkpointing: bool = False,
     dtype: torch.dtype | None = None,
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
+    clip_sample: float | None = None,
 ) -> DASResult:
     r"""Sample `π(x) ∝ p_pre(x) exp(r(x)/α)` with tempered SMC over a diffusion prior (DAS).
 
@@ -63,6 +64,10 @@ def sample(
         gradient_checkpointing: recompute prior / decoder activations in the backward pass.
         dtype: particle dtype (default ``prior.dtype``); weights are at least float32.
         timestep_spacing: ``"linspace"``, ``"leading"`` or ``"trailing"``.
+        clip_sample: clamp `x̂0` to `[-c, c]` at every step (diffusers' ``clip_sample``), or
+            None. Use it with schedules whose first `ā` vanishes (``squaredcos_cap_v2``:
+            `ā_{T-1} ≈ 1e-9`), where an imperfect network's `x̂0` explodes; exact priors and
+            linear schedules do not need it. The result then targets the clipped sampler's prior.
 
     Returns:
         A ``DASResult``: ``samples`` `[G x] P x *design_shape`, normalized ``log_weights``,
@@ -78,7 +83,7 @@ def sample(
         conditions=conditions, tempering=tempering, guidance=guidance, resampling=resampling,
         ess_threshold=ess_threshold, generator=generator, chunk_size=chunk_size,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype,
-        timestep_spacing=timestep_spacing,
+        timestep_spacing=timestep_spacing, clip_sample=clip_sample,
     )
     target, schedule = sampler.target, sampler.target.schedule
     particles, log_z, record = sampler.run()
@@ -120,6 +125,7 @@ def build_sampler(
     gradient_checkpointing: bool = False,
     dtype: torch.dtype | None = None,
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
+    clip_sample: float | None = None,
 ) -> tuple[DASSampler, DASConfig]:
     """Validate the options of ``sample`` and build its target and SMC sampler, unrun.
 
@@ -130,6 +136,7 @@ def build_sampler(
         num_particles=num_particles, alpha=alpha, num_steps=num_steps, guidance=guidance,
         resampling=resampling, ess_threshold=ess_threshold, chunk_size=chunk_size,
         gradient_checkpointing=gradient_checkpointing, timestep_spacing=timestep_spacing,
+        clip_sample=clip_sample,
     )
     if not callable(reward):
         raise ConfigError(f"reward={reward!r} is not callable; pass a function x -> Tensor[B]")
@@ -153,7 +160,7 @@ def build_sampler(
         prior, reward, alpha=config.alpha, schedule=schedule, num_groups=num_groups,
         num_particles=config.num_particles, context=context, guided=guided,
         chunk_size=config.chunk_size, gradient_checkpointing=config.gradient_checkpointing,
-        dtype=dtype,
+        dtype=dtype, clip_sample=config.clip_sample,
     )
     sampler = DASSampler(target, tempering=schedule_obj, resampler=resampler,
                          ess_threshold=config.ess_threshold, generator=generator)

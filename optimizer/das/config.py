@@ -23,6 +23,7 @@ class DASConfig(BaseModel):
         chunk_size: rows per prior/reward call (None: all at once).
         gradient_checkpointing: recompute activations in the backward pass.
         timestep_spacing: how the `K` timesteps are picked (diffusers' names).
+        clip_sample: clamp `x̂0` to `[-c, c]` (diffusers' ``clip_sample_range``), or None.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -36,6 +37,7 @@ class DASConfig(BaseModel):
     chunk_size: int | None = Field(None, ge=1)
     gradient_checkpointing: bool = False
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace"
+    clip_sample: float | None = Field(None, gt=0)
 
     @field_validator("resampling")
     @classmethod
@@ -53,6 +55,7 @@ _REMEDIES = {
     "chunk_size": "pass None or an integer >= 1",
     "guidance": "pass 'auto', 'gradient' or 'none'",
     "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",
+    "clip_sample": "pass None or the x̂0 range c > 0 (1.0 for pixel images in [-1, 1])",
 }
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from optimizer.das.schedule import DDIMSchedule
-from optimizer.errors import SamplerError
+from optimizer.errors import ConfigError, SamplerError
 from optimizer.smc.particles import Particles
 
 Reward = Callable[[Tensor], Tensor]
@@ -48,6 +48,12 @@ class TiltedTarget:
         gradient_checkpointing: recompute the prior and decoder in the backward pass, so
             the peak memory is one segment's activations instead of all of them.
         dtype: dtype of the particles (the prior runs in ``prior.dtype``).
+        clip_sample: clamp `x̂0` to `[-c, c]` and re-derive `ε̂ = (x_t - sqrt(ā) x̂0) /
+            sqrt(1 - ā)` from it (diffusers' ``clip_sample``; the η=1 move is then the DDPM
+            posterior `q(x_s | x_t, x̂0)`), or None. Needed for priors with a vanishing
+            `ā_{t_0}` (``squaredcos_cap_v2``: `ā_{T-1} ≈ 1e-9`), where Tweedie's `x̂0` multiplies
+            the network's error by `1/sqrt(ā)` and samples explode. The weights stay exact for
+            the clipped sampler's own path measure (the same kernel enters `p` and `q`).
     """
 
     def __init__(
@@ -64,7 +70,12 @@ class TiltedTarget:
         chunk_size: int | None = None,
         gradient_checkpointing: bool = False,
         dtype: torch.dtype | None = None,
+        clip_sample: float | None = None,
     ) -> None:
+        if clip_sample is not None and not clip_sample > 0:
+            raise ConfigError(f"clip_sample={clip_sample!r} must be None or > 0 (e.g. 1.0 for "
+                               "images in [-1, 1])")
+        self.clip_sample = clip_sample
         self.prior = prior
         self.reward = reward
         self.alpha = float(alpha)
@@ -106,7 +117,7 @@ class TiltedTarget:
         if not self.guided:
             with torch.no_grad():
                 eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
-                x0 = (x - math.sqrt(1.0 - a) * eps) / math.sqrt(a)
+                eps, x0 = self._x0(x, eps, a)
                 return eps, x0, self._reward(self.prior.decode(x0.to(self.prior.dtype))), None
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
@@ -115,7 +126,7 @@ class TiltedTarget:
                 eps = checkpoint(self.prior.predict_noise, xm, t, ctx, use_reentrant=False)
             else:
                 eps = self.prior.predict_noise(xm, t, ctx)
-            x0 = (xm - math.sqrt(1.0 - a) * eps) / math.sqrt(a)
+            eps, x0 = self._x0(xm, eps, a)
             if self.checkpointing:
                 design = checkpoint(self.prior.decode, x0, use_reentrant=False)
             else:
@@ -123,6 +134,14 @@ class TiltedTarget:
             r = self._reward(design)
             (grad,) = torch.autograd.grad(r.sum(), xg)
         return eps.detach().to(self.dtype), x0.detach().to(self.dtype), r.detach(), grad
+
+    def _x0(self, x: Tensor, eps: Tensor, a: float) -> tuple[Tensor, Tensor]:
+        """`(ε̂, x̂0)` by Tweedie; with ``clip_sample`` the clipped `x̂0` and its consistent `ε̂`."""
+        x0 = (x - math.sqrt(1.0 - a) * eps) / math.sqrt(a)
+        if self.clip_sample is None:
+            return eps, x0
+        x0 = x0.clamp(-self.clip_sample, self.clip_sample)
+        return (x - math.sqrt(a) * x0) / math.sqrt(1.0 - a), x0
 
     def _reward(self, design: Tensor) -> Tensor:
         r = self.reward(design)
