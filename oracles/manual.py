@@ -67,7 +67,9 @@ def _json_rows(text: str, path: str) -> list[tuple[int, Any]]:
         raise ManualResultsError(path, [(1, "the file is empty")])
     rows: list[tuple[int, Any]] = []
     if text[i] != "[":  # JSON Lines: one object per line
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() also breaks at U+2028, \x0c, \x1c..., which
+        # JSON strings may hold, and would reject a valid row (and shift every line number)
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 try:
                     rows.append((number, json.loads(line)))

@@ -123,6 +123,20 @@ def test_bad_json_names_the_line(tmp_path, name, text, line, message):
     assert (line, ) == (info.value.problems[0][0], ) and message in info.value.problems[0][1]
 
 
+def test_json_lines_keep_line_separators_inside_strings(tmp_path):
+    # U+2028 and U+0085 are legal raw inside JSON strings; they do not end a JSON Lines row
+    oracle = ManualOracle(tmp_path, objectives=("y",))
+    oracle.submit(_requests())
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a", "error": "pump\u2028jammed\x85"}\r\n'
+                    '{"key": "b", "values": {"y": 2.5}}\n', encoding="utf-8")
+    summary = oracle.import_results(path)
+    assert (summary.failed, summary.succeeded) == (("a",), ("b",))
+    path.write_text('{"key": "c", "error": "x\u2028y"}\n{"key": "c", "values": {"y": 1}}\n')
+    with pytest.raises(ManualResultsError, match="line 2: key 'c' appears again"):
+        oracle.import_results(path)
+
+
 def test_results_are_final_and_cancel_withdraws(tmp_path):
     oracle = ManualOracle(tmp_path, objectives=("y",))
     handles = oracle.submit(_requests())
