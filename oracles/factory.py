@@ -14,6 +14,7 @@ imported on first use so it can register itself).
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -168,12 +169,25 @@ def _load_plugins() -> None:
                 raise
 
 
+#: Field names whose values are never echoed in an error (a token pasted into the config).
+_SECRET_FIELD = re.compile(r"token|secret|passw|auth|api.?key|credential|bearer", re.IGNORECASE)
+
+
 def describe_validation_error(kind: str, exc: ValidationError) -> str:
-    """One line per problem: field path, rule, offending value."""
+    """One line per problem: field path, rule, offending value (never the value of an unknown
+    field or of a field named like a secret: it may be a token put in the wrong place)."""
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(options)"
-        value = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.80})"
+        if err["type"] == "missing":
+            value = ""
+        elif _SECRET_FIELD.search(field):
+            value = (" (value not shown; keep a token in an environment variable or a file and "
+                     "name it with token_env / token_file)")
+        elif err["type"] == "extra_forbidden":
+            value = " (value not shown)"
+        else:
+            value = f" (got {err.get('input')!r:.80})"
         lines.append(f"oracle kind {kind!r}: field {field!r}: {err['msg']}{value}")
     return "\n".join(lines)
 

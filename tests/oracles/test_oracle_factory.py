@@ -75,6 +75,18 @@ def test_config_errors_name_kind_and_field(kind, options, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("options, field", [
+    ({"base_url": "https://x", "token": "s3cr3t-T0KEN-4f9a2b"}, "token"),  # the usual slip
+    ({"base_url": "https://x", "bearer": "s3cr3t-T0KEN-4f9a2b"}, "bearer"),
+    ({"base_url": "https://x", "token_env": ["s3cr3t-T0KEN-4f9a2b"]}, "token_env"),
+])
+def test_config_errors_never_echo_a_token_put_in_the_wrong_field(options, field):
+    with pytest.raises(OracleConfigError) as info:
+        oracle_config("http", options)
+    assert f"field {field!r}" in str(info.value) and "value not shown" in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+
+
 def test_every_kind_builds_and_scores(tmp_path):
     with LabSimulator(BoTorchFunctionOracle("branin")) as lab:
         configs = {
