@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,9 +40,14 @@ def redact(url: str | URL) -> str:
     """The URL as text with any password replaced by ``***`` (safe for logs and messages)."""
     try:
         parsed = url if isinstance(url, URL) else sa.make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
     return parsed.render_as_string(hide_password=True)
+
+
+def _mask_password(text: str) -> str:
+    """``scheme://user:***@rest`` for a URL that could not be parsed (its password never shows)."""
+    return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", text.strip())
 
 
 def parse_url(url: str | URL) -> URL:
@@ -56,9 +62,10 @@ def parse_url(url: str | URL) -> URL:
             raise InvalidDatabaseURL(f"database URL is empty; expected {_ACCEPTED}")
         try:
             parsed = sa.make_url(url.strip())
-        except ArgumentError:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+            detail = f" ({exc})" if not isinstance(exc, ArgumentError) else ""
             raise InvalidDatabaseURL(
-                f"malformed database URL {url!r}; expected {_ACCEPTED}"
+                f"malformed database URL {_mask_password(url)!r}{detail}; expected {_ACCEPTED}"
             ) from None
     else:
         parsed = url

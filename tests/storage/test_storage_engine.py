@@ -22,6 +22,10 @@ ACCEPTED = "expected postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sq
         ("postgresql+psycopg://u@h", f"database URL 'postgresql+psycopg://u@h' names no database; {ACCEPTED}"),
         ("sqlite://", "database URL 'sqlite://' is an in-memory SQLite database, which loses every "
                       "query when the process stops; write sqlite:///PATH to a file"),
+        # unparseable URLs never echo their password; a bad port is named, not a raw ValueError
+        ("postgres ql://u:hunter2@h/db", f"malformed database URL 'postgres ql://u:***@h/db'; {ACCEPTED}"),
+        ("postgresql://u:hunter2@h:543x/db", "malformed database URL 'postgresql://u:***@h:543x/db' "
+         f"(invalid literal for int() with base 10: '543x'); {ACCEPTED}"),
     ],
 )
 def test_bad_urls_get_one_clear_message(url: str, message: str) -> None:
