@@ -160,3 +160,19 @@ def test_greedy_over_the_top_solo_values_matches_the_full_greedy(sur):
     top = screen(sur, C, 4, seed=2, max_choices=12)
     assert torch.equal(full.selected, top.selected)
     assert torch.allclose(full.selected_values, top.selected_values)
+
+
+@pytest.mark.parametrize("offset,tol", [(1e4, 1e-5), (1e6, 10.0)])
+def test_duplicates_in_physical_units_are_found_exactly(offset, tol):
+    """Designs of large magnitude and spread (physical units): exact duplicates are excluded
+    (the `‖x‖² + ‖y‖² − 2x·y` expansion alone rounds them apart) and a pair at 2x the
+    tolerance is not."""
+    g = torch.Generator().manual_seed(1)
+    R = offset * (1.0 + torch.rand(40, 4, generator=g, dtype=F64))
+    C = torch.cat([R[[3, 7]], R[[9]] + 2 * tol, R[[5]] + 0.5 * tol])
+    ex = find_duplicates(C, [("observed", R)], tol=tol)
+    assert [(e.index, e.other_index) for e in ex] == [(0, 3), (1, 7), (3, 5)]
+    assert ex[0].distance == 0.0 and abs(ex[2].distance - 0.5 * tol) < 1e-3 * tol
+    exact_copies = find_duplicates(torch.cat([R[:3], R[:3]]), [], tol=1e-12)
+    assert [(e.index, e.reason, e.other_index) for e in exact_copies] == [
+        (3, "candidate", 0), (4, "candidate", 1), (5, "candidate", 2)]
