@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,20 @@ def _optional_float(value: Any, field: str) -> float | None:
     return None if value is None else check_finite(value, field=field)
 
 
+def _optional_int(value: Any, field: str) -> int | None:
+    # numpy / torch integers become Python ints: sqlite3 would bind a numpy int64 through the
+    # buffer protocol and store its raw bytes as a BLOB (read back as b'\x01\x00...').
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidValue(f"{field}: expected an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InvalidValue(f"{field}: expected an integer, got {type(value).__name__} "
+                           f"{value!r:.40}") from None
+
+
 def _candidate_rows(candidates: Sequence[NewCandidate], selected: set[int]) -> list[dict[str, Any]]:
     rows = []
     for i, c in enumerate(candidates):
@@ -43,7 +58,8 @@ def _candidate_rows(candidates: Sequence[NewCandidate], selected: set[int]) -> l
             "candidate_index": i, "design": design, "design_dtype": dtype, "design_shape": shape,
             "design_hash": digest, "features": features,
             "log_weight": None if c.log_weight is None else float(c.log_weight),
-            "group_index": c.group, "particle_index": c.particle,
+            "group_index": _optional_int(c.group, f"candidates[{i}].group"),
+            "particle_index": _optional_int(c.particle, f"candidates[{i}].particle"),
             "surrogate_mean": _optional_float(c.surrogate_mean, f"candidates[{i}].surrogate_mean"),
             "surrogate_std": _optional_float(c.surrogate_std, f"candidates[{i}].surrogate_std"),
             "acquisition": _optional_float(c.acquisition, f"candidates[{i}].acquisition"),

@@ -101,6 +101,8 @@ def test_discard_refused_once_a_query_left_pending(storage: Storage) -> None:
         ({"oracle_name": None}, "oracle_name: required when candidates are selected"),
         ({"summary": {"ess": float("nan")}}, "summary: not storable as strict JSON"),
         ({"candidates": [], "selected": []}, "round 0 of campaign 'c1': candidates is empty"),
+        ({"candidates": [NewCandidate(np.zeros(2), group=1.5)], "selected": [0]},
+         "candidates[0].group: expected an integer, got float 1.5"),
     ],
 )
 def test_bad_round_input_writes_nothing(storage: Storage, kwargs: dict, message: str) -> None:
@@ -176,3 +178,15 @@ def test_list_rounds_costs_the_same_statements_for_one_round_or_many(storage: St
     assert [r.selected for r in many] == [(1, 3, 5), (1,), (2,), (0,), (1,), (2,)]
     assert [r.query_keys for r in many][1:] == [(f"c1:{i}:{i % 3}",) for i in range(1, 6)]
     assert all(r.surrogate_blob is None for r in many)
+
+
+def test_numpy_lineage_is_stored_as_integers(storage: Storage) -> None:
+    # SMC lineage often arrives as numpy integers; sqlite3 stored those as raw 8-byte BLOBs
+    storage.create_campaign("c1", {})
+    cands = [NewCandidate(np.zeros(2), group=np.int64(3), particle=np.int32(7))]
+    storage.record_round("c1", 0, alpha=0.1, candidates=cands)
+    [got] = storage.list_candidates("c1", 0)
+    assert (got.group, got.particle) == (3, 7) and type(got.group) is int
+    # the same round with Python ints is the same content: an identical re-write
+    same = [NewCandidate(np.zeros(2), group=3, particle=7)]
+    assert storage.record_round("c1", 0, alpha=0.1, candidates=same).num_candidates == 1
