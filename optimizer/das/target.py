@@ -193,12 +193,15 @@ class TiltedTarget:
         lam = lam_next.to(mean.dtype).reshape(self.G, 1, *([1] * len(self.latent_shape)))
         g = particles.grad
         x_next = mean + (sigma**2 / self.alpha) * lam * g + sigma * z
+        # Sums over the whole latent in the weights' dtype (>= float32): `|g|²` of a float16
+        # latent overflows float16 for the large gradients of the first steps.
+        wd = particles.log_w.dtype
         dims = tuple(range(2, g.dim()))
-        zg = (z * g).sum(dim=dims)
-        gg = (g * g).sum(dim=dims)
-        lam2 = lam_next.to(mean.dtype)[:, None]
-        log_ratio = -(sigma / self.alpha) * lam2 * zg - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg
-        return x_next, log_ratio.to(particles.log_w.dtype)
+        zg = (z.to(wd) * g.to(wd)).sum(dim=dims)
+        gg = g.to(wd).square().sum(dim=dims)
+        lam2 = lam_next.to(wd)[:, None]
+        return x_next, (-(sigma / self.alpha) * lam2 * zg
+                        - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg)
 
     def log_potential(self, reward: Tensor, lam: Tensor) -> Tensor:
         """`λ r / α` (`G x P`, `λ` per group); `λ = 0` gives 0 even for infinite rewards."""

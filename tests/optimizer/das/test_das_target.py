@@ -96,3 +96,24 @@ def test_log_potential_is_zero_at_lambda_zero_even_for_infinite_rewards():
     r = torch.tensor([[-math.inf, 1.0], [2.0, 3.0]], dtype=torch.float64)
     pot = sampler.target.log_potential(r, torch.tensor([0.0, 0.5], dtype=torch.float64))
     assert pot[0].tolist() == [0.0, 0.0] and pot[1].tolist() == [0.5 * 2.0 / 0.7, 0.5 * 3.0 / 0.7]
+
+
+def test_guided_log_ratio_of_half_precision_particles_is_computed_in_float32():
+    """`|g|²` of float16 particles overflows float16 (max 65504) for large early gradients;
+    the ratio must still be the float64 value (weights are at least float32)."""
+    _, sampler = _sampler()
+    t = sampler.target
+    particles, _, _ = sampler.init()
+    big = torch.full_like(particles.grad, 300.0)  # |g|² = 1.8e5 per particle
+    half = particles.replace(x=particles.x.half(), x0_hat=particles.x0_hat.half(),
+                             eps=particles.eps.half(), grad=big.half())
+    lam_next = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    k = 2
+    _, log_ratio = t.propose(half, k, lam_next, torch.Generator().manual_seed(5))
+    z = torch.randn(half.x.shape, generator=torch.Generator().manual_seed(5),
+                    dtype=torch.float16).double()
+    sigma, lam = t.schedule.sigmas[k], lam_next[:, None]
+    expected = (-(sigma / t.alpha) * lam * (z * 300.0).sum(-1)
+                - 0.5 * (sigma / t.alpha) ** 2 * lam**2 * 2 * 300.0**2)
+    assert log_ratio.dtype == torch.float64 and torch.isfinite(log_ratio).all()
+    torch.testing.assert_close(log_ratio, expected, rtol=1e-3, atol=1e-3)
