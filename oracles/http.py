@@ -134,6 +134,11 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 class _Reply:
     """A non-retryable reply: a 2xx with parsed JSON, or a 4xx with its text."""
 
@@ -280,7 +285,16 @@ class HttpOracle:
 
     def submit(self, requests: Sequence[QueryRequest]) -> list[JobHandle]:
         """``POST /jobs`` per request, concurrently; one handle per request, in order."""
-        return list(self._pool.map(self._submit_one, list(requests)))
+        return list(self._pool.map(self._submit_one_isolated, list(requests)))
+
+    def _submit_one_isolated(self, request: QueryRequest) -> JobHandle:
+        # One reply the client cannot digest must not take its batch down with it: the others
+        # may already be jobs at the lab. The same key is resubmitted later (idempotent).
+        try:
+            return self._submit_one(request)
+        except Exception as exc:  # noqa: BLE001
+            return submit_failure_handle(request.key, f"cannot read the lab's reply: "
+                                                      f"{_describe(exc)}", retryable=True)
 
     def _poll_one(self, handle: JobHandle) -> QueryResult:
         early = submit_failure_result(handle)
@@ -306,7 +320,15 @@ class HttpOracle:
 
     def poll(self, handles: Sequence[JobHandle]) -> list[QueryResult]:
         """``GET /jobs/{id}`` per handle, concurrently; one validated result per handle."""
-        return list(self._pool.map(self._poll_one, list(handles)))
+        return list(self._pool.map(self._poll_one_isolated, list(handles)))
+
+    def _poll_one_isolated(self, handle: JobHandle) -> QueryResult:
+        # Per handle: otherwise SafeOracle would fail EVERY query of the batch for one bad reply.
+        try:
+            return self._poll_one(handle)
+        except Exception as exc:  # noqa: BLE001
+            return failed(handle.key, f"cannot read the lab's reply for job {handle.job_id!r}: "
+                                      f"{_describe(exc)}")
 
     def _cancel_one(self, handle: JobHandle) -> None:
         if not handle.job_id or submit_failure_result(handle) is not None:

@@ -5,6 +5,10 @@ evaluation count per idempotency key never exceeds 1.
 """
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+
 import pytest
 
 from oracle_helpers import poll_until_done, requests_for
@@ -156,3 +160,49 @@ def test_simulator_state_survives_a_restart(tmp_path):
         assert [h.job_id for h in client.submit(requests_for(["a", "b"]))] == \
             [h.job_id for h in handles]
         assert lab.stats()["evaluations"] == {"a": 1, "b": 1}
+
+
+class _OneBadReply(http.server.BaseHTTPRequestHandler):
+    """Job 'good' is fine; everything about 'deep' comes back as JSON nested too deep to parse."""
+
+    protocol_version = "HTTP/1.1"
+    DEEP = b"[" * 200_000 + b"]" * 200_000
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        key = self.headers.get("Idempotency-Key")
+        self._send(self.DEEP if key == "deep" else json.dumps({"id": key}).encode())
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.endswith("/deep"):
+            return self._send(self.DEEP)
+        self._send(json.dumps({"id": "good", "key": "good", "status": "succeeded",
+                               "values": {"y": 1.5}}).encode())
+
+    def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_one_undigestible_reply_does_not_sink_the_rest_of_the_batch():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OneBadReply)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        oracle = SafeOracle(HttpOracle(f"http://127.0.0.1:{server.server_port}", objectives=("y",),
+                                       retry=FAST, sleep=lambda s: None))
+        good, deep = oracle.submit(requests_for(["good", "deep"]))
+        assert good.job_id == "good"  # a job at the lab: its handle must survive
+        assert deep.job_id is None and oracle.poll([deep])[0].status == "unknown"  # same key later
+        ok, bad = oracle.poll([good, JobHandle("deep", "deep")])
+        oracle.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok.status == "succeeded" and ok.values == {"y": 1.5}
+    assert bad.status == "failed" and "RecursionError" in bad.error
