@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 from optimizer.surrogate.scalarize import Scalarization
@@ -43,12 +44,13 @@ class SurrogateReward:
         self.differentiable = bool(getattr(surrogate.feature_map, "differentiable", True))
 
     def __call__(self, X: Tensor) -> Tensor:
-        """`r̂(X)` for `B x *design_shape` designs: a `B`-dim Tensor in ``X``'s dtype."""
+        """`r̂(X)` for `B x *design_shape` designs: a `B`-dim Tensor in ``X``'s dtype, at least
+        float32 (half-precision designs must not round `r̂ / α`, which the weights exponentiate)."""
         sur = self.surrogate
         mu, var = sur.mean_var_features(sur.features(X))
         # Clamp before sqrt: a zero variance (at a noiseless training point) has no gradient.
         v = self.scalarization.signed(mu) + self.beta * var.clamp_min(1e-12).sqrt()
-        return self.scalarization.apply_signed(v).to(X.dtype)
+        return self.scalarization.apply_signed(v).to(torch.promote_types(X.dtype, torch.float32))
 
     def __repr__(self) -> str:
         return (f"SurrogateReward(beta={self.beta}, scalarization={self.scalarization.kind!r}, "

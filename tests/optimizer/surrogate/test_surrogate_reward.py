@@ -44,6 +44,15 @@ def test_reward_keeps_the_callers_dtype(sur):
     assert out.dtype == torch.float32
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_designs_get_float32_rewards(sur, dtype):
+    """`r̂ / α` is exponentiated by the sampler: it must not be rounded to half precision."""
+    X = torch.rand(9, 2, generator=torch.Generator().manual_seed(4)).to(dtype)
+    out = sur.reward()(X)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, sur.reward()(X.double()).float(), rtol=1e-6, atol=1e-6)
+
+
 def test_weighted_sum_and_chebyshev_for_two_objectives(sur2):
     sur = sur2
     X = torch.rand(6, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
