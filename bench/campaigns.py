@@ -23,6 +23,7 @@ queries; ≥ 95% of its queries are on the support.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -273,7 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     paths = plot(summary, args.out)
     (args.out / "table.md").write_text(text + "\n\n" + "\n".join(lines) + "\n")
-    print(f"\nplots: {', '.join(str(x) for x in paths)}; table: {args.out / 'table.md'}")
+    rows = [{"problem": r.problem, "method": r.method, "seed": r.seed, "values": r.values.tolist(),
+             "on_support": r.on_support.tolist(), "diversity": r.diversity.tolist(),
+             "gaps": r.gaps.tolist(), "seconds": r.seconds} for r in results]
+    (args.out / "runs.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                    "settings": settings.model_dump(), "runs": rows}))
+    print(f"\nplots: {', '.join(str(x) for x in paths)}; table: {args.out / 'table.md'}; "
+          f"every run: {args.out / 'runs.json'}")
     return 0
 
 
