@@ -17,8 +17,9 @@ class SurrogateConfig(BaseModel):
             `min_j w_j ỹ_j + ρ Σ_j w_j ỹ_j` on signed outcomes scaled to [0, 1] by the data.
         chebyshev_rho: `ρ`, the augmentation that breaks Chebyshev ties.
         beta: `β` of the reward `μ + β σ` (0 = plain mean); qUCB uses the same β.
-        min_noise: floor on reported noise variances (`Yvar`), in squared outcome units, so
-            duplicate designs with zero reported noise still give a positive-definite kernel.
+        min_noise: floor on reported noise variances (`Yvar`) relative to each outcome's
+            variance (standardized units, like BoTorch's own noise floors), so duplicate designs
+            with zero reported noise still give a positive-definite kernel in any unit.
         fit_subset_size: hyperparameters are fitted on at most this many observations (the best
             quarter plus a seeded random rest); the posterior still conditions on all data.
         max_conditioning_size: above this many observations the posterior also conditions on a

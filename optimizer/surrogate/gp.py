@@ -5,7 +5,7 @@ r"""The GP surrogate of the oracle: one BoTorch ``SingleTaskGP`` per objective o
 1. `z = φ(x)` (frozen feature map), inputs normalized to the unit cube by the data's fixed bounds
    (``Normalize``), outcomes standardized (``Standardize``);
 2. noise: a reported variance `Yvar_ij` is the fixed observation noise (``train_Yvar``, floored at
-   ``min_noise``); without it the noise level is inferred;
+   ``min_noise`` times the outcome's variance); without it the noise level is inferred;
 3. hyperparameters maximize the exact marginal likelihood (``fit_gpytorch_mll``), starting from
    the previous round's state when given (warm start). Above ``fit_subset_size`` observations the
    fit uses a seeded subset (best quarter + random rest) — the cheap approximation that keeps a
@@ -151,7 +151,7 @@ class Surrogate:
         X, Y, Yvar = check_training_data(X, Y, Yvar)
         t0 = time.perf_counter()
         dtype = getattr(torch, cfg.dtype)
-        Z, Yd, Yvd = cls._features(fm, X, dtype), Y.to(dtype), cls._noise(Yvar, dtype, cfg)
+        Z, Yd, Yvd = cls._features(fm, X, dtype), Y.to(dtype), cls._noise(Yvar, Y, dtype, cfg)
         n, m = Yd.shape
         # One subset for all objectives, ranked by the scalarized signed outcome.
         score = make_scalarization(Yd, maximize=cfg.maximize, weights=cfg.weights,
@@ -216,8 +216,16 @@ class Surrogate:
         return Z
 
     @staticmethod
-    def _noise(Yvar: Tensor | None, dtype: torch.dtype, cfg: SurrogateConfig) -> Tensor | None:
-        return None if Yvar is None else Yvar.to(dtype).clamp_min(cfg.min_noise)
+    def _noise(Yvar: Tensor | None, Y: Tensor, dtype: torch.dtype,
+               cfg: SurrogateConfig) -> Tensor | None:
+        """`max(Yvar_ij, min_noise · Var(Y_j))`: the floor in standardized units, so results in
+        any unit (1e-4 or 1e4) get the same relative floor (`Var = 1` for constant / one result)."""
+        if Yvar is None:
+            return None
+        Yd = Y.to(dtype)
+        var = Yd.var(dim=0) if Yd.shape[0] > 1 else torch.ones_like(Yd[0])
+        var = torch.where(var > 0, var, torch.ones_like(var))
+        return torch.maximum(Yvar.to(dtype), cfg.min_noise * var)
 
     # ------------------------------------------------------------------ prediction
     @property

@@ -161,7 +161,7 @@ def rebuild(cls: type[Surrogate], state: SurrogateState, X: Tensor, Y: Tensor,
     cfg = state.config
     dtype = getattr(torch, cfg.dtype)
     Z = cls._features(feature_map, X, dtype)
-    Yd, Yvd = Y.to(dtype), cls._noise(Yvar, dtype, cfg)
+    Yd, Yvd = Y.to(dtype), cls._noise(Yvar, Y, dtype, cfg)
     cond_idx = state.tensors["cond_idx"].to(Z.device)
     bounds = state.tensors["bounds"].to(device=Z.device, dtype=dtype)
     models = []

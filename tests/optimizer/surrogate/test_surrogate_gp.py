@@ -157,3 +157,22 @@ def test_bad_shapes_and_noise_are_explained():
         Surrogate.fit(X, torch.rand(5, 1, dtype=F64), Yvar)
     with pytest.raises(SurrogateError, match="no observations"):
         Surrogate.fit(X[:0], torch.rand(0, 1, dtype=F64))
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+def test_noise_floor_is_relative_to_the_outcome_scale(scale):
+    """Noiseless results (`Yvar = 0`) in any unit: rescaling `Y` by c (and `Yvar` by c²)
+    rescales the posterior mean by c. An absolute floor (1e-6 squared units) would drown
+    results of scale 1e-4 in noise of std 1e-3 and flatten the surrogate."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(20, 2, generator=g, dtype=F64)
+    Y = torch.sin(6 * X[:, :1]) + X[:, 1:] ** 2
+    Xt = torch.rand(30, 2, generator=g, dtype=F64)
+    cfg = SurrogateConfig(fit_maxiter=60)
+    base = Surrogate.fit(X, Y, torch.zeros_like(Y), config=cfg)
+    scaled = Surrogate.fit(X, scale * Y, torch.zeros_like(Y), config=cfg)
+    m_base, _ = base.posterior_mean_std(Xt)
+    m_scaled, _ = scaled.posterior_mean_std(Xt)
+    torch.testing.assert_close(m_scaled / scale, m_base, rtol=0, atol=1e-3)
+    # noiseless data are interpolated
+    torch.testing.assert_close(scaled.posterior_mean_std(X)[0] / scale, Y, rtol=0, atol=1e-3)
