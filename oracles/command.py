@@ -48,8 +48,12 @@ def _tail(data: bytes | None, limit: int) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _kill_group(pgid: int, grace_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
+def _kill_group(pgid: int, grace_s: float, leader: subprocess.Popen | None = None) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``.
+
+    ``leader`` (the group's first process) is reaped while waiting: an unreaped zombie still
+    counts as a group member, so without it every kill waited the whole grace period.
+    """
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
         try:
             os.killpg(pgid, sig)
@@ -57,6 +61,8 @@ def _kill_group(pgid: int, grace_s: float) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            if leader is not None:
+                leader.poll()
             try:
                 os.killpg(pgid, 0)
             except (ProcessLookupError, PermissionError):
@@ -144,7 +150,7 @@ class CommandOracle:
                 out, err = proc.communicate(stdin_data, timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _kill_group(proc.pid, self.kill_grace_s)
+                _kill_group(proc.pid, self.kill_grace_s, proc)
                 try:
                     out, err = proc.communicate(timeout=5)
                 except subprocess.TimeoutExpired:  # a grandchild left the group holding the pipes
@@ -230,7 +236,7 @@ class CommandOracle:
             if future is not None:
                 future.cancel()
             if proc is not None:
-                _kill_group(proc.pid, self.kill_grace_s)
+                _kill_group(proc.pid, self.kill_grace_s, proc)
 
     def close(self) -> None:
         """Kill running programs and stop the pool."""

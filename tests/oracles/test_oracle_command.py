@@ -140,3 +140,15 @@ def test_missing_program_fails_the_query():
     oracle = CommandOracle(["/nonexistent/simulator"])
     [result] = poll_until_done(oracle, oracle.submit([QueryRequest("k", np.zeros(1))]))
     assert result.status == "failed" and "cannot start '/nonexistent/simulator'" in result.error
+
+
+def test_a_program_that_obeys_sigterm_is_not_kept_for_the_whole_grace_period(tmp_path):
+    # The leader's zombie counted as a live group member, so every timeout and every cancel
+    # cost the full kill_grace_s (here 45 s: far beyond any machine's start-up slack).
+    oracle = CommandOracle([sys.executable, "-c", "import time; time.sleep(600)"],
+                           timeout_s=1.0, kill_grace_s=45.0)
+    started = time.monotonic()
+    [result] = poll_until_done(oracle, oracle.submit([QueryRequest("t", np.zeros(1))]), 120)
+    assert result.status == "failed" and "timed out after 1 s" in result.error
+    assert time.monotonic() - started < 25
+    oracle.close()
