@@ -59,6 +59,7 @@ class ExponentialTempering:
         self.end_fraction = end_fraction
 
     def value(self, step: int, num_steps: int) -> float:
+        """`λ_step` of a `num_steps`-step run (1 from the step it reaches 1, and at the end)."""
         gamma = self.gamma
         if gamma is None:
             gamma = 2.0 ** (1.0 / max(self.end_fraction * num_steps, 1.0)) - 1.0
@@ -87,6 +88,7 @@ class PolynomialTempering:
         self.end_fraction = end_fraction
 
     def value(self, step: int, num_steps: int) -> float:
+        """`λ_step = min((step / (f K))^p, 1)`."""
         return min((step / (self.end_fraction * num_steps)) ** self.power, 1.0)
 
     def next_lambda(

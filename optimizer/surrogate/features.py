@@ -79,6 +79,7 @@ class _LinearFeatures(FeatureMap):
 
     @property
     def out_dim(self) -> int:
+        """`k`, the number of features."""
         return int(self.matrix.shape[1])
 
     def _forward(self, X: Tensor) -> Tensor:

@@ -230,10 +230,12 @@ class Surrogate:
     # ------------------------------------------------------------------ prediction
     @property
     def num_objectives(self) -> int:
+        """`m`, one GP per objective."""
         return len(self.models)
 
     @property
     def dtype(self) -> torch.dtype:
+        """The GP's floating dtype (``config.dtype``)."""
         return self.train_Z.dtype
 
     def features(self, X: Tensor) -> Tensor:

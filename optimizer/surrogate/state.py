@@ -74,6 +74,7 @@ class SurrogateState:
 
     @property
     def config(self) -> SurrogateConfig:
+        """The ``SurrogateConfig`` the state was fitted with."""
         return SurrogateConfig.model_validate(self.meta["config"])
 
     def model_state(self, j: int) -> dict[str, Tensor]:
