@@ -68,6 +68,8 @@ def sample(
             None. Use it with schedules whose first `ā` vanishes (``squaredcos_cap_v2``:
             `ā_{T-1} ≈ 1e-9`), where an imperfect network's `x̂0` explodes; exact priors and
             linear schedules do not need it. The result then targets the clipped sampler's prior.
+            Without clipping, ``timestep_spacing="leading"`` also avoids that step (it starts
+            at `t = (K-1)·(T // K)`, `ā ≈ 2e-4` for the cosine schedule at `K = 100`).
 
     Returns:
         A ``DASResult``: ``samples`` `[G x] P x *design_shape`, normalized ``log_weights``,
