@@ -47,7 +47,8 @@ def redact(url: str | URL) -> str:
 
 def _mask_password(text: str) -> str:
     """``scheme://user:***@rest`` for a URL that could not be parsed (its password never shows)."""
-    return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", text.strip())
+    # greedy to the LAST '@': an unencoded '@' inside the password must not expose its tail
+    return re.sub(r"(://[^/@:]*:).*@", r"\1***@", text.strip())
 
 
 def parse_url(url: str | URL) -> URL:
