@@ -78,6 +78,11 @@ def parse_url(url: str | URL) -> URL:
                 f"write postgresql+psycopg://..."
             )
         parsed = parsed.set(drivername="postgresql+psycopg")
+        if "@" in (parsed.host or ""):  # "u:p@ss@host": the password's tail became the host
+            raise InvalidDatabaseURL(
+                f"database URL {_mask_password(str(url) if isinstance(url, str) else redact(url))!r} "
+                f"has an '@' in its password or host; percent-encode it in the password (%40)"
+            )
         if not parsed.database:
             raise InvalidDatabaseURL(
                 f"database URL {redact(parsed)!r} names no database; expected {_ACCEPTED}"

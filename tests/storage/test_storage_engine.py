@@ -25,6 +25,8 @@ ACCEPTED = "expected postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sq
         # unparseable URLs never echo their password; a bad port is named, not a raw ValueError
         ("postgres ql://u:hunter2@h/db", f"malformed database URL 'postgres ql://u:***@h/db'; {ACCEPTED}"),
         ("postgres ql://u:hun@ter2@h/db", f"malformed database URL 'postgres ql://u:***@h/db'; {ACCEPTED}"),
+        ("postgresql://u:hun@ter2@h/db", "database URL 'postgresql://u:***@h/db' has an '@' in its "
+         "password or host; percent-encode it in the password (%40)"),
         ("postgresql://u:hunter2@h:543x/db", "malformed database URL 'postgresql://u:***@h:543x/db' "
          f"(invalid literal for int() with base 10: '543x'); {ACCEPTED}"),
     ],
