@@ -134,6 +134,9 @@ class History:
         """Completed designs stacked: `n x *design_shape`-dim array (`0 x 0` when empty)."""
         if not self.completed:
             return np.zeros((0, 0))
+        if self.completed[0].design is None:
+            raise ValueError(f"history of campaign {self.campaign!r} was loaded without designs; "
+                             f"call load_history({self.campaign!r}) with with_design=True")
         return np.stack([q.design for q in self.completed])  # type: ignore[misc]
 
     def Y(self, objectives: list[str] | tuple[str, ...]) -> np.ndarray:  # noqa: N802

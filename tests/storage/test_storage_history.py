@@ -47,6 +47,19 @@ def test_history_splits_by_outcome(storage: Storage) -> None:
     assert all(q.design is not None for q in history.in_flight + history.failed)
 
 
+def test_history_without_designs_for_status_lines(storage: Storage) -> None:
+    keys = setup_round(storage, num=8, selected=(0, 1, 2))
+    storage.transition_query(keys[0], expected="pending", new="dispatched")
+    storage.transition_query(keys[0], expected="dispatched", new="succeeded", values={"y": 3.0})
+    light, statements = _statements(storage, lambda: storage.load_history("c1", with_design=False))
+    assert [(q.key, q.values, q.design) for q in light.completed] == [(keys[0], {"y": 3.0}, None)]
+    assert [q.key for q in light.in_flight] == keys[1:]
+    assert all("design" not in s.split("FROM")[0] for s in statements)  # bytes never fetched
+    np.testing.assert_array_equal(light.Y(["y"]), [[3.0]])
+    with pytest.raises(ValueError, match="loaded without designs; call load_history"):
+        light.X()
+
+
 @pytest.mark.parametrize("rounds", [1, 4])
 def test_history_statement_count_does_not_grow(storage: Storage, rounds: int) -> None:
     for r in range(rounds):
