@@ -99,3 +99,36 @@ def test_killed_postgres_connection_is_survived(pg_schema: str) -> None:
             conn.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
         admin.dispose()
         assert storage.load_campaign("c1").name == "c1"  # pre-ping replaced the dead one
+
+
+def test_connection_lost_mid_transaction_is_one_clear_error(pg_schema: str) -> None:
+    # The server goes away between two statements of one repository call: the caller gets
+    # DatabaseUnreachable naming the server (no raw driver error), nothing half-written, and the
+    # next call works on a fresh connection.
+    from pg_schemas import postgres_schema_url
+    from storage import upgrade
+    from storage.engine import create_engine as make
+    from storage_helpers import make_candidates
+
+    url = postgres_schema_url(pg_schema)
+    upgrade(url)
+    admin = make(url)
+    with Storage.open(url) as storage:
+        storage.create_campaign("c1", {})
+
+        def cut(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+            if statement.lstrip().startswith("INSERT INTO candidate"):
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with admin.connect() as other:
+                    other.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
+
+        sa.event.listen(storage.engine, "before_cursor_execute", cut)
+        with pytest.raises(DatabaseUnreachable, match="cannot connect to Postgres at .*check "
+                                                      "that the server is running"):
+            storage.record_round("c1", 0, alpha=0.1, candidates=make_candidates(4),
+                                 selected=[0], oracle_name="lab")
+        sa.event.remove(storage.engine, "before_cursor_execute", cut)
+        assert storage.list_rounds("c1") == []  # the round's transaction died whole
+        assert storage.record_round("c1", 0, alpha=0.1, candidates=make_candidates(4),
+                                    selected=[0], oracle_name="lab").query_keys == ("c1:0:0",)
+    admin.dispose()
