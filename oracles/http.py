@@ -265,8 +265,8 @@ class HttpOracle:
 
     # ---- the protocol --------------------------------------------------------------------------
     def _submit_one(self, request: QueryRequest) -> JobHandle:
-        body = {"design": design_to_json(request.design), "metadata": dict(request.metadata)}
         try:
+            body = {"design": design_to_json(request.design), "metadata": dict(request.metadata)}
             reply = self._request("POST", "/jobs", body=body,
                                   headers={"Idempotency-Key": request.key})
         except OracleTransientError as exc:

@@ -118,6 +118,10 @@ def test_designs_that_json_cannot_carry_fail_without_a_request():
         [handle] = oracle.submit([QueryRequest("nan", np.array([0.5, np.nan]))])
         [result] = oracle.poll([handle])
         assert result.status == "failed" and "cannot encode the request" in result.error
+        # not numbers at all: failed for good too (not "unknown", which would resubmit forever)
+        [handle] = oracle.submit([QueryRequest("str", np.array(["a"]))])
+        [result] = oracle.poll([handle])
+        assert result.status == "failed" and "cannot encode the request" in result.error
         assert lab.stats()["requests"] == 0
 
 
