@@ -98,12 +98,11 @@ class SyncOracle:
         """Evaluate each new key now; known keys are not evaluated again."""
         handles = []
         for request in requests:
+            # Check and evaluate under one lock: two threads submitting the same key at once
+            # must not both call the function (the functions are fast by contract).
             with self._lock:
-                known = request.key in self._results
-            if not known:
-                result = call_safely(self.fn, request, self.objectives)
-                with self._lock:
-                    self._results.setdefault(request.key, result)
+                if request.key not in self._results:
+                    self._results[request.key] = call_safely(self.fn, request, self.objectives)
             handles.append(JobHandle(key=request.key, job_id=request.key, metadata={}))
         return handles
 

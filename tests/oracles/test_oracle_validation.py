@@ -176,3 +176,29 @@ def test_metadata_that_json_cannot_store_is_caught():
     assert handle.job_id is None and "not JSON" in oracle.poll([handle])[0].error
     [result] = oracle.poll([JobHandle("a", "1")])
     assert result.values == {"y": 1.0} and "not JSON-serializable" in result.metadata["dropped_metadata"]
+
+
+def test_sync_oracle_evaluates_a_key_once_when_submitted_from_two_threads_at_once():
+    import threading
+    import time
+
+    calls: list[int] = []
+    start = threading.Barrier(2)
+
+    def slow(x):
+        calls.append(1)
+        time.sleep(0.2)  # widens the window between "key unknown" and "result stored"
+        return 1.0
+
+    oracle = SyncOracle(slow, objectives=("y",))
+
+    def submit() -> None:
+        start.wait()
+        oracle.submit([QueryRequest("k", np.zeros(1))])
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and oracle.poll([JobHandle("k", "k")])[0].values == {"y": 1.0}
