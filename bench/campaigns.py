@@ -217,6 +217,18 @@ def plot(summary: dict, out: Path) -> list[Path]:
     return paths
 
 
+def save_runs(path: Path, args: argparse.Namespace, settings: MethodSettings,
+              results: list[RunResult], *, complete: bool) -> None:
+    """Every finished run as JSON (rewritten after each run, so an interrupted benchmark keeps
+    what it measured; ``complete`` is False until the last run)."""
+    rows = [{"problem": r.problem, "method": r.method, "seed": r.seed, "values": r.values.tolist(),
+             "on_support": r.on_support.tolist(), "diversity": r.diversity.tolist(),
+             "gaps": r.gaps.tolist(), "seconds": r.seconds} for r in results]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"complete": complete, "args": {k: str(v) for k, v in vars(args).items()},
+                                "settings": settings.model_dump(), "runs": rows}))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=None, help="rounds per campaign (default 8; quick 4)")
@@ -261,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods:
                 r = run_campaign(loaded[p], m, seed, rounds=args.rounds, q=args.q, settings=settings)
                 results.append(r)
+                save_runs(args.out / "runs.json", args, settings, results, complete=False)
                 print(f"  {p:9s} seed {seed} {m:15s} best {r.best_so_far[-1]: .4f}  support "
                       f"{r.on_support.mean():.2f}  {r.seconds:6.1f} s", flush=True)
     summary = summarize(results)
@@ -274,11 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     paths = plot(summary, args.out)
     (args.out / "table.md").write_text(text + "\n\n" + "\n".join(lines) + "\n")
-    rows = [{"problem": r.problem, "method": r.method, "seed": r.seed, "values": r.values.tolist(),
-             "on_support": r.on_support.tolist(), "diversity": r.diversity.tolist(),
-             "gaps": r.gaps.tolist(), "seconds": r.seconds} for r in results]
-    (args.out / "runs.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                    "settings": settings.model_dump(), "runs": rows}))
+    save_runs(args.out / "runs.json", args, settings, results, complete=True)
     print(f"\nplots: {', '.join(str(x) for x in paths)}; table: {args.out / 'table.md'}; "
           f"every run: {args.out / 'runs.json'}")
     return 0

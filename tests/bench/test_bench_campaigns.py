@@ -138,7 +138,9 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert "| tiltloop |" in out and "| random |" in out and "Mahalanobis" in out
     assert (tmp_path / "gmm-toy_best_so_far.png").stat().st_size > 1000
     assert "tiltloop final best" in (tmp_path / "table.md").read_text()
-    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    saved = json.loads((tmp_path / "runs.json").read_text())
+    assert saved["complete"] is True
+    runs = saved["runs"]
     assert sorted((r["method"], r["seed"]) for r in runs) == [
         ("random", 0), ("random", 1), ("tiltloop", 0), ("tiltloop", 1)]
     assert all(len(r["values"]) == 6 for r in runs)
