@@ -229,6 +229,17 @@ def save_runs(path: Path, args: argparse.Namespace, settings: MethodSettings,
                                 "settings": settings.model_dump(), "runs": rows}))
 
 
+def load_runs(path: Path) -> list[RunResult]:
+    """The runs saved by ``save_runs`` (a complete or an interrupted benchmark)."""
+    try:
+        rows = json.loads(Path(path).read_text())["runs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"--from-runs {path}: not a runs.json written by this script ({exc})") from exc
+    return [RunResult(r["problem"], r["method"], int(r["seed"]), np.asarray(r["values"], dtype=float),
+                      np.asarray(r["on_support"], dtype=bool), np.asarray(r["diversity"], dtype=float),
+                      np.asarray(r["gaps"], dtype=float), float(r["seconds"])) for r in rows]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=None, help="rounds per campaign (default 8; quick 4)")
@@ -241,6 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--particles", type=int, default=256, help="SMC particles per round")
     ap.add_argument("--steps", type=int, default=30, help="DAS / prior sampling steps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--from-runs", type=Path, default=None, metavar="RUNS_JSON",
+                    help="no new runs: table, goals and plots from a saved runs.json")
     args = ap.parse_args(argv)
     quick = (4, 8, 2) if args.quick else (8, 16, 5)
     args.rounds = args.rounds or quick[0]
@@ -264,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         print(AX_MISSING)
         methods.remove("ax")
     settings = MethodSettings(num_particles=args.particles, num_steps=args.steps)
+    if args.from_runs is not None:
+        results = load_runs(args.from_runs)
+        report({p: load_problem(p) for p in dict.fromkeys(r.problem for r in results)}, results, args)
+        return 0
     print(f"# campaigns: {args.rounds} rounds x {args.q} queries, {args.seeds} seeds, "
           f"problems {problems}, methods {methods}, {settings!r}, load {os.getloadavg()[0]:.1f}")
     loaded = {p: load_problem(p) for p in problems}
@@ -276,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
                 save_runs(args.out / "runs.json", args, settings, results, complete=False)
                 print(f"  {p:9s} seed {seed} {m:15s} best {r.best_so_far[-1]: .4f}  support "
                       f"{r.on_support.mean():.2f}  {r.seconds:6.1f} s", flush=True)
+    save_runs(args.out / "runs.json", args, settings, results, complete=True)
+    report(loaded, results, args)
+    return 0
+
+
+def report(loaded: dict[str, Problem], results: list[RunResult], args: argparse.Namespace) -> None:
+    """Print the table, the definitions and the goal lines; write table.md and the plots."""
     summary = summarize(results)
     text = table(summary, loaded)
     print(text)
@@ -287,10 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     paths = plot(summary, args.out)
     (args.out / "table.md").write_text(text + "\n\n" + "\n".join(lines) + "\n")
-    save_runs(args.out / "runs.json", args, settings, results, complete=True)
     print(f"\nplots: {', '.join(str(x) for x in paths)}; table: {args.out / 'table.md'}; "
           f"every run: {args.out / 'runs.json'}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -144,6 +144,9 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert sorted((r["method"], r["seed"]) for r in runs) == [
         ("random", 0), ("random", 1), ("tiltloop", 0), ("tiltloop", 1)]
     assert all(len(r["values"]) == 6 for r in runs)
+    main(["--from-runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / "again")])
+    again = capsys.readouterr().out
+    assert again.split("| method")[1] == out.split("| method")[1].replace(str(tmp_path), str(tmp_path / "again"))
     with pytest.raises(SystemExit, match="unknown method 'nope'"):
         main(["--methods", "nope", "--out", str(tmp_path)])
 
