@@ -64,7 +64,7 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     """Summarize a stored campaign."""
     rec = storage.load_campaign(name)
     counts = storage.query_counts(name)
-    history = history or storage.load_history(name)
+    history = history or storage.load_history(name, with_design=False)
     obj = config.primary_objective
     sign = 1.0 if obj.direction == "maximize" else -1.0
     best = best_key = None
