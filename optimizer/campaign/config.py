@@ -24,6 +24,11 @@ from optimizer.campaign.errors import CampaignConfigError
 
 _TAG_RE = re.compile(r"^\[([\w.]+)\] (.*)$", re.S)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: A field (or env var) named like this may hold a secret: its value is never echoed or stored.
+_SECRET_NAME = re.compile(r"token|secret|passw|auth|key|credential|bearer|cookie|session",
+                          re.IGNORECASE)
+#: Values shaped like common credentials (GitHub / OpenAI / Slack / AWS tokens, JWTs, bearer).
+_SECRET_VALUE = re.compile(r"^(gh[pousr]_|github_pat_|sk-|xox[abpr]-|AKIA|eyJ|Bearer\s)")
 
 
 class _Frozen(BaseModel):
@@ -39,7 +44,14 @@ class PriorConfig(_Frozen):
 
 class OracleConfig(_Frozen):
     """The oracle: a kind of ``oracles.factory`` (http, command, callable, manual, botorch,
-    digits, manifold, ...) and its options, validated by that kind's own schema."""
+    digits, manifold, ...) and its options, validated by that kind's own schema.
+
+    The config is stored in the campaign database, so it never holds a secret: an HTTP token is
+    named by ``token_env`` / ``token_file``; a command oracle's ``env`` keeps plain settings
+    (stored, so ``resume`` runs the command the same way) and refuses any variable named like a
+    secret (token, password, secret, key, auth, ...) or whose value looks like a credential —
+    export it in the shell that runs ``tiltloop run`` / ``resume`` instead (the command inherits
+    that environment). Error messages never echo an unknown or secret-named field's value."""
 
     kind: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
@@ -220,6 +232,7 @@ class CampaignConfig(_Frozen):
             oracle_config(self.oracle.kind, opts)
         except OracleConfigError as exc:
             raise ValueError(f"[oracle] {exc}") from None
+        _refuse_secret_env(self.oracle.options.get("env"))
         return self
 
     @model_validator(mode="after")
@@ -233,8 +246,11 @@ class CampaignConfig(_Frozen):
         try:
             GPConfig(**self.surrogate.options)
         except ValidationError as exc:
-            bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
-                            for e in exc.errors())
+            bad = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                + (" (value not shown)" if _hide_value(e, ".".join(map(str, e["loc"])))
+                   else f" (got {e.get('input')!r})")
+                for e in exc.errors())
             raise ValueError(f"[surrogate.options] {bad}") from None
         return self
 
@@ -253,6 +269,27 @@ class CampaignConfig(_Frozen):
         return CampaignConfig.model_validate(data)
 
 
+def _refuse_secret_env(env: Any) -> None:
+    """The config is stored in the database as JSON (resume rebuilds the oracle from it), so a
+    command oracle's ``env`` may hold settings, never secrets: a secret belongs in the
+    environment of ``tiltloop run`` / ``resume``, which the command inherits."""
+    if not isinstance(env, dict):
+        return
+    for name, value in env.items():
+        if _SECRET_NAME.search(str(name)) or _SECRET_VALUE.match(str(value)):
+            raise ValueError(
+                f"[oracle.options.env.{name}] looks like a secret (value not shown); the config is "
+                "stored in the campaign database, so do not put secrets in it: remove it here and "
+                f"export {name} in the shell that runs `tiltloop run` / `tiltloop resume` (the "
+                "command inherits that environment)")
+
+
+def _hide_value(e: dict[str, Any], field: str) -> bool:
+    """Never echo an unknown field's value (it may be a token put in the wrong place) nor the
+    value of a field named like a secret."""
+    return e["type"] == "extra_forbidden" or bool(_SECRET_NAME.search(field))
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid campaign config {source}:"]
     for e in err.errors():
@@ -266,7 +303,12 @@ def _format_errors(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             msg = "required field is missing"
         value = e.get("input")
-        shown = "" if e["type"] == "missing" or isinstance(value, dict) or tagged else f" (got {value!r})"
+        if e["type"] == "missing" or isinstance(value, dict) or tagged:
+            shown = ""
+        elif _hide_value(e, field):
+            shown = " (value not shown)"
+        else:
+            shown = f" (got {value!r})"
         msg = msg.replace("\n", "; ")
         lines.append(f"  field `{field}`: {msg}{shown}")
     return "\n".join(lines)

@@ -118,3 +118,44 @@ def test_dump_toml_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "again.toml"
     path.write_text(dump_toml(cfg2))
     assert load_config(path) == cfg2
+
+
+SECRET = "ghp_s3cr3tTOKENvalue0123456789"
+
+
+@pytest.mark.parametrize("where", [
+    '[oracle]\nkind = "http"\ntoken = "{s}"\noptions = {{ base_url = "http://127.0.0.1:9/" }}\n',
+    '[oracle]\nkind = "http"\noptions = {{ base_url = "http://127.0.0.1:9/", token = "{s}" }}\n',
+    '[oracle]\nkind = "http"\noptions = {{ base_url = "http://127.0.0.1:9/" }}\n'
+    '[surrogate]\noptions = {{ api_password = "{s}" }}\n',
+    '[oracle]\nkind = "http"\noptions = {{ base_url = "http://127.0.0.1:9/" }}\n'
+    '[budget]\nq = 4\ntotal = 16\nmisspelled = "{s}"\n',
+])
+def test_unknown_or_secret_field_value_never_echoed(tmp_path: Path, where: str) -> None:
+    text = 'name = "c1"\n[prior]\nname = "gmm-toy"\n[[objectives]]\nname = "y"\n' + where.format(s=SECRET)
+    with pytest.raises(CampaignConfigError) as ei:
+        load_config(_write(tmp_path, text))
+    msg = str(ei.value)
+    assert SECRET not in msg and "s3cr3t" not in msg
+    assert "campaign.toml" in msg
+
+
+def _command_config(env: dict[str, str]) -> dict:
+    return {"name": "c1", "prior": {"name": "gmm-toy"}, "objectives": [{"name": "y"}],
+            "oracle": {"kind": "command", "options": {"argv": ["true"], "env": env}}}
+
+
+@pytest.mark.parametrize("env", [{"LAB_API_TOKEN": "abc123"}, {"DB_PASSWORD": "hunter2"},
+                                 {"HARMLESS": SECRET}])
+def test_command_env_secret_refused_before_it_reaches_the_db(env: dict[str, str]) -> None:
+    with pytest.raises(CampaignConfigError) as ei:
+        parse_config(_command_config(env), "c.toml")
+    msg = str(ei.value)
+    name = next(iter(env))
+    assert f"oracle.options.env.{name}" in msg and "export" in msg
+    assert env[name] not in msg
+
+
+def test_command_env_settings_kept_for_resume() -> None:
+    cfg = parse_config(_command_config({"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}), "c.toml")
+    assert cfg.to_json_dict()["oracle"]["options"]["env"] == {"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}
