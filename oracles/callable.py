@@ -9,13 +9,11 @@ Concurrency is bounded by ``max_workers``. A running Python function cannot be k
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from oracles.errors import OracleConfigError
-from oracles.protocol import JobHandle, QueryRequest, QueryResult
-from oracles.safe import describe
+from oracles.futures import PooledOracle
+from oracles.protocol import QueryRequest, QueryResult
 from oracles.sync import DesignFunction, call_safely, check_objectives
 
 
@@ -45,7 +43,7 @@ def import_callable(path: str) -> Callable:
     return obj
 
 
-class CallableOracle:
+class CallableOracle(PooledOracle):
     """Runs a Python function per design in a bounded thread pool.
 
     Args:
@@ -66,48 +64,13 @@ class CallableOracle:
         self.objectives = check_objectives(objectives)
         self.name = name or (target if isinstance(target, str) else
                              getattr(self.fn, "__name__", "callable"))
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="oracle")
-        self._futures: dict[str, Future[QueryResult]] = {}
-        self._lock = threading.Lock()
+        super().__init__(max_workers=max_workers, thread_name_prefix="oracle")
 
     def __repr__(self) -> str:
         return f"CallableOracle(name={self.name!r}, objectives={self.objectives})"
 
-    def submit(self, requests: Sequence[QueryRequest]) -> list[JobHandle]:
-        """Queue each new key; a key already queued or done is not evaluated again."""
-        with self._lock:
-            for request in requests:
-                if request.key not in self._futures:
-                    self._futures[request.key] = self._pool.submit(
-                        call_safely, self.fn, request, self.objectives)
-        return [JobHandle(key=r.key, job_id=r.key, metadata={}) for r in requests]
-
-    def poll(self, handles: Sequence[JobHandle]) -> list[QueryResult]:
-        """pending (queued), running, a finished result, or unknown (never submitted here)."""
-        out = []
-        for handle in handles:
-            with self._lock:
-                future = self._futures.get(handle.key)
-            if future is None:
-                out.append(QueryResult(key=handle.key, status="unknown"))
-            elif future.cancelled():
-                out.append(QueryResult(key=handle.key, status="cancelled"))
-            elif future.done():
-                exc = future.exception()
-                out.append(future.result() if exc is None else
-                           QueryResult(key=handle.key, status="failed", error=describe(exc)))
-            else:
-                out.append(QueryResult(key=handle.key,
-                                       status="running" if future.running() else "pending"))
-        return out
-
-    def cancel(self, handles: Sequence[JobHandle]) -> None:
-        """Cancel queued evaluations (running ones finish; their result is kept)."""
-        with self._lock:
-            for handle in handles:
-                future = self._futures.get(handle.key)
-                if future is not None:
-                    future.cancel()
+    def _evaluate(self, request: QueryRequest) -> QueryResult:
+        return call_safely(self.fn, request, self.objectives)
 
     def close(self) -> None:
         """Stop the pool; queued evaluations are dropped."""

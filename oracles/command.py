@@ -24,16 +24,15 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from oracles.errors import OracleConfigError
+from oracles.futures import PooledOracle
 from oracles.protocol import Evaluation, JobHandle, QueryRequest, QueryResult, design_to_json
 from oracles.safe import describe
 from oracles.sync import check_objectives, result_from_output
@@ -70,7 +69,7 @@ def _kill_group(pgid: int, grace_s: float, leader: subprocess.Popen | None = Non
             time.sleep(0.02)
 
 
-class CommandOracle:
+class CommandOracle(PooledOracle):
     """Runs a program per design (see module docstring).
 
     Args:
@@ -109,11 +108,9 @@ class CommandOracle:
         self.env = {**os.environ, **dict(env or {})}
         self.stderr_tail_chars = int(stderr_tail_chars)
         self.name = name or Path(self.argv[0]).name
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="cmd-oracle")
-        self._futures: dict[str, Future[QueryResult]] = {}
+        super().__init__(max_workers=max_concurrency, thread_name_prefix="cmd-oracle")
         self._running: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CommandOracle(argv={self.argv!r}, objectives={self.objectives})"
@@ -194,38 +191,13 @@ class CommandOracle:
             return failed(key, f"{result.error} | stderr tail: {stderr_tail}", result.metadata)
         return result
 
-    def _run_safely(self, request: QueryRequest) -> QueryResult:
+    def _evaluate(self, request: QueryRequest) -> QueryResult:
         try:
             return self._run(request)
         except Exception as exc:  # a bug here must fail one query, not the pool
             return failed(request.key, f"command oracle error: {describe(exc)}")
 
     # ---- the protocol ------------------------------------------------------------------------
-    def submit(self, requests: Sequence[QueryRequest]) -> list[JobHandle]:
-        """Queue one run per new key (a known key is not run again)."""
-        with self._lock:
-            for request in requests:
-                if request.key not in self._futures:
-                    self._futures[request.key] = self._pool.submit(self._run_safely, request)
-        return [JobHandle(key=r.key, job_id=r.key, metadata={}) for r in requests]
-
-    def poll(self, handles: Sequence[JobHandle]) -> list[QueryResult]:
-        """pending (queued), running, the finished result, or unknown (not submitted here)."""
-        out = []
-        for handle in handles:
-            with self._lock:
-                future = self._futures.get(handle.key)
-            if future is None:
-                out.append(QueryResult(key=handle.key, status="unknown"))
-            elif future.cancelled():
-                out.append(QueryResult(key=handle.key, status="cancelled"))
-            elif future.done():
-                out.append(future.result())
-            else:
-                out.append(QueryResult(key=handle.key,
-                                       status="running" if future.running() else "pending"))
-        return out
-
     def cancel(self, handles: Sequence[JobHandle]) -> None:
         """Drop queued runs; kill the process group of running ones."""
         for handle in handles:
