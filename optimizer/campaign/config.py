@@ -76,6 +76,9 @@ class SurrogateConfig(_Frozen):
 
     beta: float = Field(default=1.0, ge=0.0)
     acquisition: Literal["qlognei", "qucb"] = "qlognei"
+    #: torch threads for fit and screening in the driver; 1 suits GP sizes of a campaign (more
+    #: threads on cores shared with the SMC workers made screening ~10x slower)
+    threads: int = Field(default=1, ge=1, le=256)
     options: dict[str, Any] = Field(default_factory=dict)
 
 

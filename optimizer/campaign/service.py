@@ -105,7 +105,8 @@ def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
     bundle = load_prior_bundle(config.prior.name, config.feature_map.model_dump(mode="json"))
     surrogate = SurrogateAdapter(bundle, beta=config.surrogate.beta,
                                  acquisition=config.surrogate.acquisition,
-                                 options=dict(config.surrogate.options), seed=config.seed)
+                                 options=dict(config.surrogate.options), seed=config.seed,
+                                 threads=config.surrogate.threads)
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
 
 

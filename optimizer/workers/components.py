@@ -9,7 +9,8 @@ Kept in one module so the worker and the driver build them the same way:
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,22 @@ def _t(a: np.ndarray | None) -> Tensor | None:
     return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float64)
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads, then restore the previous count.
+
+    The surrogate's matrices are small (n ≤ a few thousand): with 2 threads on 2 cores shared with
+    the SMC workers (or other load), every small op waits at a thread barrier for a descheduled
+    sibling; measured 0.7 s vs 7 s for one q=16 screening of 1,024 particles (bench/loop_overhead.py).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass(frozen=True)
 class Screened:
     """Screening outcome for all `M` candidates (primary objective's mean / std)."""
@@ -124,14 +141,17 @@ class SurrogateAdapter:
         beta: `β` of `r̂ = μ + β σ`; acquisition: "qlognei" or "qucb".
         options: extra ``optimizer.surrogate.SurrogateConfig`` fields from the campaign config.
         seed: the campaign seed (subset choice and quasi-MC draws are seeded from it).
+        threads: torch threads for fit and screening in the driver (default 1: see
+            :func:`torch_threads`); the previous count is restored after each call.
     """
 
     def __init__(self, bundle: PriorBundle, *, beta: float, acquisition: str,
-                 options: dict[str, Any] | None = None, seed: int = 0) -> None:
+                 options: dict[str, Any] | None = None, seed: int = 0, threads: int = 1) -> None:
         from optimizer.surrogate.config import SurrogateConfig
 
         self.bundle = bundle
         self.acquisition = acquisition
+        self.threads = max(1, int(threads))
         self.config = SurrogateConfig(**{**(options or {}), "beta": beta,
                                          "seed": int(seed) % (2**31)})
 
@@ -152,9 +172,10 @@ class SurrogateAdapter:
                 previous = SurrogateState.from_bytes(previous_state)
             except SurrogateError:
                 previous = None  # an unreadable old state only costs the warm start
-        model = Surrogate.fit(_t(data.X), _t(data.Y), _t(data.Yvar),
-                              feature_map=self.bundle.feature_map, config=self.config,
-                              previous=previous)
+        with torch_threads(self.threads):
+            model = Surrogate.fit(_t(data.X), _t(data.Y), _t(data.Yvar),
+                                  feature_map=self.bundle.feature_map, config=self.config,
+                                  previous=previous)
         blob = model.state().to_bytes()
         info = model.fit_info
         meta = {"observations": info.num_observations, "fit_ok": list(info.fit_ok),
@@ -167,17 +188,19 @@ class SurrogateAdapter:
         """Pick up to q of ``designs`` by the acquisition; values for all candidates."""
         from optimizer.surrogate.screening import screen
 
-        res = screen(model, _t(designs), q,
-                     pending=_t(pending) if pending.ndim > 1 and len(pending) else None,
-                     observed=_t(observed) if observed.ndim > 1 and len(observed) else None,
-                     acquisition=self.acquisition, seed=int(seed) % (2**31))
+        with torch_threads(self.threads):
+            res = screen(model, _t(designs), q,
+                         pending=_t(pending) if pending.ndim > 1 and len(pending) else None,
+                         observed=_t(observed) if observed.ndim > 1 and len(observed) else None,
+                         acquisition=self.acquisition, seed=int(seed) % (2**31))
         return Screened(selected=res.selected.numpy().astype(np.int64),
                         acquisition=_np(res.acq_values), mean=_np(res.mean[:, 0]),
                         std=_np(res.std[:, 0]), excluded=res.excluded.numpy().astype(bool),
                         note=res.note)
 
     def features(self, designs: np.ndarray) -> np.ndarray:
-        return self.bundle.features_np(designs)
+        with torch_threads(self.threads):
+            return self.bundle.features_np(designs)
 
 
 def _np(t: Any) -> np.ndarray:

@@ -101,3 +101,36 @@ def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
     out = worker.run_chunk(spec.payload())
     driver_reward = model.reward(beta=1.0)(torch.as_tensor(out["samples"], dtype=torch.float64))
     assert np.allclose(out["rewards"], driver_reward.detach().numpy(), rtol=1e-3, atol=1e-3)
+
+
+def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
+    """With 2 threads on 2 cores shared with the SMC workers, every small GP op waited at a thread
+    barrier (one q=16 screening: 7 s instead of 0.7 s); the driver's surrogate uses 1 thread."""
+    from optimizer.surrogate.features import IdentityFeatures
+    from optimizer.workers.components import PriorBundle
+
+    seen: list[int] = []
+
+    class Recording(IdentityFeatures):
+        def _forward(self, X: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return super()._forward(X)
+
+    base = load_prior_bundle("gmm-toy", {"kind": "prior"})
+    bundle = PriorBundle(name="gmm-toy", prior=base.prior, feature_map=Recording())
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-4, 4, size=(10, 2))
+    Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
+    data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+        model, _, _ = adapter.fit(data)
+        res = adapter.screen(model, rng.uniform(-4, 4, size=(40, 2)), 3, pending=np.zeros((0,)),
+                             observed=np.zeros((0,)), seed=0)
+        assert len(res.selected) == 3
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2  # restored for the rest of the process
+    finally:
+        torch.set_num_threads(before)
