@@ -16,12 +16,12 @@ of being over-confident on garbage. That is what makes confidence usable as a su
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from optimizer.priors.files import load_config_and_weights, save_config_and_weights
 
 CONFIG_NAME = "classifier_config.json"
 WEIGHTS_NAME = "classifier.safetensors"
@@ -79,13 +79,8 @@ class DigitClassifier(nn.Module):
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``classifier_config.json`` and ``classifier.safetensors`` into ``path``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_NAME).write_text(
-            json.dumps({"_class_name": "DigitClassifier", "embed_dim": self.embed_dim}, indent=2)
-        )
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_NAME))
+        cfg = {"_class_name": "DigitClassifier", "embed_dim": self.embed_dim}
+        save_config_and_weights(path, CONFIG_NAME, cfg, WEIGHTS_NAME, self.state_dict())
 
     @classmethod
     def from_pretrained(
@@ -96,16 +91,10 @@ class DigitClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> DigitClassifier:
         """Load a frozen (eval mode, ``requires_grad=False``) classifier from ``path``."""
-        path = Path(path)
-        cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-        for f in (cfg_file, weights):
-            if not f.is_file():
-                raise FileNotFoundError(
-                    f"digit classifier file {f} is missing; rebuild it with "
-                    f"`python -m optimizer.priors.train_digits --part classifier`"
-                )
-        cfg = json.loads(cfg_file.read_text())
+        cfg, state = load_config_and_weights(path, CONFIG_NAME, WEIGHTS_NAME, missing=lambda f: (
+            FileNotFoundError(f"digit classifier file {f} is missing; rebuild it with "
+                              f"`python -m optimizer.priors.train_digits --part classifier`")))
         net = cls(embed_dim=int(cfg["embed_dim"]))
-        net.load_state_dict(load_file(str(weights)))
+        net.load_state_dict(state)
         net.eval().requires_grad_(False)
         return net.to(device=device, dtype=dtype or torch.float32)

@@ -20,7 +20,6 @@ torch.Size([8, 16])
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from optimizer.errors import PriorError
+from optimizer.priors.files import load_config_and_weights, save_config_and_weights
 from optimizer.priors.gaussian_mixture import make_alphas_cumprod
 
 CONFIG_NAME = "config.json"
@@ -187,15 +186,10 @@ class MLPDiffusionPrior:
     # -- persistence --------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` (weights + standardization)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         cfg = {"_class_name": CLASS_NAME, **self.config.model_dump()}
-        (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
-        state = {k: v.detach().to("cpu", torch.float32).contiguous()
-                 for k, v in self.net.state_dict().items()}
-        state["data_mean"] = self.data_mean.detach().to("cpu", torch.float32).contiguous()
-        state["data_std"] = self.data_std.detach().to("cpu", torch.float32).contiguous()
-        save_file(state, str(path / WEIGHTS_NAME))
+        state = {**self.net.state_dict(), "data_mean": self.data_mean, "data_std": self.data_std}
+        state = {k: v.to(torch.float32) for k, v in state.items()}
+        save_config_and_weights(path, CONFIG_NAME, cfg, WEIGHTS_NAME, state)
 
     @classmethod
     def from_pretrained(
@@ -208,16 +202,15 @@ class MLPDiffusionPrior:
         """Load a frozen prior from a folder written by ``save_pretrained``."""
         path = Path(path)
         cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-        if not cfg_file.is_file() or not weights.is_file():
-            raise PriorError(
-                f"{path} is not an MLPDiffusionPrior folder: it needs {CONFIG_NAME} and "
-                f"{WEIGHTS_NAME} (written by MLPDiffusionPrior.save_pretrained)"
-            )
-        raw = json.loads(cfg_file.read_text())
+        not_a_folder = PriorError(
+            f"{path} is not an MLPDiffusionPrior folder: it needs {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME} (written by MLPDiffusionPrior.save_pretrained)"
+        )
+        raw, state = load_config_and_weights(path, CONFIG_NAME, WEIGHTS_NAME,
+                                             missing=lambda _: not_a_folder)
         if raw.pop("_class_name", None) != CLASS_NAME:
             raise PriorError(f"{cfg_file} does not name _class_name={CLASS_NAME!r}")
         config = MLPDiffusionConfig(**raw)
-        state = load_file(str(weights))
         mean, std = state.pop("data_mean"), state.pop("data_std")
         net = EpsilonMLP(config)
         try:
