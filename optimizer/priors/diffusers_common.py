@@ -175,3 +175,11 @@ def check_timestep(t: int, num_train_timesteps: int) -> int:
             f"timestep t={step} outside [0, {num_train_timesteps}): pass a training timestep index"
         )
     return step
+
+
+def check_rows(x: Tensor, latent_shape: tuple[int, ...]) -> None:
+    """Raise unless ``x`` is a `B x *latent_shape`-dim Tensor."""
+    if tuple(x.shape[1:]) != latent_shape:
+        raise PriorError(
+            f"x has shape {tuple(x.shape)}; expected (B, *latent_shape) = (B, {latent_shape})"
+        )

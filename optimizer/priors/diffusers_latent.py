@@ -25,6 +25,7 @@ from torch import Tensor
 
 from optimizer.errors import PriorError
 from optimizer.priors.diffusers_common import (
+    check_rows,
     check_timestep,
     freeze,
     load_error,
@@ -263,10 +264,7 @@ class LatentDiffusersPrior:
 
     def predict_noise(self, x: Tensor, t: int, context: Tensor | None = None) -> Tensor:
         """Guided `ε̂(z_t, t)` for `B` latent rows with their `B x K x L x D` context rows."""
-        if tuple(x.shape[1:]) != self.latent_shape:
-            raise PriorError(
-                f"x has shape {tuple(x.shape)}; expected (B, *latent_shape) = (B, {self.latent_shape})"
-            )
+        check_rows(x, self.latent_shape)
         k = 2 if self.uses_guidance else 1
         if context is None or context.ndim != 4 or context.shape[0] != x.shape[0] or context.shape[1] != k:
             got = None if context is None else tuple(context.shape)

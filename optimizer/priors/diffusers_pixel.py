@@ -23,6 +23,7 @@ from torch import Tensor
 
 from optimizer.errors import PriorError
 from optimizer.priors.diffusers_common import (
+    check_rows,
     check_timestep,
     freeze,
     load_error,
@@ -144,10 +145,7 @@ class PixelDiffusersPrior:
 
     def predict_noise(self, x: Tensor, t: int, context: Tensor | None = None) -> Tensor:
         """`ε̂(x_t, t)` for `B x C x H x W` rows; ``context`` is the `B`-dim label tensor or None."""
-        if tuple(x.shape[1:]) != self.latent_shape:
-            raise PriorError(
-                f"x has shape {tuple(x.shape)}; expected (B, *latent_shape) = (B, {self.latent_shape})"
-            )
+        check_rows(x, self.latent_shape)
         step = check_timestep(t, self.num_train_timesteps)
         labels = self._labels_for(context, x.shape[0])
         timesteps = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
