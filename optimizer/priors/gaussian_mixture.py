@@ -49,6 +49,19 @@ def make_alphas_cumprod(
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def replica_groups(conditions: Sequence[Any] | None) -> tuple[int, None]:
+    """Groups of an unconditional prior: 1 for None, else ``len(conditions)`` replicas, no context.
+
+    Raises:
+        PriorError: ``conditions`` is an empty list.
+    """
+    if conditions is None:
+        return 1, None
+    if len(conditions) == 0:
+        raise PriorError("conditions is empty; pass None for one group or a non-empty list")
+    return len(conditions), None
+
+
 @dataclass(frozen=True)
 class TiltedMixture:
     """A tilted mixture `p(x) exp(r(x)/α) / Z` and its exact `log Z = log E_p[exp(r/α)]`."""
@@ -175,11 +188,7 @@ class GaussianMixturePrior:
         self, conditions: Sequence[Any] | None, num_particles: int
     ) -> tuple[int, Tensor | None]:
         """`G = len(conditions)` independent replicas (or 1); no conditioning tensor."""
-        if conditions is None:
-            return 1, None
-        if len(conditions) == 0:
-            raise PriorError("conditions is empty; pass None for one group or a non-empty list")
-        return len(conditions), None
+        return replica_groups(conditions)
 
     # -- closed-form helpers -----------------------------------------------------------------
     def _with(self, means: Tensor, covariances: Tensor, weights: Tensor) -> GaussianMixturePrior:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from optimizer.errors import PriorError
 from optimizer.priors.files import load_config_and_weights, save_config_and_weights
-from optimizer.priors.gaussian_mixture import make_alphas_cumprod
+from optimizer.priors.gaussian_mixture import make_alphas_cumprod, replica_groups
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -177,11 +177,7 @@ class MLPDiffusionPrior:
         self, conditions: Sequence[Any] | None, num_particles: int
     ) -> tuple[int, Tensor | None]:
         """`G = len(conditions)` unconditional replicas (or 1 for None); no context tensor."""
-        if conditions is None:
-            return 1, None
-        if len(conditions) == 0:
-            raise PriorError("conditions is empty; pass None for one group or a non-empty list")
-        return len(conditions), None
+        return replica_groups(conditions)
 
     # -- persistence --------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
