@@ -99,18 +99,20 @@ class Dispatcher:
 
         Also resubmits (same key) ``dispatched`` queries whose handle is unknown.
         """
-        orphans = [q for q in self.storage.list_queries(self.campaign, statuses=("dispatched",),
-                                                        with_design=True)
+        # Rows are listed without designs (a design is decoded only for a query sent now), and
+        # the in-flight count comes from a GROUP BY: the cost stays flat however long the campaign.
+        orphans = [self.storage.get_query(q.key, with_design=True)
+                   for q in self.storage.list_queries(self.campaign, statuses=("dispatched",))
                    if q.key not in self._handles]
-        active = len(self.storage.list_queries(self.campaign, statuses=_ACTIVE))
-        room = max(0, self.limit - active)
+        counts = self.storage.query_counts(self.campaign)
+        room = max(0, self.limit - sum(counts[s] for s in _ACTIVE))
         fresh: list[QueryRecord] = []
-        if room:
-            for q in self.storage.list_queries(self.campaign, statuses=("pending",), with_design=True):
+        if room and counts["pending"]:
+            for q in self.storage.list_queries(self.campaign, statuses=("pending",)):
                 if len(fresh) >= room:
                     break
                 if self.storage.transition_query(q.key, expected="pending", new="dispatched"):
-                    fresh.append(q)
+                    fresh.append(self.storage.get_query(q.key, with_design=True))
         batch = orphans + fresh
         if not batch:
             return 0

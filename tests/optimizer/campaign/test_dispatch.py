@@ -69,3 +69,59 @@ def test_unknown_jobs_are_resubmitted_with_same_key(tmp_path: Path, lab) -> None
         assert sorted(e.payload["key"] for e in events) == sorted(first_ids)
         assert all(e.payload["job_id"] != first_ids[e.payload["key"]] for e in events)
     st.close()
+
+
+class _RecordingStorage(Storage):
+    """The real store, remembering which reads the loop made (the costly ones at 10^5 queries:
+    a history decode, or every query's design)."""
+
+    def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*a, **kw)
+        self.reads: list[tuple[str, dict]] = []
+
+    def list_queries(self, campaign, **kw):  # type: ignore[no-untyped-def]
+        self.reads.append(("list_queries", kw))
+        return super().list_queries(campaign, **kw)
+
+    def load_history(self, campaign, **kw):  # type: ignore[no-untyped-def]
+        self.reads.append(("load_history", kw))
+        return super().load_history(campaign, **kw)
+
+
+def test_loop_reads_stay_flat_in_campaign_size(tmp_path: Path, lab) -> None:
+    """Dispatch decodes only the designs it sends; the driver reads the history once (no designs)
+    and then only each poll's new results; rounds close from the in-flight queries alone."""
+    from optimizer.campaign.config import parse_config
+    from optimizer.campaign.driver import CampaignDriver, campaign_status
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    upgrade(url)
+    st = _RecordingStorage.open(url)
+    cfg = parse_config({
+        "name": "d", "prior": {"name": "gmm-toy"}, "objectives": [{"name": "y"}],
+        "oracle": {"kind": "http", "options": {"base_url": lab.url, "objectives": ["y"]}},
+        "workers": {"count": 1, "particles_per_worker": 8},
+        "budget": {"q": 2, "max_in_flight": 2, "total": 6, "poll_interval_s": 0.01},
+        "storage": {"url": url}}, "test")
+    st.create_campaign("d", cfg.to_json_dict(), budget=6)
+    rng = np.random.default_rng(0)
+    for r in range(3):  # every round already written: the driver only dispatches and polls
+        st.record_round("d", r, alpha=1.0, candidates=[NewCandidate(x) for x in rng.normal(size=(3, 2))],
+                        selected=[0, 1], oracle_name="lab")
+    oracle = build_oracle("http", {"base_url": lab.url, "objectives": ["y"]})
+    driver = CampaignDriver(cfg, st, oracle)  # no generator: generating a round would raise
+    status = driver.run(timeout_s=60)
+    driver.close()
+    assert status.status == "completed" and status.results == 6
+    expected = campaign_status(st, "d", cfg)  # best from the full history
+    assert (status.best, status.best_key) == (expected.best, expected.best_key)
+    assert max(lab.store.evaluations.values()) == 1
+    driver_reads = st.reads[:-1]  # the last one is ours
+    histories = [kw for name, kw in driver_reads if name == "load_history"]
+    assert histories == [{"with_design": False}]
+    listed = [kw for name, kw in driver_reads if name == "list_queries"]
+    assert listed and not any(kw.get("with_design") for kw in listed)
+    assert all(kw.get("statuses") and set(kw["statuses"]) <= {"pending", "dispatched", "running"}
+               for kw in listed)
+    assert all(r.status == "complete" for r in st.list_rounds("d"))
+    st.close()
