@@ -138,7 +138,13 @@ class WorkersConfig(_Frozen):
 
 class BudgetConfig(_Frozen):
     """Oracle budget: ``q`` queries per round, at most ``max_in_flight`` at once, ``total`` in all;
-    the campaign stops early once the best result reaches ``stop_target``."""
+    the campaign stops early once the best result reaches ``stop_target``.
+
+    ``max_in_flight`` defaults to ``2·q``: the next round is generated while the previous round's
+    q queries are still at the oracle (they are its pending points), so SMC and screening overlap
+    the oracle's latency instead of adding to it. ``max_in_flight = q`` waits for every result
+    before the next round (each round sees all results; slower by the loop's own time per round).
+    Queries in flight when ``stop_target`` is reached still complete and are recorded."""
 
     q: int = Field(default=8, ge=1)
     max_in_flight: int | None = Field(default=None, ge=1)
@@ -156,13 +162,13 @@ class BudgetConfig(_Frozen):
         if self.max_in_flight is not None and self.max_in_flight < self.q:
             raise ValueError(
                 f"max_in_flight = {self.max_in_flight} is below q = {self.q}, so a round could never "
-                "be dispatched; set budget.max_in_flight >= budget.q (or leave it out: default q)"
+                "be dispatched; set budget.max_in_flight >= budget.q (or leave it out: default 2·q)"
             )
         return self
 
     @property
     def in_flight_limit(self) -> int:
-        return self.max_in_flight if self.max_in_flight is not None else self.q
+        return self.max_in_flight if self.max_in_flight is not None else 2 * self.q
 
 
 class StorageConfig(_Frozen):

@@ -159,3 +159,12 @@ def test_command_env_secret_refused_before_it_reaches_the_db(env: dict[str, str]
 def test_command_env_settings_kept_for_resume() -> None:
     cfg = parse_config(_command_config({"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}), "c.toml")
     assert cfg.to_json_dict()["oracle"]["options"]["env"] == {"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}
+
+
+def test_default_in_flight_limit_lets_the_next_round_overlap() -> None:
+    """Left out, max_in_flight is 2·q: a new round starts while the last q are still in flight
+    (they are its pending points), so the loop's time overlaps the oracle's latency."""
+    cfg = parse_config({"name": "c1", "prior": {"name": "gmm-toy"}, "objectives": [{"name": "y"}],
+                        "oracle": {"kind": "http", "options": {"base_url": "http://127.0.0.1:9/"}},
+                        "budget": {"q": 4, "total": 16}}, "c.toml")
+    assert cfg.budget.max_in_flight is None and cfg.budget.in_flight_limit == 8
