@@ -9,6 +9,12 @@ particles), pre-screening, the one-transaction round write, dispatch (submit + j
 and polling + storing the q results. The sum is everything a round costs except the oracle's
 own latency; it is printed as a fraction of a 60-second oracle latency (goal: <= 10%).
 
+The driver fits and screens on 1 torch thread (``surrogate.threads``): with 2 threads on 2 cores
+shared with the workers, one q=16 screening of 1,024 particles took 8-9 s instead of ~0.4 s.
+A "dispatch" of ~1.1 s is the lab simulator's listen backlog (5, the socketserver default)
+dropping some of 16 simultaneous new connections after the client's 5-s keep-alive expired:
+the kernel retries a dropped SYN after 1 s. A real lab API server has a deeper backlog.
+
 Part 2 times the SMC generation of the same 1,024 particles (2 chunks of 512, same seeds, the
 same fitted surrogate as reward) on a pool of 1 worker and of 2 workers, in one run.
 """
