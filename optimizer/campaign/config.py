@@ -144,7 +144,8 @@ class BudgetConfig(_Frozen):
     q queries are still at the oracle (they are its pending points), so SMC and screening overlap
     the oracle's latency instead of adding to it. ``max_in_flight = q`` waits for every result
     before the next round (each round sees all results; slower by the loop's own time per round).
-    Queries in flight when ``stop_target`` is reached still complete and are recorded."""
+    Queries in flight when ``stop_target`` is reached still complete and are recorded. A
+    ``manual`` oracle (a person: ``ask`` / ``tell``) defaults to ``q``: one batch at a time."""
 
     q: int = Field(default=8, ge=1)
     max_in_flight: int | None = Field(default=None, ge=1)
@@ -207,6 +208,19 @@ class CampaignConfig(_Frozen):
     budget: BudgetConfig = BudgetConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _manual_in_flight(cls, data: Any) -> Any:
+        # A person measuring by hand takes one batch at a time (`ask`, measure, `tell`): there is
+        # no latency to overlap, and a second plain batch before any result would spend budget.
+        if isinstance(data, dict) and isinstance(data.get("oracle"), dict) \
+                and data["oracle"].get("kind") == "manual" and isinstance(data.get("budget", {}), dict):
+            budget = dict(data.get("budget", {}))
+            if budget.get("max_in_flight") is None:
+                budget["max_in_flight"] = budget.get("q", BudgetConfig.model_fields["q"].default)
+                data = {**data, "budget": budget}
+        return data
 
     @field_validator("name")
     @classmethod

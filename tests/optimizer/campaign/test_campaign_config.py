@@ -168,3 +168,10 @@ def test_default_in_flight_limit_lets_the_next_round_overlap() -> None:
                         "oracle": {"kind": "http", "options": {"base_url": "http://127.0.0.1:9/"}},
                         "budget": {"q": 4, "total": 16}}, "c.toml")
     assert cfg.budget.max_in_flight is None and cfg.budget.in_flight_limit == 8
+
+
+def test_manual_oracle_defaults_to_one_batch_in_flight(tmp_path: Path) -> None:
+    cfg = parse_config({"name": "c1", "prior": {"name": "gmm-toy"}, "objectives": [{"name": "y"}],
+                        "oracle": {"kind": "manual", "options": {"directory": str(tmp_path)}},
+                        "budget": {"q": 3, "total": 6}}, "c.toml")
+    assert cfg.budget.in_flight_limit == 3
