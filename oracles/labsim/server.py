@@ -179,6 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _LabHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A client with 16+ connections opening at once (after keep-alive expiry) overflowed the
+    # default backlog of 5; the kernel then retries a dropped connect only after 1 s.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # clients that hang up (timeouts, killed processes) are routine for a lab server
