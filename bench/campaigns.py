@@ -168,9 +168,9 @@ def goals(summary: dict) -> list[str]:
             hit = np.flatnonzero(tl["curve"] >= target)
             used = int(hit[0]) + 1 if len(hit) else None
             ok = used is not None and used <= 0.5 * n
+            when = f"after {used} queries" if used else f"never within {len(tl['curve'])} queries"
             lines.append(f"{'PASS' if ok else 'FAIL'} [{name}] tiltloop reaches {best_m}'s final "
-                         f"{target:.4f} after {used if used else 'never (>' + str(len(tl['curve'])) + ')'} "
-                         f"queries (goal <= {0.5 * n:.0f} of its {n})")
+                         f"{target:.4f} {when} (goal <= {0.5 * n:.0f} of its {n})")
         else:
             lines.append(f"SKIP [{name}] no raw-space optimizer run")
         frac = tl["support"][0]
