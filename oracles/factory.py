@@ -101,6 +101,7 @@ class DigitsOracleConfig(_SimulatedConfig):
     log_prob: bool = False
     objective: str = "p_target"
     train_fraction: float = Field(1.0, ge=0.1, le=1.0)
+    pixel_range: Literal["unit", "signed"] = "unit"
 
 
 def _http(c: HttpOracleConfig) -> Oracle:

@@ -2,8 +2,9 @@
 
 At construction a multinomial logistic regression is trained on scikit-learn's bundled
 ``load_digits`` (1,797 images, pixels scaled from 0..16 to `[0, 1]`) — a second on a CPU, no
-download. A design is an `8 x 8` (or `64`) array of pixel intensities in `[0, 1]`; values outside
-are clipped (diffusion samples overshoot a little). The objective is `p(target | image)` (or its
+download. A design is an `8 x 8` (or `64`) array of pixel intensities in `[0, 1]` — or in
+`[-1, 1]` with ``pixel_range="signed"``, the space of the bundled ``digits`` diffusion prior;
+values outside are clipped (diffusion samples overshoot a little). The objective is `p(target | image)` (or its
 log with ``log_prob=True``), maximized.
 
 >>> oracle = DigitScorerOracle(target_digit=3, seed=0)
@@ -29,17 +30,24 @@ class DigitScorerOracle(SimulatedOracle):
         log_prob: report `log p` instead of `p`.
         objective: name of the single objective.
         train_fraction: fraction of ``load_digits`` used for training (a seeded subsample).
+        pixel_range: ``"unit"`` for designs in `[0, 1]`; ``"signed"`` for designs in `[-1, 1]`
+            (the bundled digits prior's output), mapped by `(x + 1) / 2` before scoring.
         latency_s, noise_std, failure_rate, seed: see :class:`SimulatedOracle`.
     """
 
     def __init__(self, target_digit: int = 3, *, log_prob: bool = False,
                  objective: str = "p_target", train_fraction: float = 1.0,
-                 latency_s: float = 0.0, noise_std: float = 0.0, failure_rate: float = 0.0,
+                 pixel_range: str = "unit", latency_s: float = 0.0, noise_std: float = 0.0, failure_rate: float = 0.0,
                  seed: int = 0) -> None:
         if not 0 <= int(target_digit) <= 9:
             raise OracleConfigError(f"target_digit must be 0..9, got {target_digit}")
         if not 0.1 <= train_fraction <= 1.0:
             raise OracleConfigError(f"train_fraction must be in [0.1, 1], got {train_fraction}")
+        if pixel_range not in ("unit", "signed"):
+            raise OracleConfigError(
+                f"pixel_range must be 'unit' ([0, 1] pixels) or 'signed' ([-1, 1], the bundled "
+                f"digits prior), got {pixel_range!r}")
+        self.pixel_range = pixel_range
         self.target_digit = int(target_digit)
         self.log_prob = bool(log_prob)
         self.objectives = (objective,)
@@ -67,7 +75,10 @@ class DigitScorerOracle(SimulatedOracle):
         if design.size != 64 or design.shape not in ((8, 8), (64,), (1, 8, 8)):
             raise ValueError(f"design must be an 8x8 image (shape (8, 8), (1, 8, 8) or (64,)), "
                              f"got shape {design.shape}")
-        return np.clip(design.reshape(64), 0.0, 1.0)
+        pixels = design.reshape(64)
+        if self.pixel_range == "signed":
+            pixels = (pixels + 1.0) / 2.0
+        return np.clip(pixels, 0.0, 1.0)
 
     def score(self, design: np.ndarray) -> dict[str, float]:
         # softmax of the fitted linear model by hand: predict_proba's overhead dominates at 1 row

@@ -113,3 +113,16 @@ def test_digit_scorer_prefers_the_target_digit():
     log_oracle = DigitScorerOracle(target_digit=3, log_prob=True, seed=0)
     lp = log_oracle.score(log_oracle.check_design(oracle.example_image(3)))["p_target"]
     assert lp == pytest.approx(np.log(threes[0]), rel=1e-6)
+
+
+def test_digit_scorer_reads_signed_pixels_of_the_bundled_prior():
+    unit = DigitScorerOracle(target_digit=3, seed=0)
+    signed = DigitScorerOracle(target_digit=3, pixel_range="signed", seed=0)
+    image = unit.example_image(3, 1)
+    p_unit = unit.score(unit.check_design(image))["p_target"]
+    # the same image in the prior's [-1, 1] space scores the same once mapped back
+    assert signed.score(signed.check_design(2.0 * image - 1.0))["p_target"] == pytest.approx(p_unit)
+    # read as [0, 1] pixels, a [-1, 1] image is mostly clipped to black: a different score
+    assert unit.score(unit.check_design(2.0 * image - 1.0))["p_target"] != pytest.approx(p_unit)
+    with pytest.raises(OracleConfigError, match="pixel_range must be 'unit'"):
+        DigitScorerOracle(pixel_range="0-16")
