@@ -20,14 +20,6 @@ TINY = MethodSettings(num_particles=32, num_steps=6, raw_restarts=2, raw_samples
 SURROGATED = {"tiltloop", "das-groups", "prior-screened", "botorch-raw"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def problems():
     return {name: load_problem(name) for name in ("gmm-toy", "manifold", "digits")}

@@ -14,17 +14,6 @@ from optimizer.priors.base import DiffusionPrior, tweedie_x0
 from optimizer.priors.diffusers_common import to_epsilon
 from optimizer.priors.diffusers_pixel import PixelDiffusersPrior
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a shared, oversubscribed CPU
-    spinning threads make them ~10x slower; restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pixel")
