@@ -95,13 +95,16 @@ class BoTorchOracleConfig(_SimulatedConfig):
 
 
 class DigitsOracleConfig(_SimulatedConfig):
-    """``kind = "digits"``: probability of a target digit for an `8 x 8` image."""
+    """``kind = "digits"``: belief in a target digit for an `8 x 8` image (``DigitScorerOracle``)."""
 
     target_digit: int = Field(3, ge=0, le=9)
+    output: Literal["p", "log_p", "log_odds"] = "p"
     log_prob: bool = False
     objective: str = "p_target"
     train_fraction: float = Field(1.0, ge=0.1, le=1.0)
     pixel_range: Literal["unit", "signed"] = "unit"
+    off_data_penalty: float = Field(0.0, ge=0.0)
+    off_data_radius: float | None = Field(None, gt=0.0)
 
 
 def _http(c: HttpOracleConfig) -> Oracle:

@@ -1,17 +1,32 @@
-"""An image scorer for `8 x 8` digit images: the probability of a target digit.
+"""An image scorer for `8 x 8` digit images: how strongly an image reads as a target digit.
 
 At construction a multinomial logistic regression is trained on scikit-learn's bundled
 ``load_digits`` (1,797 images, pixels scaled from 0..16 to `[0, 1]`) — a second on a CPU, no
 download. A design is an `8 x 8` (or `64`) array of pixel intensities in `[0, 1]` — or in
 `[-1, 1]` with ``pixel_range="signed"``, the space of the bundled ``digits`` diffusion prior;
-values outside are clipped (diffusion samples overshoot a little). The objective is `p(target | image)` (or its
-log with ``log_prob=True``), maximized.
+values outside are clipped (diffusion samples overshoot a little). The objective, maximized, is
+one of (``output``):
+
+* ``"p"``: `p(target | image)`;
+* ``"log_p"``: `log p(target | image)`;
+* ``"log_odds"``: `log p(target | image) − log(1 − p(target | image))` — unlike `p`, it does not
+  saturate on clean digits, so it still ranks the best ones.
+
+A logistic regression is linear in the pixels, so on its own it rewards images no lab could
+make: high-contrast patterns far from every digit score higher than any real one. A real
+campaign's oracle is only meaningful on valid designs, so ``off_data_penalty = w > 0`` subtracts
+`w · max(0, d(x) − r)²`, where `d(x)` is the Euclidean distance (in `[0, 1]` pixels) from the
+image to the nearest training image and the radius `r` defaults to the 95% quantile of that
+distance for the training images themselves (leave-one-out): 95% of real digits are inside
+the radius and pay nothing.
 
 >>> oracle = DigitScorerOracle(target_digit=3, seed=0)
 >>> oracle.score(oracle.example_image(3))["p_target"] > 0.9
 True
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -21,24 +36,31 @@ from threadpoolctl import threadpool_limits
 from oracles.errors import OracleConfigError
 from oracles.simulated.base import SimulatedOracle
 
+OUTPUTS = ("p", "log_p", "log_odds")
+
 
 class DigitScorerOracle(SimulatedOracle):
-    """Scores `8 x 8` images by a seeded classifier's probability of ``target_digit``.
+    """Scores `8 x 8` images by a seeded classifier's belief in ``target_digit``.
 
     Args:
-        target_digit: the digit 0..9 whose probability is the objective.
-        log_prob: report `log p` instead of `p`.
+        target_digit: the digit 0..9 the objective is about.
+        output: ``"p"``, ``"log_p"`` or ``"log_odds"`` (see the module docstring).
+        log_prob: shorthand for ``output="log_p"`` (kept for existing configs).
         objective: name of the single objective.
         train_fraction: fraction of ``load_digits`` used for training (a seeded subsample).
         pixel_range: ``"unit"`` for designs in `[0, 1]`; ``"signed"`` for designs in `[-1, 1]`
             (the bundled digits prior's output), mapped by `(x + 1) / 2` before scoring.
+        off_data_penalty: weight `w ≥ 0` of the off-data penalty (0: none).
+        off_data_radius: radius `r`; None: the 95% leave-one-out nearest-neighbour distance of
+            the training images.
         latency_s, noise_std, failure_rate, seed: see :class:`SimulatedOracle`.
     """
 
-    def __init__(self, target_digit: int = 3, *, log_prob: bool = False,
-                 objective: str = "p_target", train_fraction: float = 1.0,
-                 pixel_range: str = "unit", latency_s: float = 0.0, noise_std: float = 0.0, failure_rate: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(self, target_digit: int = 3, *, output: Literal["p", "log_p", "log_odds"] = "p",
+                 log_prob: bool = False, objective: str = "p_target", train_fraction: float = 1.0,
+                 pixel_range: str = "unit", off_data_penalty: float = 0.0,
+                 off_data_radius: float | None = None, latency_s: float = 0.0,
+                 noise_std: float = 0.0, failure_rate: float = 0.0, seed: int = 0) -> None:
         if not 0 <= int(target_digit) <= 9:
             raise OracleConfigError(f"target_digit must be 0..9, got {target_digit}")
         if not 0.1 <= train_fraction <= 1.0:
@@ -47,9 +69,18 @@ class DigitScorerOracle(SimulatedOracle):
             raise OracleConfigError(
                 f"pixel_range must be 'unit' ([0, 1] pixels) or 'signed' ([-1, 1], the bundled "
                 f"digits prior), got {pixel_range!r}")
+        if output not in OUTPUTS:
+            raise OracleConfigError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        if log_prob and output != "p":
+            raise OracleConfigError(f"log_prob=True contradicts output={output!r}; give only output")
+        if not off_data_penalty >= 0:
+            raise OracleConfigError(f"off_data_penalty must be >= 0, got {off_data_penalty}")
+        if off_data_radius is not None and not off_data_radius > 0:
+            raise OracleConfigError(f"off_data_radius must be > 0, got {off_data_radius}")
         self.pixel_range = pixel_range
         self.target_digit = int(target_digit)
-        self.log_prob = bool(log_prob)
+        self.output = "log_p" if log_prob else output
+        self.log_prob = self.output == "log_p"
         self.objectives = (objective,)
         data = load_digits()
         images = data.images.astype(np.float64) / 16.0
@@ -63,6 +94,11 @@ class DigitScorerOracle(SimulatedOracle):
         self._coef = self.classifier.coef_.astype(np.float64)
         self._intercept = self.classifier.intercept_.astype(np.float64)
         self._target_row = list(self.classifier.classes_).index(self.target_digit)
+        self.off_data_penalty = float(off_data_penalty)
+        self._train = images[keep].reshape(len(keep), 64)
+        self._train_sq = (self._train ** 2).sum(1)
+        self.off_data_radius = (float(off_data_radius) if off_data_radius is not None
+                                else float(np.quantile(self._leave_one_out_distances(), 0.95)))
         super().__init__(latency_s=latency_s, noise_std=noise_std, failure_rate=failure_rate,
                          seed=seed, name=f"digit{self.target_digit}")
 
@@ -80,9 +116,35 @@ class DigitScorerOracle(SimulatedOracle):
             pixels = (pixels + 1.0) / 2.0
         return np.clip(pixels, 0.0, 1.0)
 
+    def data_distance(self, pixels: np.ndarray) -> np.ndarray:
+        """Distance from each `[0, 1]`-pixel image (`N x 64`) to its nearest training image."""
+        pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 64)
+        sq = (pixels ** 2).sum(1)[:, None] - 2.0 * pixels @ self._train.T + self._train_sq
+        return np.sqrt(np.maximum(sq.min(1), 0.0))
+
+    def _leave_one_out_distances(self) -> np.ndarray:
+        sq = (self._train_sq[:, None] - 2.0 * self._train @ self._train.T + self._train_sq)
+        np.fill_diagonal(sq, np.inf)
+        return np.sqrt(np.maximum(sq.min(1), 0.0))
+
+    def values(self, pixels: np.ndarray) -> np.ndarray:
+        """The objective of `N` checked images (`N x 64`, pixels in `[0, 1]`), vectorized."""
+        pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 64)
+        logits = pixels @ self._coef.T + self._intercept
+        logits -= logits.max(1, keepdims=True)
+        target = logits[:, self._target_row]
+        log_p = target - np.log(np.exp(logits).sum(1))
+        if self.output == "p":
+            value = np.exp(log_p)
+        elif self.output == "log_p":
+            value = np.maximum(log_p, -690.0)
+        else:
+            others = np.delete(logits, self._target_row, axis=1)
+            value = target - np.log(np.exp(others).sum(1))
+        if self.off_data_penalty > 0:
+            excess = np.maximum(0.0, self.data_distance(pixels) - self.off_data_radius)
+            value = value - self.off_data_penalty * excess ** 2
+        return value
+
     def score(self, design: np.ndarray) -> dict[str, float]:
-        # softmax of the fitted linear model by hand: predict_proba's overhead dominates at 1 row
-        logits = self._coef @ design.reshape(64) + self._intercept
-        logits -= logits.max()
-        p = float(np.exp(logits[self._target_row]) / np.exp(logits).sum())
-        return {self.objectives[0]: float(np.log(max(p, 1e-300))) if self.log_prob else p}
+        return {self.objectives[0]: float(self.values(design)[0])}

@@ -115,6 +115,38 @@ def test_digit_scorer_prefers_the_target_digit():
     assert lp == pytest.approx(np.log(threes[0]), rel=1e-6)
 
 
+def test_digit_scorer_log_odds_and_off_data_penalty():
+    plain = DigitScorerOracle(target_digit=3, output="log_odds", seed=0)
+    prob = DigitScorerOracle(target_digit=3, seed=0)
+    image = prob.example_image(3, 2)
+    p = prob.score(prob.check_design(image))["p_target"]
+    assert plain.score(plain.check_design(image))["p_target"] == pytest.approx(
+        np.log(p) - np.log1p(-p), rel=1e-6)
+    penalized = DigitScorerOracle(target_digit=3, output="log_odds", off_data_penalty=25.0, seed=0)
+    # a real digit is at distance 0 from the data: no penalty; the radius is the 95% quantile of
+    # the real digits' leave-one-out distances (about 1.4 pixel units)
+    assert penalized.data_distance(image.reshape(1, 64))[0] == pytest.approx(0.0, abs=1e-6)
+    assert 1.0 < penalized.off_data_radius < 2.0
+    assert penalized.score(image)["p_target"] == pytest.approx(
+        plain.score(image)["p_target"], rel=1e-9)
+    # uniform noise is ~3 units from every digit: penalized by 25 (d - r)^2, exactly
+    noise = np.random.default_rng(0).uniform(0, 1, 64)
+    d = penalized.data_distance(noise[None])[0]
+    expected = plain.score(noise)["p_target"] - 25.0 * (d - penalized.off_data_radius) ** 2
+    assert d > penalized.off_data_radius + 1.0
+    assert penalized.score(noise)["p_target"] == pytest.approx(expected, rel=1e-9)
+    # the batched values agree with one-at-a-time scores
+    batch = np.stack([image.reshape(64), noise])
+    np.testing.assert_allclose(penalized.values(batch),
+                               [penalized.score(r)["p_target"] for r in batch], rtol=1e-12)
+    with pytest.raises(OracleConfigError, match="output must be one of"):
+        DigitScorerOracle(output="logit")
+    with pytest.raises(OracleConfigError, match="log_prob=True contradicts"):
+        DigitScorerOracle(output="log_odds", log_prob=True)
+    with pytest.raises(OracleConfigError, match="off_data_penalty must be >= 0"):
+        DigitScorerOracle(off_data_penalty=-1.0)
+
+
 def test_digit_scorer_reads_signed_pixels_of_the_bundled_prior():
     unit = DigitScorerOracle(target_digit=3, seed=0)
     signed = DigitScorerOracle(target_digit=3, pixel_range="signed", seed=0)
