@@ -19,6 +19,7 @@ queries; ≥ 95% of its queries are on the support.
 
     .venv/bin/python bench/campaigns.py --quick                 # 2 seeds, 4 rounds x 8
     .venv/bin/python bench/campaigns.py --problems manifold     # 5 seeds, 8 rounds x 16
+    .venv/bin/python bench/campaigns.py --from-runs a/runs.json b/runs.json  # report saved runs
 """
 from __future__ import annotations
 
@@ -252,8 +253,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--particles", type=int, default=256, help="SMC particles per round")
     ap.add_argument("--steps", type=int, default=30, help="DAS / prior sampling steps")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--from-runs", type=Path, default=None, metavar="RUNS_JSON",
-                    help="no new runs: table, goals and plots from a saved runs.json")
+    ap.add_argument("--from-runs", type=Path, nargs="+", default=None, metavar="RUNS_JSON",
+                    help="no new runs: table, goals and plots from saved runs.json files "
+                         "(several: e.g. one per problem, run in parallel processes)")
     args = ap.parse_args(argv)
     quick = (4, 8, 2) if args.quick else (8, 16, 5)
     args.rounds = args.rounds or quick[0]
@@ -278,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         methods.remove("ax")
     settings = MethodSettings(num_particles=args.particles, num_steps=args.steps)
     if args.from_runs is not None:
-        results = load_runs(args.from_runs)
+        results = [r for path in args.from_runs for r in load_runs(path)]
+        seen = [(r.problem, r.method, r.seed) for r in results]
+        if len(set(seen)) != len(seen):
+            raise SystemExit("--from-runs: the files hold the same (problem, method, seed) twice")
         report({p: load_problem(p) for p in dict.fromkeys(r.problem for r in results)}, results, args)
         return 0
     print(f"# campaigns: {args.rounds} rounds x {args.q} queries, {args.seeds} seeds, "

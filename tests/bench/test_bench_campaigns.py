@@ -54,15 +54,24 @@ def test_problems_oracles_and_supports(problems):
         assert lo.shape == hi.shape == (int(np.prod(p.design_shape)),) and (hi > lo).all()
         v = p.value(hist[:16])
         assert v.shape == (16,) and torch.isfinite(v).all()
-    # digits: a real 3 scores higher than a real 0 (log p(3)), blank corners get the design range
+    # digits: a real 3 scores higher than a real 0 (log-odds of 3), blank corners get the
+    # design range, and the box corner the linear scorer prefers is penalized below any real 3
     dig = problems["digits"]
     from sklearn.datasets import load_digits
 
     data = load_digits()
     three = torch.from_numpy(data.images[data.target == 3][:1]).double()[:, None] / 8 - 1
     zero = torch.from_numpy(data.images[data.target == 0][:1]).double()[:, None] / 8 - 1
-    assert dig.value(three).item() > -0.1 > dig.value(zero).item()
+    assert dig.value(three).item() > 2.0 > -2.0 > dig.value(zero).item()
     assert dig.bounds()[:, 0].tolist() == [-1.0, 1.0]
+    from oracles.simulated.digits import DigitScorerOracle
+
+    scorer = DigitScorerOracle(3, output="log_odds", seed=0)
+    w = scorer._coef[3] - np.delete(scorer._coef, 3, 0).mean(0)
+    corner = torch.from_numpy(np.sign(w)).reshape(1, 1, 8, 8)  # the linear scorer's favourite
+    # without the penalty it outscores every real digit (best real 3: 7.3)
+    assert scorer.values(((corner.numpy() + 1) / 2).reshape(1, 64))[0] > 10
+    assert dig.value(corner).item() < -50
 
 
 def test_pairwise_distance():
@@ -139,6 +148,16 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     main(["--from-runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / "again")])
     again = capsys.readouterr().out
     assert again.split("| method")[1] == out.split("| method")[1].replace(str(tmp_path), str(tmp_path / "again"))
+    # runs of other problems, saved by a parallel process, are reported together
+    main(["--problems", "manifold", "--methods", "random", "--rounds", "1", "--q", "2",
+          "--seeds", "1", "--out", str(tmp_path / "m")])
+    capsys.readouterr()
+    main(["--from-runs", str(tmp_path / "runs.json"), str(tmp_path / "m" / "runs.json"),
+          "--out", str(tmp_path / "both")])
+    both = capsys.readouterr().out
+    assert "### gmm-toy" in both and "### manifold" in both
+    with pytest.raises(SystemExit, match="same \\(problem, method, seed\\) twice"):
+        main(["--from-runs", str(tmp_path / "runs.json"), str(tmp_path / "runs.json")])
     with pytest.raises(SystemExit, match="unknown method 'nope'"):
         main(["--methods", "nope", "--out", str(tmp_path)])
 
