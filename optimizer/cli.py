@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", _cmd_demo, "run a complete campaign on this CPU (< 5 min) and write its report",
             url=False)
     p.add_argument("--workdir", default="tiltloop-demo", help="where the database and report go")
-    p.add_argument("--prior", default="manifold", help="bundled prior to use (manifold or gmm-toy)")
+    p.add_argument("--prior", default="manifold", help="bundled prior to use: manifold, gmm-toy or digits (8x8 images)")
     p.add_argument("--quick", action="store_true", help="a smaller campaign (a smoke test)")
     p = add("run", _cmd_run, "start the campaign described by a TOML config", url=False)
     p.add_argument("config", help="campaign TOML file")

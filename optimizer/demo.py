@@ -2,7 +2,8 @@
 
 1. start the lab simulator (a real HTTP job API, in a background thread) over a simulated
    oracle matching the prior: the manifold problem for "manifold", the DAS paper's toy reward
-   `r(x) = −x₁²/100 − x₂²` for "gmm-toy";
+   `r(x) = −x₁²/100 − x₂²` for "gmm-toy", for "digits" the log-odds that an 8x8 image reads as
+   a 3 minus a penalty off the real digits (the campaign benchmark's digits oracle);
 2. load the example config (``optimizer/campaign/examples/demo-<prior>.toml``), point it at the
    simulator and a SQLite file in ``workdir``, save it there as ``demo.toml``;
 3. run the campaign (local Ray, SMC workers, surrogate, exactly-once dispatch);
@@ -27,7 +28,7 @@ from optimizer.report.build import build_report
 from oracles.labsim import LabSimulator
 from oracles.simulated.base import SimulatedOracle
 
-DEMO_PRIORS = ("manifold", "gmm-toy")
+DEMO_PRIORS = ("manifold", "gmm-toy", "digits")
 
 
 class ToyRewardOracle(SimulatedOracle):
@@ -107,4 +108,9 @@ def demo_oracle(prior: str) -> SimulatedOracle:
         from oracles.simulated.manifold import ManifoldOracle
 
         return ManifoldOracle(noise_std=0.05, seed=0)
+    if prior == "digits":
+        from oracles.simulated.digits import DigitScorerOracle
+
+        return DigitScorerOracle(3, output="log_odds", pixel_range="signed",
+                                 off_data_penalty=25.0, objective="value", noise_std=0.05, seed=0)
     return ToyRewardOracle(noise_std=0.01, seed=0)

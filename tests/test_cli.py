@@ -124,6 +124,18 @@ def test_demo_quick(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["campaign"] == "demo-2"
 
 
+def test_demo_quick_on_digit_images(ray_session: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "digits", "--quick", "--json", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["prior"] == "digits" and result["objective"] == "value"
+    assert result["queries"] == result["results"] == 12 and result["max_evaluations_per_key"] == 1
+    # a sampled digit is near the data (no off-data penalty): its log-odds are finite and modest
+    assert -30.0 < result["best"] < 15.0
+    page = Path(result["report"]).read_text()
+    assert page.count("data:image/png;base64,") == 5  # image designs: the grid of queried digits
+
+
 def test_manual_lab_ask_tell(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import csv
 
