@@ -19,6 +19,10 @@ Steps:
    its accuracy; the saved network is the one trained on the 80% split.
 3. ``OUT/training.json`` records seed, settings, data scaling, versions, losses and wall times.
 
+Epochs: 1800 (27,000 steps). Longer training is what made the samples clean digits: with 360
+epochs 77% of samples got the classifier's confidence ≥ 0.9, with 900 87%, with 1800 91% (real
+held-out digits: 95%); a 4x wider UNet at 360 epochs gained only 2 points.
+
 Reproducibility: one seed drives every generator and the script pins torch to one thread, so a
 rerun on the same torch build reproduces the committed weights (different CPU kernels or torch
 versions may differ in the last float bits).
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=360, help="prior training epochs")
+    parser.add_argument("--epochs", type=int, default=1800, help="prior training epochs")
     parser.add_argument("--classifier-epochs", type=int, default=40)
     parser.add_argument("--part", choices=["all", "prior", "classifier"], default="all")
     args = parser.parse_args(argv)

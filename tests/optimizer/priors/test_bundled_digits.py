@@ -5,11 +5,10 @@ plain prior samples as some digit with confidence, and the class histogram of th
 close to the data's: total variation `½ Σ_c |p̂_c − p_c| ≤ 0.15` (256 samples: sampling noise
 alone gives ≈ 0.075; a prior that drops two digits gives ≥ 0.2).
 
-"With confidence" = max softmax ≥ 0.5 (the registry's support check) of a classifier trained
-with outlier exposure, so that non-digits get near-uniform outputs: real held-out digits pass
-at 99.2%, uniform noise / shuffled pixels at ≤ 0.2%, 50/50 blends of two digits at ~10%. At the
-strict cut 0.9 real digits pass at 94.7% and the bundled prior's samples at ~0.75-0.8 (asserted
-≥ 0.65 as a regression floor).
+"With confidence" = max softmax ≥ 0.9 of a classifier trained with outlier exposure, so that
+non-digits get near-uniform outputs: real held-out digits pass at 94.7% (at 0.5, the registry's
+looser support rule: 99.2%; uniform noise / shuffled pixels ≤ 0.2%, 50/50 blends of two digits
+~10%). The bundled prior's samples (50 steps) pass at ~91% (at 0.5: ~98%).
 """
 from __future__ import annotations
 
@@ -89,13 +88,13 @@ def test_classifier_weights_are_reproduced_by_the_training_script(classifier, da
 
 def test_prior_samples_are_confident_digits_with_the_data_class_histogram(classifier, data):
     prior = load_prior("digits")
-    samples = plain_samples(prior, 256, 50, seed=0)
-    assert samples.shape == (256, 1, 8, 8)
+    samples = torch.cat([plain_samples(prior, 256, 50, seed=s) for s in (0, 1)])
+    assert samples.shape == (512, 1, 8, 8)
     assert float(samples.abs().max()) < 1.5  # design range [-1, 1], small overshoot
     conf, label = classifier.confidence(samples)
-    confident = (conf >= CONFIDENT).double().mean().item()
+    confident = (conf >= STRICT).double().mean().item()
     assert confident >= 0.9, confident
-    assert (conf >= STRICT).double().mean().item() >= 0.65
+    assert (conf >= CONFIDENT).double().mean().item() >= 0.95
     tv = total_variation(label, data[1])
     assert tv <= 0.15, (tv, torch.bincount(label, minlength=10).tolist())
 
