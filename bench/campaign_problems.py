@@ -32,7 +32,6 @@ import torch
 from torch import Tensor
 
 PROBLEMS = ("manifold", "digits", "gmm-toy")
-DIGITS_OFF_DATA_PENALTY = 25.0  # as the manifold oracle's 25 · dist²
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,7 @@ def _digits(common: dict[str, Any]) -> Problem:
 
     # log-odds: p itself saturates (any clean 3 scores > 0.98); the off-data penalty makes the
     # oracle a lab's: images far from every real digit cannot be made (see DigitScorerOracle)
-    oracle = DigitScorerOracle(target_digit=3, output="log_odds", pixel_range="signed",
-                               off_data_penalty=DIGITS_OFF_DATA_PENALTY, seed=0)
+    oracle = DigitScorerOracle.lab(target_digit=3, seed=0)
     images = torch.from_numpy(load_digits().images).to(torch.float64)[:, None] / 8.0 - 1.0
 
     def value(x: Tensor) -> Tensor:

@@ -111,6 +111,5 @@ def demo_oracle(prior: str) -> SimulatedOracle:
     if prior == "digits":
         from oracles.simulated.digits import DigitScorerOracle
 
-        return DigitScorerOracle(3, output="log_odds", pixel_range="signed",
-                                 off_data_penalty=25.0, objective="value", noise_std=0.05, seed=0)
+        return DigitScorerOracle.lab(3, objective="value", noise_std=0.05, seed=0)
     return ToyRewardOracle(noise_std=0.01, seed=0)

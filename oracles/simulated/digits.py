@@ -102,6 +102,14 @@ class DigitScorerOracle(SimulatedOracle):
         super().__init__(latency_s=latency_s, noise_std=noise_std, failure_rate=failure_rate,
                          seed=seed, name=f"digit{self.target_digit}")
 
+    @classmethod
+    def lab(cls, target_digit: int = 3, **kwargs: object) -> "DigitScorerOracle":
+        """The digits problem of the demo and the campaign benchmark: log-odds of
+        ``target_digit`` for the bundled prior's `[-1, 1]` images, with the off-data penalty
+        `25 · max(0, d − r)²` (the manifold oracle's weight). ``kwargs`` go to the constructor."""
+        settings = dict(output="log_odds", pixel_range="signed", off_data_penalty=25.0)
+        return cls(target_digit, **{**settings, **kwargs})  # type: ignore[arg-type]
+
     def example_image(self, digit: int, index: int = 0) -> np.ndarray:
         """The ``index``-th bundled `8 x 8` image of ``digit``, pixels in `[0, 1]`."""
         return self._images[np.flatnonzero(self._labels == digit)[index]].copy()

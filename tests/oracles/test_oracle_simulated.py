@@ -123,6 +123,9 @@ def test_digit_scorer_log_odds_and_off_data_penalty():
     assert plain.score(plain.check_design(image))["p_target"] == pytest.approx(
         np.log(p) - np.log1p(-p), rel=1e-6)
     penalized = DigitScorerOracle(target_digit=3, output="log_odds", off_data_penalty=25.0, seed=0)
+    lab = DigitScorerOracle.lab(3, seed=0)  # the demo's and the benchmark's: signed pixels
+    assert lab.score(lab.check_design(2.0 * image - 1.0))["p_target"] == pytest.approx(
+        penalized.score(image)["p_target"], rel=1e-9)
     # a real digit is at distance 0 from the data: no penalty; the radius is the 95% quantile of
     # the real digits' leave-one-out distances (about 1.4 pixel units)
     assert penalized.data_distance(image.reshape(1, 64))[0] == pytest.approx(0.0, abs=1e-6)
