@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from prior_sampling import plain_samples
 
-from optimizer.das import sample
 from optimizer.priors.diffusers_pixel import PixelDiffusersPrior
 from optimizer.priors.digits_embedding import DigitClassifier
 from optimizer.priors.registry import BUNDLED, load_prior
@@ -42,20 +42,6 @@ def classifier() -> DigitClassifier:
 @pytest.fixture(scope="module")
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     return load_digit_data()
-
-
-def plain_samples(prior, num: int, steps: int, seed: int) -> torch.Tensor:
-    """Plain prior samples: DAS with a zero reward (uniform weights, no resampling)."""
-    def zero(x):
-        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-
-    zero.differentiable = False
-    gen = torch.Generator(device=prior.device).manual_seed(seed)
-    with torch_threads(1):  # small convolutions: one thread is fastest on a shared CPU
-        res = sample(prior, zero, num_particles=num, alpha=1.0, num_steps=steps,
-                     guidance="none", generator=gen)
-    assert bool((res.resampled == 0).all())
-    return res.samples.cpu().float()
 
 
 def total_variation(labels: torch.Tensor, reference: torch.Tensor) -> float:
@@ -88,7 +74,7 @@ def test_classifier_weights_are_reproduced_by_the_training_script(classifier, da
 
 def test_prior_samples_are_confident_digits_with_the_data_class_histogram(classifier, data):
     prior = load_prior("digits")
-    samples = torch.cat([plain_samples(prior, 256, 50, seed=s) for s in (0, 1)])
+    samples = torch.cat([plain_samples(prior, 256, 50, seed=s).cpu().float() for s in (0, 1)])
     assert samples.shape == (512, 1, 8, 8)
     assert float(samples.abs().max()) < 1.5  # design range [-1, 1], small overshoot
     conf, label = classifier.confidence(samples)
@@ -103,6 +89,6 @@ def test_an_untrained_prior_fails_the_same_check(classifier):
     """Negative control: the quality check can fail (same architecture, random weights)."""
     torch.manual_seed(0)
     untrained = PixelDiffusersPrior(UNet2DModel(**UNET_CONFIG), DDPMScheduler(**SCHEDULER_CONFIG))
-    samples = plain_samples(untrained, 64, 20, seed=0)
+    samples = plain_samples(untrained, 64, 20, seed=0).cpu().float()
     conf, _ = classifier.confidence(samples.clamp(-1, 1))
     assert (conf >= CONFIDENT).double().mean().item() < 0.3

@@ -6,11 +6,10 @@ import json
 import pytest
 import torch
 from botorch.test_functions import Hartmann
+from prior_sampling import plain_samples
 
-from optimizer.das import sample
 from optimizer.priors.mlp import MLPDiffusionPrior
 from optimizer.priors.registry import BUNDLED, load_prior
-from optimizer.priors.train_manifold import torch_threads
 from oracles.errors import OracleConfigError
 from oracles.simulated.base import SimulatedOracle
 from oracles.simulated.manifold import K_MANIFOLD, ManifoldOracle, ManifoldProblem
@@ -120,14 +119,7 @@ def test_bundled_manifold_prior_samples_lie_near_the_manifold(problem):
     prior = load_prior("manifold")
     assert isinstance(prior, MLPDiffusionPrior) and prior.latent_shape == (problem.dim,)
 
-    def zero(x):
-        return torch.zeros(x.shape[0], dtype=x.dtype)
-
-    zero.differentiable = False
-    with torch_threads(1):
-        res = sample(prior, zero, num_particles=1000, alpha=1.0, num_steps=50,
-                     guidance="none", generator=torch.Generator().manual_seed(0))
-    x = res.samples.double()
+    x = plain_samples(prior, 1000, 50, seed=0).double()
     u, dist = problem.project(x)
     data_dist = problem.distance(problem.sample_historical(1000, torch.Generator().manual_seed(9)))
     ratio = float(dist.median() / data_dist.median())

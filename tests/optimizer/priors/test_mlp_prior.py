@@ -5,26 +5,12 @@ import json
 
 import pytest
 import torch
+from prior_sampling import plain_samples
 
-from optimizer.das import sample
 from optimizer.errors import PriorError
 from optimizer.priors.base import DiffusionPrior
 from optimizer.priors.mlp import MLPDiffusionConfig, MLPDiffusionPrior
-from optimizer.priors.train_manifold import torch_threads, train_mlp_prior
-
-
-def plain_samples(prior, num: int, steps: int, seed: int):
-    """Plain prior samples: DAS with a zero reward (uniform weights, no resampling)."""
-    def zero(x):
-        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-
-    zero.differentiable = False
-    gen = torch.Generator(device=prior.device).manual_seed(seed)
-    with torch_threads(1):  # tiny ops: one thread is fastest on a shared CPU
-        res = sample(prior, zero, num_particles=num, alpha=1.0, num_steps=steps,
-                     guidance="none", generator=gen)
-    assert bool((res.resampled == 0).all())
-    return res.samples
+from optimizer.priors.train_manifold import train_mlp_prior
 
 
 @pytest.fixture
