@@ -80,7 +80,6 @@ class DigitScorerOracle(SimulatedOracle):
         self.pixel_range = pixel_range
         self.target_digit = int(target_digit)
         self.output = "log_p" if log_prob else output
-        self.log_prob = self.output == "log_p"
         self.objectives = (objective,)
         data = load_digits()
         images = data.images.astype(np.float64) / 16.0
@@ -127,17 +126,22 @@ class DigitScorerOracle(SimulatedOracle):
     def data_distance(self, pixels: np.ndarray) -> np.ndarray:
         """Distance from each `[0, 1]`-pixel image (`N x 64`) to its nearest training image."""
         pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 64)
+        return np.sqrt(self._squared_distances(pixels).min(1))
+
+    def _squared_distances(self, pixels: np.ndarray) -> np.ndarray:
+        """`N x n_train` squared distances, clamped at 0 (the expansion rounds below it)."""
         sq = (pixels ** 2).sum(1)[:, None] - 2.0 * pixels @ self._train.T + self._train_sq
-        return np.sqrt(np.maximum(sq.min(1), 0.0))
+        return np.maximum(sq, 0.0)
 
     def _leave_one_out_distances(self) -> np.ndarray:
-        sq = (self._train_sq[:, None] - 2.0 * self._train @ self._train.T + self._train_sq)
+        sq = self._squared_distances(self._train)
         np.fill_diagonal(sq, np.inf)
-        return np.sqrt(np.maximum(sq.min(1), 0.0))
+        return np.sqrt(sq.min(1))
 
     def values(self, pixels: np.ndarray) -> np.ndarray:
         """The objective of `N` checked images (`N x 64`, pixels in `[0, 1]`), vectorized."""
         pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 64)
+        # softmax of the fitted linear model by hand: predict_proba's overhead dominates per row
         logits = pixels @ self._coef.T + self._intercept
         logits -= logits.max(1, keepdims=True)
         target = logits[:, self._target_row]

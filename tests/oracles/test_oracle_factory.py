@@ -67,6 +67,8 @@ def test_bad_import_paths_are_named(path, message):
     ("botorch", {"function": "branin", "nosie_std": 0.1},
      "field 'nosie_std': Extra inputs are not permitted"),
     ("digits", {"target_digit": 12}, "field 'target_digit': Input should be less than or equal"),
+    ("digits", {"output": "logit"}, "field 'output': Input should be 'p', 'log_p' or 'log_odds'"),
+    ("digits", {"off_data_penalty": -1}, "field 'off_data_penalty': Input should be greater than or equal to 0"),
     ("callable", {"target": "not a path"}, "field 'target': String should match pattern"),
 ])
 def test_config_errors_name_kind_and_field(kind, options, message):

@@ -148,6 +148,10 @@ def test_digit_scorer_log_odds_and_off_data_penalty():
         DigitScorerOracle(output="log_odds", log_prob=True)
     with pytest.raises(OracleConfigError, match="off_data_penalty must be >= 0"):
         DigitScorerOracle(off_data_penalty=-1.0)
+    with pytest.raises(OracleConfigError, match="off_data_radius must be > 0"):
+        DigitScorerOracle(off_data_penalty=1.0, off_data_radius=float("nan"))
+    # an explicit radius replaces the data's quantile
+    assert DigitScorerOracle(off_data_penalty=1.0, off_data_radius=0.5, seed=0).off_data_radius == 0.5
 
 
 def test_digit_scorer_reads_signed_pixels_of_the_bundled_prior():
