@@ -5,17 +5,14 @@ import torch
 
 from optimizer.das import sample
 from optimizer.priors.train_manifold import torch_threads
+from optimizer.workers.components import zero_reward
 
 
 def plain_samples(prior, num: int, steps: int, seed: int) -> torch.Tensor:
     """Plain prior samples: DAS with a zero reward (uniform weights, so never a resampling)."""
-    def zero(x):
-        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-
-    zero.differentiable = False
     gen = torch.Generator(device=prior.device).manual_seed(seed)
     with torch_threads(1):  # small ops: one thread is fastest on a shared CPU
-        res = sample(prior, zero, num_particles=num, alpha=1.0, num_steps=steps,
+        res = sample(prior, zero_reward, num_particles=num, alpha=1.0, num_steps=steps,
                      guidance="none", generator=gen)
     assert bool((res.resampled == 0).all())
     return res.samples
