@@ -21,7 +21,8 @@ Steps:
 
 Epochs: 1800 (27,000 steps). Longer training is what made the samples clean digits: with 360
 epochs 77% of samples got the classifier's confidence ≥ 0.9, with 900 87%, with 1800 91% (real
-held-out digits: 95%); a 4x wider UNet at 360 epochs gained only 2 points.
+held-out digits: 95%); ``--epochs N --out DIR`` then ``bench/digits_prior_quality.py DIR``
+measures any of them.
 
 Reproducibility: one seed drives every generator and the script pins torch to one thread, so a
 rerun on the same torch build reproduces the committed weights (different CPU kernels or torch
