@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-import tomllib
+from tiltloop.toml import tomllib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path

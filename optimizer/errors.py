@@ -7,8 +7,10 @@ Other optimizer modules may append one class here if they need a new kind (re-re
 """
 from __future__ import annotations
 
+from tiltloop.errors import TiltloopError
 
-class OptimizerError(Exception):
+
+class OptimizerError(TiltloopError):
     """Base class of every error raised by ``optimizer``."""
 
 

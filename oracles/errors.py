@@ -6,8 +6,10 @@ call: ``oracles.safe.SafeOracle`` turns them into failed (or still-pending) quer
 """
 from __future__ import annotations
 
+from tiltloop.errors import TiltloopError
 
-class OracleError(Exception):
+
+class OracleError(TiltloopError):
     """Base class of every error raised by ``oracles``."""
 
 

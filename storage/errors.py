@@ -5,8 +5,10 @@ leave the package through the public API.
 """
 from __future__ import annotations
 
+from tiltloop.errors import TiltloopError
 
-class StorageError(Exception):
+
+class StorageError(TiltloopError):
     """Base class of every error raised by :mod:`storage`."""
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
+from tiltloop.toml import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
