@@ -91,11 +91,12 @@ class _Surrogated(_Base):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
+        from optimizer.surrogate.config import SurrogateConfig
         from optimizer.workers.components import PriorBundle, SurrogateAdapter
 
         self.bundle = PriorBundle(self.problem.name, self.problem.prior, self.problem.feature_map)
-        self.adapter = SurrogateAdapter(self.bundle, beta=self.s.beta, acquisition="qlognei",
-                                        seed=self.seed)
+        self.adapter = SurrogateAdapter(self.bundle, SurrogateConfig(beta=self.s.beta,
+                                                                     seed=self.seed % (2**31)))
 
     def _fit(self):
         data = _Data(torch.stack(self.X).numpy(), np.asarray(self.Y)[:, None], None)

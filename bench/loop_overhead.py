@@ -30,13 +30,15 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from optimizer.campaign.config import parse_config
+from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
 from optimizer.demo import demo_oracle
 from optimizer.workers.pool import SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
+from optimizer.das.config import DASOptions
+from optimizer.surrogate.config import SurrogateConfig
 from oracles.factory import build_oracle
 from oracles.labsim import LabSimulator
 from storage import Storage
@@ -132,7 +134,7 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
     from optimizer.workers.smc_worker import SMCWorker, worker_options
 
-    bundle = load_prior_bundle(prior, {"kind": "prior"})
+    bundle = load_prior_bundle(prior, "prior")
     import torch
 
     with torch.no_grad():
@@ -144,16 +146,16 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     X = draws.samples.double().numpy()
     Y = -np.linalg.norm(X - X.mean(0), axis=1, keepdims=True)  # a smooth stand-in objective
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
-    adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+    adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
     _, blob, _ = adapter.fit(data)
     half = particles // 2
     chunks = [ChunkSpec(round_index=1, chunk=c, seed=derive_seed(0, 1, c), num_particles=half,
-                        num_steps=steps, alpha=0.2, surrogate_state=blob,
-                        surrogate_config=adapter.config_dict, X=X, Y=Y, beta=1.0).payload()
+                        alpha=0.2, das=DASOptions(num_steps=steps), surrogate_state=blob,
+                        surrogate=adapter.config, X=X, Y=Y)
               for c in range(2)]
     times = {}
     for size in (1, 2):
-        pool = SupervisedPool(SMCWorker, size=size, actor_args=(prior, {"kind": "prior"}),
+        pool = SupervisedPool(SMCWorker, size=size, actor_args=(prior, "prior"),
                               actor_options=worker_options(1, "auto", size))
         ray.get([a.ping.remote() for a in pool.actors])  # priors loaded
         pool.map("run_chunk", chunks)  # warm-up (imports, first forward)

@@ -47,7 +47,7 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
 
 # ---- commands -----------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
-    from optimizer.campaign.config import load_config
+    from optimizer.campaign.config_io import load_config
     from optimizer.campaign.service import run_campaign
 
     config = load_config(args.config)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.campaign.config import dump_toml, parse_config
+from optimizer.campaign.config_io import dump_toml, parse_config
 from optimizer.campaign.service import open_storage, run_campaign
 from optimizer.errors import ConfigError
 from optimizer.report.build import build_report
@@ -88,7 +88,7 @@ def run_demo(workdir: Path, *, progress: Callable[[str], None] = print, prior: s
     data["name"] = name
     oracle = demo_oracle(prior)
     with LabSimulator(oracle).start() as lab:
-        data["oracle"]["options"]["base_url"] = lab.url
+        data["oracle"]["base_url"] = lab.url
         config = parse_config(data, f"the demo config ({prior})")
         (workdir / "demo.toml").write_text(dump_toml(config))
         say(f"lab simulator listening on {lab.url}; campaign {name!r}, database {url}")

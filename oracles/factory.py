@@ -8,12 +8,11 @@ wrapped in :class:`oracles.safe.SafeOracle` so no oracle exception reaches the c
 >>> oracle = build_oracle("http", {"base_url": "https://lab.example.org/api",
 ...                                "objectives": ["yield"], "token_env": "LAB_TOKEN"})
 
-Other modules add kinds with :func:`register_oracle_kind` (``oracles.simulated.manifold`` is
-imported on first use so it can register itself).
+Other modules add kinds with :func:`register_oracle_kind` (usable with ``build_oracle``; a
+campaign config accepts the built-in kinds, whose schemas it nests as a discriminated union).
 """
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,6 @@ from oracles.http import RetryPolicy
 from oracles.protocol import Oracle
 from oracles.safe import SafeOracle
 
-_PLUGINS = ("oracles.simulated.manifold",)
 
 
 class _Config(BaseModel):
@@ -107,6 +105,12 @@ class DigitsOracleConfig(_SimulatedConfig):
     off_data_radius: float | None = Field(None, gt=0.0)
 
 
+class ManifoldOracleConfig(_SimulatedConfig):
+    """``kind = "manifold"``: the bundled manifold problem (16-d designs, ``ManifoldOracle``)."""
+
+    objective: str = "value"
+
+
 def _http(c: HttpOracleConfig) -> Oracle:
     from oracles.http import HttpOracle
     return HttpOracle(c.base_url, c.objectives, token_env=c.token_env, token_file=c.token_file,
@@ -142,6 +146,11 @@ def _digits(c: DigitsOracleConfig) -> Oracle:
     return DigitScorerOracle(**c.model_dump())
 
 
+def _manifold(c: ManifoldOracleConfig) -> Oracle:
+    from oracles.simulated.manifold import ManifoldOracle
+    return ManifoldOracle(**c.model_dump())
+
+
 ORACLE_KINDS: dict[str, tuple[type[BaseModel], Callable[[Any], Oracle]]] = {
     "http": (HttpOracleConfig, _http),
     "command": (CommandOracleConfig, _command),
@@ -149,8 +158,8 @@ ORACLE_KINDS: dict[str, tuple[type[BaseModel], Callable[[Any], Oracle]]] = {
     "manual": (ManualOracleConfig, _manual),
     "botorch": (BoTorchOracleConfig, _botorch),
     "digits": (DigitsOracleConfig, _digits),
+    "manifold": (ManifoldOracleConfig, _manifold),
 }
-_plugins_loaded = False
 
 
 def register_oracle_kind(kind: str, config_cls: type[BaseModel],
@@ -158,19 +167,6 @@ def register_oracle_kind(kind: str, config_cls: type[BaseModel],
     """Make ``build_oracle(kind, options)`` validate ``options`` with ``config_cls`` (a frozen
     pydantic model, ``extra="forbid"``) and build with ``builder(config)``."""
     ORACLE_KINDS[kind] = (config_cls, builder)
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module in _PLUGINS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the plugin exists but one of ITS imports is missing
-                raise
 
 
 #: Field names whose values are never echoed in an error (a token pasted into the config).
@@ -202,7 +198,6 @@ def oracle_config(kind: str, options: dict[str, Any]) -> BaseModel:
     Raises:
         OracleConfigError: unknown kind (lists the valid ones) or bad fields (names each).
     """
-    _load_plugins()
     if kind not in ORACLE_KINDS:
         raise OracleConfigError(f"unknown oracle kind {kind!r}; choose one of "
                                 f"{sorted(ORACLE_KINDS)}")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from optimizer.campaign.config import dump_toml, parse_config
+from optimizer.campaign.config_io import dump_toml, parse_config
 from optimizer.cli import main
 from oracles.labsim import LabSimulator
 from oracles.simulated.base import SimulatedOracle
@@ -55,7 +55,8 @@ def _config(tmp_path: Path, lab_url: str, **over: Any) -> tuple[Path, str]:
     ("edit", "words"),
     [
         (("prior.name", '"gmm-toy"', '"no-such-prior"'),
-         "field `prior.name`: prior 'no-such-prior' is neither a bundled prior nor an existing folder"),
+         # a relative folder resolves against the config file's folder, and the message says so
+         "no-such-prior' is neither a bundled prior nor an existing folder"),
         (("sampler.alpha", "alpha = 1.0", "alpha = -0.5"), "field `sampler.alpha`: alpha must be a finite number > 0"),
         (("budget.total", "total = 3", "total = 2"), "total budget 2 is below q = 3"),
         (("oracle.base_url", "http://127.0.0.1:", "http://127.0.0.1:1#"), "field `oracle.options.base_url`: the oracle at"),

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import re
-from tiltloop.toml import tomllib
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from optimizer.campaign.errors import CampaignConfigError
+from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
+                                              flatten_legacy, reported_objectives)
+from optimizer.das.config import DASOptions
+from optimizer.surrogate.config import SurrogateConfig
 
 _TAG_RE = re.compile(r"^\[([\w.]+)\] (.*)$", re.S)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -36,64 +37,47 @@ class _Frozen(BaseModel):
 
 
 class PriorConfig(_Frozen):
-    """Which diffusion prior the workers load (a bundled name or a local path)."""
+    """Which diffusion prior the workers load (a bundled name or a local folder; a relative
+    folder is resolved against the config file's folder)."""
 
     name: str = Field(min_length=1, description='bundled prior name ("digits", "manifold", "gmm-toy") or a path')
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class OracleConfig(_Frozen):
-    """The oracle: a kind of ``oracles.factory`` (http, command, callable, manual, botorch,
-    digits, manifold, ...) and its options, validated by that kind's own schema.
-
-    The config is stored in the campaign database, so it never holds a secret: an HTTP token is
-    named by ``token_env`` / ``token_file``; a command oracle's ``env`` keeps plain settings
-    (stored, so ``resume`` runs the command the same way) and refuses any variable named like a
-    secret (token, password, secret, key, auth, ...) or whose value looks like a credential —
-    export it in the shell that runs ``tiltloop run`` / ``resume`` instead (the command inherits
-    that environment). Error messages never echo an unknown or secret-named field's value."""
-
-    kind: str = Field(min_length=1)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
 class ObjectiveConfig(_Frozen):
     """One objective reported by the oracle and whether larger or smaller is better."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=128)
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
-class FeatureMapConfig(_Frozen):
-    """φ, the surrogate's input map: the prior's bundled map, identity, or a named kind."""
+class PriorFeatures(_Frozen):
+    """``kind = "prior"``: the prior's own feature map (the digit embedding for ``digits``,
+    identity for vector priors)."""
 
-    kind: str = "prior"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class SurrogateConfig(_Frozen):
-    """Surrogate and acquisition: ``r̂ = μ + beta·σ`` tilts SMC; ``acquisition`` picks the q."""
-
-    beta: float = Field(default=1.0, ge=0.0)
-    acquisition: Literal["qlognei", "qucb"] = "qlognei"
-    #: torch threads for fit and screening in the driver; 1 suits GP sizes of a campaign (more
-    #: threads on cores shared with the SMC workers made screening ~10x slower)
-    threads: int = Field(default=1, ge=1, le=256)
-    options: dict[str, Any] = Field(default_factory=dict)
+    kind: Literal["prior"] = "prior"
 
 
-class SamplerConfig(_Frozen):
-    """DAS settings. ``alpha`` is one value or a schedule: entry j is used at tilted round j.
+class IdentityFeatures(_Frozen):
+    """``kind = "identity"``: the flattened designs themselves."""
+
+    kind: Literal["identity"] = "identity"
+
+
+#: φ, the surrogate's input map. Only maps that the driver and every worker rebuild identically
+#: from the config alone are offered (a fitted map such as PCA would differ between processes).
+FeatureMapConfig = Annotated[Union[PriorFeatures, IdentityFeatures], Field(discriminator="kind")]
+
+
+class SamplerConfig(DASOptions):
+    """DAS settings (``optimizer.das.DASOptions``) plus ``alpha``, one value or a schedule: entry
+    j is used at tilted round j. The particle count comes from ``[workers]``.
 
     Round 0 (and any round before two results exist) samples the plain prior, so the schedule
     counts tilted rounds only; its last value repeats.
     """
 
     alpha: float | list[float] = 0.1
-    num_steps: int = Field(default=50, ge=2, le=10_000)
-    tempering: Literal["adaptive", "exponential", "polynomial"] = "adaptive"
-    guidance: Literal["auto", "gradient", "none"] = "auto"
-    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("alpha")
     @classmethod
@@ -114,6 +98,10 @@ class SamplerConfig(_Frozen):
         if isinstance(self.alpha, list):
             return float(self.alpha[min(tilted_round, len(self.alpha) - 1)])
         return float(self.alpha)
+
+    def das_options(self) -> DASOptions:
+        """The options every chunk's ``sample`` call gets (α is per round)."""
+        return DASOptions.model_validate(self.model_dump(exclude={"alpha"}))
 
 
 class WorkersConfig(_Frozen):
@@ -145,13 +133,22 @@ class BudgetConfig(_Frozen):
     the oracle's latency instead of adding to it. ``max_in_flight = q`` waits for every result
     before the next round (each round sees all results; slower by the loop's own time per round).
     Queries in flight when ``stop_target`` is reached still complete and are recorded. A
-    ``manual`` oracle (a person: ``ask`` / ``tell``) defaults to ``q``: one batch at a time."""
+    ``manual`` oracle (a person: ``ask`` / ``tell``) defaults to ``q``: one batch at a time.
+
+    Budget guards protect a paid lab: the campaign stops dispatching and turns ``paused`` (with
+    the grouped failure reasons) after ``max_consecutive_failures`` failed queries in a row, or
+    when more than ``max_failure_fraction`` of a round's queries failed; ``tiltloop resume``
+    continues once the cause is fixed."""
 
     q: int = Field(default=8, ge=1)
     max_in_flight: int | None = Field(default=None, ge=1)
     total: int = Field(default=64, ge=1)
     stop_target: float | None = None
-    poll_interval_s: float = Field(default=1.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    #: budget guard: pause after this many failed queries in a row (a broken lab, a wrong shape)
+    max_consecutive_failures: int = Field(default=8, ge=1)
+    #: budget guard: pause when more than this fraction of a round's finished queries failed
+    max_failure_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "BudgetConfig":
@@ -173,17 +170,41 @@ class BudgetConfig(_Frozen):
 
 
 class StorageConfig(_Frozen):
-    """Where the campaign lives: a SQLAlchemy URL (``postgresql+psycopg://…`` or ``sqlite:///…``)."""
+    """Where the campaign lives: a SQLAlchemy URL (``postgresql+psycopg://…`` or ``sqlite:///…``).
 
-    url: str = "sqlite:///tiltloop.db"
+    Left out, ``run`` uses ``--url``, else ``$TILTLOOP_DATABASE_URL``, else
+    ``sqlite:///tiltloop.db`` — the same database every other command reads. A relative SQLite
+    path is resolved against the config file's folder."""
+
+    url: str | None = None
 
     @field_validator("url")
     @classmethod
-    def _url_scheme(cls, v: str) -> str:
-        if not (v.startswith("sqlite:///") or v.startswith("postgresql")):
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("sqlite:///") or v.startswith("postgresql")):
             raise ValueError(
                 f"storage URL {v!r} is neither sqlite:///PATH nor postgresql+psycopg://USER@HOST/DB"
             )
+        return v
+
+
+class HistoryConfig(_Frozen):
+    """Warm start: results of other campaigns in the same database seed the surrogate.
+
+    ``import_from = ["other-campaign"]``: their succeeded queries join the training data (same
+    objectives; design shapes must match), with provenance kept (``tiltloop export`` names the
+    source campaign of every row). They are not counted against this campaign's budget."""
+
+    import_from: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("import_from")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _NAME_RE.match(name):
+                raise ValueError(f"campaign name {name!r} in history.import_from is not a valid name")
+        if len(set(v)) != len(v):
+            raise ValueError(f"history.import_from lists a campaign twice: {v}")
         return v
 
 
@@ -194,32 +215,45 @@ class RayConfig(_Frozen):
 
 
 class CampaignConfig(_Frozen):
-    """A whole campaign, as read from its TOML file."""
+    """A whole campaign, as read from its TOML file: every component's own typed config, nested.
+
+    One default per setting (the component's own); no free ``options`` tables; every rule a run
+    depends on is checked here or in the preflight, before anything is written.
+    """
 
     name: str
     seed: int = Field(default=0, ge=0, lt=2**63)
     prior: PriorConfig
     oracle: OracleConfig
-    objectives: list[ObjectiveConfig] = Field(min_length=1)
-    feature_map: FeatureMapConfig = FeatureMapConfig()
+    objectives: list[ObjectiveConfig] = Field(min_length=1, max_length=16)
+    feature_map: FeatureMapConfig = PriorFeatures()
     surrogate: SurrogateConfig = SurrogateConfig()
     sampler: SamplerConfig = SamplerConfig()
     workers: WorkersConfig = WorkersConfig()
     budget: BudgetConfig = BudgetConfig()
+    history: HistoryConfig = HistoryConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="before")
     @classmethod
-    def _manual_in_flight(cls, data: Any) -> Any:
+    def _normalize(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        # The pre-0.2 form kept component options in free `options` tables; read them flat.
+        for section in ("oracle", "feature_map", "sampler", "surrogate"):
+            if isinstance(data.get(section), dict):
+                data[section] = flatten_legacy(data[section])
+        objectives = data.get("objectives")
+        names = [o.get("name") for o in objectives if isinstance(o, dict)] if isinstance(objectives, list) else []
+        data["oracle"] = fill_objectives(data.get("oracle"), [n for n in names if isinstance(n, str)])
         # A person measuring by hand takes one batch at a time (`ask`, measure, `tell`): there is
         # no latency to overlap, and a second plain batch before any result would spend budget.
-        if isinstance(data, dict) and isinstance(data.get("oracle"), dict) \
-                and data["oracle"].get("kind") == "manual" and isinstance(data.get("budget", {}), dict):
-            budget = dict(data.get("budget", {}))
-            if budget.get("max_in_flight") is None:
-                budget["max_in_flight"] = budget.get("q", BudgetConfig.model_fields["q"].default)
-                data = {**data, "budget": budget}
+        oracle, budget = data.get("oracle"), data.get("budget", {})
+        if isinstance(oracle, dict) and oracle.get("kind") == "manual" and isinstance(budget, dict) \
+                and budget.get("max_in_flight") is None:
+            data["budget"] = {**budget, "max_in_flight": budget.get("q", BudgetConfig.model_fields["q"].default)}
         return data
 
     @field_validator("name")
@@ -235,55 +269,50 @@ class CampaignConfig(_Frozen):
     def _cross(self) -> "CampaignConfig":
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
-            raise ValueError(f"objective names must be unique, got {names}")
+            raise ValueError(f"[objectives] objective names must be unique, got {names}")
         if self.workers.particles_per_round < self.budget.q:
             raise ValueError(
-                f"a round makes {self.workers.particles_per_round} particles "
-                f"(workers.count x chunks_per_worker x particles_per_worker) but budget.q = "
+                f"[workers.particles_per_worker] a round makes {self.workers.particles_per_round} "
+                f"particles (workers.count x chunks_per_worker x particles_per_worker) but budget.q = "
                 f"{self.budget.q}; raise workers.particles_per_worker"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _oracle_options(self) -> "CampaignConfig":
-        from optimizer.campaign.oracle import oracle_options
-        from oracles.errors import OracleConfigError
-        from oracles.factory import oracle_config
-
-        opts = oracle_options(self.oracle.kind, self.oracle.options, [o.name for o in self.objectives])
-        try:
-            oracle_config(self.oracle.kind, opts)
-        except OracleConfigError as exc:
-            raise ValueError(f"[oracle] {exc}") from None
-        _refuse_secret_env(self.oracle.options.get("env"))
-        return self
-
-    @model_validator(mode="after")
-    def _surrogate_options(self) -> "CampaignConfig":
-        from optimizer.surrogate.config import SurrogateConfig as GPConfig
-
-        reserved = sorted({"beta", "seed", "maximize"} & set(self.surrogate.options))
-        if reserved:
-            raise ValueError(f"[surrogate.options] {reserved} are set by the loop (beta: "
-                             "surrogate.beta; seed: the campaign seed; maximize: objectives.direction)")
-        try:
-            GPConfig(**self.surrogate.options)
-        except ValidationError as exc:
-            bad = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                + (" (value not shown)" if _hide_value(e, ".".join(map(str, e["loc"])))
-                   else f" (got {e.get('input')!r})")
-                for e in exc.errors())
-            raise ValueError(f"[surrogate.options] {bad}") from None
+        reported = reported_objectives(self.oracle)
+        missing = [n for n in names if n not in reported]
+        if missing:
+            raise ValueError(
+                f"[oracle] the oracle reports {list(reported)} but the campaign's objectives need "
+                f"{missing}; name the objectives as the oracle reports them (or set the oracle's "
+                "objective names)")
+        if self.name in self.history.import_from:
+            raise ValueError("[history.import_from] a campaign cannot import its own history")
+        for field in sorted({"seed", "maximize"} & self.surrogate.model_fields_set):
+            raise ValueError(
+                f"[surrogate.{field}] is set by the loop (seed: the campaign seed; maximize: "
+                "objectives.direction); remove it")
+        if isinstance(self.oracle, KIND_MODELS["command"]):
+            _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
         return self
 
     @property
     def primary_objective(self) -> ObjectiveConfig:
         return self.objectives[0]
 
+    def surrogate_for_loop(self) -> SurrogateConfig:
+        """The surrogate config the loop fits with: the seed from the campaign seed (GP subset
+        choice and quasi-MC draws are reproducible); ``maximize`` stays True because the loop
+        sign-flips minimized objectives before fitting (``rounds.training_data``)."""
+        return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31)})
+
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON snapshot stored with the campaign."""
-        return self.model_dump(mode="json")
+        """The JSON snapshot stored with the campaign (a storage URL's password is redacted)."""
+        data = self.model_dump(mode="json")
+        for derived in ("seed", "maximize"):  # set by the loop (surrogate_for_loop), not stored
+            data["surrogate"].pop(derived, None)
+        if data["storage"]["url"]:
+            from storage.engine import redact
+
+            data["storage"]["url"] = redact(data["storage"]["url"])
+        return data
 
     def with_budget(self, total: int) -> "CampaignConfig":
         """A copy with a new total budget (used to extend a finished campaign), re-validated."""
@@ -301,100 +330,9 @@ def _refuse_secret_env(env: Any) -> None:
     for name, value in env.items():
         if _SECRET_NAME.search(str(name)) or _SECRET_VALUE.match(str(value)):
             raise ValueError(
-                f"[oracle.options.env.{name}] looks like a secret (value not shown); the config is "
+                f"[oracle.env.{name}] looks like a secret (value not shown); the config is "
                 "stored in the campaign database, so do not put secrets in it: remove it here and "
                 f"export {name} in the shell that runs `tiltloop run` / `tiltloop resume` (the "
                 "command inherits that environment)")
 
 
-def _hide_value(e: dict[str, Any], field: str) -> bool:
-    """Never echo an unknown field's value (it may be a token put in the wrong place) nor the
-    value of a field named like a secret."""
-    return e["type"] == "extra_forbidden" or bool(_SECRET_NAME.search(field))
-
-
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid campaign config {source}:"]
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        tagged = _TAG_RE.match(msg)  # "[field] message" from a cross-field validator
-        if tagged:
-            field, msg = tagged.group(1), tagged.group(2)
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field (a typo?); remove it or check the spelling against the docs"
-        elif e["type"] == "missing":
-            msg = "required field is missing"
-        value = e.get("input")
-        if e["type"] == "missing" or isinstance(value, dict) or tagged:
-            shown = ""
-        elif _hide_value(e, field):
-            shown = " (value not shown)"
-        else:
-            shown = f" (got {value!r})"
-        msg = msg.replace("\n", "; ")
-        lines.append(f"  field `{field}`: {msg}{shown}")
-    return "\n".join(lines)
-
-
-def parse_config(data: dict[str, Any], source: str = "<dict>") -> CampaignConfig:
-    """Validate a config dict; raise :class:`CampaignConfigError` naming ``source`` and each field."""
-    try:
-        return CampaignConfig.model_validate(data)
-    except ValidationError as err:
-        raise CampaignConfigError(_format_errors(err, source)) from None
-
-
-def load_config(path: str | Path) -> CampaignConfig:
-    """Read and validate a campaign TOML file.
-
-    Raises:
-        CampaignConfigError: the file is missing, is not TOML, or a field is invalid; the message
-            names the file and every bad field with its value.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CampaignConfigError(f"campaign config {p} does not exist; give the path of a .toml file") from None
-    except OSError as exc:
-        raise CampaignConfigError(f"campaign config {p} cannot be read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignConfigError(f"campaign config {p} is not valid TOML: {exc}") from None
-    return parse_config(data, str(p))
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        items = [f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def dump_toml(config: CampaignConfig) -> str:
-    """The config as a TOML file that :func:`load_config` reads back to an equal config."""
-    data = config.to_json_dict()
-    head, tables, arrays = [], [], []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            body = [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
-            tables.append(f"[{key}]\n" + "\n".join(body))
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            for item in value:
-                body = [f"{k} = {_toml_value(v)}" for k, v in item.items() if v is not None]
-                arrays.append(f"[[{key}]]\n" + "\n".join(body))
-        else:
-            head.append(f"{key} = {_toml_value(value)}")
-    return "\n\n".join(["\n".join(head), *arrays, *tables]) + "\n"

@@ -1,7 +1,8 @@
-"""Build the campaign's oracle from its config, and check it can be reached before anything is
-written. ``oracles.factory`` validates the options per kind and wraps the oracle in
-``SafeOracle``, so no oracle error unwinds the loop: a failing query is marked failed with its
-reason.
+"""Build the campaign's oracle from its config, and check it before anything is written.
+
+``[oracle]`` is already a typed, validated config (``optimizer.campaign.config_oracle``); the
+oracle is wrapped in ``SafeOracle``, so no oracle error unwinds the loop: a failing query is
+marked failed with its reason.
 """
 from __future__ import annotations
 
@@ -10,36 +11,22 @@ from typing import Any
 import httpx
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_oracle import build
 from optimizer.campaign.errors import PreflightError
 from oracles.errors import OracleError
-from oracles.factory import build_oracle as factory_build
-
-
-def oracle_options(kind: str, options: dict[str, Any], objectives: list[str]) -> dict[str, Any]:
-    """The options as the factory wants them: the campaign's objectives filled in when the kind
-    takes an ``objectives`` list and the config gave none."""
-    from oracles.factory import ORACLE_KINDS, _load_plugins
-
-    _load_plugins()
-    opts = dict(options)
-    spec = ORACLE_KINDS.get(kind)
-    if spec is not None and "objectives" in spec[0].model_fields:
-        opts.setdefault("objectives", list(objectives))
-    return opts
 
 
 def build_oracle(config: CampaignConfig, *, source: str = "the campaign config") -> Any:
     """The oracle named by ``[oracle]``, wrapped in ``SafeOracle``.
 
     Raises:
-        PreflightError: the options are invalid for that kind (message names ``oracle.options``).
+        PreflightError: the oracle cannot be built (e.g. an unreadable token file, a missing
+            callable); the message names the field and ``source``.
     """
-    kind = config.oracle.kind
-    opts = oracle_options(kind, config.oracle.options, [o.name for o in config.objectives])
     try:
-        return factory_build(kind, opts)
-    except (OracleError, TypeError, ValueError) as exc:
-        raise PreflightError(f"{source}: field `oracle.options` (kind {kind!r}): {exc}") from None
+        return build(config.oracle)
+    except (OracleError, TypeError, ValueError, ImportError) as exc:
+        raise PreflightError(f"{source}: field `oracle` (kind {config.oracle.kind!r}): {exc}") from None
 
 
 def check_oracle_reachable(config: CampaignConfig, *, source: str = "the campaign config",
@@ -47,11 +34,11 @@ def check_oracle_reachable(config: CampaignConfig, *, source: str = "the campaig
     """For an HTTP oracle: ``GET {base_url}/health`` must get an HTTP reply (any status)."""
     if config.oracle.kind != "http":
         return
-    opts = config.oracle.options
-    url = str(opts.get("base_url") or "")
+    url = config.oracle.base_url  # type: ignore[union-attr]
     try:
-        httpx.get(url.rstrip("/") + "/health", timeout=timeout_s, verify=opts.get("verify", True))
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout_s,
+                  verify=config.oracle.verify)  # type: ignore[union-attr]
     except httpx.HTTPError as exc:
         raise PreflightError(
-            f"{source}: field `oracle.options.base_url`: the oracle at {url} cannot be reached "
+            f"{source}: field `oracle.base_url`: the oracle at {url} cannot be reached "
             f"({type(exc).__name__}: {exc}); start the lab service or fix the URL") from None

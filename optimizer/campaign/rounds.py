@@ -122,26 +122,25 @@ class RoundGenerator:
         if tilted:
             model, state, state_meta = self.surrogate.fit(data, previous_state=previous_state)
             fit_s = time.perf_counter() - t0
+        das = cfg.sampler.das_options()
         chunks = [
             ChunkSpec(
                 round_index=index, chunk=c, seed=derive_seed(cfg.seed, index, c),
-                num_particles=cfg.workers.particles_per_worker, num_steps=cfg.sampler.num_steps,
-                alpha=alpha, tempering=cfg.sampler.tempering, guidance=cfg.sampler.guidance,
-                options=dict(cfg.sampler.options), surrogate_state=state,
-                surrogate_config=self.surrogate.config_dict if tilted else None,
+                num_particles=cfg.workers.particles_per_worker, alpha=alpha, das=das,
+                surrogate_state=state, surrogate=self.surrogate.config if tilted else None,
                 X=data.X if tilted else None, Y=data.Y if tilted else None,
-                Yvar=data.Yvar if tilted else None, beta=cfg.surrogate.beta, die_flag=self.die_flag,
-            ).payload()
+                Yvar=data.Yvar if tilted else None, die_flag=self.die_flag,
+            )
             for c in range(cfg.workers.num_chunks)
         ]
         t1 = time.perf_counter()
         outs = self.pool.map("run_chunk", chunks, on_event=self._event)
         smc_s = time.perf_counter() - t1
-        designs = np.concatenate([o["samples"] for o in outs])
-        features = np.concatenate([o["features"] for o in outs])
-        logw = np.concatenate([o["log_weights"] - math.log(len(outs)) for o in outs])
-        group = np.concatenate([np.full(len(o["samples"]), o["chunk"]) for o in outs])
-        particle = np.concatenate([np.arange(len(o["samples"])) for o in outs])
+        designs = np.concatenate([o.samples for o in outs])
+        features = np.concatenate([o.features for o in outs])
+        logw = np.concatenate([o.log_weights - math.log(len(outs)) for o in outs])
+        group = np.concatenate([np.full(len(o.samples), o.chunk) for o in outs])
+        particle = np.concatenate([np.arange(len(o.samples)) for o in outs])
         t2 = time.perf_counter()
         note = ""
         acq = mean = std = None
@@ -179,10 +178,10 @@ class RoundGenerator:
         summary = {
             "tilted": tilted, "screen_note": note, "observations": data.n, "pending": int(len(data.X_pending)),
             "particles": int(len(designs)), "chunks": len(outs),
-            "ess": [o["ess"].tolist() for o in outs],
-            "lambdas": [o["lambdas"].tolist() for o in outs],
-            "log_normalizer": [o["log_normalizer"] for o in outs],
-            "worker_seconds": [o["seconds"] for o in outs],
+            "ess": [o.ess.tolist() for o in outs],
+            "lambdas": [o.lambdas.tolist() for o in outs],
+            "log_normalizer": [o.log_normalizer for o in outs],
+            "worker_seconds": [o.seconds for o in outs],
             "replacements": self.pool.replacements,
         }
         timings = {"fit_s": fit_s, "smc_s": smc_s, "screen_s": screen_s,

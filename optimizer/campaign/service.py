@@ -16,7 +16,8 @@ from typing import Any
 
 import ray
 
-from optimizer.campaign.config import CampaignConfig, parse_config
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_status
 from optimizer.campaign.errors import CampaignStateError, PreflightError
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
@@ -92,7 +93,7 @@ def make_pool(config: CampaignConfig) -> SupervisedPool:
     w = config.workers
     return SupervisedPool(
         SMCWorker, size=w.count,
-        actor_args=(config.prior.name, config.feature_map.model_dump(mode="json")),
+        actor_args=(config.prior.name, config.feature_map.kind),
         actor_kwargs={"device": config.prior.device, "num_threads": max(1, int(w.cpus_per_worker))},
         actor_options=worker_options(w.cpus_per_worker, w.use_gpu, w.count),
         max_retries=w.max_chunk_retries,
@@ -102,11 +103,8 @@ def make_pool(config: CampaignConfig) -> SupervisedPool:
 def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
                    on_event: Callable[[PoolEvent], None] | None = None) -> RoundGenerator:
     """A round generator whose surrogate uses the prior's feature map (loaded in the driver)."""
-    bundle = load_prior_bundle(config.prior.name, config.feature_map.model_dump(mode="json"))
-    surrogate = SurrogateAdapter(bundle, beta=config.surrogate.beta,
-                                 acquisition=config.surrogate.acquisition,
-                                 options=dict(config.surrogate.options), seed=config.seed,
-                                 threads=config.surrogate.threads)
+    bundle = load_prior_bundle(config.prior.name, config.feature_map.kind)
+    surrogate = SurrogateAdapter(bundle, config.surrogate_for_loop())
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
 
 

@@ -138,7 +138,7 @@ def build_sampler(
         num_particles=num_particles, alpha=alpha, num_steps=num_steps, guidance=guidance,
         resampling=resampling, ess_threshold=ess_threshold, chunk_size=chunk_size,
         gradient_checkpointing=gradient_checkpointing, timestep_spacing=timestep_spacing,
-        clip_sample=clip_sample,
+        clip_sample=clip_sample, **({"tempering": tempering} if isinstance(tempering, str) else {}),
     )
     if not callable(reward):
         raise ConfigError(f"reward={reward!r} is not callable; pass a function x -> Tensor[B]")

@@ -9,13 +9,13 @@ from optimizer.errors import ConfigError, format_choice_error
 from optimizer.smc.resampling import RESAMPLERS
 
 
-class DASConfig(BaseModel):
-    """Options of one DAS run (the tempering object, if any, is passed separately).
+class DASOptions(BaseModel):
+    """The DAS options shared by one ``sample`` call and a campaign's ``[sampler]`` table.
 
     Attributes:
-        num_particles: `P` per group.
-        alpha: `α > 0` of the target `p_pre(x) exp(r(x)/α)`.
         num_steps: `K` sampling steps (network evaluations), at most the prior's `T_train`.
+        tempering: how `λ` rises from 0 to 1: ``adaptive`` (next `λ` keeps the ESS at a target),
+            ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`) or ``polynomial``.
         guidance: ``gradient`` (guided proposal), ``none`` (prior transition), or ``auto``
             (``getattr(reward, "differentiable", True)``).
         resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
@@ -28,9 +28,8 @@ class DASConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    num_particles: int = Field(ge=1)
-    alpha: float = Field(gt=0)
-    num_steps: int = Field(100, ge=1)
+    num_steps: int = Field(100, ge=1, le=10_000)
+    tempering: str = "adaptive"
     guidance: Literal["auto", "gradient", "none"] = "auto"
     resampling: str = "systematic"
     ess_threshold: float = Field(0.5, ge=0.0, le=1.0)
@@ -46,6 +45,33 @@ class DASConfig(BaseModel):
             raise ValueError(format_choice_error("resampling", v, tuple(RESAMPLERS)))
         return v
 
+    @field_validator("tempering")
+    @classmethod
+    def _known_tempering(cls, v: str) -> str:
+        if v not in TEMPERING_NAMES:
+            raise ValueError(format_choice_error("tempering", v, TEMPERING_NAMES))
+        return v
+
+    def sample_kwargs(self) -> dict[str, object]:
+        """The options as keyword arguments of :func:`optimizer.das.sample`."""
+        return self.model_dump()
+
+
+class DASConfig(DASOptions):
+    """Options of one DAS run (the tempering object, if any, is passed separately).
+
+    Attributes:
+        num_particles: `P` per group.
+        alpha: `α > 0` of the target `p_pre(x) exp(r(x)/α)`.
+        (the rest: :class:`DASOptions`)
+    """
+
+    num_particles: int = Field(ge=1)
+    alpha: float = Field(gt=0)
+
+
+#: Tempering schedules by name (``optimizer.smc.tempering.make_tempering``).
+TEMPERING_NAMES = ("adaptive", "exponential", "polynomial")
 
 _REMEDIES = {
     "num_particles": "pass an integer >= 1 (e.g. 16)",
@@ -54,6 +80,7 @@ _REMEDIES = {
     "ess_threshold": "pass κ in [0, 1] (0.5 is the usual choice)",
     "chunk_size": "pass None or an integer >= 1",
     "guidance": "pass 'auto', 'gradient' or 'none'",
+    "tempering": "pass 'adaptive', 'exponential' or 'polynomial' (or a TemperingSchedule object)",
     "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",
     "clip_sample": "pass None or the x̂0 range c > 0 (1.0 for pixel images in [-1, 1])",
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.campaign.config import parse_config
+from optimizer.campaign.config_io import parse_config
 from optimizer.report.html import ReportData, ReportPaths, write_report
 from storage import Storage
 

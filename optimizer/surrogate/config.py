@@ -16,7 +16,11 @@ class SurrogateConfig(BaseModel):
         scalarization: ``"weighted_sum"`` `Σ w_j s_j y_j` or ``"chebyshev"``
             `min_j w_j ỹ_j + ρ Σ_j w_j ỹ_j` on signed outcomes scaled to [0, 1] by the data.
         chebyshev_rho: `ρ`, the augmentation that breaks Chebyshev ties.
-        beta: `β` of the reward `μ + β σ` (0 = plain mean); qUCB uses the same β.
+        beta: `β` of the reward `μ + β σ` that tilts SMC (0 = plain mean); qUCB uses the same β.
+        acquisition: how screening picks the q designs among the particles: ``"qlognei"``
+            (qLogNoisyExpectedImprovement, robust to noise) or ``"qucb"`` (`μ + β σ`).
+        threads: torch intra-op threads for fit and screening (1 suits campaign-sized GPs; more
+            threads on cores shared with SMC workers made one screening ~10x slower).
         min_noise: floor on reported noise variances (`Yvar`) relative to each outcome's
             variance (standardized units, like BoTorch's own noise floors), so duplicate designs
             with zero reported noise still give a positive-definite kernel in any unit.
@@ -39,7 +43,9 @@ class SurrogateConfig(BaseModel):
     weights: tuple[float, ...] | None = None
     scalarization: Literal["weighted_sum", "chebyshev"] = "weighted_sum"
     chebyshev_rho: float = Field(0.05, ge=0.0)
-    beta: float = Field(2.0, ge=0.0)
+    beta: float = Field(1.0, ge=0.0)
+    acquisition: Literal["qlognei", "qucb"] = "qlognei"
+    threads: int = Field(1, ge=1, le=256)
     min_noise: float = Field(1e-6, gt=0.0)
     fit_subset_size: int = Field(300, ge=2)
     max_conditioning_size: int = Field(4000, ge=2)
@@ -47,7 +53,7 @@ class SurrogateConfig(BaseModel):
     fit_timeout_s: float | None = Field(None, gt=0.0)
     num_mc_samples: int = Field(128, ge=1)
     cholesky_max_size: int = Field(10_000, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dtype: Literal["float64", "float32"] = "float64"
 
     @model_validator(mode="after")

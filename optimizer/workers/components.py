@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from optimizer.campaign.errors import PreflightError
+from optimizer.surrogate.config import SurrogateConfig
 
 
 @dataclass
@@ -48,17 +49,18 @@ def known_priors() -> list[str]:
     return sorted(BUNDLED)
 
 
-def load_prior_bundle(name: str, feature_map: dict[str, Any], *, device: torch.device | str = "cpu") -> PriorBundle:
+def load_prior_bundle(name: str, feature_map: str = "prior", *,
+                      device: torch.device | str = "cpu") -> PriorBundle:
     """Load the prior named in the config (bundled name or path) and the configured feature map.
 
-    ``feature_map.kind``: ``"prior"`` (the prior's own map: the digit embedding for "digits",
-    identity for vector priors) or ``"identity"`` (flattened designs).
+    ``feature_map`` (the config's ``feature_map.kind``): ``"prior"`` (the prior's own map: the
+    digit embedding for "digits", identity for vector priors) or ``"identity"`` (flattened designs).
     """
     from optimizer.priors.registry import load_feature_map, load_prior
     from optimizer.surrogate.features import IdentityFeatures
 
     prior = load_prior(name, device=device)
-    kind = feature_map.get("kind", "prior")
+    kind = feature_map
     if kind == "prior":
         fm = load_feature_map(name, device=device)
     elif kind == "identity":
@@ -78,9 +80,8 @@ def zero_reward(x: Tensor) -> Tensor:
 zero_reward.differentiable = False  # type: ignore[attr-defined]
 
 
-def rebuild_reward(bundle: PriorBundle, state: bytes, surrogate_config: dict[str, Any],
-                   X: np.ndarray | None, Y: np.ndarray | None, Yvar: np.ndarray | None, *,
-                   beta: float) -> Callable[[Tensor], Tensor]:
+def rebuild_reward(bundle: PriorBundle, state: bytes, X: np.ndarray | None, Y: np.ndarray | None,
+                   Yvar: np.ndarray | None, *, beta: float) -> Callable[[Tensor], Tensor]:
     """The SMC reward of a surrogate rebuilt from its state bytes and training data (no refit)."""
     from optimizer.surrogate.gp import Surrogate
     from optimizer.surrogate.state import SurrogateState
@@ -138,26 +139,16 @@ class SurrogateAdapter:
 
     Args:
         bundle: the prior bundle (for its feature maps).
-        beta: `β` of `r̂ = μ + β σ`; acquisition: "qlognei" or "qucb".
-        options: extra ``optimizer.surrogate.SurrogateConfig`` fields from the campaign config.
-        seed: the campaign seed (subset choice and quasi-MC draws are seeded from it).
-        threads: torch threads for fit and screening in the driver (default 1: see
-            :func:`torch_threads`); the previous count is restored after each call.
+        config: the loop's surrogate config (``CampaignConfig.surrogate_for_loop()``: β, the
+            acquisition, torch threads for fit and screening — see :func:`torch_threads` — the
+            objectives' directions and the campaign seed).
     """
 
-    def __init__(self, bundle: PriorBundle, *, beta: float, acquisition: str,
-                 options: dict[str, Any] | None = None, seed: int = 0, threads: int = 1) -> None:
-        from optimizer.surrogate.config import SurrogateConfig
-
+    def __init__(self, bundle: PriorBundle, config: SurrogateConfig) -> None:
         self.bundle = bundle
-        self.acquisition = acquisition
-        self.threads = max(1, int(threads))
-        self.config = SurrogateConfig(**{**(options or {}), "beta": beta,
-                                         "seed": int(seed) % (2**31)})
-
-    @property
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json")
+        self.config = config
+        self.acquisition = config.acquisition
+        self.threads = config.threads
 
     def fit(self, data: Any, *, previous_state: bytes | None = None) -> tuple[Any, bytes, dict[str, Any]]:
         """Fit on ``data`` (``TrainingData``), warm-started from ``previous_state`` when it fits;

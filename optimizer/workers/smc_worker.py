@@ -1,38 +1,43 @@
 """The Ray SMC worker: loads the prior once, then runs DAS for one chunk of particles at a time.
 
-A chunk's payload is plain data — JSON-able options, the surrogate STATE as bytes and the
-training arrays — never a pickled model: the worker rebuilds the surrogate itself, so what
+A chunk (:class:`ChunkSpec` in, :class:`ChunkResult` out: frozen dataclasses) is plain data —
+typed options, the surrogate STATE as bytes and the training arrays — never a model object: the worker rebuilds the surrogate itself, so what
 crosses the process boundary is exactly what the database stores. Workers never call the
 oracle or the database; a chunk redone on a replacement worker (same seed) is harmless.
 
-    >>> pool = SupervisedPool(SMCWorker, size=2, actor_args=("gmm-toy", {"kind": "prior"}))  # doctest: +SKIP
-    >>> out = pool.map("run_chunk", [chunk_payload(...), ...])                             # doctest: +SKIP
+    >>> pool = SupervisedPool(SMCWorker, size=2, actor_args=("gmm-toy", "prior"))  # doctest: +SKIP
+    >>> results = pool.map("run_chunk", [ChunkSpec(...), ...])                   # doctest: +SKIP
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import ray
 import torch
 
+from optimizer.campaign.errors import PreflightError
 from optimizer.campaign.seeds import torch_generator
+from optimizer.das.config import DASOptions
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.components import load_prior_bundle, rebuild_reward, zero_reward
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ChunkSpec:
-    """One chunk of one round.
+    """One chunk of one round: what the driver sends a worker (plain data, no model objects).
 
     Attributes:
         round_index, chunk: lineage (the chunk is the candidates' group).
         seed: from ``derive_seed(campaign seed, round, chunk)``.
-        num_particles, num_steps, alpha, tempering, guidance, options: DAS settings.
+        num_particles: `P` of this chunk; alpha: `α` of this round.
+        das: the campaign's DAS options (``[sampler]`` less α).
         surrogate_state: the surrogate's state bytes, or None for a plain-prior round.
+        surrogate: the surrogate config the state was fitted with (its ``beta`` weighs
+            `r̂ = μ + β σ`); None for a plain-prior round.
         X, Y, Yvar: the surrogate's training data (`n x *design_shape`, `n x m`, `n x m` or None).
-        beta: UCB weight of the reward `r̂ = μ + β σ`.
         die_flag: a file path: the first chunk that finds the file deletes it and kills its own
             worker process mid-chunk (a deterministic "worker died" for drills and tests).
     """
@@ -41,22 +46,40 @@ class ChunkSpec:
     chunk: int
     seed: int
     num_particles: int
-    num_steps: int
     alpha: float
-    tempering: str = "adaptive"
-    guidance: str = "auto"
-    options: dict[str, Any] | None = None
+    das: DASOptions = field(default_factory=DASOptions)
     surrogate_state: bytes | None = None
-    surrogate_config: dict[str, Any] | None = None
+    surrogate: SurrogateConfig | None = None
     X: np.ndarray | None = None
     Y: np.ndarray | None = None
     Yvar: np.ndarray | None = None
-    beta: float = 1.0
     die_flag: str | None = None
 
-    def payload(self) -> dict[str, Any]:
-        """Plain-data form sent to the worker (bytes, arrays, JSON scalars)."""
-        return asdict(self)
+
+@dataclass(frozen=True, eq=False)
+class ChunkResult:
+    """What a worker returns for one chunk (numpy arrays on the host).
+
+    Attributes:
+        samples: `P x *design_shape` designs; features: `P x k` = φ(samples).
+        log_weights: `P` normalized log-weights; rewards: `P` final rewards.
+        origin: `P` founder index of each particle; ess, lambdas, resampled: `T` diagnostics.
+        log_normalizer: log Ẑ of the chunk; seconds: wall time; pid: the worker's process.
+    """
+
+    round_index: int
+    chunk: int
+    samples: np.ndarray
+    features: np.ndarray
+    log_weights: np.ndarray
+    rewards: np.ndarray
+    origin: np.ndarray
+    ess: np.ndarray
+    lambdas: np.ndarray
+    resampled: np.ndarray
+    log_normalizer: float
+    seconds: float
+    pid: int
 
 
 class SMCWorkerImpl:
@@ -64,65 +87,62 @@ class SMCWorkerImpl:
 
     Args:
         prior_name: bundled prior name or path (see ``optimizer.priors.registry``).
-        feature_map: the campaign's ``[feature_map]`` table as a dict.
+        feature_map: the campaign's ``feature_map.kind`` ("prior" or "identity").
         device: "auto", "cpu" or "cuda".
         num_threads: torch intra-op threads (match the CPUs Ray gave the actor).
     """
 
-    def __init__(self, prior_name: str, feature_map: dict[str, Any] | None = None, *,
+    def __init__(self, prior_name: str, feature_map: str = "prior", *,
                  device: str = "auto", num_threads: int = 1) -> None:
         torch.set_num_threads(max(1, int(num_threads)))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.bundle = load_prior_bundle(prior_name, feature_map or {}, device=self.device)
+        self.bundle = load_prior_bundle(prior_name, feature_map, device=self.device)
         self._reward_cache: tuple[Any, Any] | None = None
         self.pid = os.getpid()
 
-    def run_chunk(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def run_chunk(self, spec: ChunkSpec) -> ChunkResult:
         """Run DAS for one chunk; return numpy arrays (samples, features, weights, diagnostics)."""
         from optimizer.das import sample
 
-        spec = ChunkSpec(**payload)
         flag = spec.die_flag
         if flag and os.path.exists(flag):
             os.unlink(flag)
             os._exit(1)  # a hard crash mid-round, like an OOM kill
         start = time.perf_counter()
         reward = self._reward(spec)
-        opts = dict(spec.options or {})
+        opts = spec.das.sample_kwargs()
+        if spec.surrogate_state is None:
+            opts["guidance"] = "none"  # the plain prior: r = 0, nothing to guide by
         gen = torch_generator(spec.seed, self.device)
-        result = sample(
-            self.bundle.prior, reward, num_particles=spec.num_particles, alpha=spec.alpha,
-            num_steps=spec.num_steps, tempering=spec.tempering,
-            guidance="none" if spec.surrogate_state is None else spec.guidance,
-            generator=gen, **opts,
-        )
+        result = sample(self.bundle.prior, reward, num_particles=spec.num_particles,
+                        alpha=spec.alpha, generator=gen, **opts)
         with torch.no_grad():
             samples = result.samples.detach()
             features = self.bundle.features(samples)
-        return {
-            "round_index": spec.round_index, "chunk": spec.chunk,
-            "samples": samples.cpu().double().numpy(),
-            "features": features.detach().cpu().double().numpy(),
-            "log_weights": result.log_weights.detach().cpu().double().numpy(),
-            "rewards": result.rewards.detach().cpu().double().numpy(),
-            "origin": result.origin.detach().cpu().numpy().astype(np.int64),
-            "ess": result.ess.detach().cpu().double().numpy().reshape(-1),
-            "lambdas": result.lambdas.detach().cpu().double().numpy().reshape(-1),
-            "resampled": result.resampled.detach().cpu().numpy().reshape(-1).astype(bool),
-            "log_normalizer": float(result.log_normalizer.reshape(-1)[0]),
-            "seconds": time.perf_counter() - start,
-            "pid": self.pid,
-        }
+        return ChunkResult(
+            round_index=spec.round_index, chunk=spec.chunk,
+            samples=samples.cpu().double().numpy(),
+            features=features.detach().cpu().double().numpy(),
+            log_weights=result.log_weights.detach().cpu().double().numpy(),
+            rewards=result.rewards.detach().cpu().double().numpy(),
+            origin=result.origin.detach().cpu().numpy().astype(np.int64),
+            ess=result.ess.detach().cpu().double().numpy().reshape(-1),
+            lambdas=result.lambdas.detach().cpu().double().numpy().reshape(-1),
+            resampled=result.resampled.detach().cpu().numpy().reshape(-1).astype(bool),
+            log_normalizer=float(result.log_normalizer.reshape(-1)[0]),
+            seconds=time.perf_counter() - start, pid=self.pid,
+        )
 
     def _reward(self, spec: ChunkSpec) -> Any:
         if spec.surrogate_state is None:
             return zero_reward
-        key = (spec.round_index, hash(spec.surrogate_state), spec.beta)
+        beta = spec.surrogate.beta if spec.surrogate is not None else SurrogateConfig().beta
+        key = (spec.round_index, hash(spec.surrogate_state), beta)
         if self._reward_cache is None or self._reward_cache[0] != key:
-            reward = rebuild_reward(self.bundle, spec.surrogate_state, spec.surrogate_config or {},
-                                    spec.X, spec.Y, spec.Yvar, beta=spec.beta)
+            reward = rebuild_reward(self.bundle, spec.surrogate_state, spec.X, spec.Y, spec.Yvar,
+                                    beta=beta)
             self._reward_cache = (key, reward)
         return self._reward_cache[1]
 
@@ -140,7 +160,8 @@ def worker_options(cpus: float, use_gpu: str, count: int = 1) -> dict[str, Any]:
     opts: dict[str, Any] = {"num_cpus": cpus}
     gpus = float(ray.cluster_resources().get("GPU", 0)) if use_gpu != "off" else 0.0
     if use_gpu == "on" and gpus == 0:
-        raise RuntimeError("workers.use_gpu = \"on\" but the Ray cluster has no GPU; use \"auto\"")
+        raise PreflightError("field `workers.use_gpu`: \"on\" but the Ray cluster has no GPU; use "
+                             "\"auto\" (a GPU when there is one) or \"off\"")
     if gpus > 0:
         opts["num_gpus"] = min(1.0, gpus / max(1, count))
     return opts

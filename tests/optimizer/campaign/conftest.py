@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from optimizer.campaign.config import CampaignConfig, parse_config
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_io import parse_config
 from oracles.labsim import LabSimulator
 from campaign_oracles import Bowl
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.campaign.config import CampaignConfig, load_config, parse_config
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_io import load_config, parse_config
 from optimizer.campaign.errors import CampaignConfigError
 from optimizer.campaign.seeds import derive_seed, torch_generator
 
@@ -16,7 +17,7 @@ seed = 7
 name = "gmm-toy"
 [oracle]
 kind = "http"
-options = { base_url = "http://127.0.0.1:9/" }
+base_url = "http://127.0.0.1:9/"
 [[objectives]]
 name = "y"
 direction = "maximize"
@@ -59,13 +60,17 @@ def test_good_config_loads(tmp_path: Path) -> None:
         ("total = 16", "total = 2", "budget", "total budget 2 is below q = 4"),
         ("max_in_flight = 8", "max_in_flight = 2", "budget", "set budget.max_in_flight >= budget.q"),
         ('direction = "maximize"', 'direction = "up"', "objectives.0.direction", "'maximize' or 'minimize'"),
-        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle", "unknown oracle kind 'carrier-pigeon'"),
-        ("options = { base_url", "options = { url", "oracle", "field 'url': Extra inputs are not permitted"),
+        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle.kind", "unknown oracle kind 'carrier-pigeon'; choose one of"),
+        ("base_url =", "url =", "oracle.url", "unknown field"),
+        ("num_steps = 20", 'num_steps = 20\nresampling = "sytematic"', "sampler.resampling",
+         "resampling='sytematic' is not a known choice; use one of:"),
+        ("[sampler]", '[feature_map]\nkind = "pca"\n[sampler]', "feature_map.kind",
+         "unknown feature_map kind 'pca'; choose one of: 'prior', 'identity'"),
         ("num_steps = 20", "num_steps = 20\nnum_stpes = 3", "sampler.num_stpes", "unknown field"),
-        ("[sampler]", "[surrogate]\noptions = { num_mc_samples = 0 }\n[sampler]", "surrogate.options",
-         "num_mc_samples: Input should be greater than or equal to 1 (got 0)"),
-        ("[sampler]", "[surrogate]\noptions = { beta = 3.0 }\n[sampler]", "surrogate.options",
-         "['beta'] are set by the loop"),
+        ("[sampler]", "[surrogate]\nnum_mc_samples = 0\n[sampler]", "surrogate.num_mc_samples",
+         "Input should be greater than or equal to 1 (got 0)"),
+        ("[sampler]", "[surrogate]\nseed = 3\n[sampler]", "surrogate.seed",
+         "is set by the loop"),
         ('name = "c1"', 'name = "bad name!"', "name", "letters, digits"),
         ("particles_per_worker = 32", "particles_per_worker = 1", "workers.particles_per_worker", "greater than or equal to 2"),
     ],
@@ -110,7 +115,7 @@ def test_seeds_are_deterministic_and_distinct() -> None:
 
 
 def test_dump_toml_round_trip(tmp_path: Path) -> None:
-    from optimizer.campaign.config import dump_toml
+    from optimizer.campaign.config_io import dump_toml
 
     cfg = load_config(_write(tmp_path, GOOD))
     cfg2 = cfg.model_copy(update={"oracle": cfg.oracle.model_copy(
@@ -152,13 +157,13 @@ def test_command_env_secret_refused_before_it_reaches_the_db(env: dict[str, str]
         parse_config(_command_config(env), "c.toml")
     msg = str(ei.value)
     name = next(iter(env))
-    assert f"oracle.options.env.{name}" in msg and "export" in msg
+    assert f"oracle.env.{name}" in msg and "export" in msg
     assert env[name] not in msg
 
 
 def test_command_env_settings_kept_for_resume() -> None:
     cfg = parse_config(_command_config({"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}), "c.toml")
-    assert cfg.to_json_dict()["oracle"]["options"]["env"] == {"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}
+    assert cfg.to_json_dict()["oracle"]["env"] == {"OMP_NUM_THREADS": "4", "LAB_MODE": "fast"}
 
 
 def test_default_in_flight_limit_lets_the_next_round_overlap() -> None:

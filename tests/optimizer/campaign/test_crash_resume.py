@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from optimizer.campaign.config import dump_toml
+from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 

@@ -91,7 +91,7 @@ class _RecordingStorage(Storage):
 def test_loop_reads_stay_flat_in_campaign_size(tmp_path: Path, lab) -> None:
     """Dispatch decodes only the designs it sends; the driver reads the history once (no designs)
     and then only each poll's new results; rounds close from the in-flight queries alone."""
-    from optimizer.campaign.config import parse_config
+    from optimizer.campaign.config_io import parse_config
     from optimizer.campaign.driver import CampaignDriver, campaign_status
 
     url = f"sqlite:///{tmp_path / 'f.db'}"

@@ -9,7 +9,9 @@ import pytest
 import ray
 import torch
 
-from optimizer.campaign.config import parse_config
+from optimizer.campaign.config_io import parse_config
+from optimizer.das.config import DASOptions
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.campaign.rounds import TrainingData
 from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
@@ -62,45 +64,46 @@ def test_worker_killed_mid_round_is_replaced_and_round_completes(ray_session: st
 
 
 def test_worker_rebuilds_surrogate_from_state_bytes() -> None:
-    bundle = load_prior_bundle("gmm-toy", {"kind": "prior"})
+    bundle = load_prior_bundle("gmm-toy", "prior")
     rng = np.random.default_rng(0)
     X = rng.uniform(-4, 4, size=(12, 2))
     Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
-    adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+    adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
     model, blob, meta = adapter.fit(data)
     assert isinstance(blob, bytes) and meta["observations"] == 12
 
-    worker = SMCWorkerImpl("gmm-toy", {"kind": "prior"})
-    spec = ChunkSpec(round_index=1, chunk=0, seed=derive_seed(0, 1, 0), num_particles=32, num_steps=8,
-                     alpha=1.0, surrogate_state=blob, surrogate_config=adapter.config_dict,
-                     X=X, Y=Y, Yvar=None, beta=1.0)
-    out = worker.run_chunk(spec.payload())
+    worker = SMCWorkerImpl("gmm-toy", "prior")
+    spec = ChunkSpec(round_index=1, chunk=0, seed=derive_seed(0, 1, 0), num_particles=32,
+                     alpha=1.0, das=DASOptions(num_steps=8), surrogate_state=blob,
+                     surrogate=adapter.config, X=X, Y=Y, Yvar=None)
+    out = worker.run_chunk(spec)
     # the worker's particles carry r̂ computed by its rebuilt surrogate; the driver's agrees
-    driver_reward = model.reward(beta=1.0)(torch.as_tensor(out["samples"], dtype=torch.float64))
-    assert np.allclose(out["rewards"], driver_reward.detach().numpy(), rtol=1e-4, atol=1e-4)
-    assert out["samples"].shape == (32, 2) and out["ess"].shape == (8,)
-    assert np.isclose(np.exp(out["log_weights"]).sum(), 1.0)
+    driver_reward = model.reward(beta=1.0)(torch.as_tensor(out.samples, dtype=torch.float64))
+    assert np.allclose(out.rewards, driver_reward.detach().numpy(), rtol=1e-4, atol=1e-4)
+    assert out.samples.shape == (32, 2) and out.ess.shape == (8,)
+    assert np.isclose(np.exp(out.log_weights).sum(), 1.0)
 
 
 @pytest.mark.gpu
 def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
     """On a GPU the particles live on the device and the GP stays on the CPU; guided SMC still
     gets the driver's reward (the guidance gradient crosses devices)."""
-    bundle = load_prior_bundle("gmm-toy", {"kind": "prior"})
+    bundle = load_prior_bundle("gmm-toy", "prior")
     rng = np.random.default_rng(1)
     X = rng.uniform(-4, 4, size=(10, 2))
     Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
-    adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+    adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
     model, blob, _ = adapter.fit(data)
-    worker = SMCWorkerImpl("gmm-toy", {"kind": "prior"}, device=str(device))
+    worker = SMCWorkerImpl("gmm-toy", "prior", device=str(device))
     assert worker.device.type == device.type
-    spec = ChunkSpec(round_index=1, chunk=0, seed=7, num_particles=64, num_steps=8, alpha=1.0,
-                     guidance="gradient", surrogate_state=blob, X=X, Y=Y, beta=1.0)
-    out = worker.run_chunk(spec.payload())
-    driver_reward = model.reward(beta=1.0)(torch.as_tensor(out["samples"], dtype=torch.float64))
-    assert np.allclose(out["rewards"], driver_reward.detach().numpy(), rtol=1e-3, atol=1e-3)
+    spec = ChunkSpec(round_index=1, chunk=0, seed=7, num_particles=64, alpha=1.0,
+                     das=DASOptions(num_steps=8, guidance="gradient"), surrogate_state=blob,
+                     surrogate=adapter.config, X=X, Y=Y)
+    out = worker.run_chunk(spec)
+    driver_reward = model.reward(beta=1.0)(torch.as_tensor(out.samples, dtype=torch.float64))
+    assert np.allclose(out.rewards, driver_reward.detach().numpy(), rtol=1e-3, atol=1e-3)
 
 
 def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
@@ -116,7 +119,7 @@ def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
             seen.append(torch.get_num_threads())
             return super()._forward(X)
 
-    base = load_prior_bundle("gmm-toy", {"kind": "prior"})
+    base = load_prior_bundle("gmm-toy", "prior")
     bundle = PriorBundle(name="gmm-toy", prior=base.prior, feature_map=Recording())
     rng = np.random.default_rng(2)
     X = rng.uniform(-4, 4, size=(10, 2))
@@ -125,7 +128,7 @@ def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        adapter = SurrogateAdapter(bundle, beta=1.0, acquisition="qlognei", seed=0)
+        adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
         model, _, _ = adapter.fit(data)
         res = adapter.screen(model, rng.uniform(-4, 4, size=(40, 2)), 3, pending=np.zeros((0,)),
                              observed=np.zeros((0,)), seed=0)

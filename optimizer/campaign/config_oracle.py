@@ -1,0 +1,83 @@
+"""``[oracle]`` of a campaign config: the oracle kinds as one discriminated union on ``kind``.
+
+Each kind's schema is the factory's own frozen config (``oracles.factory``), extended with
+``kind: Literal[...]``, so the campaign file, the factory and the docs share one definition:
+
+    [oracle]
+    kind = "http"
+    base_url = "http://127.0.0.1:8765"
+    token_env = "LAB_TOKEN"
+
+The older form ``options = { ... }`` is still read (stored configs of older versions) and
+flattened into the table.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, create_model
+
+from oracles.factory import ORACLE_KINDS
+from oracles.protocol import Oracle
+
+#: The built-in kinds a campaign config accepts (the factory's registry at import time).
+BUILTIN_KINDS: tuple[str, ...] = tuple(ORACLE_KINDS)
+
+
+def _with_kind(kind: str, base: type[BaseModel]) -> type[BaseModel]:
+    name = base.__name__.removesuffix("Config")
+    model = create_model(  # type: ignore[call-overload]
+        f"{name}Config", __base__=base, __doc__=base.__doc__,
+        kind=(Literal[kind], Field(description="which oracle (the discriminator)")),
+    )
+    model.__module__ = __name__
+    return model
+
+
+#: kind -> the campaign's model of that kind (the factory's config plus ``kind``).
+KIND_MODELS: dict[str, type[BaseModel]] = {k: _with_kind(k, ORACLE_KINDS[k][0]) for k in BUILTIN_KINDS}
+
+OracleConfig = Annotated[Union[tuple(KIND_MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+
+
+def flatten_legacy(data: Any) -> Any:
+    """``{kind, options: {...}}`` (the pre-0.2 form) → ``{kind, ...options}``."""
+    if isinstance(data, dict) and isinstance(data.get("options"), dict):
+        rest = {k: v for k, v in data.items() if k != "options"}
+        return {**data["options"], **rest}
+    return data
+
+
+def fill_objectives(data: Any, objectives: list[str]) -> Any:
+    """Default the oracle's objective names from the campaign's ``[[objectives]]``: kinds with an
+    ``objectives`` list get all of them, simulated kinds (one ``objective``) the first."""
+    if not isinstance(data, dict) or data.get("kind") not in KIND_MODELS or not objectives:
+        return data
+    fields = KIND_MODELS[data["kind"]].model_fields
+    if "objectives" in fields and "objectives" not in data:
+        return {**data, "objectives": list(objectives)}
+    if "objective" in fields and "objective" not in data:
+        return {**data, "objective": objectives[0]}
+    return data
+
+
+def reported_objectives(config: BaseModel) -> tuple[str, ...]:
+    """The objective names the configured oracle reports."""
+    if "objectives" in type(config).model_fields:
+        return tuple(config.objectives)  # type: ignore[attr-defined]
+    return (str(config.objective),)  # type: ignore[attr-defined]
+
+
+def factory_config(config: BaseModel) -> BaseModel:
+    """The factory's own config object for a campaign oracle config (``kind`` dropped)."""
+    kind = config.kind  # type: ignore[attr-defined]
+    cls = ORACLE_KINDS[kind][0]
+    return cls.model_validate(config.model_dump(exclude={"kind"}))
+
+
+def build(config: BaseModel) -> Oracle:
+    """The oracle itself, wrapped in ``SafeOracle`` (no oracle error unwinds the loop)."""
+    from oracles.safe import SafeOracle
+
+    kind = config.kind  # type: ignore[attr-defined]
+    return SafeOracle(ORACLE_KINDS[kind][1](factory_config(config)))
