@@ -280,6 +280,9 @@ class LabSimulatorProcess:
         env: extra environment variables (e.g. the token variable named by ``--token-env``).
         log_path: file for the server's stderr (default: discarded).
         startup_timeout_s: how long to wait for the URL line.
+
+    ``url`` is read from the first stdout line; the second (``labsim serves NAME: designs of
+    shape ..., objectives [...]``) is left for the caller in ``process.stdout``.
     """
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
