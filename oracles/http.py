@@ -4,6 +4,8 @@
    ``{"design": [...], "metadata": {...}}`` → a ``Job`` with its ``id`` (201 new, 200 existing).
 2. ``poll``: ``GET /jobs/{id}`` → the ``Job`` (status, values, noise, error); 404 → ``unknown``.
 3. ``cancel``: ``POST /jobs/{id}/cancel``.
+4. ``describe``: ``GET /health`` → the lab's optional ``design_shape`` and ``objectives``, read
+   once before a campaign starts so a prior/lab shape mismatch is refused up front.
 
 Retries: connection errors, timeouts, 5xx, 408, 429 and unparseable replies are retried with
 exponential backoff and jitter, `delay_n = min(max, base · 2^(n−1)) · U(0.5, 1)`, and at least the
@@ -35,8 +37,10 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from oracles.errors import OracleConfigError, OracleTransientError
+from oracles.errors import (OracleConfigError, OracleRejectedError, OracleReplyError,
+                            OracleTransientError)
 from oracles.protocol import JobHandle, QueryRequest, QueryResult, design_to_json
+from oracles.shape import LabDescription, description_from_json
 from oracles.sync import check_objectives
 from oracles.validation import (failed, result_from_reply, submit_failure_handle,
                                 submit_failure_result)
@@ -262,6 +266,42 @@ class HttpOracle:
             where = f"the token in {self._token_source}" if self._token_source else "no token set"
             return f"{reply.reason()} (check {where})"
         return reply.reason()
+
+    # ---- what the lab says about itself --------------------------------------------------------
+    def describe(self, timeout_s: float = 5.0) -> LabDescription | None:
+        """The lab's ``GET /health`` fields ``design_shape`` / ``objectives`` (one try, no retry).
+
+        Returns None when the lab says nothing about itself (no such fields, or no ``/health``:
+        HTTP 404 / 405).
+
+        Raises:
+            OracleTransientError: the lab cannot be reached, times out, or answers 408/429/5xx.
+            OracleRejectedError: another 4xx (e.g. 401: the message says which token to check).
+            OracleReplyError: the reply is not JSON, or a field is malformed.
+        """
+        where = f"the oracle at {self.base_url}"
+        try:
+            response = self._client.get("/health", timeout=timeout_s)
+        except httpx.TransportError as exc:
+            raise OracleTransientError(f"{where} cannot be reached: GET /health failed "
+                                       f"({type(exc).__name__}: {exc}); start the lab or fix "
+                                       f"base_url") from None
+        status, text = response.status_code, self._scrub(response.text)
+        if status in (404, 405):
+            return None
+        if status in (408, 429) or status >= 500:
+            raise OracleTransientError(f"{where}: GET /health answered HTTP {status}: {text[:200]}")
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = ValueError
+        if status >= 300:
+            reply = _Reply(status, None if body is ValueError else body, text[:500])
+            raise OracleRejectedError(f"{where}: GET /health refused: {self._auth_hint(reply)}")
+        if body is ValueError:
+            raise OracleReplyError(f"{where}: GET /health answered HTTP {status} with a body "
+                                   f"that is not JSON: {text[:120]!r}")
+        return description_from_json(body, where=where)
 
     # ---- the protocol --------------------------------------------------------------------------
     def _submit_one(self, request: QueryRequest) -> JobHandle:

@@ -10,6 +10,8 @@
    error the queries stay ``pending`` with the reason in ``error`` (a flaky status endpoint must not
    abandon a running lab job); any other exception fails them with its reason.
 3. ``cancel`` and ``close`` log and swallow exceptions.
+4. ``design_shape`` and ``describe(timeout_s)`` pass through to the inner oracle (a preflight
+   call, before the loop starts: ``describe`` RAISES when an HTTP lab cannot be reached).
 
 >>> oracle = SafeOracle(SyncOracle(lambda x: float(x.sum()), objectives=("y",)))
 """
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 
 from oracles.errors import OracleTransientError
 from oracles.protocol import JobHandle, Oracle, QueryRequest, QueryResult
+from oracles.shape import LabDescription, describe_oracle
 from oracles.validation import (failed, json_safe, submit_failure_handle,
                                 submit_failure_result, validate_result)
 
@@ -46,6 +49,17 @@ class SafeOracle:
 
     def __repr__(self) -> str:
         return f"SafeOracle({self.inner!r})"
+
+    @property
+    def design_shape(self) -> tuple[int, ...] | None:
+        """The inner oracle's ``design_shape`` when it has one (simulated oracles), else None."""
+        shape = getattr(self.inner, "design_shape", None)
+        return None if shape is None else tuple(shape)
+
+    def describe(self, timeout_s: float = 5.0) -> LabDescription | None:
+        """What the inner oracle says about itself (see :func:`oracles.shape.describe_oracle`);
+        raises, unlike the protocol calls: it is a preflight check."""
+        return describe_oracle(self.inner, timeout_s=timeout_s)
 
     def submit(self, requests: Sequence[QueryRequest]) -> list[JobHandle]:
         """Submit; see the class docstring for what happens on errors."""

@@ -30,6 +30,7 @@ from typing import Any
 from oracles.errors import OracleConfigError
 from oracles.labsim.faults import FaultPlan
 from oracles.labsim.store import JobConflict, JobRejected, JobStore
+from oracles.shape import describe_oracle
 from oracles.simulated.base import SimulatedOracle
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- dispatch ------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self.path == "/health":
-            return self._send(200, {"status": "ok"})
+            return self._send(200, self.server.health)
         if self.path == "/stats":
             return self._send(200, self.server.store.stats()) if self._authorized() else None
         match = _JOB_RE.match(self.path)
@@ -195,6 +196,9 @@ class _LabHTTPServer(ThreadingHTTPServer):
                  token: str | None) -> None:
         super().__init__(address, _Handler)
         self.store, self.faults, self.token = store, faults, token
+        #: ``GET /health``: alive, plus what the lab takes and reports (``oracles/openapi.json``)
+        described = describe_oracle(store.oracle)
+        self.health = {"status": "ok", **(described.to_json() if described else {})}
 
 
 class LabSimulator:
@@ -276,6 +280,9 @@ class LabSimulatorProcess:
         env: extra environment variables (e.g. the token variable named by ``--token-env``).
         log_path: file for the server's stderr (default: discarded).
         startup_timeout_s: how long to wait for the URL line.
+
+    ``url`` is read from the first stdout line; the second (``labsim serves NAME: designs of
+    shape ..., objectives [...]``) is left for the caller in ``process.stdout``.
     """
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None,

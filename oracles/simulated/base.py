@@ -5,7 +5,9 @@ A subclass only says what a design scores, noise-free:
 1. set ``objectives`` (a tuple of names, all MAXIMIZED) before calling ``super().__init__``;
 2. implement ``score(design) -> dict[str, float]``;
 3. optionally override ``check_design(design)`` to validate shape / range (raise ``ValueError``
-   with a message naming the expected shape: the query then fails with that reason).
+   with a message naming the expected shape: the query then fails with that reason), and
+   ``design_shape`` to say which shape it takes (a campaign compares it with its prior's before
+   it starts; ``describe()`` reports it with the objectives, as a lab's ``GET /health`` does).
 
 The base adds, all seeded: a fixed ``latency_s`` between submit and result, Gaussian observation
 noise `y = f(x) + noise_std · ε` (reported as variance ``noise_std²``), and failures with
@@ -35,7 +37,8 @@ import numpy as np
 
 from oracles.errors import OracleConfigError
 from oracles.protocol import JobHandle, QueryRequest, QueryResult
-from oracles.safe import describe
+from oracles.safe import describe as describe_error
+from oracles.shape import LabDescription
 from oracles.validation import failed, validate_result
 
 
@@ -99,6 +102,16 @@ class SimulatedOracle(ABC):
             raise ValueError("design contains NaN or inf")
         return design
 
+    @property
+    def design_shape(self) -> tuple[int, ...] | None:
+        """The shape of one design this oracle takes (None: not known)."""
+        return None
+
+    def describe(self, timeout_s: float = 5.0) -> LabDescription:
+        """Design shape and objective names (what the lab simulator's ``/health`` reports);
+        ``timeout_s`` is unused, for the same call as :meth:`oracles.http.HttpOracle.describe`."""
+        return LabDescription(self.design_shape, tuple(self.objectives))
+
     # ---- one evaluation ------------------------------------------------------------------
     def evaluate(self, key: str, design: np.ndarray) -> QueryResult:
         """Score one design now, with the seeded noise and failure of ``key``; counted."""
@@ -113,7 +126,7 @@ class SimulatedOracle(ABC):
         except ValueError as exc:
             return failed(key, f"design rejected by {self.name}: {exc}")
         except Exception as exc:  # a bug in score() must not take the server down
-            return failed(key, f"{self.name} failed to score the design: {describe(exc)}")
+            return failed(key, f"{self.name} failed to score the design: {describe_error(exc)}")
         values = {name: float(clean[name]) + self.noise_std * float(e)
                   for name, e in zip(self.objectives, eps)}
         noise = {name: self.noise_std ** 2 for name in self.objectives} if self.noise_std else None

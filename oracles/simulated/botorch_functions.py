@@ -96,6 +96,11 @@ class BoTorchFunctionOracle(SimulatedOracle):
             return None
         return -value if self.negate else value
 
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        """``(dim,)``: a `d` vector in the unit cube."""
+        return (self.dim,)
+
     def to_bounds(self, unit: np.ndarray) -> np.ndarray:
         """Map `d` unit-cube coordinates to the function's box: `lb + u (ub − lb)`."""
         return self._lb + np.asarray(unit, dtype=np.float64) * (self._ub - self._lb)

@@ -113,11 +113,17 @@ class DigitScorerOracle(SimulatedOracle):
         """The ``index``-th bundled `8 x 8` image of ``digit``, pixels in `[0, 1]`."""
         return self._images[np.flatnonzero(self._labels == digit)[index]].copy()
 
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        """``(1, 8, 8)``, the bundled digits prior's shape (``(8, 8)`` and ``(64,)`` are
+        accepted too)."""
+        return (1, 8, 8)
+
     def check_design(self, design: np.ndarray) -> np.ndarray:
         design = super().check_design(design)
         if design.size != 64 or design.shape not in ((8, 8), (64,), (1, 8, 8)):
-            raise ValueError(f"design must be an 8x8 image (shape (8, 8), (1, 8, 8) or (64,)), "
-                             f"got shape {design.shape}")
+            raise ValueError(f"design must have shape (1, 8, 8), an 8x8 image ((8, 8) and (64,) "
+                             f"are accepted too), got shape {design.shape}")
         pixels = design.reshape(64)
         if self.pixel_range == "signed":
             pixels = (pixels + 1.0) / 2.0

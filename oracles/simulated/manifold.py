@@ -199,12 +199,18 @@ class ManifoldOracle(SimulatedOracle):
         super().__init__(latency_s=latency_s, noise_std=noise_std, failure_rate=failure_rate,
                          seed=seed, name=f"manifold{self.problem.dim}")
 
+    @property
+    def design_shape(self) -> tuple[int, ...]:
+        """``(dim,)``, ``(16,)`` by default: the bundled manifold prior's shape."""
+        return (self.problem.dim,)
+
     def check_design(self, design: np.ndarray) -> np.ndarray:
         """A finite vector of ``problem.dim`` numbers (any array shape with that many entries)."""
         design = super().check_design(design)
         if design.size != self.problem.dim:
             raise ValueError(
-                f"expected a design of {self.problem.dim} numbers, got shape {design.shape}")
+                f"design must have shape ({self.problem.dim},): expected a design of "
+                f"{self.problem.dim} numbers, got shape {design.shape}")
         return design.reshape(self.problem.dim)
 
     def score(self, design: np.ndarray) -> dict[str, float]:

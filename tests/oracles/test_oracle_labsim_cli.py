@@ -18,6 +18,9 @@ from oracles.simulated import DigitScorerOracle
     (["--fault", "500"], "must look like KIND=RATE"),
     (["--fault-script", "500,explode"], "fault script entry 'explode'"),
     (["--fault", "500=0.7", "--fault", "drop=0.7"], "must sum to <= 1"),
+    (["--function", "branin", "--pixel-range", "signed"], "only apply to --function digits"),
+    (["--function", "manifold", "--dim", "4"], "dim=4 is too small"),
+    (["--function", "nope"], "unknown function 'nope'"),
 ])
 def test_bad_fault_options_exit_2_with_a_message(args, message):
     proc = subprocess.run([sys.executable, "-m", "oracles.labsim", "--port", "0", *args],

@@ -180,6 +180,10 @@ def test_unknown_jobs_conform(lab, http, job_id):
 
 def test_health_and_stats_conform(lab, http):
     check("/health", "get", http.get("/health"))
+    assert http.get("/health").json() == {"status": "ok", "design_shape": [2], "objectives": ["y"]}
+    health = DOC["components"]["schemas"]["Health"]  # the optional fields are typed: prove it
+    assert list(validator(health).iter_errors({"status": "ok", "design_shape": [0]}))
+    assert list(validator(health).iter_errors({"status": "ok", "objectives": "y"}))
     check("/stats", "get", http.get("/stats"))
     assert http.get("/undocumented").status_code == 404
 
