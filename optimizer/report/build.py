@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.campaign.config_io import parse_config
+from optimizer.campaign.failures import group_failures
 from optimizer.report.html import ReportData, ReportPaths, write_report
 from storage import Storage
 
@@ -55,6 +56,9 @@ def load_report_data(storage: Storage, name: str) -> ReportData:
         rounds=np.array([q.round_index for q in queries], dtype=int),
         statuses=tuple(q.status for q in queries), surrogate_mean=mean, surrogate_std=std,
         ess_traces=ess_traces, designs=designs, summary=summary,
+        keys=tuple(q.key for q in queries),
+        failures=tuple(group_failures((q.key, q.error) for q in queries
+                                      if q.status in ("failed", "cancelled"))),
     )
 
 

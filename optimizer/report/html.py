@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.report import plots
+from optimizer.campaign.failures import FailureGroup
+from optimizer.report import plots, tables
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +33,8 @@ class ReportData:
         ess_traces: ``(round, ESS/P per SMC step)`` per round.
         designs: `n x *design_shape` queried designs, or None.
         summary: key facts for the header table (JSON-able).
+        keys: `n` query idempotency keys (the top-designs table names them; empty: no table).
+        failures: failed / cancelled queries grouped by cause (:mod:`optimizer.campaign.failures`).
     """
 
     campaign: str
@@ -45,6 +48,8 @@ class ReportData:
     ess_traces: list[tuple[int, np.ndarray]] = field(default_factory=list)
     designs: np.ndarray | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()
+    failures: tuple[FailureGroup, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def write_report(data: ReportData, out_dir: Path) -> ReportPaths:
 
     Steps: 1. progress (every result + best so far vs queries); 2. per-round distributions;
     3. surrogate vs oracle on queried designs; 4. ESS traces; 5. a grid of queried designs when
-    the designs are images. 6. the HTML page embeds them as base64, so it is one portable file.
+    the designs are images. 6. the HTML page embeds them as base64, so it is one portable file,
+    with the top designs (inline SVG thumbnails for images) and the failure causes as tables.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,12 +105,23 @@ def _render(data: ReportData, sections: list[tuple[str, Path]]) -> str:
         for title, p in sections
     )
     name = html.escape(data.campaign)
+    extra = ""
+    if data.keys:
+        top = tables.top_designs_table(
+            data.keys, data.rounds, data.values, data.surrogate_mean, data.surrogate_std,
+            data.direction, data.objective, data.designs, images=is_image_design(data.designs))
+        extra += f"<h2>Top designs ({html.escape(data.direction)} {html.escape(data.objective)})</h2>{top}"
+    n_failed = sum(g.count for g in data.failures)
+    extra += f"<h2>Failures by cause ({n_failed})</h2>{tables.failures_table(data.failures)}"
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>tiltloop report: {name}</title>"
         "<style>body{font-family:sans-serif;max-width:900px;margin:auto}"
-        "th{text-align:left;padding-right:1em}img{max-width:100%}</style></head><body>"
-        f"<h1>Campaign {name}</h1><table>{rows}</table>{figs}</body></html>"
+        "th{text-align:left;padding-right:1em}img{max-width:100%}"
+        "table.top td,table.failures td{padding:2px 8px;vertical-align:middle}"
+        "table.top tr:nth-child(even),table.failures tr:nth-child(even){background:#f3f3f3}"
+        "svg.thumb{display:block;border:1px solid #ccc}</style></head><body>"
+        f"<h1>Campaign {name}</h1><table>{rows}</table>{extra}{figs}</body></html>"
     )
 
 
