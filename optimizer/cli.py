@@ -5,11 +5,16 @@ commands (``demo``, ``run``, ``resume``, ``status``, ``ask``, ``tell``, ``report
 A command returns an exit code; user errors print one clear message and exit 2.
 
     tiltloop demo                       # a complete campaign on this CPU, then its report
-    tiltloop run campaign.toml          # start a campaign (creates the database schema if empty)
-    tiltloop resume NAME --budget 256   # continue after a crash, or extend a finished campaign
+    tiltloop run campaign.toml          # start a campaign, or continue it (same config)
+    tiltloop resume NAME --budget 256   # continue after a crash or a pause, or extend it
     tiltloop status [NAME] --json
     tiltloop ask NAME / tell NAME results.csv   # manual lab mode
     tiltloop report NAME --out DIR
+    tiltloop export NAME --format csv --top 10
+    tiltloop campaign pause|resume|cancel|delete|config NAME
+
+Exit codes: 0 done, 2 a user error (one message, nothing written), 3 the campaign is paused by
+a budget guard or every query failed (the grouped failure reasons are printed), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 URL_HELP = "database URL (default: $TILTLOOP_DATABASE_URL, else sqlite:///tiltloop.db)"
+#: exit status when a campaign stopped because its oracle keeps failing
+EXIT_FAILING = 3
 
 
 def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -46,19 +53,34 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
 
 
 # ---- commands -----------------------------------------------------------------------------------
+def _finish(args: argparse.Namespace, status: Any) -> int:
+    """Print the final status; a paused campaign or one whose every query failed exits 3 with
+    the grouped failure reasons on stderr (a run that spent its budget on failures is no success)."""
+    _emit(args, status.to_json(), status.line())
+    failed = status.queries.get("failed", 0)
+    if status.status == "paused" or (status.status == "completed" and status.results == 0 and failed):
+        what = (f"paused: {status.paused_reason}" if status.status == "paused"
+                else f"every one of its {failed} queries failed")
+        causes = "\n".join(f"  {n}× {cause} (e.g. query {key})" for cause, n, key in status.failures[:5])
+        print(f"tiltloop {args.command}: campaign {status.name} {what}\n{causes}\n"
+              f"fix the cause, then `tiltloop resume {status.name}`", file=sys.stderr)
+        return EXIT_FAILING
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from optimizer.campaign.config_io import load_config
     from optimizer.campaign.service import run_campaign
 
     config = load_config(args.config)
+    args.campaign = config.name
     once = config.oracle.kind == "manual"
-    status = run_campaign(config, progress=_progress(args), source=str(args.config),
+    status = run_campaign(config, url=args.url, progress=_progress(args), source=str(args.config),
                           timeout_s=args.timeout, once=once)
     if once:
         print(f"manual oracle: {status.in_flight} design(s) wait for results; see "
               f"`tiltloop ask {config.name}`", file=sys.stderr)
-    _emit(args, status.to_json(), status.line())
-    return 0
+    return _finish(args, status)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
@@ -66,8 +88,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     status = resume_campaign(args.name, _url(args), budget=args.budget, progress=_progress(args),
                              timeout_s=args.timeout)
-    _emit(args, status.to_json(), status.line())
-    return 0
+    return _finish(args, status)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -102,12 +123,12 @@ def _manual_config(storage: Any, name: str) -> Any:
 
 def _cmd_ask(args: argparse.Namespace) -> int:
     from optimizer.campaign.oracle import build_oracle
-    from optimizer.campaign.service import drive, open_storage, ray_runtime
+    from optimizer.campaign.service import drive, open_storage
 
     with open_storage(_url(args), create=False) as storage:
         config = _manual_config(storage, args.name)
-        with ray_runtime(config):
-            status = drive(config, storage, progress=_progress(args), once=True)
+        # Ray starts only if a new batch must be generated (not while one awaits results)
+        status = drive(config, storage, progress=_progress(args), once=True)
         oracle = build_oracle(config)
         try:
             path = oracle.inner.export_pending(args.out)
@@ -172,7 +193,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The full ``tiltloop`` argument parser."""
+    from tiltloop import __version__
+
     parser = argparse.ArgumentParser(prog="tiltloop", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"tiltloop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help_: str, *, url: bool = True, json_: bool = True) -> argparse.ArgumentParser:
@@ -190,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="tiltloop-demo", help="where the database and report go")
     p.add_argument("--prior", default="manifold", help="bundled prior to use: manifold, gmm-toy or digits (8x8 images)")
     p.add_argument("--quick", action="store_true", help="a smaller campaign (a smoke test)")
-    p = add("run", _cmd_run, "start the campaign described by a TOML config", url=False)
+    p = add("run", _cmd_run, "start the campaign described by a TOML config (or continue it: "
+                             "same name and config)")
     p.add_argument("config", help="campaign TOML file")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     p = add("resume", _cmd_resume, "continue a campaign from the database (after a crash, or "
@@ -209,12 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", _cmd_report, "write PNG plots and one self-contained HTML page")
     p.add_argument("name")
     p.add_argument("--out", default=None, help="output folder (default: tiltloop-report/NAME)")
-    try:
-        from storage.cli import add_db_parser
-    except ImportError:  # storage not built yet
-        pass
-    else:
-        add_db_parser(sub)
+    from optimizer.campaign.export_cli import add_export_parser
+    from optimizer.campaign.ops_cli import add_campaign_parser
+    from storage.cli import add_db_parser
+
+    add_export_parser(sub)
+    add_campaign_parser(sub)
+    add_db_parser(sub)
     return parser
 
 
@@ -232,27 +258,39 @@ def _quiet_numerics() -> None:
     warnings.filterwarnings("ignore", category=InputDataWarning)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from optimizer.errors import OptimizerError
-    from oracles.errors import OracleError
-    from storage.errors import StorageError
+def _quiet_libraries() -> None:
+    """Start-up chatter of Ray and diffusers goes to the debug log, not the user's terminal."""
+    import logging
+    import os
 
-    return (OptimizerError, OracleError, StorageError)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    for name in ("ray", "diffusers", "transformers", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from diffusers.utils import logging as dlog
+    except ImportError:  # pragma: no cover
+        return
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tiltloop`` console script."""
+    from tiltloop.errors import TiltloopError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_numerics()
+    _quiet_libraries()
     try:
         return int(args.func(args) or 0)
-    except _user_errors() as exc:
+    except TiltloopError as exc:
         print(f"tiltloop {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tiltloop {args.command}: interrupted; the database is consistent — "
-              "`tiltloop resume NAME` continues", file=sys.stderr)
+        name = getattr(args, "campaign", None) or getattr(args, "name", None) or "NAME"
+        print(f"tiltloop {args.command}: interrupted; campaign {name}'s database is consistent "
+              f"and Ray was shut down — `tiltloop resume {name}` continues", file=sys.stderr)
         return 130
 
 

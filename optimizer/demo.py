@@ -7,7 +7,8 @@
 2. load the example config (``optimizer/campaign/examples/demo-<prior>.toml``), point it at the
    simulator and a SQLite file in ``workdir``, save it there as ``demo.toml``;
 3. run the campaign (local Ray, SMC workers, surrogate, exactly-once dispatch);
-4. write the report (PNGs + one HTML page) to ``workdir/report``.
+4. write the report (PNGs + one HTML page) to ``workdir/report`` (a rerun in the same folder
+   runs campaign ``demo-2`` and writes ``workdir/report-demo-2``: nothing is overwritten).
 
     >>> result = run_demo(Path("tiltloop-demo"), progress=print)   # doctest: +SKIP
 """
@@ -90,13 +91,15 @@ def run_demo(workdir: Path, *, progress: Callable[[str], None] = print, prior: s
     with LabSimulator(oracle).start() as lab:
         data["oracle"]["base_url"] = lab.url
         config = parse_config(data, f"the demo config ({prior})")
-        (workdir / "demo.toml").write_text(dump_toml(config))
+        config_path = workdir / ("demo.toml" if name == "demo" else f"{name}.toml")
+        config_path.write_text(dump_toml(config))
         say(f"lab simulator listening on {lab.url}; campaign {name!r}, database {url}")
-        status = run_campaign(config, progress=say, source=str(workdir / "demo.toml"))
+        status = run_campaign(config, progress=say, source=str(config_path))
         evaluations: dict[str, int] = lab.stats()["evaluations"]
     with open_storage(url, create=False) as storage:
-        paths = build_report(storage, name, workdir / "report")
-    return {"campaign": name, "prior": prior, "database": url, "config": str(workdir / "demo.toml"),
+        # a rerun in the same folder is a new campaign with its own report: none is overwritten
+        paths = build_report(storage, name, workdir / ("report" if name == "demo" else f"report-{name}"))
+    return {"campaign": name, "prior": prior, "database": url, "config": str(config_path),
             "queries": sum(status.queries.values()), "results": status.results,
             "objective": status.objective, "best": status.best, "report": str(paths.html),
             "max_evaluations_per_key": max(evaluations.values(), default=0)}

@@ -178,7 +178,10 @@ class Dispatcher:
             out["resubmitted"] = unknown
         outcome = PollOutcome(**{k: tuple(v) for k, v in out.items()})
         if outcome.finished:
-            self._say(f"{outcome.finished} result(s) stored")
+            parts = [f"{len(v)} {k}" for k, v in (("succeeded", outcome.succeeded),
+                     ("failed", outcome.failed), ("cancelled", outcome.cancelled)) if v]
+            self._say(f"{outcome.finished} quer{'y' if outcome.finished == 1 else 'ies'} finished: "
+                      + ", ".join(parts))
         return outcome
 
     def _store(self, q: QueryRecord, r: QueryResult) -> str | None:
@@ -219,6 +222,24 @@ class Dispatcher:
                                                          "candidate": q.candidate_index, "resubmitted": True}))
         for h in self.oracle.submit(requests):
             self._save_handle(h)
+
+    def cancel_in_flight(self) -> list[str]:
+        """Ask the oracle to stop every query it holds (by stored handle; best effort — a lab
+        that cannot cancel just keeps its job) and mark those queries ``cancelled``."""
+        active = self.storage.list_queries(self.campaign, statuses=("dispatched", "running"))
+        handles = [self._handles[q.key] for q in active if q.key in self._handles]
+        if handles:
+            try:
+                self.oracle.cancel(handles)
+            except Exception as exc:  # noqa: BLE001 - the rows are cancelled regardless
+                log.warning("campaign %s: the oracle could not cancel %d job(s) (%s); their "
+                            "results will not be read", self.campaign, len(handles), exc)
+        done = []
+        for q in active:
+            if self.storage.transition_query(q.key, expected=q.status, new="cancelled",
+                                             error="campaign cancelled while at the oracle"):
+                done.append(q.key)
+        return done
 
     def close(self) -> None:
         """Close the oracle's connections."""

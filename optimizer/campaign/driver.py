@@ -9,13 +9,16 @@ Loop (every step reads its state from the database, so a fresh process resumes a
    a new round may start while earlier queries are still out — they are its pending points;
 3. dispatch outbox queries under the in-flight limit (job id stored as soon as known);
 4. mark rounds whose queries all finished ``complete``; sleep ``poll_interval_s`` when idle;
-5. stop when nothing is in flight and the budget is spent (or the target reached).
+5. stop when nothing is in flight and the budget is spent (or the target reached);
+6. budget guards (``optimizer.campaign.guards``): too many failures pause the campaign with the
+   grouped reasons instead of spending its budget.
 
     >>> driver = CampaignDriver(config, storage, oracle, generator)   # doctest: +SKIP
     >>> status = driver.run()                                         # doctest: +SKIP
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,10 +27,13 @@ from typing import Any
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.failures import group_failures
+from optimizer.campaign.guards import BudgetGuard, GuardTrip
 from optimizer.campaign.rounds import RoundGenerator
 from storage import History, Storage
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class CampaignStatus:
     direction: str
     stop_target: float | None = None
     target_reached: bool = False
+    #: failed queries grouped by cause: ``(cause, count, example key)``, most frequent first
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
+    #: why the campaign is paused (a budget guard, or an operator), when it is
+    paused_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -54,9 +64,16 @@ class CampaignStatus:
 
     def line(self) -> str:
         best = "none yet" if self.best is None else f"{self.best:.6g} ({self.best_key})"
-        return (f"{self.name}: {self.status}, round {self.rounds}, queries "
+        text = (f"{self.name}: {self.status}, round {self.rounds}, queries "
                 f"{sum(self.queries.values())}/{self.budget} ({self.results} results, "
-                f"{self.in_flight} in flight), best {self.objective} = {best}")
+                f"{self.queries.get('failed', 0)} failed, {self.in_flight} in flight), "
+                f"best {self.objective} = {best}")
+        if self.paused_reason:
+            text += f"\n  paused: {self.paused_reason}"
+        if self.failures:
+            text += "\n  failures by cause:\n" + "\n".join(
+                f"    {n}× {cause}" for cause, n, _ in self.failures[:5])
+        return text
 
 
 Best = tuple[float | None, str | None]
@@ -89,12 +106,23 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     target = config.budget.stop_target
     reached = target is not None and best is not None and sign * best >= sign * target
     rounds = storage.list_rounds(name)
+    failures: list[tuple[str, int, str]] = []
+    if counts["failed"]:
+        failures = [(g.cause, g.count, g.example_key)
+                    for g in group_failures(storage.failure_reasons(name))]
     return CampaignStatus(
         name=name, status=rec.status, budget=config.budget.total, rounds=len(rounds),
         queries=counts, in_flight=counts["pending"] + counts["dispatched"] + counts["running"],
         results=counts["succeeded"], best=best, best_key=best_key, objective=obj.name,
-        direction=obj.direction, stop_target=target, target_reached=reached,
+        direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
+        paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
     )
+
+
+def paused_reason(storage: Storage, name: str) -> str | None:
+    """The reason of the campaign's latest pause (from its event log)."""
+    events = storage.list_events(name, kind="campaign.paused")
+    return str(events[-1].payload.get("reason")) if events else None
 
 
 class CampaignDriver:
@@ -111,7 +139,8 @@ class CampaignDriver:
     def __init__(self, config: CampaignConfig, storage: Storage, oracle: Any,
                  generator: RoundGenerator | None = None, *,
                  make_generator: Callable[[], RoundGenerator] | None = None,
-                 progress: Progress | None = None, oracle_name: str | None = None) -> None:
+                 progress: Progress | None = None, oracle_name: str | None = None,
+                 config_version: int | None = None) -> None:
         self.config = config
         self.storage = storage
         self.name = config.name
@@ -124,12 +153,16 @@ class CampaignDriver:
                                      limit=config.budget.in_flight_limit, on_change=self.say)
         self._last_line = ""
         self._best: Best | None = None  # best so far, updated from each poll's new results
+        self.guard = BudgetGuard(config.budget)
+        #: the stored config version this driver runs (rounds record it); None: not versioned
+        self.config_version = config_version
+        self.config_changed = False
 
     @property
     def generator(self) -> RoundGenerator:
         if self._generator is None:
             if self._make_generator is None:
-                raise RuntimeError("CampaignDriver needs a generator or make_generator")
+                raise TypeError("CampaignDriver needs a generator or make_generator")
             self._generator = self._make_generator()
         return self._generator
 
@@ -146,7 +179,12 @@ class CampaignDriver:
         status: CampaignStatus | None = None
         while True:
             outcome = self.dispatcher.poll()
-            self._track_best(outcome.succeeded)
+            trip = self._observe(outcome)
+            if trip is not None:
+                return self._pause(trip)
+            stop = self._stopped_from_outside()
+            if stop is not None:
+                return stop
             busy = outcome.finished > 0
             busy |= self.dispatcher.dispatch() > 0  # paid-for outbox first, then new rounds
             if busy or status is None:  # an idle pass changed nothing: skip the reads
@@ -193,7 +231,8 @@ class CampaignDriver:
         self.storage.record_round(
             self.name, index, alpha=plan.alpha, candidates=plan.candidates, selected=plan.selected,
             oracle_name=self.oracle_name, surrogate_state=plan.surrogate_state,
-            surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary)
+            surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary,
+            config_version=self.config_version)
         crash_point("outbox")
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
         self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
@@ -208,10 +247,50 @@ class CampaignDriver:
             self._best = best_of(hist.completed, self.config)
         return campaign_status(self.storage, self.name, self.config, best=self._best)
 
-    def _track_best(self, keys: tuple[str, ...]) -> None:
-        if self._best is not None and keys:
-            new = [self.storage.get_query(k, with_design=False) for k in keys]
-            self._best = best_of(new, self.config, self._best)
+    def _stopped_from_outside(self) -> CampaignStatus | None:
+        """A status other than active (``tiltloop campaign pause|cancel`` from another shell) or
+        a new config version ends this driver's run; results already polled are stored."""
+        status = self.storage.load_campaign(self.name).status
+        if status != "active":
+            self.say(f"campaign {self.name} is {status}; this driver stops (queries at the oracle "
+                     "stay recorded and are re-polled on resume)")
+            return self._status()
+        if self.config_version is not None:
+            current = self.storage.current_config_version(self.name)
+            if current != self.config_version:
+                self.config_changed = True
+                self.say(f"campaign {self.name}: config version {current} replaces version "
+                         f"{self.config_version}; reloading it")
+                return self._status()
+        return None
+
+    def _observe(self, outcome: Any) -> GuardTrip | None:
+        """Track the best so far and feed the budget guard with this poll's finished queries."""
+        keys = (*outcome.succeeded, *outcome.failed)
+        if not keys:
+            return None
+        new = [self.storage.get_query(k, with_design=False) for k in keys]
+        if self._best is not None and outcome.succeeded:
+            self._best = best_of([q for q in new if q.status == "succeeded"], self.config, self._best)
+        if not outcome.failed:
+            self.guard.observe(new, {})
+            return None
+        sizes = {r.index: len(r.query_keys) for r in self.storage.list_rounds(self.name)}
+        return self.guard.observe(new, sizes)
+
+    def _pause(self, trip: GuardTrip) -> CampaignStatus:
+        """Stop dispatching: mark the campaign paused with the reason and the grouped causes."""
+        groups = group_failures(self.storage.failure_reasons(self.name))
+        top = "; ".join(f"{g.count}× {g.cause}" for g in groups[:3])
+        reason = f"{trip.message}; causes: {top}" if top else trip.message
+        self.storage.update_campaign(self.name, status="paused")
+        self.storage.log_event(self.name, "campaign.paused", {
+            "reason": reason, "rule": trip.rule, "keys": list(trip.keys[-16:])})
+        log.warning("campaign %s paused by its budget guard: %s (last failed keys: %s)",
+                    self.name, reason, ", ".join(trip.keys[-8:]) or "-")
+        self.say(f"campaign {self.name} paused: {reason}; fix the cause, then "
+                 f"`tiltloop resume {self.name}`")
+        return self._status()
 
     def _close_rounds(self) -> None:
         open_rounds = [r for r in self.storage.list_rounds(self.name) if r.status == "open"]

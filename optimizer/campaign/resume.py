@@ -12,7 +12,9 @@ recover whatever a SIGKILL left behind, at any instant:
 3. ``pending`` outbox queries are dispatched before any new round is generated;
 4. a round killed during SMC left nothing (rounds, candidates and queries are written in one
    transaction), so it is regenerated — with the same derived seeds;
-5. ``--budget`` above the stored total re-opens a finished campaign for the extra queries.
+5. ``--budget`` above the stored total re-opens a finished campaign for the extra queries;
+6. a campaign paused (by a budget guard or ``tiltloop campaign pause``) becomes active again:
+   fix the cause first — the guard pauses it again after the same number of failures.
 
     >>> status = resume_campaign("c1", "sqlite:///tiltloop.db", budget=128)   # doctest: +SKIP
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from optimizer.campaign.driver import CampaignStatus
 from optimizer.campaign.errors import CampaignStateError
-from optimizer.campaign.service import Progress, drive, load_campaign_config, open_storage, ray_runtime
+from optimizer.campaign.service import Progress, drive, load_campaign_config, open_storage
 
 
 def resume_campaign(name: str, url: str, *, budget: int | None = None,
@@ -41,7 +43,14 @@ def resume_campaign(name: str, url: str, *, budget: int | None = None,
                                         status="active")
                 if progress:
                     progress(f"budget of {name} extended to {budget} queries")
-        with ray_runtime(config):
-            return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
+        rec = storage.load_campaign(name)
+        if rec.status == "cancelled":
+            raise CampaignStateError(f"campaign {name!r} was cancelled; it cannot be resumed")
+        if rec.status == "paused":
+            storage.update_campaign(name, status="active")
+            storage.log_event(name, "campaign.resumed", {"was": "paused"})
+            if progress:
+                progress(f"campaign {name} was paused; resuming it")
+        return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
     finally:
         storage.close()

@@ -8,10 +8,12 @@ names (prior, oracle, storage URL) before the database is touched.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import ray
@@ -30,23 +32,60 @@ from storage.errors import SchemaNotInitialized
 from storage.migrate import upgrade
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def preflight(config: CampaignConfig, *, source: str = "the campaign config") -> None:
-    """Check that the prior exists and the oracle can be built and reached; raise
-    :class:`PreflightError` naming the field and ``source``. Writes nothing."""
+    """Check everything the config names before anything is written: the prior loads, the oracle
+    can be built and reached, and — where the oracle says what it takes (an HTTP lab's
+    ``GET /health``, a simulated oracle) — its design shape and objective names match the
+    prior's designs and the campaign's objectives.
+
+    Raises:
+        PreflightError: naming ``source``, the field and the remedy. Writes nothing.
+    """
     from optimizer.errors import PriorError
-    from optimizer.priors.registry import resolve
 
     try:
-        resolve(config.prior.name)
+        bundle = load_prior_bundle(config.prior.name, config.feature_map.kind)
     except PriorError as exc:
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     oracle = build_oracle(config, source=source)
     try:
         check_oracle_reachable(config, source=source)
+        _check_oracle_matches(config, oracle, design_shape(bundle.prior), source=source)
     finally:
         oracle.close()
+
+
+def design_shape(prior: Any) -> tuple[int, ...]:
+    """The shape of one design the prior makes (one zero latent, decoded)."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.zeros((1, *prior.latent_shape), dtype=prior.dtype, device=prior.device)
+        return tuple(int(n) for n in prior.decode(x).shape[1:])
+
+
+def _check_oracle_matches(config: CampaignConfig, oracle: Any, shape: tuple[int, ...], *,
+                          source: str) -> None:
+    from oracles.errors import OracleError
+    from oracles.shape import check_design_shape, describe_oracle
+
+    where = (f"the oracle at {config.oracle.base_url}" if config.oracle.kind == "http"  # type: ignore[union-attr]
+             else f"the {config.oracle.kind!r} oracle")
+    try:
+        desc = describe_oracle(oracle)
+        if desc is not None:
+            check_design_shape(desc.design_shape, shape, where=where, prior=config.prior.name)
+    except OracleError as exc:
+        raise PreflightError(f"{source}: field `oracle`: {exc}") from None
+    if desc is not None and desc.objectives is not None:
+        missing = [o.name for o in config.objectives if o.name not in desc.objectives]
+        if missing:
+            raise PreflightError(
+                f"{source}: field `objectives`: {where} reports objectives {list(desc.objectives)} "
+                f"but the campaign needs {missing}; name the [[objectives]] as the oracle reports them")
 
 
 def open_storage(url: str, *, create: bool) -> Storage:
@@ -69,23 +108,58 @@ def open_storage(url: str, *, create: bool) -> Storage:
 
 @contextmanager
 def ray_runtime(config: CampaignConfig) -> Iterator[None]:
-    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray; reuse one already up."""
+    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray bound to loopback; reuse
+    one already up. A Ray this call started is shut down on the way out — also after an error or
+    Ctrl-C — so no raylet is left orphaned. Ray's start-up chatter goes to the debug log."""
     if ray.is_initialized():
         yield
         return
     address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": False}
+                              "configure_logging": True, "logging_level": logging.WARNING}
     if address is None:
         kwargs["num_cpus"] = max(1, os.cpu_count() or 1)
+        kwargs["_node_ip_address"] = "127.0.0.1"
     try:
-        ray.init(address=address, **kwargs)
+        with _quiet_stderr():
+            ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if ray.is_initialized():
+            ray.shutdown()
         raise PreflightError(f"field `ray.address`: cannot join Ray at {address!r}: {exc}") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Ray prints its start-up banner and warnings on stderr from C++ and Python alike: send
+    them to a temporary file and log them at debug level."""
+    import tempfile
+
+    fd = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else None
+    try:
+        saved = os.dup(fd) if fd is not None else None
+    except (OSError, ValueError):  # a captured stderr without a real descriptor
+        saved = None
+    if saved is None or fd is None:
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    log.debug("ray: %s", line)
 
 
 def make_pool(config: CampaignConfig) -> SupervisedPool:
@@ -111,9 +185,38 @@ def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
 def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None = None,
           once: bool = False, timeout_s: float | None = None,
           on_event: Callable[[PoolEvent], None] | None = None) -> CampaignStatus:
-    """Run the driver for a campaign that exists in ``storage`` (Ray must be up)."""
-    oracle = build_oracle(config)
-    pool: SupervisedPool | None = None
+    """Run the driver for a campaign that exists in ``storage``. Ray starts (or is joined) only
+    when a round must be generated — polling, dispatching and ``tiltloop ask`` for a batch that
+    is already planned need no workers — and a Ray started here is shut down on the way out.
+    A paused, cancelled or completed campaign is not driven: its status comes back as it is."""
+    rec = storage.load_campaign(config.name)
+    if rec.status != "active":
+        return campaign_status(storage, config.name, config)
+    runtime = ExitStack()
+    try:
+        while True:
+            version = storage.current_config_version(config.name)
+            driver, pools = _one_driver(config, storage, runtime, progress=progress,
+                                        on_event=on_event, version=version)
+            try:
+                status = driver.run(once=once, timeout_s=timeout_s)
+            finally:
+                driver.close()
+                for pool in pools:
+                    pool.shutdown()
+            if not driver.config_changed:
+                return status
+            config = load_campaign_config(storage, config.name)  # a new version: rebuild all
+    finally:
+        runtime.close()
+
+
+def _one_driver(config: CampaignConfig, storage: Storage, runtime: ExitStack, *,
+                progress: Progress | None, on_event: Callable[[PoolEvent], None] | None,
+                version: int) -> tuple[CampaignDriver, list[SupervisedPool]]:
+    """A driver whose generator (and Ray, and the worker pool) is built on first use, and the
+    list that will hold its pool (the caller shuts it down)."""
+    pools: list[SupervisedPool] = []
 
     def events(ev: PoolEvent) -> None:
         if ev.kind == "replaced" and progress is not None:
@@ -123,29 +226,77 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
             on_event(ev)
 
     def generator() -> RoundGenerator:
-        nonlocal pool
-        pool = make_pool(config)
-        return make_generator(config, pool, on_event=events)
+        runtime.enter_context(ray_runtime(config))
+        pools.append(make_pool(config))
+        return make_generator(config, pools[-1], on_event=events)
 
-    driver = CampaignDriver(config, storage, oracle, make_generator=generator, progress=progress)
+    driver = CampaignDriver(config, storage, build_oracle(config), make_generator=generator,
+                            progress=progress, config_version=version)
+    return driver, pools
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths where two config snapshots differ (``storage`` is where a campaign lives,
+    not what it is, so it is left out)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        if path == "storage":
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{path}.")
+        elif a != b:
+            out.append(path)
+    return out
+
+
+def start_or_resume(config: CampaignConfig, storage: Storage, *, source: str,
+                    progress: Progress | None = None) -> bool:
+    """Create the campaign, or accept an existing one stored with the same config (an idempotent
+    start: a restart loop may run the same file again). Returns True when it was created.
+
+    Raises:
+        CampaignStateError: the name is taken by a campaign with a different config (the fields
+            that differ are named), or by a cancelled campaign.
+    """
+    from storage.errors import NotFound
+
     try:
-        return driver.run(once=once, timeout_s=timeout_s)
-    finally:
-        driver.close()
-        if pool is not None:
-            pool.shutdown()
+        rec = storage.load_campaign(config.name)
+    except NotFound:
+        storage.create_campaign(config.name, config.to_json_dict(), budget=config.budget.total)
+        return True
+    stored = parse_config(rec.config, f"the config stored with campaign {config.name!r}")
+    diff = config_differences(stored.to_json_dict(), config.to_json_dict())
+    if diff:
+        raise CampaignStateError(
+            f"campaign {config.name!r} already exists with a different config ({', '.join(diff[:8])} "
+            f"differ{'s' if len(diff) == 1 else ''} from {source}); store the new config as a new "
+            f"version with `tiltloop campaign config {config.name} {source}`, continue the stored "
+            f"one with `tiltloop resume {config.name}`, or choose another name")
+    if rec.status == "cancelled":
+        raise CampaignStateError(f"campaign {config.name!r} was cancelled; it cannot run again "
+                                 f"(`tiltloop campaign delete {config.name}` frees the name)")
+    if progress is not None:
+        progress(f"campaign {config.name!r} already exists with this config ({rec.status}); "
+                 "continuing it from the database")
+    return False
 
 
-def run_campaign(config: CampaignConfig, *, progress: Progress | None = None,
+def run_campaign(config: CampaignConfig, *, url: str | None = None, progress: Progress | None = None,
                  source: str = "the campaign config", timeout_s: float | None = None,
                  once: bool = False) -> CampaignStatus:
-    """Create the campaign named in ``config`` and run it to its budget."""
+    """Create the campaign named in ``config`` (or continue it, when it exists with the same
+    config) and run it to its budget. ``url`` (else ``storage.url``, else
+    ``$TILTLOOP_DATABASE_URL``, else ``sqlite:///tiltloop.db``) says which database."""
+    from storage.engine import default_url
+
     preflight(config, source=source)
-    storage = open_storage(config.storage.url, create=True)
+    storage = open_storage(url or config.storage.url or default_url(), create=True)
     try:
-        storage.create_campaign(config.name, config.to_json_dict(), budget=config.budget.total)
-        with ray_runtime(config):
-            return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
+        start_or_resume(config, storage, source=source, progress=progress)
+        return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
     finally:
         storage.close()
 

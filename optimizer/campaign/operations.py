@@ -1,0 +1,130 @@
+"""Campaign operations: pause, resume, cancel, delete, and new config versions.
+
+Each is one storage transaction (or a few, each safe to repeat) and is logged in the campaign's
+event log; a driver running elsewhere notices at its next pass (it reads the status and the
+config version every pass) and stops or reloads.
+
+    >>> pause(storage, "hartmann-01", reason="lab maintenance")          # doctest: +SKIP
+    >>> new_config_version(storage, "hartmann-01", cfg, note="α 0.05")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.errors import CampaignStateError
+from storage import Storage
+
+log = logging.getLogger(__name__)
+
+_IN_FLIGHT = ("pending", "dispatched", "running")
+
+
+def pause(storage: Storage, name: str, *, reason: str = "paused by an operator") -> str:
+    """Active → paused (nothing new is generated or dispatched; in-flight queries stay recorded
+    and are re-polled on resume). Returns the previous status."""
+    status = storage.load_campaign(name).status
+    if status == "paused":
+        return status
+    if status != "active":
+        raise CampaignStateError(f"campaign {name!r} is {status}; only an active campaign can be paused")
+    storage.update_campaign(name, status="paused")
+    storage.log_event(name, "campaign.paused", {"reason": reason, "rule": "operator"})
+    log.warning("campaign %s paused: %s", name, reason)
+    return status
+
+
+def unpause(storage: Storage, name: str) -> str:
+    """Paused → active (a driver — ``tiltloop resume`` or a service — continues it). Returns the
+    previous status."""
+    status = storage.load_campaign(name).status
+    if status == "active":
+        return status
+    if status != "paused":
+        raise CampaignStateError(f"campaign {name!r} is {status}; only a paused campaign can be resumed")
+    storage.update_campaign(name, status="active")
+    storage.log_event(name, "campaign.resumed", {"was": "paused"})
+    return status
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What ``cancel`` did: outbox queries never sent, and queries the oracle was asked to stop."""
+
+    never_sent: tuple[str, ...]
+    at_oracle: tuple[str, ...]
+
+
+def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
+    """Cancel a campaign for good: queued queries are cancelled before they reach the oracle,
+    queries at the oracle are cancelled there (best effort, by stored job id) and marked so."""
+    from optimizer.campaign.dispatch import Dispatcher
+    from optimizer.campaign.oracle import build_oracle
+
+    status = storage.load_campaign(name).status
+    if status == "cancelled":
+        return CancelOutcome((), ())
+    storage.update_campaign(name, status="cancelled")  # first: no driver dispatches any more
+    storage.log_event(name, "campaign.cancelled", {"was": status})
+    never_sent = []
+    for q in storage.list_queries(name, statuses=("pending",)):
+        if storage.transition_query(q.key, expected="pending", new="cancelled",
+                                    error="campaign cancelled before dispatch"):
+            never_sent.append(q.key)
+    at_oracle: list[str] = []
+    active = storage.list_queries(name, statuses=("dispatched", "running"))
+    if active:
+        oracle = build_oracle(config)
+        try:
+            d = Dispatcher(storage, name, oracle, objectives=[o.name for o in config.objectives],
+                           limit=config.budget.in_flight_limit)
+            d.restore()
+            at_oracle = d.cancel_in_flight()
+        finally:
+            oracle.close()
+    return CancelOutcome(tuple(never_sent), tuple(at_oracle))
+
+
+def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int]:
+    """Delete the campaign and every row under it; refuses while queries are in flight (their
+    results would be lost) unless ``force``. Returns the deleted row counts per table."""
+    in_flight = storage.in_flight_count(name)
+    if in_flight and not force:
+        raise CampaignStateError(
+            f"campaign {name!r} has {in_flight} quer{'y' if in_flight == 1 else 'ies'} in flight at "
+            f"the oracle; deleting would lose their results. Cancel it first (`tiltloop campaign "
+            f"cancel {name}`), wait for them, or pass --force")
+    if in_flight:
+        log.warning("campaign %s deleted with %d queries in flight (--force)", name, in_flight)
+    return storage.delete_campaign(name)
+
+
+def new_config_version(storage: Storage, name: str, config: CampaignConfig, *,
+                       note: str | None = None) -> tuple[int, list[str]]:
+    """Store ``config`` as the campaign's next config version (rounds generated from now on
+    record it). Returns (version, the dotted fields that changed).
+
+    Raises:
+        CampaignStateError: the config names another campaign, or nothing changed.
+    """
+    from optimizer.campaign.config_io import parse_config
+    from optimizer.campaign.service import config_differences
+
+    if config.name != name:
+        raise CampaignStateError(f"the new config is for campaign {config.name!r}, not {name!r}; "
+                                 "a campaign's name cannot change")
+    rec = storage.load_campaign(name)
+    if rec.status == "cancelled":
+        raise CampaignStateError(f"campaign {name!r} was cancelled; its config cannot change")
+    stored = parse_config(rec.config, f"the config stored with campaign {name!r}")
+    changed = config_differences(stored.to_json_dict(), config.to_json_dict())
+    if not changed:
+        raise CampaignStateError(f"the new config of campaign {name!r} equals the stored one; "
+                                 "nothing to store")
+    version = storage.add_config_version(name, config.to_json_dict(), note=note).version
+    if config.budget.total != stored.budget.total:
+        reopen = rec.status == "completed" and config.budget.total > stored.budget.total
+        storage.update_campaign(name, budget=config.budget.total,
+                                status="active" if reopen else None)
+    return version, changed
