@@ -24,17 +24,17 @@ def test_upgrade_current_downgrade(empty_url: str, capsys: pytest.CaptureFixture
     shown = redact(empty_url)
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"none: no tiltloop schema (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
+        f"none: no tiltloop schema (head is 0003); run: tiltloop db upgrade --url '{shown}'\n")
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0002\n"
+    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0003\n"
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} already at revision 0002\n"
+    assert capsys.readouterr().out == f"database {shown} already at revision 0003\n"
     Storage.open(empty_url).close()
     assert _main(["db", "downgrade", "0001", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} downgraded: 0002 -> 0001\n"
+    assert capsys.readouterr().out == f"database {shown} downgraded: 0003 -> 0001\n"
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"0001 (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
+        f"0001 (head is 0003); run: tiltloop db upgrade --url '{shown}'\n")
     assert _main(["db", "downgrade", "base", "--url", empty_url]) == 0
     assert current(empty_url) is None
 
@@ -45,7 +45,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
     assert _main(["db", "downgrade", "zzz", "--url", url]) == 2
     err = capsys.readouterr().err
     assert err == (f"tiltloop db: cannot downgrade database '{url}' to revision 'zzz': Can't "
-                   f"locate revision identified by 'zzz'; known revisions: 0001, 0002 (or "
+                   f"locate revision identified by 'zzz'; known revisions: 0001, 0002, 0003 (or "
                    f"'base'/'head')\n")
     monkeypatch.setenv("TILTLOOP_DATABASE_URL", "mysql://u@h/db")
     assert _main(["db", "current"]) == 2

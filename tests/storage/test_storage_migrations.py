@@ -20,7 +20,7 @@ from storage import (
 from storage.engine import create_engine, redact
 from storage.models import Base
 
-TABLES = {"campaign", "round", "candidate", "oracle_query", "event"}
+TABLES = {"campaign", "campaign_config", "round", "candidate", "oracle_query", "event"}
 
 
 def _tables(url: str) -> set[str]:
@@ -39,9 +39,11 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     assert downgrade(empty_url, "base") == (head_revision(), None)
     assert _tables(empty_url) == set()
     upgrade(empty_url, "0001")
-    assert _tables(empty_url) == TABLES - {"event"}
+    assert _tables(empty_url) == TABLES - {"event", "campaign_config"}
+    upgrade(empty_url, "0002")
+    assert _tables(empty_url) == TABLES - {"campaign_config"}
     upgrade(empty_url)
-    assert current(empty_url) == head_revision() == "0002"
+    assert current(empty_url) == head_revision() == "0003"
     assert _tables(empty_url) == TABLES
 
 
@@ -72,7 +74,7 @@ def test_open_refuses_empty_database(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} has no tiltloop schema (revision none, this tiltloop "
-        f"needs 0002); run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"needs 0003); run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
 
 
@@ -82,7 +84,7 @@ def test_open_refuses_old_revision(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} is at schema revision 0001, older than this "
-        f"tiltloop's 0002; run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"tiltloop's 0003; run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
     Storage.open(empty_url, check_schema=False).close()  # an explicit opt-out still connects
 
@@ -93,7 +95,7 @@ def test_open_refuses_unknown_newer_revision(storage_url: str) -> None:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
     with pytest.raises(SchemaTooNew, match=r"at schema revision 0099, unknown to this tiltloop "
-                                           r"\(head 0002\): a newer tiltloop wrote it"):
+                                           r"\(head 0003\): a newer tiltloop wrote it"):
         Storage.open(storage_url)
 
 
@@ -105,5 +107,5 @@ def test_concurrent_upgrades_serialise(empty_url: str) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: upgrade(empty_url), range(2)))
-    assert sorted(results, key=str) == [("0002", "0002"), (None, "0002")]
+    assert sorted(results, key=str) == [("0003", "0003"), (None, "0003")]
     assert current(empty_url) == head_revision()
