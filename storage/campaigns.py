@@ -6,6 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage.clock import db_now
+from storage.config_versions import append_config_version
 from storage.errors import CampaignExists, InvalidValue
 from storage.models import CAMPAIGN_STATUSES, Campaign
 from storage.records import CampaignRecord
@@ -33,6 +34,8 @@ class CampaignsMixin(StorageBase):
     ) -> CampaignRecord:
         """Create a campaign; its ``config`` (JSON) is snapshotted so a resume rebuilds it.
 
+        The config is also written as config version 1, in the same transaction.
+
         Raises:
             CampaignExists: the name is taken (the message says how to resume it).
 
@@ -52,6 +55,8 @@ class CampaignsMixin(StorageBase):
             row = Campaign(name=name, config=config, budget=budget, status="active")
             session.add(row)
             session.flush()
+            append_config_version(session, campaign=name, campaign_id=row.id, config=config,
+                                  note=None)
             self._log(session, row.id, "campaign.created", {"config": config, "budget": budget})
             session.refresh(row)
             return _record(row)
@@ -76,7 +81,11 @@ class CampaignsMixin(StorageBase):
         config: dict[str, Any] | None = None,
         budget: int | None = None,
     ) -> CampaignRecord:
-        """Change status, replace the config or set the budget (e.g. extend it); logs an event."""
+        """Change status, replace the config or set the budget (e.g. extend it); logs an event.
+
+        A new ``config`` is appended as the next config version (see :meth:`add_config_version`)
+        in the same transaction, so ``campaign.config`` stays the newest version.
+        """
         if status is not None and status not in CAMPAIGN_STATUSES:
             raise InvalidValue(
                 f"campaign status {status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"
@@ -95,5 +104,11 @@ class CampaignsMixin(StorageBase):
                     sa.update(Campaign).where(Campaign.id == cid).values(**changes, updated_at=db_now())
                 )
                 self._log(session, cid, "campaign.updated", changes)
+            if config is not None:
+                added = append_config_version(session, campaign=name, campaign_id=cid,
+                                              config=config, note="set by update_campaign")
+                self._log(session, cid, "campaign.config_changed", {
+                    "old_version": added.version - 1, "new_version": added.version})
             row = session.get_one(Campaign, cid, populate_existing=True)
             return _record(row)
+
