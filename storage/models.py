@@ -1,7 +1,8 @@
-"""SQLAlchemy 2 typed models: campaign → round → candidate → oracle query, plus the event log.
+"""SQLAlchemy 2 typed models: campaign → round → candidate → oracle query, plus the campaign's
+config versions and the event log.
 
-Natural keys are unique constraints (campaign name, round index per campaign, candidate index per
-round, query idempotency key). Statuses are text with CHECK constraints. Designs and features are
+Natural keys are unique constraints (campaign name, config version per campaign, round index per
+campaign, candidate index per round, query idempotency key). Statuses are text with CHECK constraints. Designs and features are
 npy bytes (never pickle); configs, results and snapshots are JSON. Every hot query has an index:
 
 - claim / in-flight scan: ``oracle_query (campaign_id, status)``;
