@@ -4,7 +4,9 @@ Postgres (``postgresql+psycopg://``) in production, SQLite (``sqlite:///PATH``) 
 Imports nothing of ``optimizer`` or ``oracles``.
 """
 from storage.errors import (
+    CampaignBusy,
     CampaignExists,
+    ConfigVersionConflict,
     DatabaseError,
     DatabaseUnreachable,
     IntegrityViolation,
@@ -26,6 +28,7 @@ from storage.records import (
     TERMINAL,
     CampaignRecord,
     CandidateRecord,
+    ConfigVersionRecord,
     EventRecord,
     History,
     NewCandidate,
@@ -36,7 +39,8 @@ from storage.rounds import query_key
 from storage.store import Storage, open_storage
 
 __all__ = [
-    "IN_FLIGHT", "TERMINAL", "CampaignExists", "CampaignRecord", "CandidateRecord",
+    "IN_FLIGHT", "TERMINAL", "CampaignBusy", "CampaignExists", "CampaignRecord", "CandidateRecord",
+    "ConfigVersionConflict", "ConfigVersionRecord",
     "DatabaseError", "DatabaseUnreachable", "EventRecord", "History", "IntegrityViolation",
     "InvalidDatabaseURL", "InvalidTransition", "InvalidValue", "JobIdConflict", "NewCandidate",
     "NotFound", "QueryRecord", "RoundConflict", "RoundRecord", "SchemaError",

@@ -1,4 +1,4 @@
-"""Campaigns: create by unique name, load to resume, update status / config / budget."""
+"""Campaigns: create by unique name, load to resume, update status / config / budget, delete."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,9 +6,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage.clock import db_now
-from storage.errors import CampaignExists, InvalidValue
-from storage.models import CAMPAIGN_STATUSES, Campaign
-from storage.records import CampaignRecord
+from storage.config_versions import append_config_version
+from storage.errors import CampaignBusy, CampaignExists, InvalidValue
+from storage.models import CAMPAIGN_STATUSES, Base, Campaign, OracleQuery
+from storage.records import IN_FLIGHT, CampaignRecord
 from storage.session import StorageBase, check_json, check_name
 
 
@@ -33,6 +34,8 @@ class CampaignsMixin(StorageBase):
     ) -> CampaignRecord:
         """Create a campaign; its ``config`` (JSON) is snapshotted so a resume rebuilds it.
 
+        The config is also written as config version 1, in the same transaction.
+
         Raises:
             CampaignExists: the name is taken (the message says how to resume it).
 
@@ -52,6 +55,8 @@ class CampaignsMixin(StorageBase):
             row = Campaign(name=name, config=config, budget=budget, status="active")
             session.add(row)
             session.flush()
+            append_config_version(session, campaign=name, campaign_id=row.id, config=config,
+                                  note=None)
             self._log(session, row.id, "campaign.created", {"config": config, "budget": budget})
             session.refresh(row)
             return _record(row)
@@ -76,7 +81,11 @@ class CampaignsMixin(StorageBase):
         config: dict[str, Any] | None = None,
         budget: int | None = None,
     ) -> CampaignRecord:
-        """Change status, replace the config or set the budget (e.g. extend it); logs an event."""
+        """Change status, replace the config or set the budget (e.g. extend it); logs an event.
+
+        A new ``config`` is appended as the next config version (see :meth:`add_config_version`)
+        in the same transaction, so ``campaign.config`` stays the newest version.
+        """
         if status is not None and status not in CAMPAIGN_STATUSES:
             raise InvalidValue(
                 f"campaign status {status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"
@@ -95,5 +104,78 @@ class CampaignsMixin(StorageBase):
                     sa.update(Campaign).where(Campaign.id == cid).values(**changes, updated_at=db_now())
                 )
                 self._log(session, cid, "campaign.updated", changes)
+            if config is not None:
+                added = append_config_version(session, campaign=name, campaign_id=cid,
+                                              config=config, note="set by update_campaign")
+                self._log(session, cid, "campaign.config_changed", {
+                    "old_version": added.version - 1, "new_version": added.version})
             row = session.get_one(Campaign, cid, populate_existing=True)
             return _record(row)
+
+    def delete_campaign(self, name: str, *, allow_in_flight: bool = False) -> dict[str, int]:
+        """Delete campaign ``name`` and every row under it, in one transaction.
+
+        Rows under it: every table with a foreign-key path to ``campaign`` (config versions,
+        rounds, candidates, oracle queries with their leases, events, and any table added
+        later), found from the models. Returns the rows deleted per table, e.g.
+        ``{"campaign": 1, "campaign_config": 2, "round": 3, "candidate": 24, ...}``.
+
+        1. lock the campaign row and its in-flight queries (Postgres ``FOR UPDATE``; SQLite
+           writers are serialised by ``BEGIN IMMEDIATE``), so no query is dispatched meanwhile;
+        2. refuse (:class:`CampaignBusy`) while queries are pending / dispatched / running,
+           unless ``allow_in_flight``: their results would be lost;
+        3. count the rows of each table, delete the campaign row, then each table's rows
+           explicitly (leaves first): ON DELETE CASCADE already removed them where foreign keys
+           are enforced, and the explicit deletes make it hold where they are not (an SQLite
+           connection without ``PRAGMA foreign_keys = ON``). Events can be deleted only once
+           their campaign row is gone (a trigger keeps the log append-only otherwise).
+
+        The campaign's audit log goes with it: log the deletion elsewhere if it must be kept.
+        """
+        with self.session() as session:
+            cid = session.scalar(sa.select(Campaign.id).where(Campaign.name == name)
+                                 .with_for_update())
+            if cid is None:
+                cid = self._campaign_id(session, name)  # raises NotFound with the known names
+            in_flight = session.scalars(
+                sa.select(OracleQuery.idempotency_key)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(IN_FLIGHT))
+                .order_by(OracleQuery.id).with_for_update()
+            ).all()
+            if in_flight and not allow_in_flight:
+                shown = ", ".join(in_flight[:5]) + (", ..." if len(in_flight) > 5 else "")
+                raise CampaignBusy(
+                    f"campaign {name!r} has {len(in_flight)} queries in flight (pending, "
+                    f"dispatched or running: {shown}); wait for them or cancel them first, or "
+                    f"delete anyway with allow_in_flight=True (their results will be lost)"
+                )
+            scopes = _owned_rows(cid)
+            counts = {"campaign": 1}
+            for table, where in scopes:
+                counts[table.name] = int(session.scalar(
+                    sa.select(sa.func.count()).select_from(table).where(where)) or 0)
+            session.execute(sa.delete(Campaign).where(Campaign.id == cid))
+            for table, where in reversed(scopes):
+                session.execute(sa.delete(table).where(where))
+            return counts
+
+
+def _owned_rows(campaign_id: int) -> list[tuple[sa.Table, sa.ColumnElement[bool]]]:
+    """Every table whose rows belong to a campaign, parents before children, each with the
+    condition selecting campaign ``campaign_id``'s rows (through a direct ``campaign_id``
+    foreign key where the table has one, else through its owned parent)."""
+    campaign = Campaign.__table__
+    scopes: dict[sa.Table, sa.ColumnElement[bool]] = {}
+    for table in Base.metadata.sorted_tables:
+        if table is campaign:
+            continue
+        keys = sorted(table.foreign_keys, key=lambda fk: fk.column.table is not campaign)
+        for fk in keys:
+            parent = fk.column.table
+            if parent is campaign:
+                scopes[table] = fk.parent == campaign_id
+                break
+            if parent in scopes:
+                scopes[table] = fk.parent.in_(sa.select(fk.column).where(scopes[parent]))
+                break
+    return list(scopes.items())

@@ -2,6 +2,10 @@
 
 Each sub-command takes ``--url`` (default: ``$TILTLOOP_DATABASE_URL``, else
 ``sqlite:///tiltloop.db``). User errors print one line to stderr and exit 2.
+
+``downgrade`` drops tables and their rows, so it asks first: ``--yes`` skips the question; without
+it an interactive terminal must type ``yes`` (anything else: nothing changes, exit 1), and a
+non-interactive stdin is refused (exit 2) with a message naming ``--yes``.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ def add_db_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     down = db_sub.add_parser("downgrade", help="migrate the schema down to REV ('base' drops all)")
     down.add_argument("revision", metavar="REV")
     down.add_argument("--url", default=None, help=url_help)
+    down.add_argument("--yes", action="store_true",
+                      help="do not ask for confirmation (required when stdin is not a terminal)")
     down.set_defaults(func=_downgrade)
 
     cur = db_sub.add_parser("current", help="print the database's schema revision")
@@ -57,8 +63,33 @@ def _upgrade(url: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_unconfirmed(url: str, revision: str) -> int | None:
+    """None when the user typed ``yes``; else the exit code (2: cannot ask, 1: declined)."""
+    shown = redact(url)
+    if not sys.stdin.isatty():
+        print(f"tiltloop db: downgrade of database {shown} to revision {revision} drops tables "
+              f"and their data, and stdin is not a terminal to confirm it; rerun with --yes to "
+              f"proceed", file=sys.stderr)
+        return 2
+    found = migrate.current(url)
+    try:
+        answer = input(f"Downgrade database {shown} from revision {found or 'none'} to "
+                       f"{revision}? This drops the tables and columns added after {revision}, "
+                       f"with their data. Type yes to continue: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        print("tiltloop db: downgrade not confirmed; nothing changed", file=sys.stderr)
+        return 1
+    return None
+
+
 @_guard
 def _downgrade(url: str, args: argparse.Namespace) -> int:
+    if not args.yes:
+        refused = _refuse_unconfirmed(url, args.revision)
+        if refused is not None:
+            return refused
     before, after = migrate.downgrade(url, args.revision)
     print(f"database {redact(url)} downgraded: {before or 'empty'} -> {after or 'base (empty)'}")
     return 0

@@ -48,6 +48,14 @@ class CampaignExists(StorageError):
     """A campaign with this name already exists (load it to resume instead)."""
 
 
+class ConfigVersionConflict(StorageError):
+    """Another writer added the same config version first (reload the config and retry)."""
+
+
+class CampaignBusy(StorageError):
+    """The operation would drop queries that are still in flight at the oracle."""
+
+
 class RoundConflict(StorageError):
     """A round index is already written with different content, or cannot be discarded."""
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from storage.engine import create_engine, describe_unreachable, map_dbapi_error, redact
 from storage.errors import (
+    DatabaseError,
     DatabaseUnreachable,
     InvalidValue,
     SchemaNotInitialized,
@@ -54,24 +55,58 @@ def _revision_of(connection: Connection) -> str | None:
 _MIGRATION_LOCK = 0x74696C746C6F6F70 - (1 << 63)
 
 
+def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
+    # Outside any transaction (the pragma is a no-op inside one): straight on the driver.
+    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+
+def _check_foreign_keys(conn: Connection, where: str) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise DatabaseError(
+            f"migration of database {where!r} left {len(broken)} row(s) with a dangling foreign "
+            f"key in {', '.join(tables)}; rolled back, nothing changed (report this as a bug)"
+        )
+
+
 def _run(url: str | URL, action: str, revision: str) -> tuple[str | None, str | None]:
+    """Run an Alembic command in one transaction.
+
+    SQLite: foreign keys are switched off for the migration connection (the SQLite-documented
+    way to rebuild a table: batch mode drops and re-creates it, and with enforcement on the
+    implicit DELETE of that DROP would cascade to every child row), then checked with
+    ``PRAGMA foreign_key_check`` before the commit.
+    """
     engine = create_engine(url)
     try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Two services starting at once: the second waits, then finds nothing to do.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                             {"key": _MIGRATION_LOCK})
-            before = _revision_of(conn)
-            cfg = _config(conn)
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                _sqlite_foreign_keys(conn, on=False)
             try:
-                getattr(command, action)(cfg, revision)
-            except CommandError as exc:
-                raise InvalidValue(
-                    f"cannot {action} database {redact(engine.url)!r} to revision {revision!r}: "
-                    f"{exc}; known revisions: {', '.join(known_revisions())} (or 'base'/'head')"
-                ) from None
-            after = _revision_of(conn)
+                with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        # Two services starting at once: the second waits, then finds nothing
+                        # to do.
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": _MIGRATION_LOCK})
+                    before = _revision_of(conn)
+                    cfg = _config(conn)
+                    try:
+                        getattr(command, action)(cfg, revision)
+                    except CommandError as exc:
+                        raise InvalidValue(
+                            f"cannot {action} database {redact(engine.url)!r} to revision "
+                            f"{revision!r}: {exc}; known revisions: "
+                            f"{', '.join(known_revisions())} (or 'base'/'head')"
+                        ) from None
+                    if sqlite:
+                        _check_foreign_keys(conn, redact(engine.url))
+                    after = _revision_of(conn)
+            finally:
+                if sqlite:
+                    _sqlite_foreign_keys(conn, on=True)
     except DBAPIError as exc:
         raise map_dbapi_error(engine.url, exc, doing=f"db {action} to {revision}") from None
     finally:

@@ -1,7 +1,8 @@
-"""SQLAlchemy 2 typed models: campaign → round → candidate → oracle query, plus the event log.
+"""SQLAlchemy 2 typed models: campaign → round → candidate → oracle query, plus the campaign's
+config versions and the event log.
 
-Natural keys are unique constraints (campaign name, round index per campaign, candidate index per
-round, query idempotency key). Statuses are text with CHECK constraints. Designs and features are
+Natural keys are unique constraints (campaign name, config version per campaign, round index per
+campaign, candidate index per round, query idempotency key). Statuses are text with CHECK constraints. Designs and features are
 npy bytes (never pickle); configs, results and snapshots are JSON. Every hot query has an index:
 
 - claim / in-flight scan: ``oracle_query (campaign_id, status)``;
@@ -43,7 +44,7 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 Timestamp = UTCDateTime()
 
-CAMPAIGN_STATUSES = ("active", "paused", "completed", "failed", "archived")
+CAMPAIGN_STATUSES = ("active", "paused", "completed", "failed", "archived", "cancelled")
 ROUND_STATUSES = ("open", "complete", "failed")
 QUERY_STATUSES = ("pending", "dispatched", "running", "succeeded", "failed", "cancelled")
 
@@ -67,7 +68,11 @@ class Base(DeclarativeBase):
 
 
 class Campaign(Base):
-    """One design campaign: a unique name, its config snapshot and an optional query budget."""
+    """One design campaign: a unique name, its current config and an optional query budget.
+
+    ``config`` is always the latest row of :class:`CampaignConfig` (written in the same
+    transaction), so a resume reads one row; the older versions stay in ``campaign_config``.
+    """
 
     __tablename__ = "campaign"
     __table_args__ = (sa.CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),)
@@ -79,6 +84,23 @@ class Campaign(Base):
     budget: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+
+
+class CampaignConfig(Base):
+    """One version of a campaign's config: versions 1, 2, ... per campaign, never rewritten."""
+
+    __tablename__ = "campaign_config"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "version"),
+        sa.CheckConstraint("version >= 1", name="version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
 
 
 class Round(Base):
@@ -101,6 +123,8 @@ class Round(Base):
     surrogate_blob: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The campaign config version the round was generated with (NULL: written before 0003).
+    config_version: Mapped[int | None] = mapped_column(sa.Integer)
     # sha256 over everything the round was written with: an identical re-write is a no-op.
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())

@@ -17,7 +17,7 @@ from storage.clock import db_now, db_now_plus
 from storage.errors import InvalidValue, JobIdConflict, NotFound
 from storage.lifecycle import check_objectives, check_transition
 from storage.models import QUERY_STATUSES, Campaign, Candidate, OracleQuery, Round
-from storage.records import TERMINAL, QueryRecord
+from storage.records import IN_FLIGHT, TERMINAL, QueryRecord
 from storage.session import StorageBase
 
 _QUERY = OracleQuery.__table__.c
@@ -270,6 +270,28 @@ class QueriesMixin(StorageBase):
             counts = dict.fromkeys(QUERY_STATUSES, 0)
             counts.update({s: int(n) for s, n in rows})
             return counts
+
+    def in_flight_count(self, campaign: str) -> int:
+        """Number of the campaign's queries still waiting on the oracle (pending, dispatched,
+        running): what must reach zero before the campaign can be deleted safely."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            return int(session.scalar(
+                sa.select(sa.func.count()).select_from(OracleQuery)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(IN_FLIGHT))
+            ) or 0)
+
+    def failure_reasons(self, campaign: str) -> list[tuple[str, str]]:
+        """``(key, error)`` of every failed query of the campaign, oldest first (no designs read;
+        served by the ``(campaign_id, status)`` index)."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            rows = session.execute(
+                sa.select(OracleQuery.idempotency_key, OracleQuery.error)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status == "failed")
+                .order_by(OracleQuery.id)
+            ).all()
+            return [(key, error or "") for key, error in rows]
 
     def _query_row(self, session: Session, key: str) -> OracleQuery:
         row = session.scalar(sa.select(OracleQuery).where(OracleQuery.idempotency_key == key)

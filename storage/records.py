@@ -52,9 +52,23 @@ class CampaignRecord:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class ConfigVersionRecord:
+    """One version of a campaign's config (versions count 1, 2, ... per campaign)."""
+
+    version: int
+    config: dict[str, Any]
+    note: str | None
+    created_at: datetime
+
+
 @dataclass(frozen=True, eq=False)
 class RoundRecord:
-    """A round as stored; ``surrogate_blob`` is only loaded by :meth:`Storage.load_round`."""
+    """A round as stored; ``surrogate_blob`` is only loaded by :meth:`Storage.load_round`.
+
+    ``config_version``: the campaign config version the round was generated with (None for a
+    round written before schema revision 0003 had versions).
+    """
 
     campaign: str
     index: int
@@ -71,6 +85,7 @@ class RoundRecord:
     created_at: datetime
     updated_at: datetime
     surrogate_blob: bytes | None = None
+    config_version: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

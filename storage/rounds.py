@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, defer
 
 from storage.arrays import decode_array, encode_array
 from storage.clock import db_now
+from storage.config_versions import latest_version
 from storage.errors import IntegrityViolation, InvalidValue, NotFound, RoundConflict
-from storage.models import ROUND_STATUSES, Candidate, OracleQuery, Round
+from storage.models import ROUND_STATUSES, CampaignConfig, Candidate, OracleQuery, Round
 from storage.records import CandidateRecord, NewCandidate, RoundRecord
 from storage.session import StorageBase, check_finite, check_json
 
@@ -109,6 +110,7 @@ def _round_records(session: Session, campaign: str, rows: Sequence[Round], blob:
             surrogate_state=row.surrogate_state, timings=row.timings, summary=row.summary,
             content_hash=row.content_hash, created_at=row.created_at, updated_at=row.updated_at,
             surrogate_blob=row.surrogate_blob if blob else None,
+            config_version=row.config_version,
         )
         for row in rows
     ]
@@ -134,6 +136,7 @@ class RoundsMixin(StorageBase):
         surrogate_blob: bytes | None = None,
         timings: dict[str, Any] | None = None,
         summary: dict[str, Any] | None = None,
+        config_version: int | None = None,
     ) -> RoundRecord:
         """Write a round, every candidate and one pending query per selected candidate, atomically.
 
@@ -146,6 +149,10 @@ class RoundsMixin(StorageBase):
         Args:
             surrogate_state: JSON metadata of the surrogate; ``surrogate_blob``: its tensors as
                 safetensors bytes (never pickle).
+            config_version: the campaign config version the round was generated with (it must
+                exist); None stores the campaign's current version, read in the same
+                transaction. Not part of the content hash: an identical re-write returns the
+                stored round with the version it was first written with.
 
         >>> rec = storage.record_round("c1", 0, alpha=0.1, candidates=[NewCandidate(x) for x in X],
         ...                            selected=[3, 7], oracle_name="lab")
@@ -171,13 +178,15 @@ class RoundsMixin(StorageBase):
             check_json(value, field=name)
         if surrogate_blob is not None and not isinstance(surrogate_blob, (bytes, bytearray)):
             raise InvalidValue(f"surrogate_blob: expected bytes, got {type(surrogate_blob).__name__}")
+        config_version = _optional_int(config_version, "config_version")
         rows = _candidate_rows(candidates, set(chosen))
         head = {"alpha": alpha, "oracle_name": oracle_name, "selected": sorted(chosen),
                 "surrogate_state": surrogate_state}
         digest = _content_hash(head, rows, surrogate_blob)
         try:
             return self._write_round(campaign, index, alpha, rows, sorted(chosen), oracle_name,
-                                     surrogate_state, surrogate_blob, timings, summary, digest)
+                                     surrogate_state, surrogate_blob, timings, summary, digest,
+                                     config_version)
         except IntegrityViolation:
             # A concurrent writer recorded the same index first: same content is fine.
             existing = self.load_round(campaign, index)
@@ -194,7 +203,7 @@ class RoundsMixin(StorageBase):
 
     def _write_round(  # type: ignore[no-untyped-def]
         self, campaign, index, alpha, rows, chosen, oracle_name, surrogate_state, surrogate_blob,
-        timings, summary, digest,
+        timings, summary, digest, config_version,
     ) -> RoundRecord:
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
@@ -205,12 +214,14 @@ class RoundsMixin(StorageBase):
                 if existing.content_hash != digest:
                     raise RoundConflict(self._conflict_message(campaign, index))
                 return _round_record(session, campaign, existing, blob=False)
+            config_version = self._round_config_version(session, campaign, cid, config_version)
             round_id = session.scalar(
                 sa.insert(Round).values(
                     campaign_id=cid, round_index=index, status="open", alpha=alpha,
                     oracle_name=oracle_name, surrogate_state=surrogate_state,
                     surrogate_blob=None if surrogate_blob is None else bytes(surrogate_blob),
                     timings=timings, summary=summary, content_hash=digest,
+                    config_version=config_version,
                 ).returning(Round.id)
             )
             # Bulk: one executemany for the candidates (batched multi-row VALUES on Postgres),
@@ -229,9 +240,25 @@ class RoundsMixin(StorageBase):
                     ["campaign_id", "candidate_id", "oracle_name", "idempotency_key", "status",
                      "attempts"], source))
             self._log(session, cid, "round.recorded", {
-                "round": index, "candidates": len(rows), "selected": chosen, "alpha": alpha})
+                "round": index, "candidates": len(rows), "selected": chosen, "alpha": alpha,
+                "config_version": config_version})
             row = session.get_one(Round, round_id)
             return _round_record(session, campaign, row, blob=False)
+
+    def _round_config_version(self, session: Session, campaign: str, cid: int,
+                              given: int | None) -> int | None:
+        latest = latest_version(session, cid)
+        if given is None:
+            return latest
+        exists = session.scalar(sa.select(CampaignConfig.id).where(
+            CampaignConfig.campaign_id == cid, CampaignConfig.version == given))
+        if exists is None:
+            known = f"1..{latest}" if latest else "none"
+            raise NotFound(
+                f"config_version: campaign {campaign!r} has no config version {given} (versions "
+                f"{known}); pass an existing version, or None for the current one"
+            )
+        return given
 
     def load_round(self, campaign: str, index: int) -> RoundRecord:
         """One round with its surrogate blob (what a resume needs to rebuild the surrogate)."""

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from storage import migrate
 from storage.campaigns import CampaignsMixin
+from storage.config_versions import ConfigVersionsMixin
 from storage.engine import connect_check, create_engine
 from storage.events import EventsMixin
 from storage.history import HistoryMixin
@@ -21,7 +22,8 @@ from storage.queries import QueriesMixin
 from storage.rounds import RoundsMixin
 
 
-class Storage(CampaignsMixin, RoundsMixin, QueriesMixin, HistoryMixin, EventsMixin):
+class Storage(CampaignsMixin, ConfigVersionsMixin, RoundsMixin, QueriesMixin, HistoryMixin,
+              EventsMixin):
     """Campaigns, rounds, candidates, oracle queries and events over one engine.
 
     Every method is one transaction (see :meth:`session`); errors are :mod:`storage.errors`.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -24,34 +25,74 @@ def test_upgrade_current_downgrade(empty_url: str, capsys: pytest.CaptureFixture
     shown = redact(empty_url)
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"none: no tiltloop schema (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
+        f"none: no tiltloop schema (head is 0003); run: tiltloop db upgrade --url '{shown}'\n")
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0002\n"
+    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0003\n"
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} already at revision 0002\n"
+    assert capsys.readouterr().out == f"database {shown} already at revision 0003\n"
     Storage.open(empty_url).close()
-    assert _main(["db", "downgrade", "0001", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} downgraded: 0002 -> 0001\n"
+    assert _main(["db", "downgrade", "0001", "--url", empty_url, "--yes"]) == 0
+    assert capsys.readouterr().out == f"database {shown} downgraded: 0003 -> 0001\n"
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"0001 (head is 0002); run: tiltloop db upgrade --url '{shown}'\n")
-    assert _main(["db", "downgrade", "base", "--url", empty_url]) == 0
+        f"0001 (head is 0003); run: tiltloop db upgrade --url '{shown}'\n")
+    assert _main(["db", "downgrade", "base", "--url", empty_url, "--yes"]) == 0
     assert current(empty_url) is None
 
 
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert _main(["db", "downgrade", "zzz", "--url", url]) == 2
+    assert _main(["db", "downgrade", "zzz", "--url", url, "--yes"]) == 2
     err = capsys.readouterr().err
     assert err == (f"tiltloop db: cannot downgrade database '{url}' to revision 'zzz': Can't "
-                   f"locate revision identified by 'zzz'; known revisions: 0001, 0002 (or "
+                   f"locate revision identified by 'zzz'; known revisions: 0001, 0002, 0003 (or "
                    f"'base'/'head')\n")
     monkeypatch.setenv("TILTLOOP_DATABASE_URL", "mysql://u@h/db")
     assert _main(["db", "current"]) == 2
     assert capsys.readouterr().err == (
         "tiltloop db: database URL 'mysql://u@h/db' uses unsupported backend 'mysql'; expected "
         "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH\n")
+
+
+class _Terminal(io.StringIO):
+    """A stdin that says it is a terminal, with the user's typed answer in it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_downgrade_without_yes_refused_when_stdin_is_not_a_terminal(
+        storage_url: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # piped input does not count
+    assert _main(["db", "downgrade", "0002", "--url", storage_url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"tiltloop db: downgrade of database {redact(storage_url)} to revision 0002 drops tables "
+        f"and their data, and stdin is not a terminal to confirm it; rerun with --yes to "
+        f"proceed\n")
+    assert current(storage_url) == "0003"
+
+
+@pytest.mark.parametrize(("typed", "code", "revision"),
+                         [("yes\n", 0, "0002"), ("y\n", 1, "0003"), ("", 1, "0003")])
+def test_downgrade_asks_on_a_terminal(storage_url: str, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch, typed: str, code: int,
+                                      revision: str) -> None:
+    monkeypatch.setattr("sys.stdin", _Terminal(typed))
+    assert _main(["db", "downgrade", "0002", "--url", storage_url]) == code
+    captured = capsys.readouterr()
+    shown = redact(storage_url)
+    assert captured.out.startswith(
+        f"Downgrade database {shown} from revision 0003 to 0002? This drops the tables and "
+        f"columns added after 0002, with their data. Type yes to continue: ")
+    if code == 0:
+        assert captured.out.endswith(f"database {shown} downgraded: 0003 -> 0002\n")
+    else:
+        assert captured.err == "tiltloop db: downgrade not confirmed; nothing changed\n"
+    assert current(storage_url) == revision
 
 
 def test_console_script_unreachable_server() -> None:

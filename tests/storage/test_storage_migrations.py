@@ -8,10 +8,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from storage import (
+    InvalidValue,
     SchemaNotInitialized,
     SchemaOutOfDate,
     SchemaTooNew,
     Storage,
+    StorageError,
     current,
     downgrade,
     head_revision,
@@ -20,7 +22,7 @@ from storage import (
 from storage.engine import create_engine, redact
 from storage.models import Base
 
-TABLES = {"campaign", "round", "candidate", "oracle_query", "event"}
+TABLES = {"campaign", "campaign_config", "round", "candidate", "oracle_query", "event"}
 
 
 def _tables(url: str) -> set[str]:
@@ -39,9 +41,11 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     assert downgrade(empty_url, "base") == (head_revision(), None)
     assert _tables(empty_url) == set()
     upgrade(empty_url, "0001")
-    assert _tables(empty_url) == TABLES - {"event"}
+    assert _tables(empty_url) == TABLES - {"event", "campaign_config"}
+    upgrade(empty_url, "0002")
+    assert _tables(empty_url) == TABLES - {"campaign_config"}
     upgrade(empty_url)
-    assert current(empty_url) == head_revision() == "0002"
+    assert current(empty_url) == head_revision() == "0003"
     assert _tables(empty_url) == TABLES
 
 
@@ -72,7 +76,7 @@ def test_open_refuses_empty_database(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} has no tiltloop schema (revision none, this tiltloop "
-        f"needs 0002); run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"needs 0003); run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
 
 
@@ -82,7 +86,7 @@ def test_open_refuses_old_revision(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} is at schema revision 0001, older than this "
-        f"tiltloop's 0002; run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"tiltloop's 0003; run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
     Storage.open(empty_url, check_schema=False).close()  # an explicit opt-out still connects
 
@@ -93,7 +97,7 @@ def test_open_refuses_unknown_newer_revision(storage_url: str) -> None:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
     with pytest.raises(SchemaTooNew, match=r"at schema revision 0099, unknown to this tiltloop "
-                                           r"\(head 0002\): a newer tiltloop wrote it"):
+                                           r"\(head 0003\): a newer tiltloop wrote it"):
         Storage.open(storage_url)
 
 
@@ -105,5 +109,60 @@ def test_concurrent_upgrades_serialise(empty_url: str) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: upgrade(empty_url), range(2)))
-    assert sorted(results, key=str) == [("0002", "0002"), (None, "0002")]
+    assert sorted(results, key=str) == [("0003", "0003"), (None, "0003")]
     assert current(empty_url) == head_revision()
+
+
+def test_0002_to_0003_gives_existing_campaigns_version_1(storage_url: str) -> None:
+    from storage_helpers import setup_round
+
+    with Storage.open(storage_url) as storage:
+        keys = setup_round(storage, "c1")
+        storage.add_config_version("c1", {"alpha": 0.05})  # the current config at downgrade
+        setup_round(storage, "c1", index=1)
+        storage.create_campaign("c2", {"other": True})
+    assert downgrade(storage_url, "0002") == ("0003", "0002")
+    assert "campaign_config" not in _tables(storage_url)
+    assert upgrade(storage_url) == ("0002", "0003")
+    with Storage.open(storage_url) as storage:
+        versions = storage.config_versions("c1")
+        assert [(v.version, v.config, v.note) for v in versions] == [
+            (1, {"alpha": 0.05}, "version 1: the config when migration 0003 ran")]
+        assert [v.config for v in storage.config_versions("c2")] == [{"other": True}]
+        assert [r.config_version for r in storage.list_rounds("c1")] == [1, 1]
+        # the SQLite rebuild of the campaign table cascaded nothing away
+        assert [q.key for q in storage.list_queries("c1")][:3] == keys
+        assert len(storage.list_queries("c1")) == 6
+        assert len(storage.list_events("c1")) == 4
+        assert storage.add_config_version("c1", {"alpha": 0.02}).version == 2
+
+
+def test_cancelled_status_and_its_downgrade(storage_url: str) -> None:
+    with Storage.open(storage_url) as storage:
+        storage.create_campaign("c1", {})
+        storage.create_campaign("c2", {})
+        assert storage.update_campaign("c1", status="cancelled").status == "cancelled"
+        with pytest.raises(StorageError, match="ck_campaign_status"):
+            with storage.session() as session:  # the database's CHECK, not only the API
+                session.execute(sa.text("UPDATE campaign SET status = 'bogus'"))
+    with pytest.raises(InvalidValue) as info:
+        downgrade(storage_url, "0002")
+    assert str(info.value) == (
+        "cannot downgrade to revision 0002: campaign(s) 'c1' have status 'cancelled', which "
+        "0002 cannot store; set another status (update_campaign(name, status='archived')) or "
+        "delete them (delete_campaign(name)), then downgrade again")
+    assert current(storage_url) == "0003"  # rolled back whole
+    with Storage.open(storage_url) as storage:
+        storage.update_campaign("c1", status="archived")
+    downgrade(storage_url, "0002")
+    with pytest.raises(StorageError, match="ck_campaign_status"):
+        _execute_mapped(storage_url, "UPDATE campaign SET status = 'cancelled'")
+    # 0002's event log refuses every DELETE again, so a campaign with events cannot go
+    with pytest.raises(StorageError, match="the event log is append-only: DELETE on event"):
+        _execute_mapped(storage_url, "DELETE FROM campaign")
+
+
+def _execute_mapped(url: str, statement: str) -> None:
+    with Storage.open(url, check_schema=False) as storage:
+        with storage.session() as session:
+            session.execute(sa.text(statement))
