@@ -17,6 +17,7 @@ committed file:
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import re
 import sys
@@ -192,6 +193,7 @@ def _literal_values(tp: Any) -> tuple[Any, ...]:
 _ENTRY = re.compile(r"^(\s*)(\w+): ?(.*)$")
 
 
+@functools.lru_cache(maxsize=None)
 def _docstring_attributes(cls: type) -> dict[str, str]:
     """``Attributes:`` entries of a Google-style class docstring (own docstring only)."""
     doc = cls.__dict__.get("__doc__") or ""
@@ -221,8 +223,11 @@ def _docstring_attributes(cls: type) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _comment_docs(cls: type) -> dict[str, str]:
-    """``#:`` comments written directly above a field in the class body."""
+    """``#:`` comments written directly above a field in the class body (project classes only)."""
+    if cls.__module__.split(".")[0] in ("pydantic", "builtins", "typing"):
+        return {}
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):
