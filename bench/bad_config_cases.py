@@ -434,9 +434,7 @@ def problems(case: BadCase, path: Path, db: Path, code: int | None, out: str, er
     rows = campaign_rows(db)
     if rows:
         found.append(f"{rows} campaign row(s) written")
-    if elapsed_s > 1.0:
-        found.append(f"took {elapsed_s:.1f} s (> 1 s)")
-    return found
+    return found  # elapsed_s is reported by bench/bad_configs.py, never asserted (load varies)
 
 
 class ReachedRay(RuntimeError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from oracles.errors import OracleConfigError
 from oracles.http import RetryPolicy
@@ -28,87 +28,100 @@ from oracles.safe import SafeOracle
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    objectives: tuple[str, ...] = Field(("y",), min_length=1)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    objectives: tuple[str, ...] = Field(("y",), min_length=1, description=
+                                        "objective names the oracle reports (default: the campaign's)")
 
 
 class HttpOracleConfig(_Config):
     """``kind = "http"``: a lab job API (see ``oracles.http``)."""
 
-    base_url: str
-    token_env: str | None = None
-    token_file: Path | None = None
-    verify: bool | str = True
-    timeout_s: float = Field(30.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    retry: RetryPolicy = RetryPolicy()
-    max_concurrency: int = Field(16, ge=1, le=1024)
-    allow_insecure_http: bool = False
-    name: str | None = None
+    base_url: str = Field(min_length=1, description="the lab API's root (https://…; http only on loopback)")
+    token_env: str | None = Field(None, description="environment variable holding the bearer token")
+    token_file: Path | None = Field(None, description="file holding the bearer token (relative: to the config's folder)")
+    verify: bool | str = Field(True, description="verify TLS (true), or a CA bundle path")
+    timeout_s: float = Field(30.0, gt=0, le=86_400, description="seconds per HTTP request")
+    connect_timeout_s: float = Field(10.0, gt=0, le=3600, description="seconds to connect")
+    retry: RetryPolicy = Field(RetryPolicy(), description="retries of connection errors, 5xx and 429")
+    max_concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at once")
+    allow_insecure_http: bool = Field(False, description="allow plain http to a non-loopback host")
+    name: str | None = Field(None, description="the oracle's name in logs and the database")
 
 
 class CommandOracleConfig(_Config):
     """``kind = "command"``: a program run per design (see ``oracles.command``)."""
 
-    argv: list[str] = Field(min_length=1)
-    input_mode: Literal["stdin", "file"] = "stdin"
-    timeout_s: float = Field(3600.0, gt=0)
-    kill_grace_s: float = Field(5.0, ge=0)
-    max_concurrency: int = Field(1, ge=1, le=1024)
-    cwd: Path | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    name: str | None = None
+    argv: list[str] = Field(min_length=1, description="the program and its arguments (no shell)")
+    input_mode: Literal["stdin", "file"] = Field("stdin", description="design JSON on stdin, or in a file named by $TILTLOOP_INPUT")
+    timeout_s: float = Field(3600.0, gt=0, le=30 * 86_400, description="seconds before a run is killed")
+    kill_grace_s: float = Field(5.0, ge=0, le=3600, description="seconds between SIGTERM and SIGKILL")
+    max_concurrency: int = Field(1, ge=1, le=1024, description="programs running at once")
+    cwd: Path | None = Field(None, description="working folder (default: the config file's folder)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment (settings, never secrets)")
+    name: str | None = Field(None, description="the oracle's name in logs and the database")
 
 
 class CallableOracleConfig(_Config):
     """``kind = "callable"``: a Python function named ``"package.module:function"``."""
 
-    target: str = Field(pattern=r"^[\w.]+:[\w.]+$")
-    max_workers: int = Field(4, ge=1, le=1024)
+    target: str = Field(pattern=r"^[\w.]+:[\w.]+$", description='"package.module:function", design -> {objective: value}')
+    max_workers: int = Field(4, ge=1, le=1024, description="calls running at once (threads)")
 
 
 class ManualOracleConfig(_Config):
     """``kind = "manual"``: ask/tell through CSV / JSON files (see ``oracles.manual``)."""
 
-    directory: Path
-    export_format: Literal["csv", "json"] = "csv"
+    directory: Path = Field(description="where pending.csv goes and results come back (relative: to the config's folder)")
+    export_format: Literal["csv", "json"] = Field("csv", description="format of the pending file")
 
 
 class _SimulatedConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    latency_s: float = Field(0.0, ge=0)
-    noise_std: float = Field(0.0, ge=0)
-    failure_rate: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    latency_s: float = Field(0.0, ge=0, le=86_400, description="seconds each evaluation takes")
+    noise_std: float = Field(0.0, ge=0, description="std of Gaussian noise added to each value")
+    failure_rate: float = Field(0.0, ge=0, le=1, description="fraction of evaluations that fail")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of noise and failures")
 
 
 class BoTorchOracleConfig(_SimulatedConfig):
     """``kind = "botorch"``: a BoTorch test function on the unit cube, maximized by default."""
 
-    function: str = "branin"
-    dim: int | None = Field(None, ge=1)
-    bounds: list[tuple[float, float]] | None = None
-    negate: bool = True
-    objective: str = "y"
+    function: str = Field("branin", description="a BoTorch test function (branin, hartmann6, ackley, ...)")
+
+    @field_validator("function")
+    @classmethod
+    def _known_function(cls, v: str) -> str:
+        from oracles.simulated.botorch_functions import ALIASES, FUNCTIONS
+
+        name = v.lower().replace("-", "_")
+        if name not in FUNCTIONS and name not in ALIASES:
+            raise ValueError(f"unknown BoTorch function {v!r}; choose one of "
+                             f"{', '.join(sorted([*FUNCTIONS, *ALIASES]))}")
+        return v
+
+    dim: int | None = Field(None, ge=1, le=100_000, description="dimension, for functions that take one")
+    bounds: list[tuple[float, float]] | None = Field(None, description="box the unit cube maps to")
+    negate: bool = Field(True, description="report −f (maximization convention)")
+    objective: str = Field("y", description="the objective's name (default: the campaign's)")
 
 
 class DigitsOracleConfig(_SimulatedConfig):
     """``kind = "digits"``: belief in a target digit for an `8 x 8` image (``DigitScorerOracle``)."""
 
-    target_digit: int = Field(3, ge=0, le=9)
-    output: Literal["p", "log_p", "log_odds"] = "p"
-    log_prob: bool = False
-    objective: str = "p_target"
-    train_fraction: float = Field(1.0, ge=0.1, le=1.0)
-    pixel_range: Literal["unit", "signed"] = "unit"
-    off_data_penalty: float = Field(0.0, ge=0.0)
-    off_data_radius: float | None = Field(None, gt=0.0)
+    target_digit: int = Field(3, ge=0, le=9, description="the digit whose belief is scored")
+    output: Literal["p", "log_p", "log_odds"] = Field("p", description="what is reported of p(target | image)")
+    log_prob: bool = Field(False, description="legacy: same as output = \"log_p\"")
+    objective: str = Field("p_target", description="the objective's name (default: the campaign's)")
+    train_fraction: float = Field(1.0, ge=0.1, le=1.0, description="fraction of the digits the scorer is trained on")
+    pixel_range: Literal["unit", "signed"] = Field("unit", description='pixels in [0, 1], or [-1, 1] ("signed": the bundled digits prior)')
+    off_data_penalty: float = Field(0.0, ge=0.0, le=1e6, description="w of the penalty w·max(0, d − r)² off the real digits")
+    off_data_radius: float | None = Field(None, gt=0.0, description="r of that penalty (default: 95% quantile among real digits)")
 
 
 class ManifoldOracleConfig(_SimulatedConfig):
     """``kind = "manifold"``: the bundled manifold problem (16-d designs, ``ManifoldOracle``)."""
 
-    objective: str = "value"
+    objective: str = Field("value", description="the objective's name (default: the campaign's)")
 
 
 def _http(c: HttpOracleConfig) -> Oracle:

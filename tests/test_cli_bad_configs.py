@@ -26,28 +26,7 @@ CASES = bad_cases()
 _ROW_THEN_RAY = ("passes validation and preflight, so run_campaign writes the campaign row and only "
                  "then starts Ray (which would run with it / fail); the config should refuse it")
 #: id -> why it fails today (strict: the mark must go once the bug is fixed).
-KNOWN_BUGS: dict[str, str] = {
-    'bad-choice:oracle.kind:["http"]':
-        "TypeError traceback: config_oracle.fill_objectives does `data.get('kind') not in "
-        "KIND_MODELS` on an unhashable kind (a TOML array/table) from CampaignConfig._normalize",
-    "probe:budget.total:2**70":
-        "budget.total has no upper bound: 2**70 passes validation and create_campaign raises "
-        "OverflowError (SQLite INTEGER) as a traceback",
-    "probe:workers.particles_per_worker:2**70": _ROW_THEN_RAY,
-    "probe:workers.cpus_per_worker:1e308": _ROW_THEN_RAY,
-    "probe:sampler.chunk_size:2**70": _ROW_THEN_RAY,
-    "probe:oracle.seed:2**70": _ROW_THEN_RAY,
-    "probe:ray.address:sql":
-        "ray.address is checked by ray_runtime only after create_campaign wrote the row "
-        "(service.run_campaign order), so a bad address leaves a campaign behind",
-    "probe:oracle.function:empty":
-        "unknown BoTorch function is caught at preflight as field `oracle`, not `oracle.function`",
-    "probe:oracle.function:sql":
-        "unknown BoTorch function is caught at preflight as field `oracle`, not `oracle.function`",
-    "probe:budget.stop_target:nan":
-        "nan passes validation; storage then refuses the JSON snapshot with a message that names "
-        "neither the file nor `budget.stop_target`",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _param(case: BadCase):  # type: ignore[no-untyped-def]

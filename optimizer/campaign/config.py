@@ -32,16 +32,23 @@ _SECRET_NAME = re.compile(r"token|secret|passw|auth|key|credential|bearer|cookie
 _SECRET_VALUE = re.compile(r"^(gh[pousr]_|github_pat_|sk-|xox[abpr]-|AKIA|eyJ|Bearer\s)")
 
 
+#: The largest integer a database column (BIGINT / SQLite INTEGER) holds.
+MAX_INT = 2**63 - 1
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN / inf never make sense in a campaign and are not strict JSON (the snapshot is stored)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PriorConfig(_Frozen):
     """Which diffusion prior the workers load (a bundled name or a local folder; a relative
     folder is resolved against the config file's folder)."""
 
-    name: str = Field(min_length=1, description='bundled prior name ("digits", "manifold", "gmm-toy") or a path')
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    name: str = Field(min_length=1, max_length=4096,
+                      description='bundled prior name ("digits", "manifold", "gmm-toy") or a path')
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="where the workers run the prior (auto: a GPU when present)")
 
 
 class ObjectiveConfig(_Frozen):
@@ -77,7 +84,8 @@ class SamplerConfig(DASOptions):
     counts tilted rounds only; its last value repeats.
     """
 
-    alpha: float | list[float] = 0.1
+    alpha: float | list[float] = Field(
+        default=0.1, description="α of `p_pre·exp(r̂/α)`: one value, or one per tilted round")
 
     @field_validator("alpha")
     @classmethod
@@ -108,12 +116,17 @@ class WorkersConfig(_Frozen):
     """The Ray SMC worker pool: ``count`` actors, each round split into ``count·chunks_per_worker``
     chunks of ``particles_per_worker`` particles (seeded per chunk)."""
 
-    count: int = Field(default=2, ge=1, le=1024)
-    particles_per_worker: int = Field(default=256, ge=2)
-    chunks_per_worker: int = Field(default=1, ge=1)
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    use_gpu: Literal["auto", "on", "off"] = "auto"
-    max_chunk_retries: int = Field(default=3, ge=0)
+    count: int = Field(default=2, ge=1, le=1024, description="SMC worker actors in the Ray pool")
+    particles_per_worker: int = Field(default=256, ge=2, le=10_000_000,
+                                      description="particles of one chunk (`P` of one DAS run)")
+    chunks_per_worker: int = Field(default=1, ge=1, le=1024,
+                                   description="chunks per worker and round (each seeded apart)")
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024,
+                                   description="Ray CPUs per worker (also its torch threads)")
+    use_gpu: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: a GPU per worker when the cluster has them")
+    max_chunk_retries: int = Field(default=3, ge=0, le=100,
+                                   description="a dead worker's chunk is redone at most this often")
 
     @property
     def num_chunks(self) -> int:
@@ -140,10 +153,12 @@ class BudgetConfig(_Frozen):
     when more than ``max_failure_fraction`` of a round's queries failed; ``tiltloop resume``
     continues once the cause is fixed."""
 
-    q: int = Field(default=8, ge=1)
-    max_in_flight: int | None = Field(default=None, ge=1)
-    total: int = Field(default=64, ge=1)
-    stop_target: float | None = None
+    q: int = Field(default=8, ge=1, le=100_000, description="oracle queries per round")
+    max_in_flight: int | None = Field(default=None, ge=1, le=1_000_000,
+                                      description="queries at the oracle at once (default 2·q)")
+    total: int = Field(default=64, ge=1, le=MAX_INT, description="oracle queries in all")
+    stop_target: float | None = Field(
+        default=None, description="stop once the best primary-objective value reaches this")
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
     #: budget guard: pause after this many failed queries in a row (a broken lab, a wrong shape)
     max_consecutive_failures: int = Field(default=8, ge=1)
@@ -211,7 +226,8 @@ class HistoryConfig(_Frozen):
 class RayConfig(_Frozen):
     """Ray: no address starts a local instance; an address (or ``RAY_ADDRESS``) joins a cluster."""
 
-    address: str | None = None
+    address: str | None = Field(default=None, pattern=r"^(auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5})$",
+                                description='"auto", "HOST:PORT" or "ray://HOST:PORT"; none: a local Ray')
 
 
 class CampaignConfig(_Frozen):

@@ -51,7 +51,8 @@ def flatten_legacy(data: Any) -> Any:
 def fill_objectives(data: Any, objectives: list[str]) -> Any:
     """Default the oracle's objective names from the campaign's ``[[objectives]]``: kinds with an
     ``objectives`` list get all of them, simulated kinds (one ``objective``) the first."""
-    if not isinstance(data, dict) or data.get("kind") not in KIND_MODELS or not objectives:
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) \
+            or data["kind"] not in KIND_MODELS or not objectives:
         return data
     fields = KIND_MODELS[data["kind"]].model_fields
     if "objectives" in fields and "objectives" not in data:

@@ -97,7 +97,7 @@ def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int
             f"cancel {name}`), wait for them, or pass --force")
     if in_flight:
         log.warning("campaign %s deleted with %d queries in flight (--force)", name, in_flight)
-    return storage.delete_campaign(name)
+    return storage.delete_campaign(name, allow_in_flight=force)
 
 
 def new_config_version(storage: Storage, name: str, config: CampaignConfig, *,

@@ -50,12 +50,31 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
         bundle = load_prior_bundle(config.prior.name, config.feature_map.kind)
     except PriorError as exc:
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
+    check_ray_reachable(config, source=source)
     oracle = build_oracle(config, source=source)
     try:
         check_oracle_reachable(config, source=source)
         _check_oracle_matches(config, oracle, design_shape(bundle.prior), source=source)
     finally:
         oracle.close()
+
+
+def check_ray_reachable(config: CampaignConfig, *, source: str, timeout_s: float = 5.0) -> None:
+    """An explicit Ray address (``ray.address`` or ``RAY_ADDRESS``; not "auto") must accept a TCP
+    connection, so a typo fails before the campaign row exists, not at its first round."""
+    import socket
+
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        field = "ray.address" if config.ray.address else "$RAY_ADDRESS"
+        raise PreflightError(f"{source}: field `{field}`: no Ray cluster answers at {address!r} "
+                             f"({exc}); start it (`ray start --head`) or fix the address") from None
 
 
 def design_shape(prior: Any) -> tuple[int, ...]:

@@ -26,14 +26,14 @@ class DASOptions(BaseModel):
         clip_sample: clamp `x̂0` to `[-c, c]` (diffusers' ``clip_sample_range``), or None.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     num_steps: int = Field(100, ge=1, le=10_000)
     tempering: str = "adaptive"
     guidance: Literal["auto", "gradient", "none"] = "auto"
     resampling: str = "systematic"
     ess_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    chunk_size: int | None = Field(None, ge=1)
+    chunk_size: int | None = Field(None, ge=1, le=2**31 - 1)
     gradient_checkpointing: bool = False
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace"
     clip_sample: float | None = Field(None, gt=0)

@@ -37,7 +37,7 @@ class SurrogateConfig(BaseModel):
         dtype: the GP's floating dtype (float64 recommended).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     maximize: bool | tuple[bool, ...] = True
     weights: tuple[float, ...] | None = None
@@ -53,7 +53,7 @@ class SurrogateConfig(BaseModel):
     fit_timeout_s: float | None = Field(None, gt=0.0)
     num_mc_samples: int = Field(128, ge=1)
     cholesky_max_size: int = Field(10_000, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     dtype: Literal["float64", "float32"] = "float64"
 
     @model_validator(mode="after")

@@ -16,7 +16,6 @@ import pytest
 import optimizer.cli as cli
 from optimizer.campaign.errors import CampaignStateError
 from optimizer.campaign.export import export_campaign, stored_objectives
-from optimizer.campaign.export_cli import add_export_parser
 from optimizer.errors import ConfigError
 from storage import NewCandidate, Storage, upgrade
 
@@ -183,21 +182,8 @@ def test_npy_refuses_mixed_design_shapes(storage: Storage, tmp_path: Path) -> No
         export_campaign(storage, "exp", tmp_path / "n", format="npy", objectives=[("y", "maximize")])
 
 
-def _main_with_export(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``optimizer.cli.main`` with ``export`` wired in, as the integrator will do."""
-    original = cli.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        add_export_parser(sub)
-        return parser
-    monkeypatch.setattr(cli, "build_parser", build)
-
-
 def test_cli_export_and_unknown_campaign(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    _main_with_export(monkeypatch)
     upgrade(db_url)
     with Storage.open(db_url) as st:
         _build(st)
