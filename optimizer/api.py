@@ -82,7 +82,7 @@ class Campaign:
         """Create a campaign from a config (or a TOML path) after the full preflight — or open
         it when it exists with the same config. Nothing runs until ``run`` / ``ask``."""
         from optimizer.campaign.config_io import load_config
-        from optimizer.campaign.service import open_storage, preflight, start_or_resume
+        from optimizer.campaign.service import check_imports, open_storage, preflight, start_or_resume
         from storage.engine import default_url
 
         source = str(config) if not isinstance(config, CampaignConfig) else "the config"
@@ -91,6 +91,7 @@ class Campaign:
         preflight(config, source=source)
         storage = open_storage(url or config.storage.url or default_url(), create=True)
         try:
+            check_imports(config, storage, source=source)
             start_or_resume(config, storage, source=source)
             return cls(storage, config.name)
         except BaseException:

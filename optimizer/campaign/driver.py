@@ -227,7 +227,7 @@ class CampaignDriver:
         self.say(f"round {index}: generating {self.config.workers.particles_per_round} particles "
                  f"on {self.config.workers.count} worker(s)")
         plan = self.generator.plan(index, history, q, tilted_rounds_before=len(tilted),
-                                   previous_state=previous)
+                                   previous_state=previous, imported=self._imported())
         self.storage.record_round(
             self.name, index, alpha=plan.alpha, candidates=plan.candidates, selected=plan.selected,
             oracle_name=self.oracle_name, surrogate_state=plan.surrogate_state,
@@ -237,6 +237,21 @@ class CampaignDriver:
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
         self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
                  f"selected; fit {plan.timings['fit_s']:.1f} s, SMC {plan.timings['smc_s']:.1f} s")
+
+    def _imported(self) -> list[Any]:
+        """Succeeded queries of the campaigns named in ``history.import_from`` (read each round:
+        a source that is still running keeps contributing). A source deleted since is skipped
+        with a warning; the rest of the campaign goes on."""
+        from storage.errors import NotFound
+
+        out: list[Any] = []
+        for source in self.config.history.import_from:
+            try:
+                out += self.storage.load_history(source).completed
+            except NotFound:
+                log.warning("campaign %s: history.import_from names campaign %s, which no longer "
+                            "exists; its results no longer warm-start the surrogate", self.name, source)
+        return out
 
     def _status(self) -> CampaignStatus:
         """The status, with the best so far tracked here: the full history (without designs) is

@@ -96,8 +96,11 @@ def load_export_rows(
     objectives: Sequence[tuple[str, str]],
     statuses: Sequence[str] | None = None,
     top: int | None = None,
+    imported: Sequence[str] = (),
 ) -> list[ExportRow]:
-    """The rows :func:`export_campaign` writes (steps 1-3 of the module docstring)."""
+    """The rows :func:`export_campaign` writes (steps 1-3 of the module docstring);
+    ``imported``: campaigns whose succeeded results warm-started this one (``history.import_from``)
+    — their rows come too, each with ``source`` naming the campaign it came from."""
     objectives = _check_objectives(objectives)
     primary, direction = objectives[0]
     if statuses is not None:
@@ -114,14 +117,17 @@ def load_export_rows(
         statuses = ("succeeded",)
     queries = storage.list_queries(name, statuses=None if statuses is None else list(statuses),
                                    with_design=True)
+    if statuses is None or "succeeded" in statuses:
+        for source in imported:
+            queries += storage.list_queries(source, statuses=("succeeded",), with_design=True)
     sign = 1.0 if direction == "maximize" else -1.0
     if top is not None:
         ranked = [q for q in queries if (q.values or {}).get(primary) is not None]
         ranked.sort(key=lambda q: -sign * q.values[primary])  # type: ignore[index]  # stable
         queries = ranked[:top]
     screening: dict[str, tuple[float | None, float | None, float | None]] = {}
-    for r in sorted({q.round_index for q in queries}):
-        for c in storage.list_candidates(name, r):
+    for campaign, r in sorted({(q.campaign, q.round_index) for q in queries}):
+        for c in storage.list_candidates(campaign, r):
             if c.query_key is not None:
                 mean = None if c.surrogate_mean is None else sign * c.surrogate_mean
                 screening[c.query_key] = (mean, c.surrogate_std, c.acquisition)
@@ -129,7 +135,7 @@ def load_export_rows(
     for q in queries:
         mean, std, acq = screening.get(q.key, (None, None, None))
         assert q.design is not None  # loaded with_design=True
-        rows.append(ExportRow(key=q.key, round=q.round_index, status=q.status, source=name,
+        rows.append(ExportRow(key=q.key, round=q.round_index, status=q.status, source=q.campaign,
                               values=q.values, noise=q.noise, surrogate_mean=mean,
                               surrogate_std=std, acquisition=acq, error=q.error, design=q.design))
     return rows
@@ -145,6 +151,7 @@ def export_campaign(
     top: int | None = None,
     statuses: Sequence[str] | None = None,
     stream: TextIO | None = None,
+    imported: Sequence[str] = (),
 ) -> ExportResult:
     """Write campaign ``name``'s queries to ``out`` (a file; a folder for ``npy``).
 
@@ -166,7 +173,8 @@ def export_campaign(
     if to_stream and format == "npy":
         raise ConfigError("format=npy writes a folder (designs.npy, rows.json, rows.csv); "
                           "give --out DIR")
-    rows = load_export_rows(storage, name, objectives=objectives, statuses=statuses, top=top)
+    rows = load_export_rows(storage, name, objectives=objectives, statuses=statuses, top=top,
+                            imported=imported)
     names = [o for o, _ in _check_objectives(objectives)]
     columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS)
     shapes = {tuple(r.design.shape) for r in rows}

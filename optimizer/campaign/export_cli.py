@@ -40,6 +40,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--out", default=None, metavar="PATH",
                    help="output file ('-' = stdout, the default for csv / json) or npy folder "
                         "(default for npy: tiltloop-export/NAME)")
+    p.add_argument("--with-imported", action="store_true",
+                   help="also the results imported by [history] import_from (column `source` "
+                        "names the campaign each row came from)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     return p
 
@@ -65,9 +68,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         except NotFound as exc:
             raise CampaignStateError(f"cannot export: {exc}; `tiltloop status --url URL` lists "
                                      f"the campaigns of a database") from None
+        imported = (storage.load_campaign(args.name).config.get("history", {}).get("import_from", [])
+                    if args.with_imported else [])
         result = export_campaign(storage, args.name, out, format=args.format,
                                  objectives=objectives, top=args.top,
-                                 statuses=tuple(args.status) if args.status else None)
+                                 statuses=tuple(args.status) if args.status else None,
+                                 imported=imported)
     if not args.quiet:
         where = "stdout" if result.path is None else str(result.path)
         print(f"exported {result.rows} quer{'y' if result.rows == 1 else 'ies'} of campaign "

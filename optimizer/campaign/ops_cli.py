@@ -85,7 +85,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     from optimizer.campaign.config_io import apply_overrides, load_config
     from optimizer.campaign.operations import new_config_version
-    from optimizer.campaign.service import load_campaign_config, preflight
+    from optimizer.campaign.service import check_imports, load_campaign_config, preflight
 
     with _open(args) as storage:
         if args.history:
@@ -107,6 +107,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         if args.set:
             config = apply_overrides(config, args.set, source=source)
         preflight(config, source=source)  # the new config must run before it is stored
+        check_imports(config, storage, source=source)
         version, changed = new_config_version(storage, args.name, config, note=args.note)
     print(f"campaign {args.name}: config version {version} stored ({', '.join(changed)} changed); "
           "rounds generated from now on use it")

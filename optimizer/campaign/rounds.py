@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
-from storage import History, NewCandidate
+from storage import History, NewCandidate, QueryRecord
 
 #: Results needed before the surrogate is fitted; before that a round samples the plain prior.
 MIN_OBSERVATIONS = 2
@@ -67,12 +68,15 @@ class TrainingData:
         return len(self.Y)
 
 
-def training_data(history: History, config: CampaignConfig) -> TrainingData:
+def training_data(history: History, config: CampaignConfig,
+                  imported: Sequence[QueryRecord] = ()) -> TrainingData:
     """`X`, `Y` (sign-flipped for minimized objectives), `Yvar` (when every row reports noise)
-    and `X_pending` from a stored history."""
+    and `X_pending` from a stored history; ``imported``: succeeded queries of the campaigns in
+    ``history.import_from`` (warm start), appended to the training set."""
     names = [o.name for o in config.objectives]
     signs = np.array([1.0 if o.direction == "maximize" else -1.0 for o in config.objectives])
-    done = [q for q in history.completed if q.values and all(n in q.values for n in names)]
+    done = [q for q in (*history.completed, *imported)
+            if q.values and all(n in q.values for n in names)]
     if done:
         X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
         Y = np.array([[q.values[n] for n in names] for q in done], dtype=np.float64) * signs
@@ -109,11 +113,13 @@ class RoundGenerator:
         self.die_flag = die_flag
 
     def plan(self, index: int, history: History, q: int, *, tilted_rounds_before: int,
-             previous_state: bytes | None = None) -> RoundPlan:
-        """Generate round ``index`` selecting ``q`` designs (see the module docstring)."""
+             previous_state: bytes | None = None,
+             imported: Sequence[QueryRecord] = ()) -> RoundPlan:
+        """Generate round ``index`` selecting ``q`` designs (see the module docstring);
+        ``imported``: other campaigns' results that warm-start the surrogate."""
         cfg = self.config
         t0 = time.perf_counter()
-        data = training_data(history, cfg)
+        data = training_data(history, cfg, imported)
         tilted = data.n >= MIN_OBSERVATIONS and self.surrogate is not None
         alpha = cfg.sampler.alpha_for_round(tilted_rounds_before)
         state = state_meta = None
@@ -177,6 +183,7 @@ class RoundGenerator:
         ]
         summary = {
             "tilted": tilted, "screen_note": note, "observations": data.n, "pending": int(len(data.X_pending)),
+            "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
             "particles": int(len(designs)), "chunks": len(outs),
             "ess": [o.ess.tolist() for o in outs],
             "lambdas": [o.lambdas.tolist() for o in outs],

@@ -270,6 +270,41 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
     return out
 
 
+def check_imports(config: CampaignConfig, storage: Storage, *, source: str) -> None:
+    """``history.import_from``: each campaign exists in this database, reports the same
+    objectives (names and directions) and has designs of the prior's shape.
+
+    Raises:
+        PreflightError: naming the field, the campaign and what differs. Writes nothing.
+    """
+    from storage.errors import NotFound
+
+    field = "history.import_from"
+    if not config.history.import_from:
+        return
+    shape: tuple[int, ...] | None = None
+    for name in config.history.import_from:
+        try:
+            other = load_campaign_config(storage, name)
+        except NotFound:
+            raise PreflightError(f"{source}: field `{field}`: no campaign {name!r} in this database; "
+                                 "`tiltloop status` lists them") from None
+        mine = [(o.name, o.direction) for o in config.objectives]
+        theirs = [(o.name, o.direction) for o in other.objectives]
+        if mine != theirs:
+            raise PreflightError(f"{source}: field `{field}`: campaign {name!r} has objectives "
+                                 f"{theirs}, this one {mine}; only results of the same objectives "
+                                 "can be imported")
+        done = storage.list_queries(name, statuses=("succeeded",), with_design=True)[:1]
+        if done and done[0].design is not None:
+            if shape is None:
+                shape = design_shape(load_prior_bundle(config.prior.name, config.feature_map.kind).prior)
+            if tuple(done[0].design.shape) != shape:
+                raise PreflightError(
+                    f"{source}: field `{field}`: campaign {name!r} has designs of shape "
+                    f"{tuple(done[0].design.shape)}, this campaign's prior makes {shape}")
+
+
 def start_or_resume(config: CampaignConfig, storage: Storage, *, source: str,
                     progress: Progress | None = None) -> bool:
     """Create the campaign, or accept an existing one stored with the same config (an idempotent
@@ -314,6 +349,7 @@ def run_campaign(config: CampaignConfig, *, url: str | None = None, progress: Pr
     preflight(config, source=source)
     storage = open_storage(url or config.storage.url or default_url(), create=True)
     try:
+        check_imports(config, storage, source=source)
         start_or_resume(config, storage, source=source, progress=progress)
         return drive(config, storage, progress=progress, timeout_s=timeout_s, once=once)
     finally:
