@@ -3,7 +3,8 @@
 For each seed: a source campaign (``--source-queries`` queries) runs first; then, interleaved, a
 cold campaign and a warm one (``[history] import_from = [source]``) with the same budget and seed.
 Printed per seed and as a median: the queries each needed until its best reached the source's best
-(``>N`` when it never did), its final best, wall and process CPU seconds, and the machine load.
+(``>N`` when it never did), its final best, wall seconds and the driver process's CPU seconds (the
+SMC workers are Ray processes of their own), and the machine load.
 
     .venv/bin/python bench/warm_start.py                 # 3 seeds, ~5 minutes on 2 cores
     .venv/bin/python bench/warm_start.py --seeds 1 --queries 16   # a quick look
@@ -87,9 +88,9 @@ def main() -> None:
             print(f"seed {seed}: source best {target:.4f} | cold: "
                   f"{_fmt(out['cold']['hit'], args.queries)} queries to reach it, best "
                   f"{out['cold']['best']:.4f} ({out['cold']['wall']:.0f} s wall, "
-                  f"{out['cold']['cpu']:.0f} s CPU) | warm: {_fmt(out['warm']['hit'], args.queries)} "
+                  f"{out['cold']['cpu']:.0f} s driver CPU) | warm: {_fmt(out['warm']['hit'], args.queries)} "
                   f"queries, best {out['warm']['best']:.4f} ({out['warm']['wall']:.0f} s wall, "
-                  f"{out['warm']['cpu']:.0f} s CPU)", flush=True)
+                  f"{out['warm']['cpu']:.0f} s driver CPU)", flush=True)
     ray.shutdown()
     never = args.queries + 1  # "not reached" ranks after every budget-limited hit
     cold = [r["cold"]["hit"] or never for r in rows]
