@@ -100,8 +100,9 @@ def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str
     status = json.loads(out.out)
     assert status["status"] == "completed" and status["results"] == 3
     assert "round 0" in out.err  # progress lines go to stderr with --json
-    assert main(["run", str(path)]) == 2  # the name is taken: says how to resume
-    assert "tiltloop resume cli1" in capsys.readouterr().err
+    # the same file again is an idempotent start: it reports the completed campaign, exit 0
+    assert main(["run", str(path)]) == 0
+    assert "already exists with this config (completed)" in capsys.readouterr().out
 
     assert main(["resume", "cli1", "--url", db, "--budget", "6", "-q", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

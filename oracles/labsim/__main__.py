@@ -18,8 +18,8 @@ Functions, the design shape each takes and the objective name each reports (a ca
 
 ``--objective NAME`` renames the objective. The first line on stdout is
 ``labsim listening on http://HOST:PORT``, the second names the function, the design shape and the
-objectives (``GET /health`` reports the same as ``design_shape`` / ``objectives``); logs go to
-stderr. The token is read from an environment variable or a file, never from the command line
+objectives (``GET /health`` reports the same as ``design_shape`` / ``objectives``, unless
+``--no-describe``); logs go to stderr. The token is read from an environment variable or a file, never from the command line
 (argv is visible to every user of the machine).
 """
 from __future__ import annotations
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     p.add_argument("--state", type=Path, default=None, help="JSON file persisting the jobs")
+    p.add_argument("--no-describe", action="store_true",
+                   help="GET /health answers only {\"status\": \"ok\"}, without design_shape / "
+                        "objectives: a lab that does not describe itself, so tiltloop cannot check "
+                        "the design shape before the campaign starts")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return p
 
@@ -155,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab = LabSimulator(build_oracle(args), host=args.host, port=args.port, faults=faults,
                            token=read_token(args.token_env, args.token_file),
                            state_path=args.state, tls_cert=args.tls_cert,
-                           tls_key=args.tls_key)
+                           tls_key=args.tls_key, describe=not args.no_describe)
     except OracleConfigError as exc:
         print(f"labsim: error: {exc}", file=sys.stderr)
         return 2

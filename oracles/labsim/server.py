@@ -193,11 +193,12 @@ class _LabHTTPServer(ThreadingHTTPServer):
             logger.exception("labsim: error while serving %s", client_address)
 
     def __init__(self, address: tuple[str, int], store: JobStore, faults: FaultPlan,
-                 token: str | None) -> None:
+                 token: str | None, describe: bool = True) -> None:
         super().__init__(address, _Handler)
         self.store, self.faults, self.token = store, faults, token
-        #: ``GET /health``: alive, plus what the lab takes and reports (``oracles/openapi.json``)
-        described = describe_oracle(store.oracle)
+        #: ``GET /health``: alive, plus what the lab takes and reports (``oracles/openapi.json``);
+        #: ``describe=False``: alive only, like a lab that does not describe itself
+        described = describe_oracle(store.oracle) if describe else None
         self.health = {"status": "ok", **(described.to_json() if described else {})}
 
 
@@ -211,15 +212,17 @@ class LabSimulator:
         token: bearer token required on every job request (None: no auth).
         state_path: JSON file persisting jobs across restarts.
         tls_cert, tls_key: PEM files; when given the simulator speaks HTTPS.
+        describe: report ``design_shape`` / ``objectives`` on ``GET /health`` (False: only
+            ``{"status": "ok"}``, like a lab that does not describe itself).
     """
 
     def __init__(self, oracle: SimulatedOracle, *, host: str = "127.0.0.1", port: int = 0,
                  faults: FaultPlan | None = None, token: str | None = None,
                  state_path: str | Path | None = None, tls_cert: str | Path | None = None,
-                 tls_key: str | Path | None = None) -> None:
+                 tls_key: str | Path | None = None, describe: bool = True) -> None:
         self.faults = faults or FaultPlan()
         self.store = JobStore(oracle, self.faults, state_path)
-        self._server = _LabHTTPServer((host, port), self.store, self.faults, token)
+        self._server = _LabHTTPServer((host, port), self.store, self.faults, token, describe)
         self._scheme = "http"
         if tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
