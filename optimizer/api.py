@@ -147,15 +147,21 @@ class Campaign:
         key, missing objective, NaN…): one bad row rejects the call and nothing is stored."""
         from optimizer.campaign.dispatch import Dispatcher
         from optimizer.campaign.oracle import build_oracle
+        from oracles.errors import ManualResultsError
 
         self._require_manual()
         rows = _tell_rows(results)
         oracle = build_oracle(self.config)
         try:
             with tempfile.TemporaryDirectory(prefix="tiltloop-tell-") as tmp:
-                path = Path(tmp) / "results.jsonl"
+                path = Path(tmp) / "results.jsonl"  # one row per line: line n is rows[n - 1]
                 path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-                summary = oracle.inner.import_results(path)
+                try:
+                    summary = oracle.inner.import_results(path)
+                except ManualResultsError as exc:
+                    raise ManualResultsError(f"tell() of campaign {self.name!r}", [
+                        (line, f"key {rows[line - 1].get('key')!r}: {msg}" if 0 < line <= len(rows)
+                         else msg) for line, msg in exc.problems]) from None
             d = Dispatcher(self._storage, self.name, oracle,
                            objectives=[o.name for o in self.config.objectives],
                            limit=self.config.budget.in_flight_limit)

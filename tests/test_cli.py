@@ -59,7 +59,7 @@ def _config(tmp_path: Path, lab_url: str, **over: Any) -> tuple[Path, str]:
          "no-such-prior' is neither a bundled prior nor an existing folder"),
         (("sampler.alpha", "alpha = 1.0", "alpha = -0.5"), "field `sampler.alpha`: alpha must be a finite number > 0"),
         (("budget.total", "total = 3", "total = 2"), "total budget 2 is below q = 3"),
-        (("oracle.base_url", "http://127.0.0.1:", "http://127.0.0.1:1#"), "field `oracle.options.base_url`: the oracle at"),
+        (("oracle.base_url", "http://127.0.0.1:", "http://127.0.0.1:1#"), "field `oracle.base_url`: the oracle at"),
     ],
 )
 def test_bad_config_one_message_nothing_written(tmp_path: Path, lab_url: str, capsys: pytest.CaptureFixture[str],
