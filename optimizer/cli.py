@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-URL_HELP = "database URL (default: $TILTLOOP_DATABASE_URL, else sqlite:///tiltloop.db)"
+from storage.engine import URL_HELP
+
 #: exit status when a campaign stopped because its oracle keeps failing
 EXIT_FAILING = 3
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from storage import migrate
-from storage.engine import URL_ENV, default_url, redact
+from storage.engine import URL_HELP, default_url, redact
 from storage.errors import StorageError
 
 
@@ -22,7 +22,7 @@ def add_db_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     db = subparsers.add_parser("db", help="manage the database schema (migrations)",
                                description=__doc__.splitlines()[0])
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    url_help = f"database URL (default: ${URL_ENV}, else sqlite:///tiltloop.db)"
+    url_help = URL_HELP
 
     up = db_sub.add_parser("upgrade", help="migrate the schema to the newest revision")
     up.add_argument("--url", default=None, help=url_help)

@@ -29,6 +29,8 @@ from storage.errors import DatabaseError, DatabaseUnreachable, InvalidDatabaseUR
 URL_ENV = "TILTLOOP_DATABASE_URL"
 #: The embedded default when neither ``--url`` nor the environment names a database.
 DEFAULT_URL = "sqlite:///tiltloop.db"
+#: The help text of every command's ``--url`` option.
+URL_HELP = f"database URL (default: ${URL_ENV}, else {DEFAULT_URL})"
 _ACCEPTED = "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sqlite:///PATH"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from optimizer.campaign.export import FORMATS
+from storage.engine import URL_HELP
 
-URL_HELP = "database URL (default: $TILTLOOP_DATABASE_URL, else sqlite:///tiltloop.db)"
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

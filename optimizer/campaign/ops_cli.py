@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from optimizer.campaign.errors import CampaignStateError
+from storage.engine import URL_HELP
 
 
 def _confirm(question: str, *, yes: bool, flag: str = "--yes") -> None:
@@ -116,8 +117,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def add_campaign_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``tiltloop campaign ...`` to the main parser."""
-    from optimizer.cli import URL_HELP
-
     top = sub.add_parser("campaign", help="pause, resume, cancel, delete a campaign or change its config",
                          description=__doc__.splitlines()[0])
     ops = top.add_subparsers(dest="campaign_command", required=True)
