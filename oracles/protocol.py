@@ -11,8 +11,10 @@ thread):
    means the oracle has no such job (e.g. a 404): the loop resubmits with the SAME key.
 4. ``cancel(handles)`` asks to stop jobs; ``close()`` releases connections and processes.
 
-Conventions: every objective is MAXIMIZED; ``noise`` is the observation-noise VARIANCE per
-objective (BoTorch's ``Yvar``); designs are numpy arrays of any shape (`d` vectors, `8 x 8` images).
+Conventions: values are reported as measured (whether larger or smaller is better is the
+campaign's ``objectives.direction``, applied by the loop); ``noise`` is the observation-noise
+VARIANCE per objective (BoTorch's ``Yvar``); designs are numpy arrays of any shape (`d` vectors,
+`8 x 8` images).
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ class QueryResult:
     Attributes:
         key: the query's idempotency key.
         status: one of ``STATUSES``; ``"unknown"`` = the oracle has no such job (resubmit, same key).
-        values: objective name -> finite float (maximized), set iff ``status == "succeeded"``.
+        values: objective name -> finite float as measured, set iff ``status == "succeeded"``.
         noise: objective name -> observation-noise variance, or None when the oracle gives none.
         error: why the query failed, or a transient problem met while it stays pending.
         metadata: JSON extras from the oracle.

@@ -151,6 +151,9 @@ class Candidate(Base):
     surrogate_mean: Mapped[float | None] = mapped_column(sa.Float)
     surrogate_std: Mapped[float | None] = mapped_column(sa.Float)
     acquisition: Mapped[float | None] = mapped_column(sa.Float)
+    #: why screening left it out (a duplicate of a "trained", "queried", "pending" design or an
+    #: earlier "candidate"); None when it was eligible
+    excluded_reason: Mapped[str | None] = mapped_column(sa.String(64))
     selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
 
@@ -175,7 +178,7 @@ class OracleQuery(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     result_values: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # objective -> value
-    noise: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # objective -> noise std
+    noise: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # objective -> noise variance
     error: Mapped[str | None] = mapped_column(sa.Text)  # unbounded: full failure reason
     lease_owner: Mapped[str | None] = mapped_column(sa.String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -28,6 +28,8 @@ class NewCandidate:
         group: lineage — which group (prompt / context) the particle belongs to.
         particle: lineage — the particle's index within its group.
         surrogate_mean, surrogate_std, acquisition: the surrogate's screening values.
+        excluded_reason: why screening left the candidate out (e.g. "queried": a duplicate of a
+            design already queried), or None.
     """
 
     design: Any
@@ -38,6 +40,7 @@ class NewCandidate:
     surrogate_mean: float | None = None
     surrogate_std: float | None = None
     acquisition: float | None = None
+    excluded_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class CandidateRecord:
     acquisition: float | None
     selected: bool
     query_key: str | None
+    excluded_reason: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,6 +32,14 @@ def _optional_float(value: Any, field: str) -> float | None:
     return None if value is None else check_finite(value, field=field)
 
 
+def _optional_reason(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise InvalidValue(f"{field}: expected a short reason (1-64 characters) or None, got {value!r:.80}")
+    return value
+
+
 def _optional_int(value: Any, field: str) -> int | None:
     # numpy / torch integers become Python ints: sqlite3 would bind a numpy int64 through the
     # buffer protocol and store its raw bytes as a BLOB (read back as b'\x01\x00...').
@@ -64,6 +72,7 @@ def _candidate_rows(candidates: Sequence[NewCandidate], selected: set[int]) -> l
             "surrogate_mean": _optional_float(c.surrogate_mean, f"candidates[{i}].surrogate_mean"),
             "surrogate_std": _optional_float(c.surrogate_std, f"candidates[{i}].surrogate_std"),
             "acquisition": _optional_float(c.acquisition, f"candidates[{i}].acquisition"),
+            "excluded_reason": _optional_reason(c.excluded_reason, f"candidates[{i}].excluded_reason"),
             "selected": i in selected,
         })
     return rows
@@ -349,6 +358,7 @@ class RoundsMixin(StorageBase):
                     log_weight=c.log_weight, group=c.group_index, particle=c.particle_index,
                     surrogate_mean=c.surrogate_mean, surrogate_std=c.surrogate_std,
                     acquisition=c.acquisition, selected=c.selected, query_key=key,
+                    excluded_reason=c.excluded_reason,
                 )
                 for c, key in result
             ]
