@@ -12,6 +12,7 @@ from optimizer.das.result import DASResult
 from optimizer.das.schedule import DDIMSchedule, ScheduleConfig
 from optimizer.das.target import Reward, TiltedTarget
 from optimizer.errors import ConfigError
+from optimizer.smc.errors import SMCConfigError
 from optimizer.smc.resampling import get_resampler
 from optimizer.smc.tempering import TemperingSchedule, make_tempering
 
@@ -142,8 +143,11 @@ def build_sampler(
     )
     if not callable(reward):
         raise ConfigError(f"reward={reward!r} is not callable; pass a function x -> Tensor[B]")
-    schedule_obj = make_tempering(tempering)
-    resampler = get_resampler(config.resampling)
+    try:
+        schedule_obj = make_tempering(tempering)
+        resampler = get_resampler(config.resampling)
+    except SMCConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     guided = (config.guidance == "gradient" or
               (config.guidance == "auto" and bool(getattr(reward, "differentiable", True))))
     if conditions is not None and isinstance(conditions, (str, bytes)):

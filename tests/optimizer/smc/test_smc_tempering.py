@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizer.errors import ConfigError
+from optimizer.smc.errors import SMCConfigError
 from optimizer.smc.tempering import (
     AdaptiveTempering,
     ExponentialTempering,
@@ -91,13 +91,14 @@ def test_names_and_errors():
     assert isinstance(make_tempering("polynomial"), PolynomialTempering)
     custom = PolynomialTempering(power=1.0)
     assert make_tempering(custom) is custom
-    with pytest.raises(ConfigError, match=r"tempering='linear'.*adaptive, exponential, polynomial"):
+    with pytest.raises(SMCConfigError,
+                       match=r"tempering='linear'.*adaptive, exponential, polynomial"):
         make_tempering("linear")
-    with pytest.raises(ConfigError, match="neither a name"):
+    with pytest.raises(SMCConfigError, match="neither a name"):
         make_tempering(3.0)
-    with pytest.raises(ConfigError, match=r"target=1.5 must be in \(0, 1\)"):
+    with pytest.raises(SMCConfigError, match=r"target=1.5 must be in \(0, 1\)"):
         AdaptiveTempering(target=1.5)
-    with pytest.raises(ConfigError, match="gamma=-0.1 must be > 0"):
+    with pytest.raises(SMCConfigError, match="gamma=-0.1 must be > 0"):
         ExponentialTempering(gamma=-0.1)
 
 
@@ -110,7 +111,7 @@ def test_multi_point_search_agrees_with_plain_bisection(device):
     multi = AdaptiveTempering(target=0.7, cap=None, floor=None)
     torch.testing.assert_close(multi.next_lambda(3, 50, cur, r, log_w),
                                plain.next_lambda(3, 50, cur, r, log_w), atol=2e-6, rtol=0)
-    with pytest.raises(ConfigError, match="points=1 must be >= 2"):
+    with pytest.raises(SMCConfigError, match="points=1 must be >= 2"):
         AdaptiveTempering(points=1)
-    with pytest.raises(ConfigError, match="rounds=0 must be >= 1"):
+    with pytest.raises(SMCConfigError, match="rounds=0 must be >= 1"):
         AdaptiveTempering(rounds=0)
