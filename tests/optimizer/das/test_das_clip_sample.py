@@ -89,7 +89,7 @@ def test_clipped_x0_and_eps_stay_consistent():
     sampler, _ = build_sampler(Saturating(cosine_prior()), linear, num_particles=64, alpha=1.0,
                                num_steps=K, clip_sample=CLIP, guidance="none",
                                generator=torch.Generator().manual_seed(0))
-    particles, _, _ = sampler.init()
+    particles = sampler.init().particles
     a = sampler.target.schedule.alpha_bar[0]
     assert particles.x0_hat.abs().max().item() == CLIP, "the first x̂0 must hit the clip"
     rebuilt = math.sqrt(a) * particles.x0_hat + math.sqrt(1.0 - a) * particles.eps

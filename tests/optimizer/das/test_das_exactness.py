@@ -21,7 +21,7 @@ import torch
 from das_cases import ReferenceBugParticles, three_mode_prior
 
 from optimizer.das import DASResult, sample
-from optimizer.das.algorithm import DASSampler
+from optimizer.das.target import TiltedTarget
 
 G, P, K = 8, 512, 100
 TV_TOL = 0.05
@@ -81,7 +81,7 @@ def test_reference_resampling_bug_is_caught_statistically(monkeypatch):
     beyond the tolerances the correct sampler meets on the same problem and seed."""
     gm = three_mode_prior("cpu")
     exact = _exact(gm, "linear").mixture
-    monkeypatch.setattr(DASSampler, "particles_cls", ReferenceBugParticles)
+    monkeypatch.setattr(TiltedTarget, "particles_cls", ReferenceBugParticles)
     tv, err = _stats(_run(gm, linear, "none"), exact)
     assert tv > 2 * TV_TOL and err > MEAN_TOL, (tv, err)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import optimizer.smc as smc
+from optimizer import smc
 from optimizer.smc.errors import NonFiniteRewardError, SMCConfigError, SMCError
 
 
