@@ -14,7 +14,7 @@ from optimizer.smc.tempering import (
 from optimizer.smc.weights import conditional_ess_fraction
 
 
-def _run(schedule, K, G=1, device="cpu"):
+def _run(schedule, K, device, G=1):
     lam = torch.zeros(G, device=device)
     out = []
     for k in range(1, K + 1):
@@ -24,19 +24,19 @@ def _run(schedule, K, G=1, device="cpu"):
     return out
 
 
-def test_exponential_reproduces_the_paper():
-    lams = _run(ExponentialTempering(gamma=0.008), 100)
+def test_exponential_reproduces_the_paper(device):
+    lams = _run(ExponentialTempering(gamma=0.008), 100, device)
     assert lams[0] == pytest.approx(0.008)
     assert lams[9] == pytest.approx(1.008**10 - 1)
     assert lams[85] < 1.0 and lams[86] == 1.0  # (1.008)^87 - 1 >= 1: reaches 1 at step 87
     # Default gamma: reaches 1 at 87 % of the steps for any K (γ = 0.008 at K = 100).
     assert ExponentialTempering().value(1, 100) == pytest.approx(0.008, rel=2e-3)
-    lams20 = _run(ExponentialTempering(), 20)
+    lams20 = _run(ExponentialTempering(), 20, device)
     assert lams20[16] < 1.0 and lams20[17] == 1.0
 
 
-def test_polynomial_values_and_monotonicity():
-    lams = _run(PolynomialTempering(power=2.0), 10)
+def test_polynomial_values_and_monotonicity(device):
+    lams = _run(PolynomialTempering(power=2.0), 10, device)
     assert lams[4] == pytest.approx(0.25) and lams[-1] == 1.0
     assert all(b >= a for a, b in zip(lams, lams[1:]))
 
