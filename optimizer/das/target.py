@@ -192,7 +192,8 @@ class TiltedTarget:
         parts = [self._evaluate_rows(flat[i:i + step], k, slice(i, i + step))
                  for i in range(0, B, step)]
         shape = (self.G, self.P, *self.latent_shape)
-        grad = None if parts[0].grad is None else torch.cat([p.grad for p in parts])
+        grads = [p.grad for p in parts if p.grad is not None]
+        grad = torch.cat(grads) if grads else None
         return Evaluation(eps=torch.cat([p.eps for p in parts]).reshape(shape),
                           x0_hat=torch.cat([p.x0_hat for p in parts]).reshape(shape),
                           reward=torch.cat([p.reward for p in parts]).reshape(self.G, self.P),

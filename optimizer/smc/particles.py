@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -54,9 +55,9 @@ class Particles:
     log_w: Tensor
     origin: Tensor
 
-    def __getitem__(self, ancestors: Tensor) -> Particles:
+    def __getitem__(self, ancestors: Tensor) -> Self:
         """Return the particles ``ancestors`` (`G x P'` long) selects, every field gathered."""
-        values = {}
+        values: dict[str, Tensor | None] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is None:
@@ -70,7 +71,7 @@ class Particles:
                 )
         return type(self)(**values)
 
-    def replace(self, **changes: Tensor | None) -> Particles:
+    def replace(self, **changes: Tensor | None) -> Self:
         """A copy with some fields replaced (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
