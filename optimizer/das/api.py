@@ -12,6 +12,7 @@ from optimizer.das.result import DASResult
 from optimizer.das.schedule import DDIMSchedule, ScheduleConfig
 from optimizer.das.target import Reward, TiltedTarget
 from optimizer.errors import ConfigError
+from optimizer.smc.errors import SMCConfigError
 from optimizer.smc.resampling import get_resampler
 from optimizer.smc.tempering import TemperingSchedule, make_tempering
 
@@ -87,24 +88,24 @@ def sample(
         gradient_checkpointing=gradient_checkpointing, dtype=dtype,
         timestep_spacing=timestep_spacing, clip_sample=clip_sample,
     )
-    target, schedule = sampler.target, sampler.target.schedule
-    particles, log_z, record = sampler.run()
+    schedule = sampler.target.schedule
+    run = sampler.run()
+    particles, history = run.particles, run.history
 
-    designs = record.designs  # decoded once, by the final exact-reward evaluation
     grouped = conditions is not None
     pick = (lambda v: v) if grouped else (lambda v: v[0])  # noqa: E731
     return DASResult(
-        samples=pick(designs),
+        samples=pick(particles.design),  # decoded once, by the final exact-reward evaluation
         latents=pick(particles.x),
         log_weights=pick(torch.log_softmax(particles.log_w, dim=-1)),
         rewards=pick(particles.lookahead),
         origin=pick(particles.origin),
-        ess=torch.stack(record.ess),
-        lambdas=torch.stack(record.lambdas),
-        resampled=torch.stack(record.resampled),
-        lookahead_reward=torch.stack(record.lookahead),
-        ancestors=torch.stack(record.ancestors),
-        log_normalizer=log_z,
+        ess=history.ess,
+        lambdas=history.lambdas,
+        resampled=history.resampled,
+        lookahead_reward=history.mean_reward,
+        ancestors=history.ancestors,
+        log_normalizer=run.log_z,
         timesteps=tuple(schedule.timesteps),
         config=config,
     )
@@ -131,8 +132,8 @@ def build_sampler(
 ) -> tuple[DASSampler, DASConfig]:
     """Validate the options of ``sample`` and build its target and SMC sampler, unrun.
 
-    For step-by-step use (``sampler.init()`` then ``sampler.step(...)``), e.g. to inspect the
-    particle state between steps. Same arguments as ``sample``.
+    For step-by-step use (``state = sampler.init()``, then ``state = sampler.step(state).state``),
+    e.g. to inspect the particle state between steps. Same arguments as ``sample``.
     """
     config = make_config(
         num_particles=num_particles, alpha=alpha, num_steps=num_steps, guidance=guidance,
@@ -142,8 +143,11 @@ def build_sampler(
     )
     if not callable(reward):
         raise ConfigError(f"reward={reward!r} is not callable; pass a function x -> Tensor[B]")
-    schedule_obj = make_tempering(tempering)
-    resampler = get_resampler(config.resampling)
+    try:
+        schedule_obj = make_tempering(tempering)
+        resampler = get_resampler(config.resampling)
+    except SMCConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     guided = (config.guidance == "gradient" or
               (config.guidance == "auto" and bool(getattr(reward, "differentiable", True))))
     if conditions is not None and isinstance(conditions, (str, bytes)):

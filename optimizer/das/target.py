@@ -14,26 +14,78 @@ Reward Over-optimization"):
    `log p(x_s|x_t) - log q(x_s|x_t) + λ_{k+1} r(x̂0(x_s))/α - λ_k r(x̂0(x_t))/α`;
 4. the last transition is deterministic (`σ = 0`, `x_0 = x̂0`), and the exact reward
    `r(D(x_0))` with `λ_K = 1` gives the final weight.
+
+``TiltedTarget`` is a ``optimizer.smc.FeynmanKacModel`` over ``DiffusionParticles``
+(``initial`` / ``move`` / ``reward``); the SMC algorithm that runs it is generic
+(``optimizer.smc.TemperedSMC``). The diffusion pieces are also callable one by one
+(``evaluate``, ``propose``, ``final``), each returning a small frozen dataclass.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from optimizer.das.particles import DiffusionParticles
 from optimizer.das.schedule import DDIMSchedule
 from optimizer.errors import ConfigError, SamplerError
-from optimizer.smc.particles import Particles
+from optimizer.smc.model import Move
 
 Reward = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The prior and the reward evaluated at `G x P` positions `x_t` of step `k`.
+
+    Attributes:
+        eps: `G x P x *latent_shape` predicted noise `ε̂(x_t)` (consistent with a clipped `x̂0`).
+        x0_hat: `G x P x *latent_shape` Tweedie estimate `x̂0(x_t)`.
+        reward: `G x P` look-ahead reward `r(D(x̂0(x_t)))`.
+        grad: `G x P x *latent_shape` `∇_{x_t} r(D(x̂0(x_t)))`, or None (gradient-free).
+    """
+
+    eps: Tensor
+    x0_hat: Tensor
+    reward: Tensor
+    grad: Tensor | None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A draw `x_s ~ q(· | x_t)` and its log-ratio.
+
+    Attributes:
+        x: `G x P x *latent_shape` new positions `x_s`.
+        log_ratio: `G x P` `log p(x_s|x_t) - log q(x_s|x_t)` (zeros for prior moves).
+    """
+
+    x: Tensor
+    log_ratio: Tensor
+
+
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """The exact reward of clean particles `x_0`.
+
+    Attributes:
+        reward: `G x P` exact `r(D(x_0))`.
+        design: `G x P x *design_shape` decoded designs `D(x_0)`.
+    """
+
+    reward: Tensor
+    design: Tensor
+
+
 class TiltedTarget:
     """`p_pre(x) exp(r(x)/α)` seen through a diffusion prior, for `G` groups x `P` particles.
+
+    A ``FeynmanKacModel[DiffusionParticles]`` (``optimizer.smc.model``).
 
     Args:
         prior: a ``DiffusionPrior``.
@@ -56,6 +108,9 @@ class TiltedTarget:
             the clipped sampler's own path measure (the same kernel enters `p` and `q`).
     """
 
+    #: The particle container; a subclass may add fields (they are carried and permuted too).
+    particles_cls: type[DiffusionParticles] = DiffusionParticles
+
     def __init__(
         self,
         prior: Any,
@@ -77,7 +132,7 @@ class TiltedTarget:
                                "images in [-1, 1])")
         self.clip_sample = clip_sample
         self.prior = prior
-        self.reward = reward
+        self.reward_fn = reward
         self.alpha = float(alpha)
         self.schedule = schedule
         self.G, self.P = num_groups, num_particles
@@ -90,27 +145,62 @@ class TiltedTarget:
         self.reward_dtype = torch.promote_types(self.dtype, torch.float32)
         self.device = torch.device(prior.device)
         self.latent_shape = tuple(prior.latent_shape)
+        # The FeynmanKacModel's sizes; log-weights share the rewards' dtype.
+        self.num_groups, self.num_particles = num_groups, num_particles
+        self.num_steps = schedule.num_steps
+        self.weight_dtype = self.reward_dtype
 
-    # -- pieces of the Feynman–Kac model ----------------------------------------------------
-    def initial(self, generator: torch.Generator | None) -> Tensor:
-        """`x_{t_0} ~ N(0, I)`: `G x P x *latent_shape`."""
-        return torch.randn((self.G, self.P, *self.latent_shape), generator=generator,
-                           device=self.device, dtype=self.dtype)
+    # -- the Feynman–Kac model (optimizer.smc.model.FeynmanKacModel) ------------------------
+    def initial(
+        self, generator: torch.Generator | None, *, log_w: Tensor, origin: Tensor
+    ) -> DiffusionParticles:
+        """`x_{t_0} ~ N(0, I)` (`G x P x *latent_shape`), evaluated at `t_0`."""
+        x = torch.randn((self.G, self.P, *self.latent_shape), generator=generator,
+                        device=self.device, dtype=self.dtype)
+        ev = self.evaluate(x, 0)
+        return self.particles_cls(log_w=log_w, origin=origin, x=x, lookahead=ev.reward,
+                                  x0_hat=ev.x0_hat, eps=ev.eps, grad=ev.grad, design=None)
 
-    def evaluate(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """`(ε̂, x̂0, r(D(x̂0)), ∇_x r(D(x̂0(x))) or None)` at step `k` for `G x P x ...` ``x``."""
+    def move(
+        self, particles: DiffusionParticles, k: int, lam_next: Tensor,
+        generator: torch.Generator | None,
+    ) -> Move[DiffusionParticles]:
+        """`x_{t_{k+1}} ~ q(· | x_{t_k})`, evaluated there; the last move (`k = K - 1`) is the
+        deterministic `x_0 = x̂0` and carries the exact reward `r(D(x_0))` and the designs."""
+        prop = self.propose(particles, k, lam_next, generator)
+        if k == self.num_steps - 1:
+            fin = self.final(prop.x)
+            moved = particles.replace(x=prop.x, lookahead=fin.reward, x0_hat=prop.x, eps=None,
+                                      grad=None, design=fin.design)
+        else:
+            ev = self.evaluate(prop.x, k + 1)
+            moved = particles.replace(x=prop.x, lookahead=ev.reward, x0_hat=ev.x0_hat,
+                                      eps=ev.eps, grad=ev.grad)
+        return Move(particles=moved, log_ratio=prop.log_ratio)
+
+    def reward(self, particles: DiffusionParticles) -> Tensor:
+        """`G x P` reward the target tilts by: the look-ahead (exact after the last move)."""
+        return particles.lookahead
+
+    # -- the diffusion pieces ---------------------------------------------------------------
+    def evaluate(self, x: Tensor, k: int) -> Evaluation:
+        """`ε̂, x̂0, r(D(x̂0))` and `∇_x r(D(x̂0(x)))` (or None) at step `k` for `G x P x ...`
+        positions ``x``, in chunks of ``chunk_size`` rows."""
         flat = x.reshape(self.G * self.P, *self.latent_shape)
         B = flat.shape[0]
         step = B if self.chunk_size is None else self.chunk_size
         parts = [self._evaluate_rows(flat[i:i + step], k, slice(i, i + step))
                  for i in range(0, B, step)]
-        eps, x0, r, g = (None if parts[0][j] is None else torch.cat([p[j] for p in parts])
-                         for j in range(4))
         shape = (self.G, self.P, *self.latent_shape)
-        return (eps.reshape(shape), x0.reshape(shape), r.reshape(self.G, self.P),
-                None if g is None else g.reshape(shape))
+        grads = [p.grad for p in parts if p.grad is not None]
+        grad = torch.cat(grads) if grads else None
+        return Evaluation(eps=torch.cat([p.eps for p in parts]).reshape(shape),
+                          x0_hat=torch.cat([p.x0_hat for p in parts]).reshape(shape),
+                          reward=torch.cat([p.reward for p in parts]).reshape(self.G, self.P),
+                          grad=None if grad is None else grad.reshape(shape))
 
-    def _evaluate_rows(self, x: Tensor, k: int, rows: slice):
+    def _evaluate_rows(self, x: Tensor, k: int, rows: slice) -> Evaluation:
+        """``evaluate`` on `B` flat rows ``x`` (`B x *latent_shape`); fields have `B` rows."""
         t = self.schedule.timesteps[k]
         a = self.schedule.alpha_bar[k]
         ctx = None if self.context is None else self.context[rows]
@@ -118,7 +208,8 @@ class TiltedTarget:
             with torch.no_grad():
                 eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
                 eps, x0 = self._x0(x, eps, a)
-                return eps, x0, self._reward(self.prior.decode(x0.to(self.prior.dtype))), None
+                r = self._reward(self.prior.decode(x0.to(self.prior.dtype)))
+                return Evaluation(eps=eps, x0_hat=x0, reward=r, grad=None)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             xm = xg.to(self.prior.dtype)
@@ -133,7 +224,8 @@ class TiltedTarget:
                 design = self.prior.decode(x0)
             r = self._reward(design)
             (grad,) = torch.autograd.grad(r.sum(), xg)
-        return eps.detach().to(self.dtype), x0.detach().to(self.dtype), r.detach(), grad
+        return Evaluation(eps=eps.detach().to(self.dtype), x0_hat=x0.detach().to(self.dtype),
+                          reward=r.detach(), grad=grad)
 
     def _x0(self, x: Tensor, eps: Tensor, a: float) -> tuple[Tensor, Tensor]:
         """`(ε̂, x̂0)` by Tweedie; with ``clip_sample`` the clipped `x̂0` and its consistent `ε̂`."""
@@ -144,7 +236,7 @@ class TiltedTarget:
         return (x - math.sqrt(a) * x0) / math.sqrt(1.0 - a), x0
 
     def _reward(self, design: Tensor) -> Tensor:
-        r = self.reward(design)
+        r = self.reward_fn(design)
         if not isinstance(r, Tensor) or r.shape != (design.shape[0],):
             shape = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
             raise SamplerError(
@@ -154,12 +246,8 @@ class TiltedTarget:
             )
         return r.to(self.reward_dtype)
 
-    def final(self, x0: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact `r(D(x_0))` and the designs `D(x_0)` of clean particles, no gradient.
-
-        Returns:
-            ``(rewards, designs)``: `G x P` and `G x P x *design_shape` Tensors.
-        """
+    def final(self, x0: Tensor) -> FinalEvaluation:
+        """Exact `r(D(x_0))` and the designs `D(x_0)` of clean `G x P` particles, no gradient."""
         flat = x0.reshape(self.G * self.P, *self.latent_shape)
         step = flat.shape[0] if self.chunk_size is None else self.chunk_size
         rewards, designs = [], []
@@ -169,13 +257,14 @@ class TiltedTarget:
                 rewards.append(self._reward(design))
                 designs.append(design)
         design = torch.cat(designs)
-        return (torch.cat(rewards).reshape(self.G, self.P),
-                design.reshape(self.G, self.P, *design.shape[1:]))
+        return FinalEvaluation(reward=torch.cat(rewards).reshape(self.G, self.P),
+                               design=design.reshape(self.G, self.P, *design.shape[1:]))
 
     def propose(
-        self, particles: Particles, k: int, lam_next: Tensor, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
-        """Draw `x_s ~ q(· | x_t)` for step `k` and return `(x_s, log p(x_s|x_t) - log q(x_s|x_t))`.
+        self, particles: DiffusionParticles, k: int, lam_next: Tensor,
+        generator: torch.Generator | None,
+    ) -> Proposal:
+        """Draw `x_s ~ q(· | x_t)` for step `k`, with `log p(x_s|x_t) - log q(x_s|x_t)`.
 
         With shift `δ = σ² λ g / α` and `x_s = μ + δ + σ z`, the ratio of the two Gaussians is
         `-(z·δ)/σ - |δ|²/(2σ²) = -σ λ (z·g)/α - σ² λ² |g|² / (2α²)`, computed without dividing
@@ -186,10 +275,10 @@ class TiltedTarget:
         sigma = s.sigmas[k]
         log_ratio = torch.zeros_like(particles.log_w)
         if sigma == 0.0:
-            return mean, log_ratio
+            return Proposal(x=mean, log_ratio=log_ratio)
         z = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         if not self.guided or particles.grad is None:
-            return mean + sigma * z, log_ratio
+            return Proposal(x=mean + sigma * z, log_ratio=log_ratio)
         lam = lam_next.to(mean.dtype).reshape(self.G, 1, *([1] * len(self.latent_shape)))
         g = particles.grad
         x_next = mean + (sigma**2 / self.alpha) * lam * g + sigma * z
@@ -200,10 +289,5 @@ class TiltedTarget:
         zg = (z.to(wd) * g.to(wd)).sum(dim=dims)
         gg = g.to(wd).square().sum(dim=dims)
         lam2 = lam_next.to(wd)[:, None]
-        return x_next, (-(sigma / self.alpha) * lam2 * zg
-                        - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg)
-
-    def log_potential(self, reward: Tensor, lam: Tensor) -> Tensor:
-        """`λ r / α` (`G x P`, `λ` per group); `λ = 0` gives 0 even for infinite rewards."""
-        lam = lam.to(reward.dtype)[:, None]
-        return torch.where(lam > 0, lam * reward / self.alpha, torch.zeros_like(reward))
+        return Proposal(x=x_next, log_ratio=(-(sigma / self.alpha) * lam2 * zg
+                                             - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg))

@@ -2,13 +2,14 @@ r"""One container for every per-particle quantity, permuted together at resampli
 
 The reference DAS implementation forgot to permute the guidance gradient and the previous
 look-ahead value after resampling, which biases the weights. Here the particle state is a single
-dataclass and ``particles[ancestors]`` gathers *every* dataclass field (including fields a
-subclass adds), so a carried quantity that is not permuted cannot exist.
+dataclass and ``particles[ancestors]`` gathers *every* dataclass field (including the fields a
+model's subclass adds), so a carried quantity that is not permuted cannot exist.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -31,39 +32,32 @@ def gather_particles(value: Tensor, ancestors: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Particles:
-    """The state of `G` groups x `P` particles at one SMC step.
+    """The state of `G` groups x `P` particles at one SMC step: what the algorithm owns.
 
-    Every field is a `G x P x ...`-dim Tensor or None (a quantity the current mode does not
-    carry, e.g. the gradient in gradient-free mode). Subclasses may add fields; they are
-    permuted automatically.
+    A Feynman–Kac model subclasses it with the per-particle quantities it carries (positions,
+    cached evaluations, gradients). Every field is a `G x P x ...`-dim Tensor or None (a
+    quantity the current mode does not carry); all of them, the subclass's included, are
+    permuted together by ``particles[ancestors]``.
 
     Attributes:
-        x: `G x P x *latent_shape` positions `x_t` in diffusion space.
         log_w: `G x P` log-weights accumulated since the last resampling of the group.
-        lookahead: `G x P` look-ahead reward `r(decode(x̂0(x_t)))` (not divided by `α`).
-        x0_hat: `G x P x *latent_shape` Tweedie estimate `x̂0(x_t)`.
-        eps: `G x P x *latent_shape` predicted noise `ε̂(x_t)`.
-        grad: `G x P x *latent_shape` `∇_{x_t} r(decode(x̂0(x_t)))`, or None (gradient-free).
         origin: `G x P` long index of the initial particle each particle descends from.
 
-    >>> p = Particles(x=torch.arange(3.).view(1, 3, 1), log_w=torch.zeros(1, 3),
-    ...               lookahead=torch.arange(3.).view(1, 3), x0_hat=None, eps=None, grad=None,
-    ...               origin=torch.arange(3).view(1, 3))
-    >>> p[torch.tensor([[2, 2, 0]])].lookahead
-    tensor([[2., 2., 0.]])
+    >>> @dataclass(frozen=True)
+    ... class Walkers(Particles):
+    ...     x: Tensor
+    >>> p = Walkers(log_w=torch.zeros(1, 3), origin=torch.arange(3).view(1, 3),
+    ...             x=torch.arange(3.).view(1, 3, 1))
+    >>> p[torch.tensor([[2, 2, 0]])].x.flatten()
+    tensor([2., 2., 0.])
     """
 
-    x: Tensor
     log_w: Tensor
-    lookahead: Tensor
-    x0_hat: Tensor | None
-    eps: Tensor | None
-    grad: Tensor | None
     origin: Tensor
 
-    def __getitem__(self, ancestors: Tensor) -> Particles:
+    def __getitem__(self, ancestors: Tensor) -> Self:
         """Return the particles ``ancestors`` (`G x P'` long) selects, every field gathered."""
-        values = {}
+        values: dict[str, Tensor | None] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is None:
@@ -77,16 +71,16 @@ class Particles:
                 )
         return type(self)(**values)
 
-    def replace(self, **changes: Tensor | None) -> Particles:
+    def replace(self, **changes: Tensor | None) -> Self:
         """A copy with some fields replaced (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
     @property
     def num_groups(self) -> int:
         """`G`."""
-        return self.x.shape[0]
+        return self.log_w.shape[0]
 
     @property
     def num_particles(self) -> int:
         """`P`."""
-        return self.x.shape[1]
+        return self.log_w.shape[1]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from optimizer.errors import ConfigError, format_choice_error
+from optimizer.smc.errors import SMCConfigError, format_choice_error
 from optimizer.smc.weights import ess as effective_sample_size
 
 Resampler = Callable[[Tensor, int, "torch.Generator | None"], Tensor]
@@ -129,11 +129,11 @@ RESAMPLERS: dict[str, Resampler] = {
 
 
 def get_resampler(name: str) -> Resampler:
-    """The scheme registered as ``name``; raises ``ConfigError`` listing the valid names."""
+    """The scheme registered as ``name``; raises ``SMCConfigError`` listing the valid names."""
     try:
         return RESAMPLERS[name]
     except (KeyError, TypeError):
-        raise ConfigError(format_choice_error("resampling", name, tuple(RESAMPLERS))) from None
+        raise SMCConfigError(format_choice_error("resampling", name, tuple(RESAMPLERS))) from None
 
 
 def resample_groups(

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from optimizer.errors import ConfigError, format_choice_error
+from optimizer.smc.errors import SMCConfigError, format_choice_error
 from optimizer.smc.weights import conditional_ess_fraction
 
 
@@ -52,9 +52,9 @@ class ExponentialTempering:
 
     def __init__(self, gamma: float | None = None, end_fraction: float = 0.87) -> None:
         if gamma is not None and not gamma > 0:
-            raise ConfigError(f"tempering gamma={gamma!r} must be > 0; try 0.008 for 100 steps")
+            raise SMCConfigError(f"tempering gamma={gamma!r} must be > 0; try 0.008 for 100 steps")
         if not 0 < end_fraction <= 1:
-            raise ConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
+            raise SMCConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
         self.gamma = gamma
         self.end_fraction = end_fraction
 
@@ -81,9 +81,9 @@ class PolynomialTempering:
 
     def __init__(self, power: float = 2.0, end_fraction: float = 1.0) -> None:
         if not power > 0:
-            raise ConfigError(f"tempering power={power!r} must be > 0; try 1.0 (linear) or 2.0")
+            raise SMCConfigError(f"tempering power={power!r} must be > 0; try 1.0 (linear) or 2.0")
         if not 0 < end_fraction <= 1:
-            raise ConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
+            raise SMCConfigError(f"tempering end_fraction={end_fraction!r} must be in (0, 1]")
         self.power = power
         self.end_fraction = end_fraction
 
@@ -140,11 +140,11 @@ class AdaptiveTempering:
         floor: ExponentialTempering | PolynomialTempering | None | str = "default",
     ) -> None:
         if not 0 < target < 1:
-            raise ConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")
+            raise SMCConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")
         if rounds < 1:
-            raise ConfigError(f"adaptive tempering rounds={rounds!r} must be >= 1; try 3")
+            raise SMCConfigError(f"adaptive tempering rounds={rounds!r} must be >= 1; try 3")
         if points < 2:
-            raise ConfigError(f"adaptive tempering points={points!r} must be >= 2; try 16")
+            raise SMCConfigError(f"adaptive tempering points={points!r} must be >= 2; try 16")
         self.target = target
         self.rounds = rounds
         self.points = points
@@ -188,7 +188,7 @@ TEMPERING_NAMES = ("adaptive", "exponential", "polynomial")
 
 
 def make_tempering(spec: str | TemperingSchedule) -> TemperingSchedule:
-    """A schedule from its name (defaults) or a ready object; unknown names raise ConfigError."""
+    """A schedule from its name (defaults) or a ready object; unknown names raise SMCConfigError."""
     if isinstance(spec, str):
         if spec == "adaptive":
             return AdaptiveTempering()
@@ -196,14 +196,14 @@ def make_tempering(spec: str | TemperingSchedule) -> TemperingSchedule:
             return ExponentialTempering()
         if spec == "polynomial":
             return PolynomialTempering()
-        raise ConfigError(
+        raise SMCConfigError(
             format_choice_error("tempering", spec, TEMPERING_NAMES)
             + ", or pass an object with a next_lambda(step, num_steps, current, "
             "scaled_reward, log_w) method"
         )
     if isinstance(spec, TemperingSchedule):
         return spec
-    raise ConfigError(
+    raise SMCConfigError(
         f"tempering={spec!r} is neither a name ({', '.join(TEMPERING_NAMES)}) nor an object "
         "with a next_lambda(step, num_steps, current, scaled_reward, log_w) method"
     )

@@ -6,8 +6,8 @@ import itertools
 import torch
 from torch import Tensor
 
+from optimizer.das.particles import DiffusionParticles
 from optimizer.priors.gaussian_mixture import GaussianMixturePrior
-from optimizer.smc.particles import Particles
 
 
 def three_mode_prior(device, dtype=torch.float32) -> GaussianMixturePrior:
@@ -27,9 +27,9 @@ def paper_toy_prior(device, dtype=torch.float32) -> GaussianMixturePrior:
                                 .to(device, dtype), torch.ones(9, device=device, dtype=dtype))
 
 
-class ReferenceBugParticles(Particles):
+class ReferenceBugParticles(DiffusionParticles):
     """Resampling as the reference implementation does it: gradient and look-ahead stay put."""
 
-    def __getitem__(self, ancestors: Tensor) -> Particles:
+    def __getitem__(self, ancestors: Tensor) -> DiffusionParticles:
         moved = super().__getitem__(ancestors)
         return moved.replace(lookahead=self.lookahead, grad=self.grad)

@@ -51,7 +51,7 @@ def test_shapes_and_diagnostics_one_group(gm, guidance):
     assert not res.resampled[-1].any(), "the returned set is weighted, never resampled at the end"
     assert res.resampled.any(), "κ = 0.9 over 12 steps should resample at least once"
     # ancestors are the identity wherever no resampling happened
-    ident = torch.arange(P)
+    ident = torch.arange(P, device=res.ancestors.device)
     for k in range(T):
         if not res.resampled[k, 0]:
             assert torch.equal(res.ancestors[k, 0], ident)
@@ -68,7 +68,8 @@ def test_groups_give_leading_dim_and_are_independent(gm):
     assert res.samples.shape == (3, 16, 2) and res.log_weights.shape == (3, 16)
     assert res.ess.shape == (12, 3) and res.log_normalizer.shape == (3,)
     assert not torch.equal(res.samples[0], res.samples[1])
-    torch.testing.assert_close(torch.logsumexp(res.log_weights, -1), torch.zeros(3))
+    torch.testing.assert_close(torch.logsumexp(res.log_weights, -1),
+                               torch.zeros(3, device=res.log_weights.device))
     assert res.weighted_mean().shape == (3, 2) and res.best().shape == (3,)
 
 
@@ -77,7 +78,8 @@ def test_same_seed_same_result_other_seed_differs(gm):
         a = _run(gm, guidance=guidance)
         b = _run(gm, guidance=guidance)
         assert_same(a, b)
-        c = _run(gm, guidance=guidance, generator=torch.Generator().manual_seed(1))
+        c = _run(gm, guidance=guidance,
+                 generator=torch.Generator(device=gm.device).manual_seed(1))
         assert not torch.equal(a.samples, c.samples)
 
 
@@ -134,7 +136,7 @@ def test_nan_reward_is_reported_after_the_loop(gm):
 
     with pytest.raises(SamplerError, match=r"NaN or infinite values at step \d+ .*group 0"):
         sample(gm, flaky, num_particles=64, alpha=1.0, num_steps=10, guidance="none",
-               generator=torch.Generator().manual_seed(0))
+               generator=torch.Generator(device=gm.device).manual_seed(0))
 
 
 @pytest.mark.gpu

@@ -29,8 +29,8 @@ def linear(x):
     return x @ B.to(x)
 
 
-def cosine_prior() -> GaussianMixturePrior:
-    gm = three_mode_prior("cpu")
+def cosine_prior(device) -> GaussianMixturePrior:
+    gm = three_mode_prior(device)
     return GaussianMixturePrior(gm.means, gm.covariances, gm.weights,
                                 beta_schedule="squaredcos_cap_v2")
 
@@ -57,17 +57,18 @@ def _stats(res, exact):
 
 def _run(prior, guidance, clip):
     return sample(prior, linear, num_particles=P, alpha=1.0, num_steps=K, conditions=[0] * G,
-                  guidance=guidance, clip_sample=clip, generator=torch.Generator().manual_seed(0))
+                  guidance=guidance, clip_sample=clip,
+                  generator=torch.Generator(device=prior.device).manual_seed(0))
 
 
-def test_first_cosine_step_has_vanishing_alpha_bar():
-    assert cosine_prior().alphas_cumprod[-1].item() < 1e-8
+def test_first_cosine_step_has_vanishing_alpha_bar(device):
+    assert cosine_prior(device).alphas_cumprod[-1].item() < 1e-8
 
 
 @pytest.mark.parametrize("guidance", ["gradient", "none"])
-def test_clip_keeps_an_imperfect_prior_in_range(guidance):
-    gm = cosine_prior()
-    exact = gm.tilt_linear(B, 1.0).mixture
+def test_clip_keeps_an_imperfect_prior_in_range(device, guidance):
+    gm = cosine_prior(device)
+    exact = gm.tilt_linear(B.to(device), 1.0).mixture
     exploded = _run(Saturating(gm), guidance, None)
     assert exploded.samples.abs().max().item() > 100.0, "the failure this option exists for"
 
@@ -78,18 +79,18 @@ def test_clip_keeps_an_imperfect_prior_in_range(guidance):
 
 
 @pytest.mark.parametrize("guidance", ["gradient", "none"])
-def test_clip_leaves_an_exact_prior_exact(guidance):
-    gm = cosine_prior()
-    tv, err = _stats(_run(gm, guidance, CLIP), gm.tilt_linear(B, 1.0).mixture)
+def test_clip_leaves_an_exact_prior_exact(device, guidance):
+    gm = cosine_prior(device)
+    tv, err = _stats(_run(gm, guidance, CLIP), gm.tilt_linear(B.to(device), 1.0).mixture)
     assert tv <= 0.05 and err <= 0.3, (tv, err)
 
 
-def test_clipped_x0_and_eps_stay_consistent():
+def test_clipped_x0_and_eps_stay_consistent(device):
     """`x_t = sqrt(ā) x̂0 + sqrt(1-ā) ε̂` holds after clipping (diffusers' re-derived ε)."""
-    sampler, _ = build_sampler(Saturating(cosine_prior()), linear, num_particles=64, alpha=1.0,
-                               num_steps=K, clip_sample=CLIP, guidance="none",
-                               generator=torch.Generator().manual_seed(0))
-    particles, _, _ = sampler.init()
+    sampler, _ = build_sampler(Saturating(cosine_prior(device)), linear, num_particles=64,
+                               alpha=1.0, num_steps=K, clip_sample=CLIP, guidance="none",
+                               generator=torch.Generator(device=device).manual_seed(0))
+    particles = sampler.init().particles
     a = sampler.target.schedule.alpha_bar[0]
     assert particles.x0_hat.abs().max().item() == CLIP, "the first x̂0 must hit the clip"
     rebuilt = math.sqrt(a) * particles.x0_hat + math.sqrt(1.0 - a) * particles.eps
@@ -97,6 +98,6 @@ def test_clipped_x0_and_eps_stay_consistent():
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0])
-def test_clip_sample_must_be_positive(bad):
+def test_clip_sample_must_be_positive(device, bad):
     with pytest.raises(ConfigError, match=r"clip_sample=.*greater than 0.*x̂0 range"):
-        _run(cosine_prior(), "none", bad)
+        _run(cosine_prior(device), "none", bad)

@@ -36,38 +36,45 @@ class ConstantGuidance:
         return torch.ones_like(current)
 
 
-def _prior() -> GaussianMixturePrior:
-    toy = paper_toy_prior("cpu")
+def _prior(device) -> GaussianMixturePrior:
+    toy = paper_toy_prior(device)
     return GaussianMixturePrior(toy.means, toy.covariances, toy.weights,
                                 beta_schedule="squaredcos_cap_v2")
 
 
 def _run(gm, **kw):
     return sample(gm, toy_reward, num_particles=512, alpha=1.0, num_steps=200,
-                  conditions=[0] * 8, generator=torch.Generator().manual_seed(0), **kw)
+                  conditions=[0] * 8, generator=torch.Generator(device=gm.device).manual_seed(0),
+                  **kw)
 
 
-def test_exact_tilted_mean_reward_matches_the_paper():
-    gm = _prior()
-    exact = gm.tilt_quadratic(A, ZERO, 1.0).mixture.expected_quadratic(A, ZERO).item()
+def _exact(gm) -> float:
+    a, zero = A.to(gm.device), ZERO.to(gm.device)
+    return gm.tilt_quadratic(a, zero, 1.0).mixture.expected_quadratic(a, zero).item()
+
+
+def test_exact_tilted_mean_reward_matches_the_paper(device):
+    gm = _prior(device)
+    exact = _exact(gm)
     assert exact == pytest.approx(-0.29, abs=0.005)
-    assert gm.expected_quadratic(A, ZERO).item() == pytest.approx(-11.08, abs=0.01)  # the prior
+    prior_mean = gm.expected_quadratic(A.to(device), ZERO.to(device)).item()
+    assert prior_mean == pytest.approx(-11.08, abs=0.01)  # the prior
     x = torch.tensor([[3.0, 1.0]])
     assert toy_reward(x).item() == pytest.approx(-0.5 * (x @ A * x).sum().item())
 
 
 @pytest.mark.parametrize("guidance", ["gradient", "none"])
-def test_das_reaches_the_exact_mean_reward(guidance):
-    gm = _prior()
-    exact = gm.tilt_quadratic(A, ZERO, 1.0).mixture.expected_quadratic(A, ZERO).item()
+def test_das_reaches_the_exact_mean_reward(device, guidance):
+    gm = _prior(device)
+    exact = _exact(gm)
     res = _run(gm, guidance=guidance)
     das = (res.weights * res.rewards).sum(-1).mean().item()
     assert abs(das - exact) <= TOL, f"DAS mean reward {das:.4f} vs exact {exact:.4f}"
 
 
-def test_plain_guidance_misses_it():
-    gm = _prior()
-    exact = gm.tilt_quadratic(A, ZERO, 1.0).mixture.expected_quadratic(A, ZERO).item()
+def test_plain_guidance_misses_it(device):
+    gm = _prior(device)
+    exact = _exact(gm)
     for tempering in [ConstantGuidance(), "adaptive"]:
         res = _run(gm, guidance="gradient", tempering=tempering, ess_threshold=0.0)
         plain = res.rewards.mean().item()  # weights ignored

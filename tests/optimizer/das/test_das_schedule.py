@@ -33,8 +33,9 @@ def test_timesteps_match_diffusers_spacing():
         assert ours.timesteps == ref.timesteps.tolist(), spacing
 
 
-def test_transition_matches_diffusers_ddim_eta_one():
-    """Our `μ + σ z` equals diffusers' DDIM step with η = 1 and the same noise."""
+def test_transition_matches_diffusers_ddim_eta_one(device):
+    """Our `μ + σ z` (on the test device) equals diffusers' DDIM step (on the CPU) with η = 1
+    and the same noise."""
     K = 10
     ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear",
                         timestep_spacing="leading", set_alpha_to_one=True,
@@ -50,12 +51,12 @@ def test_transition_matches_diffusers_ddim_eta_one():
         expected = ref.step(eps, t, x, eta=1.0, variance_noise=z).prev_sample
         a = ours.alpha_bar[k]
         x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
-        got = ours.transition_mean(k, x0, eps) + ours.sigmas[k] * z
-        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+        got = ours.transition_mean(k, x0.to(device), eps.to(device)) + ours.sigmas[k] * z.to(device)
+        torch.testing.assert_close(got.cpu(), expected, rtol=1e-6, atol=1e-6)
 
 
-def test_gaussian_log_prob_matches_torch():
-    x, mean = torch.randn(5, 2, 3), torch.randn(5, 2, 3)
+def test_gaussian_log_prob_matches_torch(device):
+    x, mean = torch.randn(5, 2, 3, device=device), torch.randn(5, 2, 3, device=device)
     ref = torch.distributions.Normal(mean, 0.7).log_prob(x).sum((-1, -2))
     torch.testing.assert_close(gaussian_log_prob(x, mean, 0.7, event_dims=2), ref)
 

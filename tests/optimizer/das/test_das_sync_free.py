@@ -14,7 +14,6 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from optimizer.das import build_sampler
-from optimizer.das.algorithm import StepRecord
 from optimizer.smc import RESAMPLERS
 
 SYNC_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique")
@@ -57,16 +56,18 @@ def test_step_loop_has_no_host_sync(gm, guidance, scheme, tempering):
                                conditions=[0, 1], guidance=guidance, resampling=scheme,
                                tempering=tempering, ess_threshold=0.9,
                                generator=torch.Generator(device=gm.device).manual_seed(0))
-    particles, lam, log_z = sampler.init()  # warms the prior's per-timestep caches too
+    state = sampler.init()  # warms the prior's per-timestep caches too
     for k in range(sampler.num_steps):  # warm every timestep's cache first (outside the count)
-        gm.predict_noise(particles.x[0], sampler.target.schedule.timesteps[k])
-    record = StepRecord()
+        gm.predict_noise(state.particles.x[0], sampler.target.schedule.timesteps[k])
+    records = []
     dispatch, methods = SyncCounter(), MethodCounter()
     with dispatch, methods:
-        for k in range(sampler.num_steps):
-            particles, lam, log_z = sampler.step(particles, lam, log_z, k, record)
+        for _ in range(sampler.num_steps):
+            out = sampler.step(state)
+            state = out.state
+            records.append(out.record)
     assert dispatch.hits == [] and methods.hits == [], (dispatch.hits, methods.hits)
-    assert bool(torch.stack(record.resampled).any())  # after the loop: the loop did resample
+    assert bool(torch.stack([r.resampled for r in records]).any())  # after the loop: it did
 
 
 def test_the_counter_does_see_a_sync():

@@ -8,28 +8,30 @@ from das_cases import three_mode_prior
 
 from optimizer.das import build_sampler
 from optimizer.das.schedule import gaussian_log_prob
+from optimizer.smc.sampler import log_potential
 
 
 def _reward(x):
     return -((x - 1.0) ** 2).sum(-1)
 
 
-def _sampler(guidance="gradient", steps=10):
-    gm = three_mode_prior("cpu", torch.float64)
+def _sampler(device, guidance="gradient", steps=10):
+    gm = three_mode_prior(device, torch.float64)
     sampler, _ = build_sampler(gm, _reward, num_particles=8, alpha=0.7, num_steps=steps,
                                conditions=[0, 1], guidance=guidance,
-                               generator=torch.Generator().manual_seed(0))
+                               generator=torch.Generator(device=device).manual_seed(0))
     return gm, sampler
 
 
-def test_guided_log_ratio_equals_difference_of_gaussian_densities():
-    gm, sampler = _sampler()
+def test_guided_log_ratio_equals_difference_of_gaussian_densities(device):
+    _, sampler = _sampler(device)
     t = sampler.target
-    particles, lam, _ = sampler.init()
-    lam_next = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    particles = sampler.init().particles
+    lam_next = torch.tensor([0.3, 0.8], dtype=torch.float64, device=device)
     k = 2
-    g = torch.Generator().manual_seed(5)
-    x_next, log_ratio = t.propose(particles, k, lam_next, g)
+    g = torch.Generator(device=device).manual_seed(5)
+    prop = t.propose(particles, k, lam_next, g)
+    x_next, log_ratio = prop.x, prop.log_ratio
     sigma = t.schedule.sigmas[k]
     mean_p = t.schedule.transition_mean(k, particles.x0_hat, particles.eps)
     mean_q = mean_p + sigma**2 * lam_next[:, None, None] * particles.grad / t.alpha
@@ -38,16 +40,17 @@ def test_guided_log_ratio_equals_difference_of_gaussian_densities():
     torch.testing.assert_close(log_ratio, expected, rtol=1e-9, atol=1e-9)
     # the draw itself is N(mean_q, σ² I): recover its standard normal noise
     z = (x_next - mean_q) / sigma
-    torch.testing.assert_close(z, torch.randn(z.shape, generator=torch.Generator()
-                                              .manual_seed(5), dtype=z.dtype))
+    torch.testing.assert_close(z, torch.randn(z.shape, generator=torch.Generator(device=device)
+                                              .manual_seed(5), dtype=z.dtype, device=device))
 
 
-def test_gradient_is_that_of_the_reward_of_tweedie_estimate():
-    gm, sampler = _sampler()
+def test_gradient_is_that_of_the_reward_of_tweedie_estimate(device):
+    gm, sampler = _sampler(device)
     t = sampler.target
-    x = torch.randn(2, 8, 2, dtype=torch.float64)
+    x = torch.randn(2, 8, 2, dtype=torch.float64, device=device)
     k = 4
-    _, x0, r, grad = t.evaluate(x, k)
+    ev = t.evaluate(x, k)
+    r, grad = ev.reward, ev.grad
     step = t.schedule.timesteps[k]
     a = t.schedule.alpha_bar[k]
 
@@ -65,55 +68,64 @@ def test_gradient_is_that_of_the_reward_of_tweedie_estimate():
     torch.testing.assert_close(r.reshape(16), f(flat))
 
 
-def test_gradient_free_mode_carries_no_gradient_and_uses_prior_moves():
-    gm, sampler = _sampler("none")
-    particles, lam, _ = sampler.init()
+def test_gradient_free_mode_carries_no_gradient_and_uses_prior_moves(device):
+    _, sampler = _sampler(device, "none")
+    particles = sampler.init().particles
     assert particles.grad is None
-    _, log_ratio = sampler.target.propose(particles, 1, torch.ones(2, dtype=torch.float64), None)
-    assert torch.equal(log_ratio, torch.zeros_like(log_ratio))
+    prop = sampler.target.propose(particles, 1, torch.ones(2, dtype=torch.float64, device=device),
+                                         None)
+    assert torch.equal(prop.log_ratio, torch.zeros_like(prop.log_ratio))
 
 
-def test_last_step_is_deterministic_and_uses_the_exact_reward():
-    gm, sampler = _sampler(steps=3)
+def test_last_step_is_deterministic_and_uses_the_exact_reward(device):
+    _, sampler = _sampler(device, steps=3)
     t = sampler.target
-    particles, lam, log_z = sampler.init()
-    from optimizer.das.algorithm import StepRecord
-
-    rec = StepRecord()
-    for k in range(2):
-        particles, lam, log_z = sampler.step(particles, lam, log_z, k, rec)
-    before = particles
-    after, lam_last, _ = sampler.step(particles, lam, log_z, 2, rec)
+    state = sampler.init()
+    for _ in range(2):
+        state = sampler.step(state).state
+    before, lam = state.particles, state.lam
+    out = sampler.step(state)
+    after, lam_last = out.state.particles, out.state.lam
+    assert out.state.k == 3 and not out.record.resampled.any()
     torch.testing.assert_close(after.x, before.x0_hat)  # σ = 0: x_0 = x̂0
+    torch.testing.assert_close(after.design, after.x)  # the identity decoder's D(x_0)
     torch.testing.assert_close(after.lookahead, _reward(after.x.reshape(-1, 2)).reshape(2, 8))
     assert torch.all(lam_last == 1)
     expected = before.log_w + (1.0 * after.lookahead - lam[:, None] * before.lookahead) / t.alpha
     torch.testing.assert_close(after.log_w, expected)
 
 
-def test_log_potential_is_zero_at_lambda_zero_even_for_infinite_rewards():
-    _, sampler = _sampler()
-    r = torch.tensor([[-math.inf, 1.0], [2.0, 3.0]], dtype=torch.float64)
-    pot = sampler.target.log_potential(r, torch.tensor([0.0, 0.5], dtype=torch.float64))
+def test_log_potential_is_zero_at_lambda_zero_even_for_infinite_rewards(device):
+    r = torch.tensor([[-math.inf, 1.0], [2.0, 3.0]], dtype=torch.float64, device=device)
+    pot = log_potential(r, torch.tensor([0.0, 0.5], dtype=torch.float64, device=device), 0.7)
     assert pot[0].tolist() == [0.0, 0.0] and pot[1].tolist() == [0.5 * 2.0 / 0.7, 0.5 * 3.0 / 0.7]
 
 
-def test_guided_log_ratio_of_half_precision_particles_is_computed_in_float32():
+def test_guided_log_ratio_of_half_precision_particles_is_computed_in_float32(device):
     """`|g|²` of float16 particles overflows float16 (max 65504) for large early gradients;
     the ratio must still be the float64 value (weights are at least float32)."""
-    _, sampler = _sampler()
+    _, sampler = _sampler(device)
     t = sampler.target
-    particles, _, _ = sampler.init()
+    particles = sampler.init().particles
     big = torch.full_like(particles.grad, 300.0)  # |g|² = 1.8e5 per particle
     half = particles.replace(x=particles.x.half(), x0_hat=particles.x0_hat.half(),
                              eps=particles.eps.half(), grad=big.half())
-    lam_next = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    lam_next = torch.tensor([0.3, 0.8], dtype=torch.float64, device=device)
     k = 2
-    _, log_ratio = t.propose(half, k, lam_next, torch.Generator().manual_seed(5))
-    z = torch.randn(half.x.shape, generator=torch.Generator().manual_seed(5),
-                    dtype=torch.float16).double()
+    log_ratio = t.propose(half, k, lam_next,
+                          torch.Generator(device=device).manual_seed(5)).log_ratio
+    z = torch.randn(half.x.shape, generator=torch.Generator(device=device).manual_seed(5),
+                    dtype=torch.float16, device=device).double()
     sigma, lam = t.schedule.sigmas[k], lam_next[:, None]
     expected = (-(sigma / t.alpha) * lam * (z * 300.0).sum(-1)
                 - 0.5 * (sigma / t.alpha) ** 2 * lam**2 * 2 * 300.0**2)
     assert log_ratio.dtype == torch.float64 and torch.isfinite(log_ratio).all()
     torch.testing.assert_close(log_ratio, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_tilted_target_is_a_feynman_kac_model_run_by_the_generic_smc(device):
+    from optimizer.smc import FeynmanKacModel, TemperedSMC
+
+    _, sampler = _sampler(device)
+    assert isinstance(sampler.target, FeynmanKacModel) and isinstance(sampler, TemperedSMC)
+    assert sampler.target is sampler.model

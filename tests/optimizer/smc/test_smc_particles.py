@@ -11,9 +11,20 @@ from torch import Tensor
 from optimizer.smc.particles import Particles
 
 
-def _particles(G: int, P: int, device) -> Particles:
+@dataclass(frozen=True)
+class Carried(Particles):
+    """A model's state: positions plus cached evaluations of several trailing shapes."""
+
+    x: Tensor
+    lookahead: Tensor
+    x0_hat: Tensor | None
+    eps: Tensor | None
+    grad: Tensor | None
+
+
+def _particles(G: int, P: int, device) -> Carried:
     ids = torch.arange(G * P, dtype=torch.float32, device=device).reshape(G, P)
-    return Particles(
+    return Carried(
         x=ids[..., None, None].expand(G, P, 2, 3).clone(),
         log_w=-ids,
         lookahead=10 * ids,
@@ -33,7 +44,7 @@ def test_every_field_follows_its_particle(device):
     ident = q.x[:, :, 0, 0]
     expected = torch.gather(torch.arange(G * P, device=device).reshape(G, P).float(), 1, anc)
     torch.testing.assert_close(ident, expected)
-    for field in dataclasses.fields(Particles):
+    for field in dataclasses.fields(Carried):
         value = getattr(q, field.name)
         if field.name == "origin":
             torch.testing.assert_close(value, anc)
@@ -45,7 +56,7 @@ def test_every_field_follows_its_particle(device):
 
 def test_a_new_field_added_by_a_subclass_is_permuted_automatically(device):
     @dataclass(frozen=True)
-    class Tagged(Particles):
+    class Tagged(Carried):
         tag: Tensor | None = None
 
     p = _particles(1, 4, device)
@@ -62,7 +73,7 @@ def test_none_fields_stay_none_and_non_tensor_fields_are_refused(device):
     assert p[torch.tensor([[0, 0, 1]], device=device)].grad is None
 
     @dataclass(frozen=True)
-    class Bad(Particles):
+    class Bad(Carried):
         note: object = None
 
     bad = Bad(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)}, note=[1, 2, 3])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizer.errors import ConfigError
+from optimizer.smc.errors import SMCConfigError
 from optimizer.smc.resampling import RESAMPLERS, get_resampler, resample_groups
 
 WEIGHTS = torch.tensor([0.001, 0.05, 0.3, 0.149, 0.2, 0.0, 0.25, 0.05], dtype=torch.float64)
@@ -60,7 +60,7 @@ def test_batched_groups_use_their_own_weights(device):
 
 
 def test_unknown_scheme_lists_valid_names():
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(SMCConfigError) as exc:
         get_resampler("bootstrap")
     msg = str(exc.value)
     assert "resampling='bootstrap'" in msg
@@ -79,3 +79,4 @@ def test_only_groups_below_threshold_are_resampled(device):
     assert anc[0].tolist() == list(range(P)) and anc[2].tolist() == list(range(P))
     assert anc[1].tolist() == [0] * P
     assert ess[0].item() == pytest.approx(P)
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizer.errors import ConfigError
+from optimizer.smc.errors import SMCConfigError
 from optimizer.smc.tempering import (
     AdaptiveTempering,
     ExponentialTempering,
@@ -14,7 +14,7 @@ from optimizer.smc.tempering import (
 from optimizer.smc.weights import conditional_ess_fraction
 
 
-def _run(schedule, K, G=1, device="cpu"):
+def _run(schedule, K, device, G=1):
     lam = torch.zeros(G, device=device)
     out = []
     for k in range(1, K + 1):
@@ -24,19 +24,19 @@ def _run(schedule, K, G=1, device="cpu"):
     return out
 
 
-def test_exponential_reproduces_the_paper():
-    lams = _run(ExponentialTempering(gamma=0.008), 100)
+def test_exponential_reproduces_the_paper(device):
+    lams = _run(ExponentialTempering(gamma=0.008), 100, device)
     assert lams[0] == pytest.approx(0.008)
     assert lams[9] == pytest.approx(1.008**10 - 1)
     assert lams[85] < 1.0 and lams[86] == 1.0  # (1.008)^87 - 1 >= 1: reaches 1 at step 87
     # Default gamma: reaches 1 at 87 % of the steps for any K (γ = 0.008 at K = 100).
     assert ExponentialTempering().value(1, 100) == pytest.approx(0.008, rel=2e-3)
-    lams20 = _run(ExponentialTempering(), 20)
+    lams20 = _run(ExponentialTempering(), 20, device)
     assert lams20[16] < 1.0 and lams20[17] == 1.0
 
 
-def test_polynomial_values_and_monotonicity():
-    lams = _run(PolynomialTempering(power=2.0), 10)
+def test_polynomial_values_and_monotonicity(device):
+    lams = _run(PolynomialTempering(power=2.0), 10, device)
     assert lams[4] == pytest.approx(0.25) and lams[-1] == 1.0
     assert all(b >= a for a, b in zip(lams, lams[1:]))
 
@@ -91,13 +91,14 @@ def test_names_and_errors():
     assert isinstance(make_tempering("polynomial"), PolynomialTempering)
     custom = PolynomialTempering(power=1.0)
     assert make_tempering(custom) is custom
-    with pytest.raises(ConfigError, match=r"tempering='linear'.*adaptive, exponential, polynomial"):
+    with pytest.raises(SMCConfigError,
+                       match=r"tempering='linear'.*adaptive, exponential, polynomial"):
         make_tempering("linear")
-    with pytest.raises(ConfigError, match="neither a name"):
+    with pytest.raises(SMCConfigError, match="neither a name"):
         make_tempering(3.0)
-    with pytest.raises(ConfigError, match=r"target=1.5 must be in \(0, 1\)"):
+    with pytest.raises(SMCConfigError, match=r"target=1.5 must be in \(0, 1\)"):
         AdaptiveTempering(target=1.5)
-    with pytest.raises(ConfigError, match="gamma=-0.1 must be > 0"):
+    with pytest.raises(SMCConfigError, match="gamma=-0.1 must be > 0"):
         ExponentialTempering(gamma=-0.1)
 
 
@@ -110,7 +111,7 @@ def test_multi_point_search_agrees_with_plain_bisection(device):
     multi = AdaptiveTempering(target=0.7, cap=None, floor=None)
     torch.testing.assert_close(multi.next_lambda(3, 50, cur, r, log_w),
                                plain.next_lambda(3, 50, cur, r, log_w), atol=2e-6, rtol=0)
-    with pytest.raises(ConfigError, match="points=1 must be >= 2"):
+    with pytest.raises(SMCConfigError, match="points=1 must be >= 2"):
         AdaptiveTempering(points=1)
-    with pytest.raises(ConfigError, match="rounds=0 must be >= 1"):
+    with pytest.raises(SMCConfigError, match="rounds=0 must be >= 1"):
         AdaptiveTempering(rounds=0)
