@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Self
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ def gather_particles(value: Tensor, ancestors: Tensor) -> Tensor:
     idx = ancestors.reshape(*ancestors.shape, *([1] * (value.dim() - 2)))
     idx = idx.expand(*ancestors.shape, *value.shape[2:])
     return torch.gather(value, 1, idx)
+
+
+_P = TypeVar("_P", bound="Particles")  # typing.Self needs Python 3.11
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Particles:
     log_w: Tensor
     origin: Tensor
 
-    def __getitem__(self, ancestors: Tensor) -> Self:
+    def __getitem__(self: _P, ancestors: Tensor) -> _P:
         """Return the particles ``ancestors`` (`G x P'` long) selects, every field gathered."""
         values: dict[str, Tensor | None] = {}
         for field in dataclasses.fields(self):
@@ -71,7 +74,7 @@ class Particles:
                 )
         return type(self)(**values)
 
-    def replace(self, **changes: Tensor | None) -> Self:
+    def replace(self: _P, **changes: Tensor | None) -> _P:
         """A copy with some fields replaced (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
