@@ -39,7 +39,7 @@ from optimizer.priors.base import DiffusionPrior
 
 if TYPE_CHECKING:
     from optimizer.priors.gaussian_mixture import TiltedMixture
-    from optimizer.surrogate.features import FeatureMap
+    from optimizer.features import FeatureMap
 
 BUNDLE_ROOT = Path(__file__).parent / "bundled"
 PriorKind = Literal["pixel-diffusers", "latent-diffusers", "mlp-diffusion", "gaussian-mixture"]
@@ -121,7 +121,7 @@ class BundledPrior:
     def feature_map(self, *, device: torch.device | str | None = None,
                     dtype: torch.dtype | None = None) -> FeatureMap:
         """The surrogate's `φ`: the frozen digit embedding (`B x 32`) or the identity (flatten)."""
-        from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
+        from optimizer.features import EmbeddingFeatures, IdentityFeatures
 
         if self.name == "digits":
             module = DigitFeatures(_digit_classifier(self, device, dtype))
@@ -282,7 +282,7 @@ def load_feature_map(name_or_path: str | Path, *, device: torch.device | str | N
     embedding (without a rebuild reference: a campaign that stores its feature map should name
     the bundled prior instead); any other folder the identity (flatten).
     """
-    from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
+    from optimizer.features import EmbeddingFeatures, IdentityFeatures
 
     target = resolve(name_or_path)
     if isinstance(target, BundledPrior):

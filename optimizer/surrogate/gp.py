@@ -28,7 +28,7 @@ from torch import Tensor
 
 from optimizer.errors import SurrogateError
 from optimizer.surrogate.config import SurrogateConfig
-from optimizer.surrogate.features import FeatureMap, IdentityFeatures, feature_map_from_record
+from optimizer.features import FeatureMap, IdentityFeatures, feature_map_from_record
 from optimizer.surrogate.fitting import (
     build_gp,
     hyper_state,
@@ -159,7 +159,7 @@ class Surrogate:
 
         The posterior mean and variance are identical to the saved surrogate's. ``feature_map``
         defaults to the one saved in the state (embedding / callable maps are resolved through
-        ``objects`` or ``allow_import``, see ``features.feature_map_from_record``).
+        ``objects`` or ``allow_import``, see ``optimizer.features.feature_map_from_record``).
         """
         meta = state.meta
         X, Y, Yvar = check_training_data(X, Y, Yvar)

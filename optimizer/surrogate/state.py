@@ -27,7 +27,7 @@ from optimizer.errors import SurrogateError
 from optimizer.surrogate.config import SurrogateConfig
 
 if TYPE_CHECKING:
-    from optimizer.surrogate.features import FeatureMap
+    from optimizer.features import FeatureMap
 
 STATE_VERSION = 1
 _META_KEY = "tiltloop.surrogate"

@@ -25,7 +25,7 @@ from optimizer.surrogate.config import SurrogateConfig
 @dataclass
 class PriorBundle:
     """A loaded prior with its feature map φ (`B x *design_shape` → `B x k`), an
-    ``optimizer.surrogate.features.FeatureMap`` shared by candidate logging and the surrogate."""
+    ``optimizer.features.FeatureMap`` shared by candidate logging and the surrogate."""
 
     name: str
     prior: Any
@@ -57,7 +57,7 @@ def load_prior_bundle(name: str, feature_map: str = "prior", *,
     digit embedding for "digits", identity for vector priors) or ``"identity"`` (flattened designs).
     """
     from optimizer.priors.registry import load_feature_map, load_prior
-    from optimizer.surrogate.features import IdentityFeatures
+    from optimizer.features import IdentityFeatures
 
     prior = load_prior(name, device=device)
     kind = feature_map

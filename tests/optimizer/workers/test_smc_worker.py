@@ -109,7 +109,7 @@ def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
 def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
     """With 2 threads on 2 cores shared with the SMC workers, every small GP op waited at a thread
     barrier (one q=16 screening: 7 s instead of 0.7 s); the driver's surrogate uses 1 thread."""
-    from optimizer.surrogate.features import IdentityFeatures
+    from optimizer.features import IdentityFeatures
     from optimizer.workers.components import PriorBundle
 
     seen: list[int] = []
