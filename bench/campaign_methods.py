@@ -73,7 +73,7 @@ class _Base:
         self.Y.extend(values.tolist())
 
     def _gen(self, r: int, purpose: str) -> torch.Generator:
-        from optimizer.campaign.seeds import derive_seed, torch_generator
+        from optimizer.seeds import derive_seed, torch_generator
 
         return torch_generator(derive_seed(self.seed, r, 0, purpose))
 
@@ -108,8 +108,8 @@ class _Surrogated(_Base):
 
     def _space_filling(self, r: int, particles: Tensor, taken: list[int],
                        excluded: np.ndarray | None = None) -> list[int]:
-        from optimizer.campaign.seeds import derive_seed
         from optimizer.campaign.spacefill import maximin_select
+        from optimizer.seeds import derive_seed
 
         feats = self.bundle.features_np(particles.numpy())
         free = np.setdiff1d(np.arange(len(particles)), taken)
@@ -123,7 +123,7 @@ class _Surrogated(_Base):
         return list(taken) + [int(free[i]) for i in extra]
 
     def _screened(self, r: int, model, particles: Tensor) -> Proposal:
-        from optimizer.campaign.seeds import derive_seed
+        from optimizer.seeds import derive_seed
 
         res = self.adapter.screen(model, particles.double().numpy(), self.q,
                                   pending=np.zeros((0,)), observed=np.zeros((0,)),

@@ -32,13 +32,13 @@ import ray
 
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.dispatch import Dispatcher
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
+from optimizer.das.config import DASOptions
 from optimizer.demo import demo_oracle
+from optimizer.seeds import derive_seed
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.pool import SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
-from optimizer.das.config import DASOptions
-from optimizer.surrogate.config import SurrogateConfig
 from oracles.factory import build_oracle
 from oracles.labsim import LabSimulator
 from storage import Storage

@@ -28,8 +28,8 @@ import numpy as np
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.spacefill import maximin_select
+from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
 from storage import History, NewCandidate, QueryRecord

@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -21,9 +21,9 @@ import ray
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_status
-from optimizer.campaign.errors import CampaignStateError, PreflightError
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
+from optimizer.errors import CampaignStateError, PreflightError
 from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import SMCWorker, worker_options

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from optimizer.campaign.errors import PreflightError
+from optimizer.errors import PreflightError
 from optimizer.surrogate.config import SurrogateConfig
 
 
@@ -56,8 +56,8 @@ def load_prior_bundle(name: str, feature_map: str = "prior", *,
     ``feature_map`` (the config's ``feature_map.kind``): ``"prior"`` (the prior's own map: the
     digit embedding for "digits", identity for vector priors) or ``"identity"`` (flattened designs).
     """
-    from optimizer.priors.registry import load_feature_map, load_prior
     from optimizer.features import IdentityFeatures
+    from optimizer.priors.registry import load_feature_map, load_prior
 
     prior = load_prior(name, device=device)
     kind = feature_map

@@ -10,11 +10,11 @@ import ray
 import torch
 
 from optimizer.campaign.config_io import parse_config
-from optimizer.das.config import DASOptions
-from optimizer.surrogate.config import SurrogateConfig
 from optimizer.campaign.rounds import TrainingData
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
+from optimizer.das.config import DASOptions
+from optimizer.seeds import derive_seed
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
 from optimizer.workers.pool import PoolEvent
 from optimizer.workers.smc_worker import ChunkSpec, SMCWorkerImpl
