@@ -91,8 +91,9 @@ class _Surrogated(_Base):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
+        from optimizer.campaign.surrogate import SurrogateAdapter
         from optimizer.surrogate.config import SurrogateConfig
-        from optimizer.workers.components import PriorBundle, SurrogateAdapter
+        from optimizer.workers.components import PriorBundle
 
         self.bundle = PriorBundle(self.problem.name, self.problem.prior, self.problem.feature_map)
         self.adapter = SurrogateAdapter(self.bundle, SurrogateConfig(beta=self.s.beta,
@@ -100,7 +101,7 @@ class _Surrogated(_Base):
 
     def _fit(self):
         data = _Data(torch.stack(self.X).numpy(), np.asarray(self.Y)[:, None], None)
-        model, _, _ = self.adapter.fit(data)
+        model = self.adapter.fit(data).model
         return model
 
     def _alpha(self) -> float:
