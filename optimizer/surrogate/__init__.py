@@ -7,8 +7,6 @@ state. The feature maps live in ``optimizer.features`` and are re-exported here.
 >>> res = screen(sur, particles, q=4, pending=in_flight)
 >>> blob = sur.state().to_bytes()                     # Surrogate.from_state(SurrogateState.from_bytes(blob), X, Y, Yvar)
 """
-from optimizer.surrogate.config import SurrogateConfig
-from optimizer.surrogate.dedup import Exclusion, find_duplicates
 from optimizer.features import (
     FEATURE_KINDS,
     CallableFeatures,
@@ -20,6 +18,8 @@ from optimizer.features import (
     feature_map_from_record,
     make_feature_map,
 )
+from optimizer.surrogate.config import SurrogateConfig
+from optimizer.surrogate.dedup import Exclusion, find_duplicates
 from optimizer.surrogate.gp import FitInfo, Surrogate
 from optimizer.surrogate.reward import SurrogateReward
 from optimizer.surrogate.scalarize import Scalarization, make_scalarization

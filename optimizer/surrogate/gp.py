@@ -27,8 +27,8 @@ from botorch.models.model import Model
 from torch import Tensor
 
 from optimizer.errors import SurrogateError
-from optimizer.surrogate.config import SurrogateConfig
 from optimizer.features import FeatureMap, IdentityFeatures, feature_map_from_record
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.surrogate.fitting import (
     build_gp,
     hyper_state,
