@@ -73,7 +73,7 @@ class _Base:
         self.Y.extend(values.tolist())
 
     def _gen(self, r: int, purpose: str) -> torch.Generator:
-        from optimizer.campaign.seeds import derive_seed, torch_generator
+        from optimizer.seeds import derive_seed, torch_generator
 
         return torch_generator(derive_seed(self.seed, r, 0, purpose))
 
@@ -91,8 +91,9 @@ class _Surrogated(_Base):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
+        from optimizer.campaign.surrogate import SurrogateAdapter
         from optimizer.surrogate.config import SurrogateConfig
-        from optimizer.workers.components import PriorBundle, SurrogateAdapter
+        from optimizer.workers.components import PriorBundle
 
         self.bundle = PriorBundle(self.problem.name, self.problem.prior, self.problem.feature_map)
         self.adapter = SurrogateAdapter(self.bundle, SurrogateConfig(beta=self.s.beta,
@@ -100,7 +101,7 @@ class _Surrogated(_Base):
 
     def _fit(self):
         data = _Data(torch.stack(self.X).numpy(), np.asarray(self.Y)[:, None], None)
-        model, _, _ = self.adapter.fit(data)
+        model = self.adapter.fit(data).model
         return model
 
     def _alpha(self) -> float:
@@ -108,8 +109,8 @@ class _Surrogated(_Base):
 
     def _space_filling(self, r: int, particles: Tensor, taken: list[int],
                        excluded: np.ndarray | None = None) -> list[int]:
-        from optimizer.campaign.seeds import derive_seed
         from optimizer.campaign.spacefill import maximin_select
+        from optimizer.seeds import derive_seed
 
         feats = self.bundle.features_np(particles.numpy())
         free = np.setdiff1d(np.arange(len(particles)), taken)
@@ -123,7 +124,7 @@ class _Surrogated(_Base):
         return list(taken) + [int(free[i]) for i in extra]
 
     def _screened(self, r: int, model, particles: Tensor) -> Proposal:
-        from optimizer.campaign.seeds import derive_seed
+        from optimizer.seeds import derive_seed
 
         res = self.adapter.screen(model, particles.double().numpy(), self.q,
                                   pending=np.zeros((0,)), observed=np.zeros((0,)),

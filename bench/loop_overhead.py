@@ -32,13 +32,13 @@ import ray
 
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.dispatch import Dispatcher
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
+from optimizer.das.config import DASOptions
 from optimizer.demo import demo_oracle
+from optimizer.seeds import derive_seed
+from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.pool import SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
-from optimizer.das.config import DASOptions
-from optimizer.surrogate.config import SurrogateConfig
 from oracles.factory import build_oracle
 from oracles.labsim import LabSimulator
 from storage import Storage
@@ -84,7 +84,7 @@ def overhead(prior: str, rounds: int, steps: int, q: int, particles: int) -> Non
         Xw = np.stack([c.design for c in warm.candidates[: 2 * q]]).astype(np.float64)
         Yw = -np.linalg.norm(Xw - Xw.mean(0), axis=1, keepdims=True)
         empty = np.zeros((0,))
-        model, _, _ = gen.surrogate.fit(TrainingData(Xw, Yw, None, empty, empty))
+        model = gen.surrogate.fit(TrainingData(Xw, Yw, None, empty, empty)).model
         gen.surrogate.screen(model, Xw, 2, pending=empty, observed=empty, seed=0)
         disp = Dispatcher(st, cfg.name, build_oracle(cfg.oracle.kind, {"base_url": lab.url,
                           "objectives": [o.name for o in cfg.objectives]}),
@@ -131,7 +131,8 @@ def overhead(prior: str, rounds: int, steps: int, q: int, particles: int) -> Non
 def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     """SMC generation of the same chunks on 1 worker vs 2 (tilted by a fitted surrogate)."""
     from optimizer.campaign.rounds import TrainingData
-    from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
+    from optimizer.campaign.surrogate import SurrogateAdapter
+    from optimizer.workers.components import load_prior_bundle
     from optimizer.workers.smc_worker import SMCWorker, worker_options
 
     bundle = load_prior_bundle(prior, "prior")
@@ -147,7 +148,7 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     Y = -np.linalg.norm(X - X.mean(0), axis=1, keepdims=True)  # a smooth stand-in objective
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
     adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
-    _, blob, _ = adapter.fit(data)
+    blob = adapter.fit(data).state
     half = particles // 2
     chunks = [ChunkSpec(round_index=1, chunk=c, seed=derive_seed(0, 1, c), num_particles=half,
                         alpha=0.2, das=DASOptions(num_steps=steps), surrogate_state=blob,

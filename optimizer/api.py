@@ -25,7 +25,7 @@ import numpy as np
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.driver import CampaignStatus, campaign_status
-from optimizer.campaign.errors import CampaignStateError
+from optimizer.errors import CampaignStateError
 from storage import Storage
 
 _IN_FLIGHT = ("pending", "dispatched", "running")
@@ -82,7 +82,12 @@ class Campaign:
         """Create a campaign from a config (or a TOML path) after the full preflight — or open
         it when it exists with the same config. Nothing runs until ``run`` / ``ask``."""
         from optimizer.campaign.config_io import load_config
-        from optimizer.campaign.service import check_imports, open_storage, preflight, start_or_resume
+        from optimizer.campaign.service import (
+            check_imports,
+            open_storage,
+            preflight,
+            start_or_resume,
+        )
         from storage.engine import default_url
 
         source = str(config) if not isinstance(config, CampaignConfig) else "the config"

@@ -111,8 +111,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _manual_config(storage: Any, name: str) -> Any:
-    from optimizer.campaign.errors import CampaignStateError
     from optimizer.campaign.service import load_campaign_config
+    from optimizer.errors import CampaignStateError
 
     config = load_campaign_config(storage, name)
     if config.oracle.kind != "manual":

@@ -35,3 +35,23 @@ def format_choice_error(field: str, value: object, valid: list[str] | tuple[str,
 class SurrogateError(OptimizerError, ValueError):
     """The surrogate or pre-screening got unusable data or state (NaN rows, wrong shapes, a
     serialized state that does not match the training data or feature map)."""
+
+
+class CampaignError(OptimizerError):
+    """Base of every campaign-loop error (config, preflight, run state, worker pool)."""
+
+
+class CampaignConfigError(CampaignError):
+    """A campaign config file is invalid; the message names the file and every bad field."""
+
+
+class PreflightError(CampaignError):
+    """A component named by a valid config cannot be used (unknown prior, unreachable oracle)."""
+
+
+class CampaignStateError(CampaignError):
+    """The requested action does not fit the campaign's stored state (e.g. it already exists)."""
+
+
+class WorkerPoolError(CampaignError):
+    """The SMC worker pool could not finish a round (a chunk failed more times than allowed)."""

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from optimizer.campaign.config import _SECRET_NAME, _TAG_RE, CampaignConfig
 from optimizer.campaign.config_oracle import KIND_MODELS, flatten_legacy
-from optimizer.campaign.errors import CampaignConfigError
+from optimizer.errors import CampaignConfigError
 from tiltloop.toml import tomllib
 
 #: Oracle fields that hold a path, per kind.

@@ -38,8 +38,7 @@ from typing import Any, Literal, TextIO
 
 import numpy as np
 
-from optimizer.campaign.errors import CampaignStateError
-from optimizer.errors import ConfigError, format_choice_error
+from optimizer.errors import CampaignStateError, ConfigError, format_choice_error
 from storage import Storage
 from storage.models import QUERY_STATUSES
 

@@ -6,7 +6,7 @@
     tiltloop export demo --format npy --out demo-designs/   # designs.npy + rows.json + rows.csv
 
 The command reads the objectives (names and directions) from the config stored with the
-campaign. User errors raise :mod:`optimizer.campaign.errors` / :mod:`optimizer.errors` errors, so
+campaign. User errors raise :mod:`optimizer.errors` / :mod:`optimizer.errors` errors, so
 the ``tiltloop`` main prints one line and exits 2. Wiring, in ``optimizer/cli.py``'s
 ``build_parser``:
 
@@ -21,7 +21,6 @@ from pathlib import Path
 
 from optimizer.campaign.export import FORMATS
 from storage.engine import URL_HELP
-
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -49,9 +48,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Run ``tiltloop export`` for parsed ``args``; returns the exit code (0)."""
-    from optimizer.campaign.errors import CampaignStateError
     from optimizer.campaign.export import export_campaign, stored_objectives
     from optimizer.campaign.service import open_storage
+    from optimizer.errors import CampaignStateError
     from storage.engine import default_url
     from storage.errors import NotFound
 

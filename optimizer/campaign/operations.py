@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.errors import CampaignStateError
+from optimizer.errors import CampaignStateError
 from storage import Storage
 
 log = logging.getLogger(__name__)

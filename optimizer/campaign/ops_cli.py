@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from optimizer.campaign.errors import CampaignStateError
+from optimizer.errors import CampaignStateError
 from storage.engine import URL_HELP
 
 
@@ -86,7 +86,11 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     from optimizer.campaign.config_io import apply_overrides, load_config
     from optimizer.campaign.operations import new_config_version
-    from optimizer.campaign.service import check_imports, load_campaign_config, preflight
+    from optimizer.campaign.service import (
+        check_imports,
+        load_campaign_config,
+        preflight,
+    )
 
     with _open(args) as storage:
         if args.history:

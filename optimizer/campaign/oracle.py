@@ -12,7 +12,7 @@ import httpx
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_oracle import build
-from optimizer.campaign.errors import PreflightError
+from optimizer.errors import PreflightError
 from oracles.errors import OracleError
 
 

@@ -21,8 +21,13 @@ recover whatever a SIGKILL left behind, at any instant:
 from __future__ import annotations
 
 from optimizer.campaign.driver import CampaignStatus
-from optimizer.campaign.errors import CampaignStateError
-from optimizer.campaign.service import Progress, drive, load_campaign_config, open_storage
+from optimizer.campaign.service import (
+    Progress,
+    drive,
+    load_campaign_config,
+    open_storage,
+)
+from optimizer.errors import CampaignStateError
 
 
 def resume_campaign(name: str, url: str, *, budget: int | None = None,

@@ -28,8 +28,8 @@ import numpy as np
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.spacefill import maximin_select
+from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkSpec
 from storage import History, NewCandidate, QueryRecord
@@ -98,7 +98,7 @@ class RoundGenerator:
     Args:
         config: the campaign config.
         pool: a ``SupervisedPool`` of ``SMCWorker`` actors.
-        surrogate: the surrogate adapter (``optimizer.workers.components.SurrogateAdapter``),
+        surrogate: the surrogate adapter (``optimizer.campaign.surrogate.SurrogateAdapter``),
             built lazily by the caller; None for plain-prior-only use.
         on_event: pool events (progress output, tests that kill a worker mid-round).
     """
@@ -126,7 +126,8 @@ class RoundGenerator:
         fit_s = 0.0
         model = None
         if tilted:
-            model, state, state_meta = self.surrogate.fit(data, previous_state=previous_state)
+            fitted = self.surrogate.fit(data, previous_state=previous_state)
+            model, state, state_meta = fitted.model, fitted.state, fitted.summary
             fit_s = time.perf_counter() - t0
         das = cfg.sampler.das_options()
         chunks = [

@@ -12,8 +12,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -21,10 +21,11 @@ import ray
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_status
-from optimizer.campaign.errors import CampaignStateError, PreflightError
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
-from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
+from optimizer.campaign.surrogate import SurrogateAdapter
+from optimizer.errors import CampaignStateError, PreflightError
+from optimizer.workers.components import load_feature_bundle, load_prior_bundle
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import SMCWorker, worker_options
 from storage import Storage
@@ -195,8 +196,9 @@ def make_pool(config: CampaignConfig) -> SupervisedPool:
 
 def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
                    on_event: Callable[[PoolEvent], None] | None = None) -> RoundGenerator:
-    """A round generator whose surrogate uses the prior's feature map (loaded in the driver)."""
-    bundle = load_prior_bundle(config.prior.name, config.feature_map.kind)
+    """A round generator whose surrogate uses the prior's feature map (loaded in the driver; the
+    diffusion prior itself is loaded only by the workers)."""
+    bundle = load_feature_bundle(config.prior.name, config.feature_map.kind)
     surrogate = SurrogateAdapter(bundle, config.surrogate_for_loop())
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
 

@@ -25,9 +25,10 @@ one with ``vae/`` a latent (Stable Diffusion) prior, one whose ``config.json`` n
 """
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -35,11 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from optimizer.errors import PriorError
+from optimizer.features import EmbeddingFeatures, FeatureMap, IdentityFeatures
 from optimizer.priors.base import DiffusionPrior
 
 if TYPE_CHECKING:
     from optimizer.priors.gaussian_mixture import TiltedMixture
-    from optimizer.surrogate.features import FeatureMap
 
 BUNDLE_ROOT = Path(__file__).parent / "bundled"
 PriorKind = Literal["pixel-diffusers", "latent-diffusers", "mlp-diffusion", "gaussian-mixture"]
@@ -52,12 +53,18 @@ GMM_TOY_SUPPORT_CHI2 = 9.2103  # χ²_2 quantile at 0.99
 # time, 50/50 blends ~10%, real held-out digits 99.2%, bundled-prior samples ~94%.
 DIGITS_CONFIDENCE = 0.5
 DIGIT_EMBEDDING_REFERENCE = "optimizer.priors.registry:digit_embedding_module"
+#: The simulated problem whose historical designs trained the ``manifold`` prior, named by
+#: reference (like a stored feature map), so the registry never imports the oracle room; its
+#: parameters are the bundle's ``training.json`` ``"problem"`` entry.
+MANIFOLD_PROBLEM_REFERENCE = "oracles.simulated.manifold:ManifoldProblem"
+Device = torch.device | str | None
+Dtype = torch.dtype | None
 
 
 class DigitFeatures(nn.Module):
     """The frozen digit classifier's penultimate layer: `B x 1 x 8 x 8` → `B x 32` (differentiable).
 
-    Wrapped in the surrogate's ``EmbeddingFeatures`` with reference
+    Wrapped in ``optimizer.features.EmbeddingFeatures`` with reference
     ``"optimizer.priors.registry:digit_embedding_module"`` so a stored campaign rebuilds it.
     """
 
@@ -102,6 +109,8 @@ class BundledPrior:
         path: the bundle folder (None for the closed-form ``gmm-toy``).
         design_shape: shape of one decoded design.
         description: one line for listings.
+        make_feature_map: ``(entry, device, dtype) -> FeatureMap``, this prior's `φ`.
+        make_support_check: ``(entry, device) -> SupportCheck``, this prior's validity rule.
     """
 
     name: str
@@ -109,6 +118,10 @@ class BundledPrior:
     path: Path | None
     design_shape: tuple[int, ...]
     description: str
+    make_feature_map: Callable[[BundledPrior, Device, Dtype], FeatureMap] = field(
+        repr=False, compare=False)
+    make_support_check: Callable[[BundledPrior, Device], SupportCheck] = field(
+        repr=False, compare=False)
 
     def load(self, *, device: torch.device | str | None = None,
              dtype: torch.dtype | None = None) -> DiffusionPrior:
@@ -120,46 +133,64 @@ class BundledPrior:
 
     def feature_map(self, *, device: torch.device | str | None = None,
                     dtype: torch.dtype | None = None) -> FeatureMap:
-        """The surrogate's `φ`: the frozen digit embedding (`B x 32`) or the identity (flatten)."""
-        from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
-
-        if self.name == "digits":
-            module = DigitFeatures(_digit_classifier(self, device, dtype))
-            return EmbeddingFeatures(module, reference=DIGIT_EMBEDDING_REFERENCE)
-        return IdentityFeatures()
+        """The surrogate's `φ` (e.g. the frozen digit embedding `B x 32`, or the identity)."""
+        return self.make_feature_map(self, device, dtype)
 
     def support_check(self, *, device: torch.device | str | None = None) -> SupportCheck:
         """This prior's validity rule (see the module docstring)."""
-        if self.name == "digits":
-            net = _digit_classifier(self, device, None)
-            return SupportCheck(
-                f"digit classifier confidence (max softmax) >= {DIGITS_CONFIDENCE}",
-                lambda x: net.confidence(x.to(next(net.parameters())))[0],
-                DIGITS_CONFIDENCE, True)
-        if self.name == "manifold":
-            from oracles.simulated.manifold import ManifoldProblem
+        return self.make_support_check(self, device)
 
-            problem = ManifoldProblem()
-            return SupportCheck(
-                f"distance to the manifold <= {problem.support_radius} (noise of the historical "
-                f"designs: {problem.noise_std} per dimension)", problem.distance,
-                problem.support_radius, False)
-        means = gmm_toy_means()
-        return SupportCheck(
-            f"squared Mahalanobis distance to the nearest mode <= {GMM_TOY_SUPPORT_CHI2} "
-            "(chi2_2 at 0.99)",
-            lambda x: (torch.cdist(x.double().flatten(1), means.to(x.device)) ** 2).min(-1).values
-            / GMM_TOY_STD2,
-            GMM_TOY_SUPPORT_CHI2, False)
+
+def _identity_features(entry: BundledPrior, device: Device, dtype: Dtype) -> FeatureMap:
+    return IdentityFeatures()
+
+
+def _digit_features(entry: BundledPrior, device: Device, dtype: Dtype) -> FeatureMap:
+    module = DigitFeatures(_digit_classifier(entry, device, dtype))
+    return EmbeddingFeatures(module, reference=DIGIT_EMBEDDING_REFERENCE)
+
+
+def _digit_support(entry: BundledPrior, device: Device) -> SupportCheck:
+    net = _digit_classifier(entry, device, None)
+    return SupportCheck(
+        f"digit classifier confidence (max softmax) >= {DIGITS_CONFIDENCE}",
+        lambda x: net.confidence(x.to(next(net.parameters())))[0],
+        DIGITS_CONFIDENCE, True)
+
+
+def _manifold_support(entry: BundledPrior, device: Device) -> SupportCheck:
+    """`dist(x) ≤ support_radius` of the problem the prior was trained on: its class is named by
+    ``MANIFOLD_PROBLEM_REFERENCE`` and its parameters are read from the bundle's training.json."""
+    assert entry.path is not None
+    params = json.loads((entry.path / "training.json").read_text())["problem"]
+    module_name, _, attr = MANIFOLD_PROBLEM_REFERENCE.partition(":")
+    problem = getattr(importlib.import_module(module_name), attr)(**params)
+    return SupportCheck(
+        f"distance to the manifold <= {problem.support_radius} (noise of the historical "
+        f"designs: {problem.noise_std} per dimension)", problem.distance,
+        problem.support_radius, False)
+
+
+def _gmm_toy_support(entry: BundledPrior, device: Device) -> SupportCheck:
+    means = gmm_toy_means()
+    return SupportCheck(
+        f"squared Mahalanobis distance to the nearest mode <= {GMM_TOY_SUPPORT_CHI2} "
+        "(chi2_2 at 0.99)",
+        lambda x: (torch.cdist(x.double().flatten(1), means.to(x.device)) ** 2).min(-1).values
+        / GMM_TOY_STD2,
+        GMM_TOY_SUPPORT_CHI2, False)
 
 
 BUNDLED: dict[str, BundledPrior] = {
     "digits": BundledPrior("digits", "pixel-diffusers", BUNDLE_ROOT / "digits", (1, 8, 8),
-                           "diffusers UNet2DModel on sklearn 8x8 digits, images in [-1, 1]"),
+                           "diffusers UNet2DModel on sklearn 8x8 digits, images in [-1, 1]",
+                           _digit_features, _digit_support),
     "manifold": BundledPrior("manifold", "mlp-diffusion", BUNDLE_ROOT / "manifold", (16,),
-                             "MLP diffusion on 16-d designs near a curved 6-d manifold"),
+                             "MLP diffusion on 16-d designs near a curved 6-d manifold",
+                             _identity_features, _manifold_support),
     "gmm-toy": BundledPrior("gmm-toy", "gaussian-mixture", None, (2,),
-                            "exact 9-mode 2-d Gaussian mixture of the DAS paper"),
+                            "exact 9-mode 2-d Gaussian mixture of the DAS paper",
+                            _identity_features, _gmm_toy_support),
 }
 
 
@@ -282,8 +313,6 @@ def load_feature_map(name_or_path: str | Path, *, device: torch.device | str | N
     embedding (without a rebuild reference: a campaign that stores its feature map should name
     the bundled prior instead); any other folder the identity (flatten).
     """
-    from optimizer.surrogate.features import EmbeddingFeatures, IdentityFeatures
-
     target = resolve(name_or_path)
     if isinstance(target, BundledPrior):
         return target.feature_map(device=device, dtype=dtype)

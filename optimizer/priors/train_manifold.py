@@ -21,8 +21,6 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -30,24 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optimizer.priors.mlp import EpsilonMLP, MLPDiffusionConfig, MLPDiffusionPrior
+from optimizer.threads import torch_threads
 
 DEFAULT_OUT = Path(__file__).parent / "bundled" / "manifold"
-
-
-@contextmanager
-def torch_threads(num: int | None) -> Iterator[None]:
-    """Run the block with ``num`` intra-op threads (None: leave as is), then restore.
-
-    Why: a small MLP's ops are microseconds long; on a shared, oversubscribed CPU an intra-op
-    thread pool makes them several times slower than one thread.
-    """
-    before = torch.get_num_threads()
-    if num is not None:
-        torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_mlp_prior(
@@ -65,7 +48,7 @@ def train_mlp_prior(
     """Fit an ``MLPDiffusionPrior`` to `N x d` designs with the DDPM `ε` loss.
 
     Returns the prior (EMA weights, frozen) and the loss of every step. ``num_threads``: torch
-    intra-op threads while training (default 1, see ``torch_threads``).
+    intra-op threads while training (default 1, see ``optimizer.threads.torch_threads``).
 
     >>> prior, losses = train_mlp_prior(x, MLPDiffusionConfig(dim=16), steps=500)
     """

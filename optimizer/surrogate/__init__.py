@@ -1,5 +1,5 @@
-"""The surrogate of the oracle: feature maps, the BoTorch GP, the SMC reward, pre-screening and
-the pickle-free state.
+"""The surrogate of the oracle: the BoTorch GP, the SMC reward, pre-screening and the pickle-free
+state. The feature maps live in ``optimizer.features`` and are re-exported here.
 
 >>> fm = PCAFeatures.fit(prior_samples, k=8)
 >>> sur = Surrogate.fit(X, Y, Yvar, feature_map=fm, config=SurrogateConfig(maximize=True))
@@ -7,9 +7,7 @@ the pickle-free state.
 >>> res = screen(sur, particles, q=4, pending=in_flight)
 >>> blob = sur.state().to_bytes()                     # Surrogate.from_state(SurrogateState.from_bytes(blob), X, Y, Yvar)
 """
-from optimizer.surrogate.config import SurrogateConfig
-from optimizer.surrogate.dedup import Exclusion, find_duplicates
-from optimizer.surrogate.features import (
+from optimizer.features import (
     FEATURE_KINDS,
     CallableFeatures,
     EmbeddingFeatures,
@@ -20,6 +18,8 @@ from optimizer.surrogate.features import (
     feature_map_from_record,
     make_feature_map,
 )
+from optimizer.surrogate.config import SurrogateConfig
+from optimizer.surrogate.dedup import Exclusion, find_duplicates
 from optimizer.surrogate.gp import FitInfo, Surrogate
 from optimizer.surrogate.reward import SurrogateReward
 from optimizer.surrogate.scalarize import Scalarization, make_scalarization

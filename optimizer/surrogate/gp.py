@@ -15,34 +15,34 @@ r"""The GP surrogate of the oracle: one BoTorch ``SingleTaskGP`` per objective o
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gpytorch
 import torch
-from botorch.exceptions.errors import ModelFittingError
-from botorch.exceptions.warnings import InputDataWarning
-from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.model import Model
-from botorch.models.transforms import Normalize, Standardize
-from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
 from optimizer.errors import SurrogateError
+from optimizer.features import FeatureMap, IdentityFeatures, feature_map_from_record
 from optimizer.surrogate.config import SurrogateConfig
-from optimizer.surrogate.features import FeatureMap, IdentityFeatures
+from optimizer.surrogate.fitting import (
+    build_gp,
+    hyper_state,
+    input_bounds,
+    load_hyper,
+    optimize_mll,
+    subset_indices,
+)
 from optimizer.surrogate.scalarize import Scalarization, make_scalarization
+from optimizer.surrogate.state import STATE_VERSION, SurrogateState
 from optimizer.surrogate.validation import check_training_data, fingerprint
 
 if TYPE_CHECKING:
     from optimizer.surrogate.reward import SurrogateReward
-    from optimizer.surrogate.state import SurrogateState
-
-# Keys of a SingleTaskGP state_dict that are hyperparameters (not data-derived buffers).
-_HYPER_PREFIXES = ("mean_module.", "covar_module.", "likelihood.noise_covar.raw_noise")
 
 
 @dataclass(frozen=True)
@@ -56,43 +56,6 @@ class FitInfo:
     fit_ok: tuple[bool, ...]
     messages: tuple[str, ...]
     seconds: float
-
-
-def _subset(Yc: Tensor, size: int, seed: int) -> Tensor:
-    """Sorted indices: the best ``size // 4`` rows by ``Yc`` (`n`) plus a seeded random rest."""
-    n = Yc.shape[0]
-    if n <= size:
-        return torch.arange(n)
-    n_top = size // 4
-    top = torch.argsort(Yc.cpu(), descending=True, stable=True)[:n_top]
-    rest_mask = torch.ones(n, dtype=torch.bool)
-    rest_mask[top] = False
-    rest = torch.nonzero(rest_mask).flatten()
-    g = torch.Generator().manual_seed(seed)
-    pick = rest[torch.randperm(rest.numel(), generator=g)[: size - n_top]]
-    return torch.sort(torch.cat([top, pick])).values
-
-
-def _bounds(Z: Tensor) -> Tensor:
-    lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
-    hi = torch.where(hi - lo > 1e-12, hi, lo + 1.0)  # constant feature: unit range, no 0/0
-    return torch.stack([lo, hi])
-
-
-def _build(Z: Tensor, y: Tensor, yvar: Tensor | None, bounds: Tensor) -> SingleTaskGP:
-    with warnings.catch_warnings():
-        # constant outcomes trip BoTorch's "not standardized" check; Standardize handles them
-        warnings.simplefilter("ignore", InputDataWarning)
-        return SingleTaskGP(
-            Z, y, train_Yvar=yvar,
-            input_transform=Normalize(d=Z.shape[-1], bounds=bounds),
-            outcome_transform=Standardize(m=1),
-        )
-
-
-def _hyper_state(model: SingleTaskGP) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()
-            if k.startswith(_HYPER_PREFIXES)}
 
 
 class Surrogate:
@@ -156,28 +119,28 @@ class Surrogate:
         # One subset for all objectives, ranked by the scalarized signed outcome.
         score = make_scalarization(Yd, maximize=cfg.maximize, weights=cfg.weights,
                                    kind=cfg.scalarization, rho=cfg.chebyshev_rho)(Yd)
-        fit_idx = _subset(score, cfg.fit_subset_size, cfg.seed).to(Z.device)
-        cond_idx = _subset(score, cfg.max_conditioning_size, cfg.seed + 1).to(Z.device)
-        bounds = _bounds(Z[cond_idx])
+        fit_idx = subset_indices(score, cfg.fit_subset_size, cfg.seed).to(Z.device)
+        cond_idx = subset_indices(score, cfg.max_conditioning_size, cfg.seed + 1).to(Z.device)
+        bounds = input_bounds(Z[cond_idx])
         prev_hyper = previous.hyperparameters() if previous is not None else None
         warm = prev_hyper is not None and len(prev_hyper) == m
         models, ok, msgs = [], [], []
         with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size):
             for j in range(m):
                 yv = None if Yvd is None else Yvd[:, j:j + 1]
-                fit_model = _build(Z[fit_idx], Yd[fit_idx, j:j + 1],
+                fit_model = build_gp(Z[fit_idx], Yd[fit_idx, j:j + 1],
                                    None if yv is None else yv[fit_idx], bounds)
-                if warm and not _load_hyper(fit_model, prev_hyper[j]):
+                if warm and not load_hyper(fit_model, prev_hyper[j]):
                     warm = False
-                good, msg = _optimize(fit_model, cfg)
+                good, msg = optimize_mll(fit_model, cfg)
                 ok.append(good)
                 msgs.append(msg)
                 if torch.equal(fit_idx, cond_idx):
                     model = fit_model
                 else:  # condition on more data with the fitted hyperparameters
-                    model = _build(Z[cond_idx], Yd[cond_idx, j:j + 1],
+                    model = build_gp(Z[cond_idx], Yd[cond_idx, j:j + 1],
                                    None if yv is None else yv[cond_idx], bounds)
-                    _load_hyper(model, _hyper_state(fit_model), strict=True)
+                    load_hyper(model, hyper_state(fit_model), strict=True)
                 models.append(model.eval())
         info = FitInfo(num_observations=n, num_fit=int(fit_idx.numel()),
                        num_conditioning=int(cond_idx.numel()), warm_started=warm,
@@ -196,12 +159,45 @@ class Surrogate:
 
         The posterior mean and variance are identical to the saved surrogate's. ``feature_map``
         defaults to the one saved in the state (embedding / callable maps are resolved through
-        ``objects`` or ``allow_import``, see ``features.feature_map_from_record``).
+        ``objects`` or ``allow_import``, see ``optimizer.features.feature_map_from_record``).
         """
-        from optimizer.surrogate.state import rebuild
-
-        return rebuild(cls, state, X, Y, Yvar, feature_map=feature_map, objects=objects,
-                       allow_import=allow_import)
+        meta = state.meta
+        X, Y, Yvar = check_training_data(X, Y, Yvar)
+        fp = fingerprint(X, Y, Yvar)
+        if fp != meta["fingerprint"]:
+            raise SurrogateError(
+                f"training data (n={X.shape[0]}, Yvar {'given' if Yvar is not None else 'None'}) "
+                f"is not the data this state was fitted on (n={meta['num_observations']}, Yvar "
+                f"{'given' if meta['has_yvar'] else 'None'}, fingerprint "
+                f"{meta['fingerprint'][:12]}); pass the same observations in the same order, or "
+                "refit with Surrogate.fit(X, Y, Yvar, previous=state) to warm-start on the new data"
+            )
+        if feature_map is None:
+            feature_map = feature_map_from_record(meta["feature_map"], state.feature_tensors(),
+                                                  objects=objects, allow_import=allow_import)
+        else:
+            state.check_feature_map(feature_map)
+        cfg = state.config
+        dtype = getattr(torch, cfg.dtype)
+        Z = cls._features(feature_map, X, dtype)
+        Yd, Yvd = Y.to(dtype), cls._noise(Yvar, Y, dtype, cfg)
+        cond_idx = state.tensors["cond_idx"].to(Z.device)
+        bounds = state.tensors["bounds"].to(device=Z.device, dtype=dtype)
+        models = []
+        with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size):
+            for j in range(int(meta["num_objectives"])):
+                yv = None if Yvd is None else Yvd[cond_idx, j:j + 1]
+                model = build_gp(Z[cond_idx], Yd[cond_idx, j:j + 1], yv, bounds)
+                # keep_transforms=False: the targets stay exactly as standardized at construction
+                # (BoTorch's default round trip through untransform changes their last bit).
+                model.load_state_dict({k: v.to(device=Z.device)
+                                       for k, v in state.model_state(j).items()},
+                                      strict=True, keep_transforms=False)
+                models.append(model.eval())
+        info = FitInfo(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in meta["fit_info"].items()})
+        return cls(models, feature_map=feature_map, config=cfg, X=X, Y=Y, Yvar=Yvar, Z=Z,
+                   cond_idx=cond_idx, bounds=bounds, fit_info=info)
 
     @staticmethod
     def _features(fm: FeatureMap, X: Tensor, dtype: torch.dtype) -> Tensor:
@@ -292,39 +288,25 @@ class Surrogate:
 
     def state(self) -> SurrogateState:
         """The serializable state (hyperparameters, transforms, feature map; no training data)."""
-        from optimizer.surrogate.state import capture
+        record, ftensors = self.feature_map.to_record()
+        tensors: dict[str, Tensor] = {"cond_idx": self.cond_idx.to(torch.int64),
+                                      "bounds": self.bounds}
+        for j, model in enumerate(self.models):
+            for k, v in model.state_dict().items():
+                tensors[f"model.{j}.{k}"] = v
+        for k, v in ftensors.items():
+            tensors[f"features.{k}"] = v
+        meta = {
+            "version": STATE_VERSION,
+            "config": self.config.model_dump(mode="json"),
+            "design_shape": list(self.design_shape),
+            "num_objectives": self.num_objectives,
+            "num_observations": int(self.train_X.shape[0]),
+            "fingerprint": fingerprint(self.train_X, self.train_Y, self.train_Yvar),
+            "has_yvar": self.train_Yvar is not None,
+            "feature_map": record,
+            "fit_info": dataclasses.asdict(self.fit_info),
+        }
+        return SurrogateState(meta=meta,
+                              tensors={k: v.detach().clone() for k, v in tensors.items()})
 
-        return capture(self)
-
-
-def _load_hyper(model: SingleTaskGP, hyper: dict[str, Tensor], strict: bool = False) -> bool:
-    """Copy hyperparameters into ``model``; False (model untouched) when shapes do not match."""
-    own = model.state_dict()
-    keys = [k for k in own if k.startswith(_HYPER_PREFIXES)]
-    if set(keys) != set(hyper) or any(own[k].shape != hyper[k].shape for k in keys):
-        if strict:
-            raise SurrogateError("internal: hyperparameters do not fit the conditioning model")
-        return False
-    # keep_transforms=False: BoTorch would otherwise un- and re-standardize the targets, which
-    # changes them in the last bit and breaks bit-identical rebuilds from a state.
-    model.load_state_dict({k: hyper[k].to(own[k]) for k in keys}, strict=False,
-                          keep_transforms=False)
-    return True
-
-
-def _optimize(model: SingleTaskGP, cfg: SurrogateConfig) -> tuple[bool, str]:
-    """Maximize the marginal likelihood; on failure keep the starting point and say why."""
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BoTorch's input-scaling and retry chatter
-            opts: dict[str, Any] = {"options": {"maxiter": cfg.fit_maxiter}}
-            if cfg.fit_timeout_s is not None:
-                opts["timeout_sec"] = cfg.fit_timeout_s
-            fit_gpytorch_mll(mll, optimizer_kwargs=opts)
-        return True, "ok"
-    except (ModelFittingError, RuntimeError, ValueError) as exc:
-        msg = (f"marginal-likelihood fit failed ({type(exc).__name__}: {exc}); kept the starting "
-               "hyperparameters (warm start or defaults)")
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        return False, msg

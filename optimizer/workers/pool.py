@@ -27,7 +27,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-from optimizer.campaign.errors import WorkerPoolError
+from optimizer.errors import WorkerPoolError
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,12 @@ import numpy as np
 import ray
 import torch
 
-from optimizer.campaign.errors import PreflightError
-from optimizer.campaign.seeds import torch_generator
 from optimizer.das.config import DASOptions
+from optimizer.errors import PreflightError
+from optimizer.seeds import torch_generator
 from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.components import load_prior_bundle, rebuild_reward, zero_reward
+
 
 @dataclass(frozen=True, eq=False)
 class ChunkSpec:

@@ -7,8 +7,8 @@ import pytest
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import load_config, parse_config
-from optimizer.campaign.errors import CampaignConfigError
-from optimizer.campaign.seeds import derive_seed, torch_generator
+from optimizer.errors import CampaignConfigError
+from optimizer.seeds import derive_seed, torch_generator
 
 GOOD = """
 name = "c1"

@@ -3,7 +3,6 @@ Storage API, exported as csv / json / npy and read back; values, screening value
 must come back exactly as stored (designs bit for bit), top-K in objective order, filters right."""
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -14,9 +13,8 @@ import numpy as np
 import pytest
 
 import optimizer.cli as cli
-from optimizer.campaign.errors import CampaignStateError
 from optimizer.campaign.export import export_campaign, stored_objectives
-from optimizer.errors import ConfigError
+from optimizer.errors import CampaignStateError, ConfigError
 from storage import NewCandidate, Storage, upgrade
 
 OBJECTIVES = [{"name": "y", "direction": "maximize"}, {"name": "cost", "direction": "minimize"}]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from optimizer.campaign.config_io import parse_config
-from optimizer.campaign.errors import PreflightError
 from optimizer.campaign.export import load_export_rows
 from optimizer.campaign.rounds import training_data
 from optimizer.campaign.service import run_campaign
+from optimizer.errors import PreflightError
 from storage import History, NewCandidate, Storage
 
 

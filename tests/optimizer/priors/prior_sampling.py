@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from optimizer.das import sample
-from optimizer.priors.train_manifold import torch_threads
+from optimizer.threads import torch_threads
 from optimizer.workers.components import zero_reward
 
 

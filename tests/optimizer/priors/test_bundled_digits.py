@@ -28,7 +28,7 @@ from optimizer.priors.train_digits import (
     synthetic_non_digits,
     train_classifier,
 )
-from optimizer.priors.train_manifold import torch_threads
+from optimizer.threads import torch_threads
 
 CONFIDENT = 0.5  # = registry.DIGITS_CONFIDENCE
 STRICT = 0.9

@@ -20,7 +20,7 @@ from optimizer.priors.registry import (
     load_feature_map,
     load_prior,
 )
-from optimizer.surrogate.features import (
+from optimizer.features import (
     EmbeddingFeatures,
     IdentityFeatures,
     feature_map_from_record,

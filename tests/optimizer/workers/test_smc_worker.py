@@ -10,12 +10,13 @@ import ray
 import torch
 
 from optimizer.campaign.config_io import parse_config
-from optimizer.das.config import DASOptions
-from optimizer.surrogate.config import SurrogateConfig
 from optimizer.campaign.rounds import TrainingData
-from optimizer.campaign.seeds import derive_seed
 from optimizer.campaign.service import make_generator, make_pool
-from optimizer.workers.components import SurrogateAdapter, load_prior_bundle
+from optimizer.campaign.surrogate import SurrogateAdapter
+from optimizer.das.config import DASOptions
+from optimizer.seeds import derive_seed
+from optimizer.surrogate.config import SurrogateConfig
+from optimizer.workers.components import load_prior_bundle
 from optimizer.workers.pool import PoolEvent
 from optimizer.workers.smc_worker import ChunkSpec, SMCWorkerImpl
 from storage import History
@@ -47,6 +48,7 @@ def test_worker_killed_mid_round_is_replaced_and_round_completes(ray_session: st
     pool = make_pool(CFG)
     try:
         gen = make_generator(CFG, pool, on_event=kill_once)
+        assert gen.surrogate.bundle.prior is None  # the driver loads the feature map only
         gen.die_flag = str(flag)
         plan = gen.plan(0, History(campaign="w"), 4, tilted_rounds_before=0)
         assert len(killed) == 1 and pool.replacements == 1 and not flag.exists()
@@ -70,7 +72,8 @@ def test_worker_rebuilds_surrogate_from_state_bytes() -> None:
     Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
     adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
-    model, blob, meta = adapter.fit(data)
+    fitted = adapter.fit(data)
+    model, blob, meta = fitted.model, fitted.state, fitted.summary
     assert isinstance(blob, bytes) and meta["observations"] == 12
 
     worker = SMCWorkerImpl("gmm-toy", "prior")
@@ -95,7 +98,8 @@ def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
     Y = -((X - 1.0) ** 2).sum(1, keepdims=True)
     data = TrainingData(X=X, Y=Y, Yvar=None, X_pending=np.zeros((0,)), X_failed=np.zeros((0,)))
     adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
-    model, blob, _ = adapter.fit(data)
+    fitted = adapter.fit(data)
+    model, blob = fitted.model, fitted.state
     worker = SMCWorkerImpl("gmm-toy", "prior", device=str(device))
     assert worker.device.type == device.type
     spec = ChunkSpec(round_index=1, chunk=0, seed=7, num_particles=64, alpha=1.0,
@@ -109,7 +113,7 @@ def test_worker_on_accelerator_uses_cpu_surrogate(device: torch.device) -> None:
 def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
     """With 2 threads on 2 cores shared with the SMC workers, every small GP op waited at a thread
     barrier (one q=16 screening: 7 s instead of 0.7 s); the driver's surrogate uses 1 thread."""
-    from optimizer.surrogate.features import IdentityFeatures
+    from optimizer.features import IdentityFeatures
     from optimizer.workers.components import PriorBundle
 
     seen: list[int] = []
@@ -129,7 +133,7 @@ def test_adapter_fits_and_screens_on_one_torch_thread_and_restores() -> None:
     torch.set_num_threads(2)
     try:
         adapter = SurrogateAdapter(bundle, SurrogateConfig(beta=1.0))
-        model, _, _ = adapter.fit(data)
+        model = adapter.fit(data).model
         res = adapter.screen(model, rng.uniform(-4, 4, size=(40, 2)), 3, pending=np.zeros((0,)),
                              observed=np.zeros((0,)), seed=0)
         assert len(res.selected) == 3

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from optimizer.campaign.errors import WorkerPoolError
+from optimizer.errors import WorkerPoolError
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 
 

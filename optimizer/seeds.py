@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import torch
 
 
@@ -32,7 +31,3 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     gen.manual_seed(int(seed))
     return gen
 
-
-def numpy_generator(seed: int) -> np.random.Generator:
-    """A numpy ``Generator`` seeded with ``seed``."""
-    return np.random.default_rng(int(seed))
