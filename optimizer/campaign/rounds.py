@@ -156,9 +156,9 @@ class RoundGenerator:
                                         observed=data.X_failed,
                                         seed=derive_seed(cfg.seed, index, 0, "screen"))
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
-            excluded = res.excluded
+            excluded, reasons = res.excluded, res.reasons
         else:
-            sel, excluded = [], np.zeros(len(designs), dtype=bool)
+            sel, excluded, reasons = [], np.zeros(len(designs), dtype=bool), ()
         if len(sel) < q:  # round 0, or too few eligible candidates: fill space-filling
             space = features if self.surrogate is not None else designs.reshape(len(designs), -1)
             free = np.flatnonzero(~excluded & ~np.isin(np.arange(len(designs)), sel))
@@ -179,6 +179,7 @@ class RoundGenerator:
                 surrogate_mean=None if mean is None else float(mean[i]),
                 surrogate_std=None if std is None else float(std[i]),
                 acquisition=None if acq is None else _finite_or_none(acq[i]),
+                excluded_reason=reasons[i] if reasons else None,
             )
             for i in range(len(designs))
         ]

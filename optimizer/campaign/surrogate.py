@@ -43,6 +43,8 @@ class Screened:
     mean: np.ndarray
     std: np.ndarray
     excluded: np.ndarray
+    #: why each candidate was left out (None: eligible), stored with the candidate
+    reasons: tuple[str | None, ...] = ()
     note: str = ""
 
 
@@ -98,7 +100,7 @@ class SurrogateAdapter:
         return Screened(selected=res.selected.numpy().astype(np.int64),
                         acquisition=_np(res.acq_values), mean=_np(res.mean[:, 0]),
                         std=_np(res.std[:, 0]), excluded=res.excluded.numpy().astype(bool),
-                        note=res.note)
+                        reasons=_reasons(res.exclusions, len(designs)), note=res.note)
 
     def features(self, designs: np.ndarray) -> np.ndarray:
         """φ(designs) as a float64 `B x k` array (space-filling, candidate logging)."""
@@ -108,3 +110,11 @@ class SurrogateAdapter:
 
 def _np(t: Any) -> np.ndarray:
     return t.detach().cpu().double().numpy().reshape(-1) if isinstance(t, Tensor) else np.asarray(t, dtype=float)
+
+
+def _reasons(exclusions: Any, m: int) -> tuple[str | None, ...]:
+    """One reason per candidate ("observed", "queried", "pending", "candidate") or None."""
+    out: list[str | None] = [None] * m
+    for e in exclusions:
+        out[int(e.index)] = str(e.reason)
+    return tuple(out)

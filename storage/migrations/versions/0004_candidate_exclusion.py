@@ -1,7 +1,7 @@
 """Why a candidate was left out of screening: column ``candidate.excluded_reason``.
 
 Screening drops candidates that duplicate a trained, queried, pending or earlier design
-(``optimizer.surrogate.dedup``); the reason ("trained", "queried", "pending", "candidate")
+(``optimizer.surrogate.dedup``); the reason ("observed", "queried", "pending", "candidate")
 is now stored with the candidate instead of only a per-round note.
 
 Revision ID: 0004
