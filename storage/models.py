@@ -151,8 +151,8 @@ class Candidate(Base):
     surrogate_mean: Mapped[float | None] = mapped_column(sa.Float)
     surrogate_std: Mapped[float | None] = mapped_column(sa.Float)
     acquisition: Mapped[float | None] = mapped_column(sa.Float)
-    #: why screening left it out (a duplicate of an "observed" (trained), "queried" or "pending" design or an
-    #: earlier "candidate"); None when it was eligible
+    #: why screening left it out: a duplicate of an "observed" (trained), "queried" or
+    #: "pending" design or of an earlier "candidate"; None when it was eligible
     excluded_reason: Mapped[str | None] = mapped_column(sa.String(64))
     selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
