@@ -17,6 +17,7 @@ from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.driver import campaign_status
 from optimizer.campaign.service import load_campaign_config
 from optimizer.cli import main
+from oracles.errors import ManualResultsError
 from oracles.labsim import LabSimulator
 from storage import Storage
 from campaign_oracles import Bowl
@@ -136,10 +137,10 @@ def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config
                 counts = st.query_counts("bench")
             assert counts["succeeded"] == counts["failed"] == 0, counts
 
-        with pytest.raises(Exception, match="no-such-key"):
+        with pytest.raises(ManualResultsError, match="no-such-key"):
             c.tell({k1: {"y": 1.0}, "no-such-key": {"y": 2.0}})
         untouched()
-        with pytest.raises(Exception, match="(?i)nan|finite"):
+        with pytest.raises(ManualResultsError, match="(?i)nan|finite"):
             c.tell({k1: {"y": 1.0}, k2: {"y": math.nan}})
         untouched()
 
