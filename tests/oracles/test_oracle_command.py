@@ -1,7 +1,6 @@
 """Command oracle: real programs, real process groups, real timeouts."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path

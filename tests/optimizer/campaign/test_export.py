@@ -3,7 +3,6 @@ Storage API, exported as csv / json / npy and read back; values, screening value
 must come back exactly as stored (designs bit for bit), top-K in objective order, filters right."""
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
