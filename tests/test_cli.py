@@ -96,6 +96,7 @@ def test_unknown_campaign_and_empty_db(tmp_path: Path, capsys: pytest.CaptureFix
     assert "no campaigns yet" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     path, db = _config(tmp_path, lab_url)
@@ -120,6 +121,7 @@ def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str
     assert page.count("data:image/png;base64,") == 4  # vector designs: no image grid
 
 
+@pytest.mark.slow
 def test_demo_quick(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "gmm-toy", "--quick", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -131,6 +133,7 @@ def test_demo_quick(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["campaign"] == "demo-2"
 
 
+@pytest.mark.slow
 def test_demo_quick_on_digit_images(ray_session: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--workdir", str(tmp_path / "d"), "--prior", "digits", "--quick", "--json",
@@ -145,6 +148,7 @@ def test_demo_quick_on_digit_images(ray_session: str, tmp_path: Path,
     assert page.count("data:image/png;base64,") == 5  # image designs: the grid of queried digits
 
 
+@pytest.mark.slow
 def test_manual_lab_ask_tell(ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import csv
 

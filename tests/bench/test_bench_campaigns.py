@@ -39,6 +39,7 @@ def _check_row(r: RunResult, problem, method: str, rounds: int, q: int) -> None:
         assert len(r.gaps) == 0
 
 
+@pytest.mark.slow
 def test_problems_oracles_and_supports(problems):
     man = problems["manifold"]
     from oracles.simulated.manifold import ManifoldProblem

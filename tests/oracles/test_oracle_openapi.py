@@ -141,6 +141,7 @@ def test_document_is_well_formed():
 
 @SETTINGS
 @given(body=st.one_of(from_schema(JOB_REQUEST), VALID_BODY), key=from_schema(KEY_SCHEMA))
+@pytest.mark.slow
 def test_create_and_read_jobs_conform(lab, http, body, key):
     reply = http.post("/jobs", json=body, headers={"Idempotency-Key": key})
     check("/jobs", "post", reply)

@@ -13,9 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.resume import resume_campaign
 from storage import Storage
+
+pytestmark = pytest.mark.slow  # repeated SIGKILLed campaign processes: minutes on 2 cores
 
 ROOT = Path(__file__).resolve().parents[3]
 

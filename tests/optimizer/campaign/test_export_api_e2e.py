@@ -45,6 +45,7 @@ def _stored(url: str, name: str, statuses=None):  # type: ignore[no-untyped-def]
         return st.list_queries(name, statuses=statuses, with_design=True)
 
 
+@pytest.mark.slow
 def test_export_round_trip_via_cli(flaky_run, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     name, url = flaky_run
@@ -93,6 +94,7 @@ def test_export_round_trip_via_cli(flaky_run, tmp_path: Path,
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_api_open_matches_storage(flaky_run) -> None:
     name, url = flaky_run
     with Campaign.open(name, url) as c, Storage.open(url) as st:
@@ -112,6 +114,7 @@ def test_api_open_matches_storage(flaky_run) -> None:
         assert np.array_equal(Y[:, 0], np.array([q.values["y"] for q in ok]))
 
 
+@pytest.mark.slow
 def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config,
                              tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'manual.db'}"
@@ -197,6 +200,7 @@ print(json.dumps({"values": {"y": -sum(float(v) ** 2 for v in x)},
 """
 
 
+@pytest.mark.slow
 def test_command_oracle_relative_argv_runs_in_the_config_folder(
         ray_session: str, tiny_prior_path: str, make_config, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,6 +38,7 @@ def test_results_in_chunk_order(ray_session: str) -> None:
     assert pool.replacements == 0
 
 
+@pytest.mark.slow
 def test_actor_exiting_mid_task_is_replaced_and_chunk_redone(ray_session: str, tmp_path: Path) -> None:
     flag = tmp_path / "die"
     flag.touch()
