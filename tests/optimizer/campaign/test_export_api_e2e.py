@@ -157,6 +157,7 @@ def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config
         assert counts["succeeded"] == 1 and counts["failed"] == 1
 
 
+@pytest.mark.slow
 def test_env_database_url_and_version(ray_session: str, tiny_prior_path: str, make_config,
                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
