@@ -62,8 +62,8 @@ class CallableOracle(PooledOracle):
         if max_workers < 1:
             raise OracleConfigError(f"max_workers must be >= 1, got {max_workers}")
         self.objectives = check_objectives(objectives)
-        self.name = name or (target if isinstance(target, str) else
-                             getattr(self.fn, "__name__", "callable"))
+        self.name: str = name or (target if isinstance(target, str) else
+                                  str(getattr(self.fn, "__name__", "callable")))
         super().__init__(max_workers=max_workers, thread_name_prefix="oracle")
 
     def __repr__(self) -> str:

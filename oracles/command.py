@@ -125,7 +125,8 @@ class CommandOracle(PooledOracle):
         payload = json.dumps({"key": key, "design": design_to_json(design),
                               "shape": list(design.shape), "metadata": request.metadata})
         with tempfile.TemporaryDirectory(prefix="tiltloop-cmd-") as tmp:
-            argv, stdin_data = list(self.argv), payload.encode()
+            argv = list(self.argv)
+            stdin_data: bytes | None = payload.encode()
             if self.input_mode == "file":
                 path = Path(tmp) / "input.json"
                 path.write_text(payload)
@@ -181,7 +182,7 @@ class CommandOracle(PooledOracle):
         if "error" in reply and reply["error"] is not None:
             return failed(key, f"{self.name} reported: {str(reply['error'])[:1000]}")
         if isinstance(reply.get("values"), dict):
-            metadata = reply.get("metadata") if isinstance(reply.get("metadata"), dict) else {}
+            metadata: dict[str, Any] = reply["metadata"] if isinstance(reply.get("metadata"), dict) else {}
             output: Any = Evaluation(values=reply["values"], noise=reply.get("noise"),
                                      metadata=metadata)
         else:

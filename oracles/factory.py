@@ -38,7 +38,8 @@ class HttpOracleConfig(_Config):
 
     base_url: str = Field(min_length=1, description="the lab API's root (https://…; http only on loopback)")
     token_env: str | None = Field(None, description="environment variable holding the bearer token")
-    token_file: Path | None = Field(None, description="file holding the bearer token (relative: to the config's folder)")
+    token_file: Path | None = Field(
+        None, description="file holding the bearer token (relative: to the config's folder)")
     verify: bool | str = Field(True, description="verify TLS (true), or a CA bundle path")
     timeout_s: float = Field(30.0, gt=0, le=86_400, description="seconds per HTTP request")
     connect_timeout_s: float = Field(10.0, gt=0, le=3600, description="seconds to connect")
@@ -52,26 +53,30 @@ class CommandOracleConfig(_Config):
     """``kind = "command"``: a program run per design (see ``oracles.command``)."""
 
     argv: list[str] = Field(min_length=1, description="the program and its arguments (no shell)")
-    input_mode: Literal["stdin", "file"] = Field("stdin", description="design JSON on stdin, or in a file named by $TILTLOOP_INPUT")
+    input_mode: Literal["stdin", "file"] = Field(
+        "stdin", description="design JSON on stdin, or in a file named by $TILTLOOP_INPUT")
     timeout_s: float = Field(3600.0, gt=0, le=30 * 86_400, description="seconds before a run is killed")
     kill_grace_s: float = Field(5.0, ge=0, le=3600, description="seconds between SIGTERM and SIGKILL")
     max_concurrency: int = Field(1, ge=1, le=1024, description="programs running at once")
     cwd: Path | None = Field(None, description="working folder (default: the config file's folder)")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment (settings, never secrets)")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="extra environment (settings, never secrets)")
     name: str | None = Field(None, description="the oracle's name in logs and the database")
 
 
 class CallableOracleConfig(_Config):
     """``kind = "callable"``: a Python function named ``"package.module:function"``."""
 
-    target: str = Field(pattern=r"^[\w.]+:[\w.]+$", description='"package.module:function", design -> {objective: value}')
+    target: str = Field(pattern=r"^[\w.]+:[\w.]+$",
+                        description='"package.module:function", design -> {objective: value}')
     max_workers: int = Field(4, ge=1, le=1024, description="calls running at once (threads)")
 
 
 class ManualOracleConfig(_Config):
     """``kind = "manual"``: ask/tell through CSV / JSON files (see ``oracles.manual``)."""
 
-    directory: Path = Field(description="where pending.csv goes and results come back (relative: to the config's folder)")
+    directory: Path = Field(
+        description="where pending.csv goes and results come back (relative: to the config's folder)")
     export_format: Literal["csv", "json"] = Field("csv", description="format of the pending file")
 
 
@@ -109,13 +114,18 @@ class DigitsOracleConfig(_SimulatedConfig):
     """``kind = "digits"``: belief in a target digit for an `8 x 8` image (``DigitScorerOracle``)."""
 
     target_digit: int = Field(3, ge=0, le=9, description="the digit whose belief is scored")
-    output: Literal["p", "log_p", "log_odds"] = Field("p", description="what is reported of p(target | image)")
+    output: Literal["p", "log_p", "log_odds"] = Field("p",
+                                                      description="what is reported of p(target | image)")
     log_prob: bool = Field(False, description="legacy: same as output = \"log_p\"")
     objective: str = Field("p_target", description="the objective's name (default: the campaign's)")
-    train_fraction: float = Field(1.0, ge=0.1, le=1.0, description="fraction of the digits the scorer is trained on")
-    pixel_range: Literal["unit", "signed"] = Field("unit", description='pixels in [0, 1], or [-1, 1] ("signed": the bundled digits prior)')
-    off_data_penalty: float = Field(0.0, ge=0.0, le=1e6, description="w of the penalty w·max(0, d − r)² off the real digits")
-    off_data_radius: float | None = Field(None, gt=0.0, description="r of that penalty (default: 95% quantile among real digits)")
+    train_fraction: float = Field(1.0, ge=0.1, le=1.0,
+                                  description="fraction of the digits the scorer is trained on")
+    pixel_range: Literal["unit", "signed"] = Field(
+        "unit", description='pixels in [0, 1], or [-1, 1] ("signed": the bundled digits prior)')
+    off_data_penalty: float = Field(0.0, ge=0.0, le=1e6,
+                                    description="w of the penalty w·max(0, d − r)² off the real digits")
+    off_data_radius: float | None = Field(
+        None, gt=0.0, description="r of that penalty (default: 95% quantile among real digits)")
 
 
 class ManifoldOracleConfig(_SimulatedConfig):

@@ -292,8 +292,8 @@ class ManualOracle:
         for line, item in _json_rows(text, path):
             if not isinstance(item, dict):
                 raise ManualResultsError(path, [(line, f"expected an object, got {type(item).__name__}")])
-            values = item.get("values") if isinstance(item.get("values"), dict) else {}
-            noise = item.get("noise") if isinstance(item.get("noise"), dict) else {}
+            values: dict = item["values"] if isinstance(item.get("values"), dict) else {}
+            noise: dict = item["noise"] if isinstance(item.get("noise"), dict) else {}
             rows.append((line, item.get("key"), values, noise, item.get("error")))
         return rows
 

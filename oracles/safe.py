@@ -43,7 +43,7 @@ class SafeOracle:
     """
 
     def __init__(self, inner: Oracle) -> None:
-        self.inner = inner.inner if isinstance(inner, SafeOracle) else inner
+        self.inner: Oracle = inner.inner if isinstance(inner, SafeOracle) else inner
         self.name: str = str(getattr(self.inner, "name", type(self.inner).__name__))
         self.objectives: tuple[str, ...] = tuple(self.inner.objectives)
 

@@ -25,7 +25,7 @@ def to_numpy(value: Any, *, field: str) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidValue(f"{field}: cannot convert {type(value).__name__} to an array ({exc})")
+        raise InvalidValue(f"{field}: cannot convert {type(value).__name__} to an array ({exc})") from exc
     if array.dtype.hasobject or array.dtype.kind not in "biufc":
         raise InvalidValue(
             f"{field}: dtype {array.dtype} is not numeric; designs and features are stored as "

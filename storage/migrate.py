@@ -57,7 +57,9 @@ _MIGRATION_LOCK = 0x74696C746C6F6F70 - (1 << 63)
 
 def _sqlite_foreign_keys(conn: Connection, on: bool) -> None:
     # Outside any transaction (the pragma is a no-op inside one): straight on the driver.
-    conn.connection.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection always has its driver connection
+    driver.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
 
 def _check_foreign_keys(conn: Connection, where: str) -> None:

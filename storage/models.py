@@ -2,8 +2,9 @@
 config versions and the event log.
 
 Natural keys are unique constraints (campaign name, config version per campaign, round index per
-campaign, candidate index per round, query idempotency key). Statuses are text with CHECK constraints. Designs and features are
-npy bytes (never pickle); configs, results and snapshots are JSON. Every hot query has an index:
+campaign, candidate index per round, query idempotency key). Statuses are text with CHECK
+constraints. Designs and features are npy bytes (never pickle); configs, results and snapshots are
+JSON. Every hot query has an index:
 
 - claim / in-flight scan: ``oracle_query (campaign_id, status)``;
 - transition / job-id update: unique ``oracle_query (idempotency_key)``;

@@ -7,7 +7,7 @@ Leases are timed by the database clock, never by a host's clock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -224,11 +224,11 @@ class QueriesMixin(StorageBase):
     def release_lease(self, key: str, *, owner: str) -> bool:
         """Give a lease back early; False if ``owner`` does not hold it."""
         with self.session() as session:
-            done = session.execute(
+            done = cast("sa.CursorResult[Any]", session.execute(
                 sa.update(OracleQuery)
                 .where(OracleQuery.idempotency_key == key, OracleQuery.lease_owner == owner)
                 .values(lease_owner=None, lease_expires_at=None, updated_at=db_now())
-            )
+            ))
             return bool(done.rowcount)
 
     def get_query(self, key: str, *, with_design: bool = True) -> QueryRecord:

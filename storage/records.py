@@ -162,7 +162,7 @@ class History:
         """Completed values: `n x m`-dim array, columns in the order of ``objectives``."""
         return np.array(
             [[q.values[o] for o in objectives] for q in self.completed],  # type: ignore[index]
-            dtype=float,
+            dtype=np.float64,
         ).reshape(len(self.completed), len(objectives))
 
 

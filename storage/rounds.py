@@ -9,7 +9,7 @@ import hashlib
 import json
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, defer
@@ -236,7 +236,8 @@ class RoundsMixin(StorageBase):
             # Bulk: one executemany for the candidates (batched multi-row VALUES on Postgres),
             # one INSERT ... SELECT for the outbox queries; no per-row round trips.
             conn = session.connection()
-            conn.execute(sa.insert(Candidate.__table__), [{**r, "round_id": round_id} for r in rows])
+            conn.execute(sa.insert(cast(sa.Table, Candidate.__table__)),
+                         [{**r, "round_id": round_id} for r in rows])
             if chosen:
                 prefix = f"{campaign}:{index}:"
                 source = sa.select(
@@ -245,7 +246,7 @@ class RoundsMixin(StorageBase):
                     sa.literal("pending"), sa.literal(0),
                 ).where(Candidate.round_id == round_id, Candidate.selected.is_(True))
                 source = source.order_by(Candidate.candidate_index)
-                conn.execute(sa.insert(OracleQuery.__table__).from_select(
+                conn.execute(sa.insert(cast(sa.Table, OracleQuery.__table__)).from_select(
                     ["campaign_id", "candidate_id", "oracle_name", "idempotency_key", "status",
                      "attempts"], source))
             self._log(session, cid, "round.recorded", {

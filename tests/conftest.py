@@ -1,13 +1,17 @@
-"""Suite-wide fixtures: device and dtype come from one place so the suite can rerun on a GPU.
+"""Suite-wide fixtures: device and dtype come from one place so the suite can rerun on a GPU;
+one Postgres schema fixture (``pg_schema``) for every test that needs a real Postgres.
 
     TILTLOOP_TEST_DEVICE=cuda .venv/bin/python -m pytest -m "not slow"
 """
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 
 import pytest
 import torch
+from pg_schemas import admin_sql, require_postgres
 
 
 # Tiny test models run fastest on one intra-op thread; more threads only contend on the
@@ -59,3 +63,19 @@ def ray_session():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh, empty Postgres schema, dropped (with everything in it) after the test.
+
+    Skips when Postgres is unreachable, fails instead under ``TILTLOOP_REQUIRE_POSTGRES=1`` (as
+    in CI). Connect to it with ``pg_schemas.postgres_schema_url(schema)``.
+    """
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema
+    finally:
+        admin_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -84,6 +84,7 @@ def test_shape_mismatch_refused_by_preflight_when_the_lab_describes_itself(
     assert not (tmp_path / "guard.db").exists()  # no campaign row (no database at all)
 
 
+@pytest.mark.slow
 def test_guard_pauses_then_resume_against_a_correct_lab(
         ray_session: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from oracles.simulated.manifold import ManifoldOracle, ManifoldProblem

@@ -6,10 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from optimizer.campaign.config_io import apply_overrides, load_config
 from optimizer.campaign.service import run_campaign
 from oracles.labsim import LabSimulator
 from oracles.simulated.manifold import ManifoldOracle
+
+pytestmark = pytest.mark.slow  # the README campaign, run to its end: ~12 s on 2 cores
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -19,8 +19,8 @@ Functions, the design shape each takes and the objective name each reports (a ca
 ``--objective NAME`` renames the objective. The first line on stdout is
 ``labsim listening on http://HOST:PORT``, the second names the function, the design shape and the
 objectives (``GET /health`` reports the same as ``design_shape`` / ``objectives``, unless
-``--no-describe``); logs go to stderr. The token is read from an environment variable or a file, never from the command line
-(argv is visible to every user of the machine).
+``--no-describe``); logs go to stderr. The token is read from an environment variable or a file,
+never from the command line (argv is visible to every user of the machine).
 """
 from __future__ import annotations
 

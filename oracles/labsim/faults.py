@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class FaultPlan:
         self._lock = threading.Lock()
 
     @classmethod
-    def parse(cls, specs: Iterable[str], script: str = "", **kwargs: float) -> FaultPlan:
+    def parse(cls, specs: Iterable[str], script: str = "", **kwargs: Any) -> FaultPlan:
         """From CLI text: ``specs`` like ``["500=0.1", "drop=0.05"]``, ``script`` like
         ``"500,ok,drop"``."""
         rates = {}
@@ -87,7 +88,7 @@ class FaultPlan:
         """The fault for the next job request, or None."""
         with self._lock:
             if self._position < len(self.script):
-                fault = self.script[self._position]
+                fault: str | None = self.script[self._position]
                 self._position += 1
                 fault = None if fault == "ok" else fault
             else:

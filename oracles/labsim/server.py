@@ -242,6 +242,7 @@ class LabSimulator:
     def url(self) -> str:
         """``http(s)://host:port`` of the running server."""
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET(6) server: the host is text, never bytes
         return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> LabSimulator:
@@ -301,7 +302,9 @@ class LabSimulatorProcess:
 
     def _read_url(self, timeout_s: float) -> str:
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self.process.stdout.readline()),
+        stdout = self.process.stdout
+        assert stdout is not None  # started with stdout=PIPE
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()),
                                   daemon=True)
         reader.start()
         reader.join(timeout_s)
@@ -319,7 +322,7 @@ class LabSimulatorProcess:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=30)
-        if self._log is not subprocess.DEVNULL:
+        if not isinstance(self._log, int):  # a log file, not subprocess.DEVNULL
             self._log.close()
 
     def __enter__(self) -> LabSimulatorProcess:

@@ -168,5 +168,5 @@ class SimulatedOracle(ABC):
                 if job is not None and job.result is None:
                     job.result = QueryResult(key=handle.key, status="cancelled")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 — a no-op default, not abstract: most oracles hold nothing
         """Nothing to release."""

@@ -14,6 +14,8 @@ Sign: tiltloop MAXIMIZES. BoTorch's functions are minimization problems, so ``ne
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from botorch.test_functions import synthetic
@@ -82,8 +84,9 @@ class BoTorchFunctionOracle(SimulatedOracle):
         self.dim = int(self.function.dim)
         self.negate = bool(negate)
         self.objectives = (objective,)
-        self._lb = self.function.bounds[0].numpy().astype(np.float64)
-        self._ub = self.function.bounds[1].numpy().astype(np.float64)
+        box = cast(torch.Tensor, self.function.bounds)  # a registered buffer, typed Tensor | Module
+        self._lb = box[0].numpy().astype(np.float64)
+        self._ub = box[1].numpy().astype(np.float64)
         super().__init__(latency_s=latency_s, noise_std=noise_std, failure_rate=failure_rate,
                          seed=seed, name=f"{name}{self.dim}")
 

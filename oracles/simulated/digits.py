@@ -102,7 +102,7 @@ class DigitScorerOracle(SimulatedOracle):
                          seed=seed, name=f"digit{self.target_digit}")
 
     @classmethod
-    def lab(cls, target_digit: int = 3, **kwargs: object) -> "DigitScorerOracle":
+    def lab(cls, target_digit: int = 3, **kwargs: object) -> DigitScorerOracle:
         """The digits problem of the demo and the campaign benchmark: log-odds of
         ``target_digit`` for the bundled prior's `[-1, 1]` images, with the off-data penalty
         `25 · max(0, d − r)²` (the manifold oracle's weight). ``kwargs`` go to the constructor."""

@@ -39,6 +39,7 @@ def _check_row(r: RunResult, problem, method: str, rounds: int, q: int) -> None:
         assert len(r.gaps) == 0
 
 
+@pytest.mark.slow
 def test_problems_oracles_and_supports(problems):
     man = problems["manifold"]
     from oracles.simulated.manifold import ManifoldProblem
@@ -147,7 +148,8 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert all(len(r["values"]) == 6 for r in runs)
     main(["--from-runs", str(tmp_path / "runs.json"), "--out", str(tmp_path / "again")])
     again = capsys.readouterr().out
-    assert again.split("| method")[1] == out.split("| method")[1].replace(str(tmp_path), str(tmp_path / "again"))
+    expected = out.split("| method")[1].replace(str(tmp_path), str(tmp_path / "again"))
+    assert again.split("| method")[1] == expected
     # runs of other problems, saved by a parallel process, are reported together
     main(["--problems", "manifold", "--methods", "random", "--rounds", "1", "--q", "2",
           "--seeds", "1", "--out", str(tmp_path / "m")])

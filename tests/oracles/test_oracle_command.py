@@ -1,7 +1,6 @@
 """Command oracle: real programs, real process groups, real timeouts."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -61,6 +60,7 @@ def test_program_scores_designs(tmp_path, input_mode):
     oracle.close()
 
 
+@pytest.mark.slow
 def test_hanging_program_is_killed_with_its_children(tmp_path):
     pid_file = tmp_path / "pids"
     oracle = CommandOracle([sys.executable, _script(tmp_path, "hang.py", HANG), str(pid_file)],

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from oracle_helpers import poll_until_done
 from oracles.callable import CallableOracle, import_callable
@@ -68,7 +69,8 @@ def test_bad_import_paths_are_named(path, message):
      "field 'nosie_std': Extra inputs are not permitted"),
     ("digits", {"target_digit": 12}, "field 'target_digit': Input should be less than or equal"),
     ("digits", {"output": "logit"}, "field 'output': Input should be 'p', 'log_p' or 'log_odds'"),
-    ("digits", {"off_data_penalty": -1}, "field 'off_data_penalty': Input should be greater than or equal to 0"),
+    ("digits", {"off_data_penalty": -1},
+     "field 'off_data_penalty': Input should be greater than or equal to 0"),
     ("callable", {"target": "not a path"}, "field 'target': String should match pattern"),
 ])
 def test_config_errors_name_kind_and_field(kind, options, message):
@@ -109,5 +111,5 @@ def test_every_kind_builds_and_scores(tmp_path):
     handles = manual.submit([QueryRequest("k", np.zeros(2))])
     assert manual.poll(handles)[0].status == "pending" and manual.inner.pending_path.exists()
     config = oracle_config("botorch", {"function": "hartmann6"})
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(ValidationError, match="frozen"):
         config.seed = 2  # configs are frozen: stored with the campaign, rebuilt on resume

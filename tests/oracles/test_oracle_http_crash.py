@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from oracle_helpers import poll_until_done, requests_for, subprocess_env
 from oracles.http import HttpOracle, RetryPolicy
@@ -69,6 +70,7 @@ def test_client_killed_while_its_submit_is_in_flight():
         assert lab.stats()["evaluations"] == {k: 1 for k in keys}
 
 
+@pytest.mark.slow
 def test_simulator_killed_and_restarted_keeps_its_jobs(tmp_path):
     state = tmp_path / "lab-state.json"
     args = ["--function", "branin", "--latency", "0.0", "--state", str(state)]

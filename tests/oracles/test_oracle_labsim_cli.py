@@ -19,8 +19,9 @@ from oracles.simulated import DigitScorerOracle
     (["--fault-script", "500,explode"], "fault script entry 'explode'"),
     (["--fault", "500=0.7", "--fault", "drop=0.7"], "must sum to <= 1"),
     (["--function", "branin", "--pixel-range", "signed"], "only apply to --function digits"),
-    (["--function", "manifold", "--dim", "4"], "dim=4 is too small"),
-    (["--function", "nope"], "unknown function 'nope'"),
+    # these two load the simulated functions (torch, botorch) in the child: ~10 s each
+    pytest.param(["--function", "manifold", "--dim", "4"], "dim=4 is too small", marks=pytest.mark.slow),
+    pytest.param(["--function", "nope"], "unknown function 'nope'", marks=pytest.mark.slow),
 ])
 def test_bad_fault_options_exit_2_with_a_message(args, message):
     proc = subprocess.run([sys.executable, "-m", "oracles.labsim", "--port", "0", *args],

@@ -37,6 +37,7 @@ def digits_lab() -> Iterator[tuple[LabSimulatorProcess, str]]:
         yield lab, lab.process.stdout.readline()
 
 
+@pytest.mark.slow
 def test_manifold_lab_describes_itself(manifold_lab):
     lab, banner = manifold_lab
     assert banner.strip() == "labsim serves manifold16: designs of shape (16,), objectives ['value']"
@@ -66,6 +67,7 @@ def test_manifold_lab_scores_16d_designs_and_refuses_2d_with_the_shape(manifold_
     assert "design must have shape (16,)" in bad.error and "got shape (2,)" in bad.error
 
 
+@pytest.mark.slow
 def test_digits_lab_takes_the_digits_prior_images(digits_lab):
     lab, banner = digits_lab
     assert "designs of shape (1, 8, 8), objectives ['p_target']" in banner

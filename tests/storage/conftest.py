@@ -1,31 +1,19 @@
 """Storage fixtures: every test runs on SQLite (a temp file) AND on a real Postgres.
 
-Each Postgres test gets its own fresh schema (``CREATE SCHEMA t_<uuid>``, selected through the
-connection's ``search_path`` option in the URL) that is dropped afterwards. An unreachable
-Postgres skips those tests, or fails them when ``TILTLOOP_REQUIRE_POSTGRES=1`` (as in CI).
+Each Postgres test gets its own fresh schema (the suite-wide ``pg_schema`` fixture of
+``tests/conftest.py``: ``CREATE SCHEMA t_<uuid>``, selected through the connection's
+``search_path`` option in the URL) that is dropped afterwards. An unreachable Postgres skips those
+tests, or fails them when ``TILTLOOP_REQUIRE_POSTGRES=1`` (as in CI).
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from storage import Storage, upgrade
 
-from pg_schemas import admin_sql, postgres_schema_url, require_postgres
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A fresh, empty Postgres schema, dropped (with everything in it) after the test."""
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield schema
-    finally:
-        admin_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+from pg_schemas import postgres_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

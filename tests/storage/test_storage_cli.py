@@ -95,6 +95,7 @@ def test_downgrade_asks_on_a_terminal(storage_url: str, capsys: pytest.CaptureFi
     assert current(storage_url) == revision
 
 
+@pytest.mark.slow
 def test_console_script_unreachable_server() -> None:
     script = Path(sys.executable).with_name("tiltloop")
     if not script.exists():

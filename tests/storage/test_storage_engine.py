@@ -19,7 +19,8 @@ ACCEPTED = "expected postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE or sq
         ("postgresql+psycopg2://u:pw@h/db",
          "database URL 'postgresql+psycopg2://u:***@h/db' uses driver 'psycopg2'; tiltloop uses "
          "psycopg 3: write postgresql+psycopg://..."),
-        ("postgresql+psycopg://u@h", f"database URL 'postgresql+psycopg://u@h' names no database; {ACCEPTED}"),
+        ("postgresql+psycopg://u@h",
+         f"database URL 'postgresql+psycopg://u@h' names no database; {ACCEPTED}"),
         ("sqlite://", "database URL 'sqlite://' is an in-memory SQLite database, which loses every "
                       "query when the process stops; write sqlite:///PATH to a file"),
         # unparseable URLs never echo their password; a bad port is named, not a raw ValueError

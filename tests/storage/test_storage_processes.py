@@ -10,11 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from storage import Storage
 from storage.engine import create_engine
 from storage_helpers import setup_round
+
+pytestmark = pytest.mark.slow  # real child processes (and a SIGKILL) per test: 3-10 s each
 
 WORKERS = str(Path(__file__).with_name("storage_workers.py"))
 

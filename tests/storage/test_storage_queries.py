@@ -61,9 +61,11 @@ def test_failure_reason_kept_in_full(storage: Storage) -> None:
         ({"new": "succeeded", "values": {"y": float("nan")}},
          "query 'c1:0:1': values['y'] = nan is not finite; mark the query failed with this "
          "reason instead"),
-        ({"new": "succeeded", "values": {"y": "high"}}, "query 'c1:0:1': values['y'] = 'high' is not a number"),
+        ({"new": "succeeded", "values": {"y": "high"}},
+         "query 'c1:0:1': values['y'] = 'high' is not a number"),
         ({"new": "failed"}, "query 'c1:0:1': a failed query needs its error text (the reason)"),
-        ({"new": "running", "values": {"y": 1}}, "query 'c1:0:1': values are only stored with new='succeeded'"),
+        ({"new": "running", "values": {"y": 1}},
+         "query 'c1:0:1': values are only stored with new='succeeded'"),
         ({"new": "running", "job_id": ""}, "query 'c1:0:1': job_id must be a non-empty string"),
     ],
 )

@@ -1,8 +1,6 @@
 """Fixtures for campaign tests: a tiny real prior on disk, a lab simulator over real HTTP, configs."""
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from oracles.labsim import LabSimulator
 from campaign_oracles import Bowl
+from pg_schemas import postgres_schema_url
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +38,8 @@ def lab() -> Iterator[LabSimulator]:
         sim.close()
 
 
-def _make_config(name: str, prior: str, lab_url: str, db_url: str, **sections: dict[str, Any]) -> CampaignConfig:
+def _make_config(name: str, prior: str, lab_url: str, db_url: str,
+                 **sections: dict[str, Any]) -> CampaignConfig:
     """A small valid campaign config; ``sections`` override whole tables' keys."""
     data: dict[str, Any] = {
         "name": name, "seed": 3,
@@ -63,36 +63,11 @@ def make_config():  # type: ignore[no-untyped-def]
     return _make_config
 
 
-PG_URL = os.environ.get("TILTLOOP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_admin(sql: str) -> None:
-    import psycopg
-    import sqlalchemy as sa
-
-    with psycopg.connect(sa.make_url(PG_URL).set(drivername="postgresql").render_as_string(
-            hide_password=False), autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file, or a private schema on the test Postgres server
-    (skipped when Postgres is unreachable, failed under TILTLOOP_REQUIRE_POSTGRES=1)."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL: a SQLite file, or a private schema on the test Postgres server (the
+    suite-wide ``pg_schema`` fixture: skipped when Postgres is unreachable, failed under
+    TILTLOOP_REQUIRE_POSTGRES=1)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'campaign.db'}"
-        return
-    import sqlalchemy as sa
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    try:
-        _pg_admin(f"CREATE SCHEMA {schema}")
-    except Exception as exc:  # noqa: BLE001 — any failure means Postgres is not usable here
-        if os.environ.get("TILTLOOP_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"TILTLOOP_REQUIRE_POSTGRES=1 but Postgres at {PG_URL} is unreachable: {exc}")
-        pytest.skip(f"Postgres at {PG_URL} is unreachable: {exc}")
-    url = sa.make_url(PG_URL).set(drivername="postgresql+psycopg")
-    try:
-        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        _pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        return f"sqlite:///{tmp_path / 'campaign.db'}"
+    return postgres_schema_url(request.getfixturevalue("pg_schema"))

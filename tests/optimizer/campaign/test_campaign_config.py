@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import load_config, parse_config
@@ -47,7 +48,7 @@ def test_good_config_loads(tmp_path: Path) -> None:
     assert cfg.workers.particles_per_round == 64
     # JSON round trip (the stored snapshot rebuilds the same config) and frozen models.
     assert CampaignConfig.model_validate(cfg.to_json_dict()) == cfg
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.budget.q = 3  # type: ignore[misc]
     assert cfg.with_budget(32).budget.total == 32
 
@@ -60,7 +61,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
         ("total = 16", "total = 2", "budget", "total budget 2 is below q = 4"),
         ("max_in_flight = 8", "max_in_flight = 2", "budget", "set budget.max_in_flight >= budget.q"),
         ('direction = "maximize"', 'direction = "up"', "objectives.0.direction", "'maximize' or 'minimize'"),
-        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle.kind", "unknown oracle kind 'carrier-pigeon'; choose one of"),
+        ('kind = "http"', 'kind = "carrier-pigeon"', "oracle.kind",
+         "unknown oracle kind 'carrier-pigeon'; choose one of"),
         ("base_url =", "url =", "oracle.url", "unknown field"),
         ("num_steps = 20", 'num_steps = 20\nresampling = "sytematic"', "sampler.resampling",
          "resampling='sytematic' is not a known choice; use one of:"),
@@ -72,7 +74,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
         ("[sampler]", "[surrogate]\nseed = 3\n[sampler]", "surrogate.seed",
          "is set by the loop"),
         ('name = "c1"', 'name = "bad name!"', "name", "letters, digits"),
-        ("particles_per_worker = 32", "particles_per_worker = 1", "workers.particles_per_worker", "greater than or equal to 2"),
+        ("particles_per_worker = 32", "particles_per_worker = 1", "workers.particles_per_worker",
+         "greater than or equal to 2"),
     ],
 )
 def test_bad_field_is_named_with_file(tmp_path: Path, old: str, new: str, field: str, words: str) -> None:
@@ -93,12 +96,14 @@ def test_missing_section_and_bad_toml(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "name = \n"))
     with pytest.raises(CampaignConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
-    with pytest.raises(CampaignConfigError, match=r"(?s)<dict>.*field `objectives`: List should have at least 1 item"):
+    with pytest.raises(CampaignConfigError,
+                       match=r"(?s)<dict>.*field `objectives`: List should have at least 1 item"):
         parse_config({"name": "x", "prior": {"name": "p"}, "oracle": {"kind": "manual"}, "objectives": []})
 
 
 def test_particles_per_round_must_cover_q(tmp_path: Path) -> None:
-    text = GOOD.replace("particles_per_worker = 32", "particles_per_worker = 2").replace("count = 2", "count = 1")
+    text = (GOOD.replace("particles_per_worker = 32", "particles_per_worker = 2")
+            .replace("count = 2", "count = 1"))
     with pytest.raises(CampaignConfigError, match="raise workers.particles_per_worker"):
         load_config(_write(tmp_path, text))
 

@@ -3,8 +3,12 @@ against the lab simulator over HTTP completes its budget, exactly one query per 
 candidate, every result in the database."""
 from __future__ import annotations
 
+import pytest
+
 from optimizer.campaign.service import run_campaign
 from storage import Storage
+
+pytestmark = pytest.mark.slow  # whole campaigns on Ray: 35-100 s each on 2 cores
 
 
 def test_campaign_completes_exactly_once(ray_session: str, tiny_prior_path: str, lab, db_url: str,

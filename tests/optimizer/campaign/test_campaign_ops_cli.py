@@ -16,6 +16,8 @@ from optimizer.campaign.config_io import dump_toml
 from optimizer.cli import main
 from storage import Storage
 
+pytestmark = pytest.mark.slow  # whole campaigns through the CLI: 13-110 s each on 2 cores
+
 
 class _Stop(Exception):
     """Raised at the driver's crash point: the process 'dies' right after the outbox write."""

@@ -13,9 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.resume import resume_campaign
 from storage import Storage
+
+pytestmark = pytest.mark.slow  # repeated SIGKILLed campaign processes: minutes on 2 cores
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,7 +55,8 @@ def test_repeated_sigkill_then_resume_is_exactly_once(ray_session: str, lab, tmp
     seen = []
     for args, point in steps:
         rc = _cli_until_crash(args, point, log)
-        assert rc == -signal.SIGKILL, f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
+        assert rc == -signal.SIGKILL, \
+            f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
         with Storage.open(url) as st:
             seen.append((point, st.query_counts(name)))
         assert max(lab.store.evaluations.values(), default=0) <= 1, (point, dict(lab.store.evaluations))

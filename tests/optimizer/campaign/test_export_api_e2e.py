@@ -17,6 +17,7 @@ from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.driver import campaign_status
 from optimizer.campaign.service import load_campaign_config
 from optimizer.cli import main
+from oracles.errors import ManualResultsError
 from oracles.labsim import LabSimulator
 from storage import Storage
 from campaign_oracles import Bowl
@@ -44,6 +45,7 @@ def _stored(url: str, name: str, statuses=None):  # type: ignore[no-untyped-def]
         return st.list_queries(name, statuses=statuses, with_design=True)
 
 
+@pytest.mark.slow
 def test_export_round_trip_via_cli(flaky_run, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     name, url = flaky_run
@@ -92,6 +94,7 @@ def test_export_round_trip_via_cli(flaky_run, tmp_path: Path,
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_api_open_matches_storage(flaky_run) -> None:
     name, url = flaky_run
     with Campaign.open(name, url) as c, Storage.open(url) as st:
@@ -111,6 +114,7 @@ def test_api_open_matches_storage(flaky_run) -> None:
         assert np.array_equal(Y[:, 0], np.array([q.values["y"] for q in ok]))
 
 
+@pytest.mark.slow
 def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config,
                              tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'manual.db'}"
@@ -136,10 +140,10 @@ def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config
                 counts = st.query_counts("bench")
             assert counts["succeeded"] == counts["failed"] == 0, counts
 
-        with pytest.raises(Exception, match="no-such-key"):
+        with pytest.raises(ManualResultsError, match="no-such-key"):
             c.tell({k1: {"y": 1.0}, "no-such-key": {"y": 2.0}})
         untouched()
-        with pytest.raises(Exception, match="(?i)nan|finite"):
+        with pytest.raises(ManualResultsError, match="(?i)nan|finite"):
             c.tell({k1: {"y": 1.0}, k2: {"y": math.nan}})
         untouched()
 
@@ -153,6 +157,7 @@ def test_api_manual_ask_tell(ray_session: str, tiny_prior_path: str, make_config
         assert counts["succeeded"] == 1 and counts["failed"] == 1
 
 
+@pytest.mark.slow
 def test_env_database_url_and_version(ray_session: str, tiny_prior_path: str, make_config,
                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,6 +201,7 @@ print(json.dumps({"values": {"y": -sum(float(v) ** 2 for v in x)},
 """
 
 
+@pytest.mark.slow
 def test_command_oracle_relative_argv_runs_in_the_config_folder(
         ray_session: str, tiny_prior_path: str, make_config, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,7 @@ def test_training_data_appends_imported_results(db_url: str, make_config, tiny_p
     assert training_data(History(campaign="warm"), cfg).n == 0  # cold: nothing
 
 
+@pytest.mark.slow
 def test_warm_campaign_fits_on_imported_results_from_round_0(ray_session: str, tiny_prior_path: str,
                                                              lab, db_url: str, make_config) -> None:
     src_keys = _source(db_url, "src", 6)

@@ -63,6 +63,7 @@ def test_classifier_is_accurate_and_rejects_non_digits(classifier, data):
     assert (conf_fake[400:] >= CONFIDENT).double().mean().item() <= 0.2  # two-digit blends
 
 
+@pytest.mark.slow
 def test_classifier_weights_are_reproduced_by_the_training_script(classifier, data):
     x, y = data
     with torch_threads(1):
@@ -72,6 +73,7 @@ def test_classifier_weights_are_reproduced_by_the_training_script(classifier, da
         torch.testing.assert_close(v, v2, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_prior_samples_are_confident_digits_with_the_data_class_histogram(classifier, data):
     prior = load_prior("digits")
     samples = torch.cat([plain_samples(prior, 256, 50, seed=s).cpu().float() for s in (0, 1)])

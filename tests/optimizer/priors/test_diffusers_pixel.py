@@ -291,7 +291,8 @@ def test_broken_component_is_reported_with_its_folder(folder, tmp_path) -> None:
     shutil.copytree(folder, broken)
     for weights in (broken / "unet").glob("diffusion_pytorch_model*"):
         weights.unlink()
-    with pytest.raises(PriorError, match=r"pixel prior from the local folder .*broken'.*diffusion_pytorch_model"):
+    with pytest.raises(PriorError,
+                       match=r"pixel prior from the local folder .*broken'.*diffusion_pytorch_model"):
         PixelDiffusersPrior.from_pretrained(broken)
 
 

@@ -74,6 +74,7 @@ def test_errors_name_the_problem(prior, tmp_path):
         MLPDiffusionPrior(prior.config, data_mean=torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_learns_a_bimodal_distribution():
     """Trained on two tight clusters at ±(3, -1) + (1, 1), its samples land in the clusters in
     equal shares; a prior that only standardizes (an untrained net) puts most mass between."""

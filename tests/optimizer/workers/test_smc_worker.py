@@ -31,6 +31,7 @@ CFG = parse_config({
 
 
 @pytest.mark.parametrize("how", ["ray.kill", "process exit"])
+@pytest.mark.slow
 def test_worker_killed_mid_round_is_replaced_and_round_completes(ray_session: str, tmp_path: Path,
                                                                  how: str) -> None:
     killed: list[int] = []

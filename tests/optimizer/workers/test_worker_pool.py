@@ -38,6 +38,7 @@ def test_results_in_chunk_order(ray_session: str) -> None:
     assert pool.replacements == 0
 
 
+@pytest.mark.slow
 def test_actor_exiting_mid_task_is_replaced_and_chunk_redone(ray_session: str, tmp_path: Path) -> None:
     flag = tmp_path / "die"
     flag.touch()
@@ -72,7 +73,8 @@ def test_ray_kill_mid_round(ray_session: str) -> None:
 
 def test_chunk_error_is_not_retried(ray_session: str) -> None:
     with SupervisedPool(_Squarer, size=1) as pool:
-        with pytest.raises(WorkerPoolError, match=r"chunk 1 failed inside the worker: ValueError\('bad chunk 1'\)"):
+        with pytest.raises(WorkerPoolError,
+                           match=r"chunk 1 failed inside the worker: ValueError\('bad chunk 1'\)"):
             pool.map("run", [{"x": 0}, {"x": 1, "raise": True}])
         assert pool.replacements == 0
 
@@ -92,5 +94,6 @@ def test_retries_are_bounded(ray_session: str, tmp_path: Path) -> None:
 
 def test_init_failure_is_reported_not_looped(ray_session: str) -> None:
     with SupervisedPool(_Squarer, size=1, actor_kwargs={"fail_init": True}) as pool:
-        with pytest.raises(WorkerPoolError, match="failed to start, so chunk 0 cannot run: RuntimeError: cannot load the prior$"):
+        with pytest.raises(WorkerPoolError, match="failed to start, so chunk 0 cannot run: "
+                                                  "RuntimeError: cannot load the prior$"):
             pool.map("run", [{"x": 1}])

@@ -1,4 +1,8 @@
-"""Postgres test schemas: reachability check (once per session) and per-test schema URLs."""
+"""Postgres test schemas: reachability check (once per session) and per-test schema URLs.
+
+Shared by every test that needs a real Postgres (the ``pg_schema`` fixture in ``tests/conftest.py``
+builds on it). The server is ``TILTLOOP_TEST_DATABASE_URL`` (default: local ``test`` database).
+"""
 from __future__ import annotations
 
 import os
@@ -49,5 +53,5 @@ def postgres_schema_url(schema: str, **options: str) -> str:
 
 def admin_sql(sql: str) -> None:
     """Run one statement on the test server outside any test schema (autocommit)."""
-    with psycopg.connect(_libpq_url(sa.make_url(PG_URL)), autocommit=True) as conn:
+    with psycopg.connect(_libpq_url(sa.make_url(PG_URL)), autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql)
