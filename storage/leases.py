@@ -43,10 +43,11 @@ def check_owner(owner: str, *, field: str = "owner") -> str:
     return owner
 
 
-def check_seconds(value: float, *, field: str) -> float:
-    """A finite duration > 0 and at most a day; else :class:`InvalidValue`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86_400:
-        raise InvalidValue(f"{field}: expected seconds > 0 and <= 86400, got {value!r}")
+def check_seconds(value: float, *, field: str, maximum: float = 86_400) -> float:
+    """A duration > 0 and at most ``maximum`` seconds (a day); else :class:`InvalidValue`."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 < value <= maximum):
+        raise InvalidValue(f"{field}: expected seconds > 0 and <= {maximum:.0f}, got {value!r}")
     return float(value)
 
 

@@ -37,6 +37,8 @@ from storage.session import StorageBase
 
 #: The most queries one claim may return.
 MAX_CLAIM_ITEMS = 1000
+#: The longest pull lease: 30 days (a lab may take days per query).
+MAX_LEASE_S = 30 * 86_400
 
 
 class PullMixin(StorageBase):
@@ -60,7 +62,7 @@ class PullMixin(StorageBase):
         """
         check_owner(client_id, field="client_id")
         check_owner(request_id, field="request_id")
-        lease = check_seconds(lease_s, field="lease_s")
+        lease = check_seconds(lease_s, field="lease_s", maximum=MAX_LEASE_S)
         if (isinstance(max_items, bool) or not isinstance(max_items, int)
                 or not 1 <= max_items <= MAX_CLAIM_ITEMS):
             raise InvalidValue(f"max_items: expected an integer from 1 to {MAX_CLAIM_ITEMS}, "

@@ -8,8 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
 from storage import InvalidValue, QueryRecord, Storage, WorkNotHeld
+from storage.clock import db_now
+from storage.models import OracleQuery
 from storage_helpers import setup_round
 
 
@@ -18,10 +21,6 @@ def _wait_for_expiry(storage: Storage, keys: list[str], timeout: float = 3.0) ->
     deadline = time.monotonic() + timeout
     while True:
         with storage.session() as session:
-            from sqlalchemy import func, select
-
-            from storage.clock import db_now
-            from storage.models import OracleQuery
             live = session.scalar(select(func.count()).select_from(OracleQuery).where(
                 OracleQuery.idempotency_key.in_(keys), OracleQuery.lease_expires_at >= db_now()))
         if not live:
@@ -130,6 +129,8 @@ def test_report_errors(storage: Storage) -> None:
         storage.claim_work("c1", "lab-1", "r2", 0, 60.0)
     with pytest.raises(InvalidValue, match="lease_s: expected seconds > 0"):
         storage.claim_work("c1", "lab-1", "r2", 1, -1)
+    with pytest.raises(InvalidValue, match=r"lease_s: expected seconds > 0 and <= 2592000"):
+        storage.claim_work("c1", "lab-1", "r2", 1, 31 * 86_400)
     assert storage.get_query(keys[0]).status == "dispatched"
 
 
