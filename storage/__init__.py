@@ -1,4 +1,5 @@
-"""tiltloop's persistent store: campaigns, rounds, candidates, oracle queries and an audit log.
+"""tiltloop's persistent store: campaigns, rounds, candidates, oracle queries, an audit log, and
+the service's campaign leases, hashed API tokens and pull-API claims.
 
 Postgres (``postgresql+psycopg://``) in production, SQLite (``sqlite:///PATH``) embedded.
 Imports nothing of ``optimizer`` or ``oracles``.
@@ -11,6 +12,7 @@ from storage.errors import (
     DatabaseUnreachable,
     IntegrityViolation,
     InvalidDatabaseURL,
+    InvalidScope,
     InvalidTransition,
     InvalidValue,
     JobIdConflict,
@@ -21,6 +23,7 @@ from storage.errors import (
     SchemaOutOfDate,
     SchemaTooNew,
     StorageError,
+    WorkNotHeld,
 )
 from storage.migrate import check_schema, current, downgrade, head_revision, upgrade
 from storage.records import (
@@ -31,9 +34,11 @@ from storage.records import (
     ConfigVersionRecord,
     EventRecord,
     History,
+    LeaseRecord,
     NewCandidate,
     QueryRecord,
     RoundRecord,
+    TokenRecord,
 )
 from storage.rounds import query_key
 from storage.store import Storage, open_storage
@@ -42,9 +47,9 @@ __all__ = [
     "IN_FLIGHT", "TERMINAL", "CampaignBusy", "CampaignExists", "CampaignRecord", "CandidateRecord",
     "ConfigVersionConflict", "ConfigVersionRecord",
     "DatabaseError", "DatabaseUnreachable", "EventRecord", "History", "IntegrityViolation",
-    "InvalidDatabaseURL", "InvalidTransition", "InvalidValue", "JobIdConflict", "NewCandidate",
+    "InvalidDatabaseURL", "InvalidScope", "InvalidTransition", "InvalidValue", "JobIdConflict", "LeaseRecord", "NewCandidate",
     "NotFound", "QueryRecord", "RoundConflict", "RoundRecord", "SchemaError",
-    "SchemaNotInitialized", "SchemaOutOfDate", "SchemaTooNew", "Storage", "StorageError",
+    "SchemaNotInitialized", "SchemaOutOfDate", "SchemaTooNew", "Storage", "StorageError", "TokenRecord", "WorkNotHeld",
     "check_schema", "current", "downgrade", "head_revision", "open_storage", "query_key",
     "upgrade",
 ]

@@ -68,6 +68,15 @@ class JobIdConflict(StorageError):
     """A query already has a different external job id stored."""
 
 
+class InvalidScope(InvalidValue):
+    """An API token scope that is not ``admin``, ``read`` or ``lab:<campaign-name>``."""
+
+
+class WorkNotHeld(StorageError):
+    """A pull-API report for a query this client does not hold (claimed by another client since
+    its lease expired, never claimed, or already reported with a different result)."""
+
+
 class IntegrityViolation(StorageError):
     """The database refused a write (unique key, foreign key or check constraint)."""
 

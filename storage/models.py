@@ -187,6 +187,11 @@ class OracleQuery(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     dispatched_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: the pull claim that dispatched it (None: dispatched by a campaign driver, or never);
+    #: only these are handed out again by the pull API once their lease expires
+    pull_claim_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("pull_claim.id", ondelete="SET NULL"), index=True
+    )
 
 
 class Event(Base):
@@ -200,4 +205,57 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(sa.String(64))
     actor: Mapped[str] = mapped_column(sa.String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+
+
+class CampaignLease(Base):
+    """Who drives a campaign: at most one row per campaign, timed by the database clock.
+
+    A lease is live while ``expires_at`` is in the future (database time); an expired lease may
+    be taken over by anyone. Written only by conditional statements (see :mod:`storage.leases`).
+    """
+
+    __tablename__ = "campaign_lease"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("campaign.id", ondelete="CASCADE"), unique=True
+    )
+    owner: Mapped[str] = mapped_column(sa.String(200))
+    acquired_at: Mapped[datetime] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ApiToken(Base):
+    """An API token of the service: only a salted scrypt hash of the secret is stored.
+
+    ``prefix`` (the secret's first characters, unique) finds the row and names the token in
+    listings; ``scopes`` is a JSON list such as ``["admin"]``, ``["read", "lab:c1"]``.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class PullClaim(Base):
+    """One claim of the pull API: (campaign, client, client request id) -> the query keys it
+    returned, so a retried request gets the same items back."""
+
+    __tablename__ = "pull_claim"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "client_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaign.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(sa.String(200))
+    request_id: Mapped[str] = mapped_column(sa.String(200))
+    query_keys: Mapped[list[str]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())

@@ -103,8 +103,8 @@ class QueriesMixin(StorageBase):
             raise InvalidValue(f"query {key!r}: values are only stored with new='succeeded'")
         if new == "failed" and not (isinstance(error, str) and error.strip()):
             raise InvalidValue(f"query {key!r}: a failed query needs its error text (the reason)")
-        changes: dict[str, Any] = {"status": new, "updated_at": db_now()}
-        where = [OracleQuery.idempotency_key == key, OracleQuery.status == expected]
+        changes, edge_where = lifecycle_changes(key, expected, new)
+        where = [OracleQuery.idempotency_key == key, *edge_where]
         if job_id is not None:
             job_id = _check_job_id(key, job_id)
             changes["external_job_id"] = job_id
@@ -116,13 +116,6 @@ class QueriesMixin(StorageBase):
             changes["noise"] = noise_vals
         if error is not None:
             changes["error"] = str(error)
-        if expected == "pending" and new == "dispatched":
-            changes["attempts"] = OracleQuery.attempts + 1
-            changes["dispatched_at"] = db_now()
-        if expected == "dispatched" and new == "pending":
-            where.append(OracleQuery.external_job_id.is_(None))  # never re-queue a known job
-        if new in TERMINAL:
-            changes.update(finished_at=db_now(), lease_owner=None, lease_expires_at=None)
         if owner is not None:
             where.append(OracleQuery.lease_owner == owner)
         with self.session() as session:
@@ -299,6 +292,29 @@ class QueriesMixin(StorageBase):
         if row is None:
             raise NotFound(f"query {key!r} does not exist (keys look like CAMPAIGN:ROUND:CANDIDATE)")
         return row
+
+
+def lifecycle_changes(
+    key: str, expected: str, new: str
+) -> tuple[dict[str, Any], list[sa.ColumnElement[bool]]]:
+    """The column changes and WHERE conditions of the lifecycle edge ``expected → new``.
+
+    Shared by every writer of query states (:meth:`QueriesMixin.transition_query`, the pull API),
+    so there is one state machine: the edge is checked (InvalidTransition), ``pending →
+    dispatched`` counts an attempt and stamps ``dispatched_at``, ``dispatched → pending`` needs no
+    job id stored, terminal states stamp ``finished_at`` and drop the lease.
+    """
+    check_transition(key, expected, new)
+    changes: dict[str, Any] = {"status": new, "updated_at": db_now()}
+    where: list[sa.ColumnElement[bool]] = [OracleQuery.status == expected]
+    if expected == "pending" and new == "dispatched":
+        changes["attempts"] = OracleQuery.attempts + 1
+        changes["dispatched_at"] = db_now()
+    if expected == "dispatched" and new == "pending":
+        where.append(OracleQuery.external_job_id.is_(None))  # never re-queue a known job
+    if new in TERMINAL:
+        changes.update(finished_at=db_now(), lease_owner=None, lease_expires_at=None)
+    return changes, where
 
 
 def _check_job_id(key: str, job_id: Any) -> str:

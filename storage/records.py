@@ -176,3 +176,40 @@ class EventRecord:
     actor: str
     payload: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A campaign's lease: who drives it and until when (database clock, UTC).
+
+    ``live``: whether ``expires_at`` was still in the future by the database clock when read.
+    """
+
+    campaign: str
+    owner: str
+    acquired_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    live: bool
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as listed: never its secret, never its hash.
+
+    ``prefix`` (e.g. ``"tl_AbC123xY"``) names the token in listings and for revocation;
+    ``scopes``: ``"admin"``, ``"read"``, ``"lab:<campaign>"``.
+    """
+
+    id: int
+    prefix: str
+    scopes: tuple[str, ...]
+    note: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the token was revoked (it no longer verifies)."""
+        return self.revoked_at is not None

@@ -18,13 +18,17 @@ from storage.config_versions import ConfigVersionsMixin
 from storage.engine import connect_check, create_engine
 from storage.events import EventsMixin
 from storage.history import HistoryMixin
+from storage.leases import LeasesMixin
+from storage.pull import PullMixin
 from storage.queries import QueriesMixin
 from storage.rounds import RoundsMixin
+from storage.tokens import TokensMixin
 
 
 class Storage(CampaignsMixin, ConfigVersionsMixin, RoundsMixin, QueriesMixin, HistoryMixin,
-              EventsMixin):
-    """Campaigns, rounds, candidates, oracle queries and events over one engine.
+              EventsMixin, LeasesMixin, TokensMixin, PullMixin):
+    """Campaigns, rounds, candidates, oracle queries, events, campaign leases, API tokens and
+    pull-API claims over one engine.
 
     Every method is one transaction (see :meth:`session`); errors are :mod:`storage.errors`.
     """

@@ -27,7 +27,13 @@ OWNED = {
                     "WHERE c.name = :name",
     "event": "SELECT count(*) FROM event JOIN campaign c ON c.id = campaign_id "
              "WHERE c.name = :name",
+    "campaign_lease": "SELECT count(*) FROM campaign_lease JOIN campaign c "
+                      "ON c.id = campaign_id WHERE c.name = :name",
+    "pull_claim": "SELECT count(*) FROM pull_claim JOIN campaign c ON c.id = campaign_id "
+                  "WHERE c.name = :name",
 }
+#: Tables whose rows belong to no campaign (deleting a campaign leaves them alone).
+SHARED = {"api_token"}
 
 
 def _owned(storage: Storage, name: str) -> dict[str, int]:
@@ -41,16 +47,21 @@ def _totals(storage: Storage) -> dict[str, int]:
 
 
 def _busy_campaign(storage: Storage, name: str) -> None:
-    """Two rounds, two config versions, queries in every kind of state, a lease, events."""
+    """Three rounds, two config versions, queries in every kind of state, a query lease, a
+    campaign lease, a pull claim, events."""
     keys = setup_round(storage, name, num=8, selected=(0, 1, 2, 3))
     storage.add_config_version(name, {"alpha": 0.05}, note="second")
-    keys += setup_round(storage, name, num=6, selected=(4, 5), index=1)
     storage.transition_query(keys[0], expected="pending", new="dispatched", job_id="j0")
     storage.transition_query(keys[0], expected="dispatched", new="succeeded", values={"y": 1.0})
     storage.transition_query(keys[1], expected="pending", new="failed", error="oracle said 500")
     storage.transition_query(keys[2], expected="pending", new="cancelled", error="stopped")
     storage.claim_queries(name, owner="worker-1", limit=1)  # a lease on keys[3]
+    (pulled,) = setup_round(storage, name, num=2, selected=(0,), index=9)
+    assert [q.key for q in storage.claim_work(name, "lab-1", "req-1", 5, 60.0)] == [pulled]
+    assert storage.report_work(pulled, "lab-1", values={"y": 2.0})
+    keys += setup_round(storage, name, num=6, selected=(4, 5), index=1)
     storage.log_event(name, "loop.note", {"text": "hello"})
+    assert storage.acquire_campaign_lease(name, "replica-a", 60.0) is not None
 
 
 def _settle(storage: Storage, name: str) -> None:
@@ -60,7 +71,7 @@ def _settle(storage: Storage, name: str) -> None:
 
 def test_model_tables_are_all_counted() -> None:
     # A new table under campaign must be added to OWNED (and so to the delete test).
-    assert set(Base.metadata.tables) == set(OWNED)
+    assert set(Base.metadata.tables) == set(OWNED) | SHARED
 
 
 def test_delete_removes_every_row_of_the_campaign_and_nothing_else(storage: Storage) -> None:
