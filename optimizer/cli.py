@@ -238,10 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     from optimizer.campaign.export_cli import add_export_parser
     from optimizer.campaign.ops_cli import add_campaign_parser
     from storage.cli import add_db_parser
+    from storage.token_cli import add_token_parser
 
     add_export_parser(sub)
     add_campaign_parser(sub)
     add_db_parser(sub)
+    add_token_parser(sub)
     return parser
 
 

@@ -47,9 +47,11 @@ __all__ = [
     "IN_FLIGHT", "TERMINAL", "CampaignBusy", "CampaignExists", "CampaignRecord", "CandidateRecord",
     "ConfigVersionConflict", "ConfigVersionRecord",
     "DatabaseError", "DatabaseUnreachable", "EventRecord", "History", "IntegrityViolation",
-    "InvalidDatabaseURL", "InvalidScope", "InvalidTransition", "InvalidValue", "JobIdConflict", "LeaseRecord", "NewCandidate",
+    "InvalidDatabaseURL", "InvalidScope", "InvalidTransition", "InvalidValue", "JobIdConflict",
+    "LeaseRecord", "NewCandidate",
     "NotFound", "QueryRecord", "RoundConflict", "RoundRecord", "SchemaError",
-    "SchemaNotInitialized", "SchemaOutOfDate", "SchemaTooNew", "Storage", "StorageError", "TokenRecord", "WorkNotHeld",
+    "SchemaNotInitialized", "SchemaOutOfDate", "SchemaTooNew", "Storage", "StorageError",
+    "TokenRecord", "WorkNotHeld",
     "check_schema", "current", "downgrade", "head_revision", "open_storage", "query_key",
     "upgrade",
 ]

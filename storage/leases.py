@@ -14,6 +14,8 @@ writers can never both hold one campaign:
 """
 from __future__ import annotations
 
+from typing import Any, cast
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -99,12 +101,12 @@ class LeasesMixin(StorageBase):
         ttl = check_seconds(ttl_s, field="ttl_s")
         with self.session() as session:
             cid = self._campaign_id(session, name)
-            done = session.execute(
+            done = cast("sa.CursorResult[Any]", session.execute(
                 sa.update(CampaignLease)
                 .where(CampaignLease.campaign_id == cid, CampaignLease.owner == owner,
                        CampaignLease.expires_at >= db_now())
                 .values(heartbeat_at=db_now(), expires_at=db_now_plus(ttl))
-            )
+            ))
             return bool(done.rowcount)
 
     def release_campaign_lease(self, name: str, owner: str) -> bool:
@@ -112,10 +114,10 @@ class LeasesMixin(StorageBase):
         check_owner(owner)
         with self.session() as session:
             cid = self._campaign_id(session, name)
-            done = session.execute(
+            done = cast("sa.CursorResult[Any]", session.execute(
                 sa.delete(CampaignLease)
                 .where(CampaignLease.campaign_id == cid, CampaignLease.owner == owner)
-            )
+            ))
             if done.rowcount:
                 self._log(session, cid, "campaign.lease_released", {"owner": owner})
             return bool(done.rowcount)
