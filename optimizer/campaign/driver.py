@@ -157,6 +157,8 @@ class CampaignDriver:
         #: the stored config version this driver runs (rounds record it); None: not versioned
         self.config_version = config_version
         self.config_changed = False
+        #: the campaign lease this driver holds (``optimizer.campaign.lease.DriverLease``), if any
+        self.lease: Any = None
 
     @property
     def generator(self) -> RoundGenerator:
@@ -265,6 +267,10 @@ class CampaignDriver:
     def _stopped_from_outside(self) -> CampaignStatus | None:
         """A status other than active (``tiltloop campaign pause|cancel`` from another shell) or
         a new config version ends this driver's run; results already polled are stored."""
+        if self.lease is not None and self.lease.lost:
+            self.say(f"campaign {self.name}: this driver lost the campaign lease to another "
+                     "driver; it stops (everything it sent is recorded)")
+            return self._status()
         status = self.storage.load_campaign(self.name).status
         if status != "active":
             self.say(f"campaign {self.name} is {status}; this driver stops (queries at the oracle "

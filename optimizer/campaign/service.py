@@ -21,6 +21,7 @@ import ray
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_status
+from optimizer.campaign.lease import DriverLease
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
 from optimizer.campaign.surrogate import SurrogateAdapter
@@ -209,16 +210,20 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     """Run the driver for a campaign that exists in ``storage``. Ray starts (or is joined) only
     when a round must be generated — polling, dispatching and ``tiltloop ask`` for a batch that
     is already planned need no workers — and a Ray started here is shut down on the way out.
-    A paused, cancelled or completed campaign is not driven: its status comes back as it is."""
+    A paused, cancelled or completed campaign is not driven: its status comes back as it is.
+    The driver holds the campaign's lease (``optimizer.campaign.lease``): a second driver on the
+    same campaign is refused before it touches the oracle."""
     rec = storage.load_campaign(config.name)
     if rec.status != "active":
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
     try:
+        lease = runtime.enter_context(DriverLease(storage, config.name))  # one driver per campaign
         while True:
             version = storage.current_config_version(config.name)
             driver, pools = _one_driver(config, storage, runtime, progress=progress,
                                         on_event=on_event, version=version)
+            driver.lease = lease
             try:
                 status = driver.run(once=once, timeout_s=timeout_s)
             finally:
