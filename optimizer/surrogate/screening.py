@@ -148,7 +148,11 @@ def screen(
         excluded[e.index] = True
 
     g = sur.scalarization(weights=weights, scalarization=scalarization, maximize=maximize)
-    objective = GenericMCObjective(lambda samples, X=None: g(samples))
+
+    def scalarized(samples: Tensor, X: Tensor | None = None) -> Tensor:
+        return g(samples)
+
+    objective = GenericMCObjective(scalarized)
     sampler = SobolQMCNormalSampler(
         sample_shape=torch.Size([num_mc_samples or sur.config.num_mc_samples]), seed=seed)
     Z = sur.features(candidates).detach()
