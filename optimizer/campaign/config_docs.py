@@ -144,7 +144,8 @@ def _default(info: FieldInfo) -> str:
     if info.default is None:
         return "unset"
     if isinstance(info.default, BaseModel):
-        return "see below" if not getattr(info.default, "kind", None) else f"kind {_toml(info.default.kind)}"
+        tag = getattr(info.default, "kind", None)
+        return "see below" if not tag else f"kind {_toml(tag)}"
     return _toml(info.default)
 
 
@@ -364,13 +365,13 @@ def render_config_docs() -> str:
     top = ["| field | type | default | rules | description |", "|---|---|---|---|---|"]
     sections: list[tuple[str, str, list[type[BaseModel]], FieldInfo]] = []
     for name, info in CampaignConfig.model_fields.items():
-        kind = _section_models(info.annotation)
-        if kind is None:
+        section = _section_models(info.annotation)
+        if section is None:
             top.append("| " + " | ".join(_cell(c) for c in (
                 f"`{name}`", _type_name(info.annotation), _default(info),
                 _rules("CampaignConfig", name, info), _description(CampaignConfig, name, info))) + " |")
         else:
-            sections.append((name, kind[0], kind[1], info))
+            sections.append((name, section[0], section[1], info))
     out += top + [""]
     for name, kind, models, info in sections:
         if kind == "table":
@@ -382,7 +383,7 @@ def render_config_docs() -> str:
             sub = _render_model(models[0], name, 3, f"`[[{name}]]` entry")
             out += sub[2:]  # skip the repeated heading
         else:
-            tags = [m.model_fields["kind"].annotation.__args__[0] for m in models]
+            tags = [typing.get_args(m.model_fields["kind"].annotation)[0] for m in models]
             out += [f"## `[{name}]`", "",
                     f"One of {len(models)} kinds, chosen by `{name}.kind` "
                     f"({_choices(tags)}); default: {_default(info)}. Each kind has its own fields; "
