@@ -51,7 +51,8 @@ _VALIDATOR_RULES: dict[str, Any] = {
     "SurrogateConfig.max_conditioning_size": lambda: "≥ `surrogate.fit_subset_size`",
     "SurrogateConfig.weights": lambda: "each ≥ 0",
     "SurrogateConfig.seed": lambda: "set by the loop (the campaign seed); do not set it in a campaign",
-    "SurrogateConfig.maximize": lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
+    "SurrogateConfig.maximize":
+        lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
     "CommandOracleConfig.env": lambda: "settings only: a name or value that looks like a secret is refused",
 }
 
@@ -194,7 +195,7 @@ def _literal_values(tp: Any) -> tuple[Any, ...]:
 _ENTRY = re.compile(r"^(\s*)(\w+): ?(.*)$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _docstring_attributes(cls: type) -> dict[str, str]:
     """``Attributes:`` entries of a Google-style class docstring (own docstring only)."""
     doc = cls.__dict__.get("__doc__") or ""
@@ -224,7 +225,7 @@ def _docstring_attributes(cls: type) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _comment_docs(cls: type) -> dict[str, str]:
     """``#:`` comments written directly above a field in the class body (project classes only)."""
     if cls.__module__.split(".")[0] in ("pydantic", "builtins", "typing"):

@@ -124,7 +124,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CampaignConfigError(f"campaign config {p} does not exist; give the path of a .toml file") from None
+        raise CampaignConfigError(
+            f"campaign config {p} does not exist; give the path of a .toml file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CampaignConfigError(f"campaign config {p} cannot be read: {exc}") from None
     try:

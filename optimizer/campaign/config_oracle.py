@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
         kind: str
 else:
-    OracleConfig = Annotated[Union[tuple(KIND_MODELS.values())], Field(discriminator="kind")]
+    # one member per registered kind, known only at runtime: `X | Y` cannot spell it
+    OracleConfig = Annotated[Union[tuple(KIND_MODELS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 def flatten_legacy(data: Any) -> Any:

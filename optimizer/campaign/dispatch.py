@@ -214,7 +214,8 @@ class Dispatcher:
             return "succeeded" if won else None
         if r.status == "failed":
             won = self.storage.transition_query(q.key, expected=q.status, new="failed",
-                                                error=r.error or "the oracle reported a failure without a reason")
+                                                error=r.error or
+                                                "the oracle reported a failure without a reason")
             return "failed" if won else None
         if r.status == "cancelled":
             won = self.storage.transition_query(q.key, expected=q.status, new="cancelled", error=r.error)
@@ -225,8 +226,9 @@ class Dispatcher:
         requests = []
         for key in keys:
             q = self.storage.get_query(key, with_design=True)
-            requests.append(QueryRequest(key, _design(q), {"campaign": self.campaign, "round": q.round_index,
-                                                         "candidate": q.candidate_index, "resubmitted": True}))
+            requests.append(QueryRequest(key, _design(q), {
+                "campaign": self.campaign, "round": q.round_index,
+                "candidate": q.candidate_index, "resubmitted": True}))
         for h in self.oracle.submit(requests):
             self._save_handle(h)
 

@@ -186,7 +186,8 @@ class RoundGenerator:
             for i in range(len(designs))
         ]
         summary = {
-            "tilted": tilted, "screen_note": note, "observations": data.n, "pending": int(len(data.X_pending)),
+            "tilted": tilted, "screen_note": note, "observations": data.n,
+            "pending": int(len(data.X_pending)),
             "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
             "particles": int(len(designs)), "chunks": len(outs),
             "ess": [o.ess.tolist() for o in outs],

@@ -1,4 +1,5 @@
-"""Start and inspect campaigns (resume: ``optimizer.campaign.resume``): builds storage, oracle, Ray pool and driver from a config.
+"""Start and inspect campaigns (resume: ``optimizer.campaign.resume``): builds storage, oracle,
+Ray pool and driver from a config.
 
 Order matters for "bad input writes nothing": :func:`preflight` checks everything a config
 names (prior, oracle, storage URL) before the database is touched.

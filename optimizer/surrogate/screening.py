@@ -3,7 +3,8 @@ r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 `S = argmax_{S ⊂ C', |S| = q} α(S | X_pending)`, greedily (``optimize_acqf_discrete``).
 
 1. exclude candidates within ``dedup_tol`` of a training design, an ``observed`` (queried) design,
-   a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is stored with each candidate);
+   a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is
+   stored with each candidate);
 2. build the acquisition `α` on features `φ(x)`: ``"qlognei"`` (qLogNoisyExpectedImprovement over
    the observed designs, default) or ``"qucb"`` (qUpperConfidenceBound with BoTorch
    `β_bt = β²`, so one candidate scores `μ + β σ`), both under the scalarization `g`, with the

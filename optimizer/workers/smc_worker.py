@@ -1,9 +1,10 @@
 """The Ray SMC worker: loads the prior once, then runs DAS for one chunk of particles at a time.
 
 A chunk (:class:`ChunkSpec` in, :class:`ChunkResult` out: frozen dataclasses) is plain data —
-typed options, the surrogate STATE as bytes and the training arrays — never a model object: the worker rebuilds the surrogate itself, so what
-crosses the process boundary is exactly what the database stores. Workers never call the
-oracle or the database; a chunk redone on a replacement worker (same seed) is harmless.
+typed options, the surrogate STATE as bytes and the training arrays — never a model object: the
+worker rebuilds the surrogate itself, so what crosses the process boundary is exactly what the
+database stores. Workers never call the oracle or the database; a chunk redone on a replacement
+worker (same seed) is harmless.
 
     >>> pool = SupervisedPool(SMCWorker, size=2, actor_args=("gmm-toy", "prior"))  # doctest: +SKIP
     >>> results = pool.map("run_chunk", [ChunkSpec(...), ...])                   # doctest: +SKIP
