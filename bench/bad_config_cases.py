@@ -132,7 +132,8 @@ def dumps(data: dict[str, Any]) -> str:
             tail.append(f"[{_key(k)}]\n" + "".join(f"{_key(a)} = {_value(b)}\n" for a, b in v.items()))
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             for item in v:
-                tail.append(f"[[{_key(k)}]]\n" + "".join(f"{_key(a)} = {_value(b)}\n" for a, b in item.items()))
+                tail.append(f"[[{_key(k)}]]\n"
+                            + "".join(f"{_key(a)} = {_value(b)}\n" for a, b in item.items()))
         else:
             head.append(f"{_key(k)} = {_value(v)}\n")
     return "".join(head) + "\n" + "\n".join(tail)

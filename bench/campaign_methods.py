@@ -119,7 +119,8 @@ class _Surrogated(_Base):
         avoid = [feats[taken]] if taken else []
         if self.X:
             avoid.append(self.bundle.features_np(torch.stack(self.X).float().numpy()))
-        extra = maximin_select(feats[free], self.q - len(taken), seed=derive_seed(self.seed, r, 0, "spacefill"),
+        extra = maximin_select(feats[free], self.q - len(taken),
+                               seed=derive_seed(self.seed, r, 0, "spacefill"),
                                avoid=np.concatenate(avoid) if avoid else None)
         return list(taken) + [int(free[i]) for i in extra]
 

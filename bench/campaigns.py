@@ -129,7 +129,8 @@ def summarize(results: list[RunResult]) -> dict[tuple[str, str], dict[str, objec
             "gap": _mse([float(r.gaps.mean()) if len(r.gaps) else float("nan") for r in rs]),
             "seconds": _mse([r.seconds for r in rs]),
             "curve": curves.mean(0),
-            "curve_se": curves.std(0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1 else np.zeros(curves.shape[1]),
+            "curve_se": (curves.std(0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1
+                         else np.zeros(curves.shape[1])),
         }
     return out
 

@@ -170,7 +170,7 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
         assert len(outs) == 2
     print(f"\n## SMC generation, {particles} particles (2 chunks x {half}), {steps} steps, "
           f"surrogate-tilted, prior {prior}")
-    print("| workers | seconds (median of %d) |" % repeats)
+    print(f"| workers | seconds (median of {repeats:d}) |")
     print("|---|---|")
     for size, sec in times.items():
         print(f"| {size} | {sec:.2f} |")

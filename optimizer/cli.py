@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tiltloop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Any, help_: str, *, url: bool = True, json_: bool = True) -> argparse.ArgumentParser:
+    def add(name: str, func: Any, help_: str, *, url: bool = True,
+            json_: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         if url:
@@ -213,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", _cmd_demo, "run a complete campaign on this CPU (< 5 min) and write its report",
             url=False)
     p.add_argument("--workdir", default="tiltloop-demo", help="where the database and report go")
-    p.add_argument("--prior", default="manifold", help="bundled prior to use: manifold, gmm-toy or digits (8x8 images)")
+    p.add_argument("--prior", default="manifold",
+                   help="bundled prior to use: manifold, gmm-toy or digits (8x8 images)")
     p.add_argument("--quick", action="store_true", help="a smaller campaign (a smoke test)")
     p = add("run", _cmd_run, "start the campaign described by a TOML config (or continue it: "
                              "same name and config)")

@@ -53,7 +53,8 @@ def demo_config_text(prior: str) -> str:
     """The packaged example config for ``prior``."""
     if prior not in DEMO_PRIORS:
         raise ConfigError(f"demo prior {prior!r} is not one of {', '.join(DEMO_PRIORS)}")
-    return resources.files("optimizer.campaign").joinpath("examples", f"demo-{prior}.toml").read_text()
+    examples = resources.files("optimizer.campaign").joinpath("examples")
+    return examples.joinpath(f"demo-{prior}.toml").read_text()
 
 
 def _manifold_available() -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,7 +73,7 @@ class IdentityFeatures(_Frozen):
 
 #: φ, the surrogate's input map. Only maps that the driver and every worker rebuild identically
 #: from the config alone are offered (a fitted map such as PCA would differ between processes).
-FeatureMapConfig = Annotated[Union[PriorFeatures, IdentityFeatures], Field(discriminator="kind")]
+FeatureMapConfig = Annotated[PriorFeatures | IdentityFeatures, Field(discriminator="kind")]
 
 
 class SamplerConfig(DASOptions):
@@ -166,7 +166,7 @@ class BudgetConfig(_Frozen):
     max_failure_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "BudgetConfig":
+    def _consistent(self) -> BudgetConfig:
         if self.total < self.q:
             raise ValueError(
                 f"total budget {self.total} is below q = {self.q} queries per round; "
@@ -262,14 +262,16 @@ class CampaignConfig(_Frozen):
             if isinstance(data.get(section), dict):
                 data[section] = flatten_legacy(data[section])
         objectives = data.get("objectives")
-        names = [o.get("name") for o in objectives if isinstance(o, dict)] if isinstance(objectives, list) else []
+        names = ([o.get("name") for o in objectives if isinstance(o, dict)]
+                 if isinstance(objectives, list) else [])
         data["oracle"] = fill_objectives(data.get("oracle"), [n for n in names if isinstance(n, str)])
         # A person measuring by hand takes one batch at a time (`ask`, measure, `tell`): there is
         # no latency to overlap, and a second plain batch before any result would spend budget.
         oracle, budget = data.get("oracle"), data.get("budget", {})
         if isinstance(oracle, dict) and oracle.get("kind") == "manual" and isinstance(budget, dict) \
                 and budget.get("max_in_flight") is None:
-            data["budget"] = {**budget, "max_in_flight": budget.get("q", BudgetConfig.model_fields["q"].default)}
+            default_q = BudgetConfig.model_fields["q"].default
+            data["budget"] = {**budget, "max_in_flight": budget.get("q", default_q)}
         return data
 
     @field_validator("name")
@@ -282,7 +284,7 @@ class CampaignConfig(_Frozen):
         return v
 
     @model_validator(mode="after")
-    def _cross(self) -> "CampaignConfig":
+    def _cross(self) -> CampaignConfig:
         names = [o.name for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"[objectives] objective names must be unique, got {names}")
@@ -330,7 +332,7 @@ class CampaignConfig(_Frozen):
             data["storage"]["url"] = redact(data["storage"]["url"])
         return data
 
-    def with_budget(self, total: int) -> "CampaignConfig":
+    def with_budget(self, total: int) -> CampaignConfig:
         """A copy with a new total budget (used to extend a finished campaign), re-validated."""
         data = self.to_json_dict()
         data["budget"]["total"] = total

@@ -51,7 +51,8 @@ _VALIDATOR_RULES: dict[str, Any] = {
     "SurrogateConfig.max_conditioning_size": lambda: "≥ `surrogate.fit_subset_size`",
     "SurrogateConfig.weights": lambda: "each ≥ 0",
     "SurrogateConfig.seed": lambda: "set by the loop (the campaign seed); do not set it in a campaign",
-    "SurrogateConfig.maximize": lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
+    "SurrogateConfig.maximize":
+        lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
     "CommandOracleConfig.env": lambda: "settings only: a name or value that looks like a secret is refused",
 }
 
@@ -144,7 +145,8 @@ def _default(info: FieldInfo) -> str:
     if info.default is None:
         return "unset"
     if isinstance(info.default, BaseModel):
-        return "see below" if not getattr(info.default, "kind", None) else f"kind {_toml(info.default.kind)}"
+        tag = getattr(info.default, "kind", None)
+        return "see below" if not tag else f"kind {_toml(tag)}"
     return _toml(info.default)
 
 
@@ -193,7 +195,7 @@ def _literal_values(tp: Any) -> tuple[Any, ...]:
 _ENTRY = re.compile(r"^(\s*)(\w+): ?(.*)$")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _docstring_attributes(cls: type) -> dict[str, str]:
     """``Attributes:`` entries of a Google-style class docstring (own docstring only)."""
     doc = cls.__dict__.get("__doc__") or ""
@@ -223,7 +225,7 @@ def _docstring_attributes(cls: type) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _comment_docs(cls: type) -> dict[str, str]:
     """``#:`` comments written directly above a field in the class body (project classes only)."""
     if cls.__module__.split(".")[0] in ("pydantic", "builtins", "typing"):
@@ -364,13 +366,13 @@ def render_config_docs() -> str:
     top = ["| field | type | default | rules | description |", "|---|---|---|---|---|"]
     sections: list[tuple[str, str, list[type[BaseModel]], FieldInfo]] = []
     for name, info in CampaignConfig.model_fields.items():
-        kind = _section_models(info.annotation)
-        if kind is None:
+        section = _section_models(info.annotation)
+        if section is None:
             top.append("| " + " | ".join(_cell(c) for c in (
                 f"`{name}`", _type_name(info.annotation), _default(info),
                 _rules("CampaignConfig", name, info), _description(CampaignConfig, name, info))) + " |")
         else:
-            sections.append((name, kind[0], kind[1], info))
+            sections.append((name, section[0], section[1], info))
     out += top + [""]
     for name, kind, models, info in sections:
         if kind == "table":
@@ -382,7 +384,7 @@ def render_config_docs() -> str:
             sub = _render_model(models[0], name, 3, f"`[[{name}]]` entry")
             out += sub[2:]  # skip the repeated heading
         else:
-            tags = [m.model_fields["kind"].annotation.__args__[0] for m in models]
+            tags = [typing.get_args(m.model_fields["kind"].annotation)[0] for m in models]
             out += [f"## `[{name}]`", "",
                     f"One of {len(models)} kinds, chosen by `{name}.kind` "
                     f"({_choices(tags)}); default: {_default(info)}. Each kind has its own fields; "

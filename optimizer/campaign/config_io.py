@@ -11,6 +11,7 @@ folder, ``oracle.cwd`` (a ``command`` oracle runs there; default: the config's f
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ _ORACLE_PATHS = {"manual": ("directory",), "http": ("token_file",), "command": (
 _UNIONS = {"oracle": set(KIND_MODELS), "feature_map": {"prior", "identity"}}
 
 
-def _hide_value(e: dict[str, Any], field: str) -> bool:
+def _hide_value(e: Mapping[str, Any], field: str) -> bool:
     """Never echo an unknown field's value (it may be a token put in the wrong place) nor the
     value of a field named like a secret."""
     return e["type"] == "extra_forbidden" or bool(_SECRET_NAME.search(field))
@@ -123,7 +124,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CampaignConfigError(f"campaign config {p} does not exist; give the path of a .toml file") from None
+        raise CampaignConfigError(
+            f"campaign config {p} does not exist; give the path of a .toml file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CampaignConfigError(f"campaign config {p} cannot be read: {exc}") from None
     try:

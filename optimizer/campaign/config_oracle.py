@@ -13,7 +13,7 @@ flattened into the table.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
 
@@ -26,9 +26,11 @@ BUILTIN_KINDS: tuple[str, ...] = tuple(ORACLE_KINDS)
 
 def _with_kind(kind: str, base: type[BaseModel]) -> type[BaseModel]:
     name = base.__name__.removesuffix("Config")
+    # Literal[kind] with a runtime ``kind`` is not a static type: pydantic's create_model stubs
+    # cannot express a field type built at runtime.
     model = create_model(  # type: ignore[call-overload]
         f"{name}Config", __base__=base, __doc__=base.__doc__,
-        kind=(Literal[kind], Field(description="which oracle (the discriminator)")),
+        kind=(Literal[kind], Field(description="which oracle (the discriminator)")),  # type: ignore[arg-type]
     )
     model.__module__ = __name__
     return model
@@ -37,7 +39,16 @@ def _with_kind(kind: str, base: type[BaseModel]) -> type[BaseModel]:
 #: kind -> the campaign's model of that kind (the factory's config plus ``kind``).
 KIND_MODELS: dict[str, type[BaseModel]] = {k: _with_kind(k, ORACLE_KINDS[k][0]) for k in BUILTIN_KINDS}
 
-OracleConfig = Annotated[Union[tuple(KIND_MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    class OracleConfig(BaseModel):
+        """What the type checker sees of ``[oracle]``: the union below is built at runtime (one
+        member per registered kind), so statically it is a model with the discriminator ``kind``;
+        narrow to a kind's factory config (``isinstance``) for its other fields."""
+
+        kind: str
+else:
+    # one member per registered kind, known only at runtime: `X | Y` cannot spell it
+    OracleConfig = Annotated[Union[tuple(KIND_MODELS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 def flatten_legacy(data: Any) -> Any:

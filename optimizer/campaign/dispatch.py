@@ -35,6 +35,12 @@ HANDLE_EVENT = "query.handle"
 _ACTIVE = ("dispatched", "running")
 
 
+def _design(q: QueryRecord) -> Any:
+    """The design of a query read with ``with_design=True`` (so it is set)."""
+    assert q.design is not None, f"query {q.key} was read without its design"
+    return q.design
+
+
 @dataclass(frozen=True)
 class PollOutcome:
     """What one poll changed: keys per new status, and keys resubmitted."""
@@ -83,12 +89,13 @@ class Dispatcher:
             saved[ev.payload["key"]] = ev.payload  # the latest handle of a key wins
         active = self.storage.list_queries(self.campaign, statuses=_ACTIVE)
         for q in active:
-            ev = saved.get(q.key)
-            job_id = ev.get("job_id") if ev else None
+            payload = saved.get(q.key)
+            job_id = payload.get("job_id") if payload else None
             job_id = job_id or q.job_id
             if job_id is None:
                 continue  # killed between "dispatched" and the handle: resubmitted by dispatch()
-            self._handles[q.key] = JobHandle(q.key, job_id, dict(ev.get("metadata", {})) if ev else {})
+            self._handles[q.key] = JobHandle(q.key, job_id,
+                                             dict(payload.get("metadata", {})) if payload else {})
             if q.job_id is None:
                 self._record_job_id(q.key, job_id)
         return len(active)
@@ -116,7 +123,7 @@ class Dispatcher:
         batch = orphans + fresh
         if not batch:
             return 0
-        requests = [QueryRequest(q.key, q.design, {"campaign": self.campaign, "round": q.round_index,
+        requests = [QueryRequest(q.key, _design(q), {"campaign": self.campaign, "round": q.round_index,
                                                    "candidate": q.candidate_index})
                     for q in batch]
         handles = self.oracle.submit(requests)
@@ -207,7 +214,8 @@ class Dispatcher:
             return "succeeded" if won else None
         if r.status == "failed":
             won = self.storage.transition_query(q.key, expected=q.status, new="failed",
-                                                error=r.error or "the oracle reported a failure without a reason")
+                                                error=r.error or
+                                                "the oracle reported a failure without a reason")
             return "failed" if won else None
         if r.status == "cancelled":
             won = self.storage.transition_query(q.key, expected=q.status, new="cancelled", error=r.error)
@@ -218,8 +226,9 @@ class Dispatcher:
         requests = []
         for key in keys:
             q = self.storage.get_query(key, with_design=True)
-            requests.append(QueryRequest(key, q.design, {"campaign": self.campaign, "round": q.round_index,
-                                                         "candidate": q.candidate_index, "resubmitted": True}))
+            requests.append(QueryRequest(key, _design(q), {
+                "campaign": self.campaign, "round": q.round_index,
+                "candidate": q.candidate_index, "resubmitted": True}))
         for h in self.oracle.submit(requests):
             self._save_handle(h)
 

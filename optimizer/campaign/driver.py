@@ -102,9 +102,9 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     if best is None:
         history = history or storage.load_history(name, with_design=False)
         best = best_of(history.completed, config)
-    best, best_key = best
+    best_value, best_key = best
     target = config.budget.stop_target
-    reached = target is not None and best is not None and sign * best >= sign * target
+    reached = target is not None and best_value is not None and sign * best_value >= sign * target
     rounds = storage.list_rounds(name)
     failures: list[tuple[str, int, str]] = []
     if counts["failed"]:
@@ -113,7 +113,7 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     return CampaignStatus(
         name=name, status=rec.status, budget=config.budget.total, rounds=len(rounds),
         queries=counts, in_flight=counts["pending"] + counts["dispatched"] + counts["running"],
-        results=counts["succeeded"], best=best, best_key=best_key, objective=obj.name,
+        results=counts["succeeded"], best=best_value, best_key=best_key, objective=obj.name,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
         paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
     )

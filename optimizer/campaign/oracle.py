@@ -14,6 +14,7 @@ from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_oracle import build
 from optimizer.errors import PreflightError
 from oracles.errors import OracleError
+from oracles.factory import HttpOracleConfig
 
 
 def build_oracle(config: CampaignConfig, *, source: str = "the campaign config") -> Any:
@@ -34,10 +35,11 @@ def check_oracle_reachable(config: CampaignConfig, *, source: str = "the campaig
     """For an HTTP oracle: ``GET {base_url}/health`` must get an HTTP reply (any status)."""
     if config.oracle.kind != "http":
         return
-    url = config.oracle.base_url  # type: ignore[union-attr]
+    oracle = config.oracle
+    assert isinstance(oracle, HttpOracleConfig)  # the "http" kind's model extends the factory's
+    url = oracle.base_url
     try:
-        httpx.get(url.rstrip("/") + "/health", timeout=timeout_s,
-                  verify=config.oracle.verify)  # type: ignore[union-attr]
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout_s, verify=oracle.verify)
     except httpx.HTTPError as exc:
         raise PreflightError(
             f"{source}: field `oracle.base_url`: the oracle at {url} cannot be reached "

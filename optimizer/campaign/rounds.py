@@ -79,7 +79,8 @@ def training_data(history: History, config: CampaignConfig,
             if q.values and all(n in q.values for n in names)]
     if done:
         X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
-        Y = np.array([[q.values[n] for n in names] for q in done], dtype=np.float64) * signs
+        Y = np.array([[q.values[n] for n in names] for q in done if q.values is not None],
+                     dtype=np.float64) * signs  # (every row of done has values)
     else:
         X, Y = np.zeros((0,)), np.zeros((0, len(names)))
     Yvar = None
@@ -121,12 +122,13 @@ class RoundGenerator:
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
         tilted = data.n >= MIN_OBSERVATIONS and self.surrogate is not None
+        surrogate = self.surrogate if tilted else None  # set exactly when tilted
         alpha = cfg.sampler.alpha_for_round(tilted_rounds_before)
         state = state_meta = None
         fit_s = 0.0
         model = None
-        if tilted:
-            fitted = self.surrogate.fit(data, previous_state=previous_state)
+        if surrogate is not None:
+            fitted = surrogate.fit(data, previous_state=previous_state)
             model, state, state_meta = fitted.model, fitted.state, fitted.summary
             fit_s = time.perf_counter() - t0
         das = cfg.sampler.das_options()
@@ -134,7 +136,7 @@ class RoundGenerator:
             ChunkSpec(
                 round_index=index, chunk=c, seed=derive_seed(cfg.seed, index, c),
                 num_particles=cfg.workers.particles_per_worker, alpha=alpha, das=das,
-                surrogate_state=state, surrogate=self.surrogate.config if tilted else None,
+                surrogate_state=state, surrogate=surrogate.config if surrogate is not None else None,
                 X=data.X if tilted else None, Y=data.Y if tilted else None,
                 Yvar=data.Yvar if tilted else None, die_flag=self.die_flag,
             )
@@ -151,10 +153,10 @@ class RoundGenerator:
         t2 = time.perf_counter()
         note = ""
         acq = mean = std = None
-        if tilted:
-            res = self.surrogate.screen(model, designs, q, pending=data.X_pending,
-                                        observed=data.X_failed,
-                                        seed=derive_seed(cfg.seed, index, 0, "screen"))
+        if surrogate is not None:
+            res = surrogate.screen(model, designs, q, pending=data.X_pending,
+                                   observed=data.X_failed,
+                                   seed=derive_seed(cfg.seed, index, 0, "screen"))
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
             excluded, reasons = res.excluded, res.reasons
         else:
@@ -184,7 +186,8 @@ class RoundGenerator:
             for i in range(len(designs))
         ]
         summary = {
-            "tilted": tilted, "screen_note": note, "observations": data.n, "pending": int(len(data.X_pending)),
+            "tilted": tilted, "screen_note": note, "observations": data.n,
+            "pending": int(len(data.X_pending)),
             "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
             "particles": int(len(designs)), "chunks": len(outs),
             "ess": [o.ess.tolist() for o in outs],

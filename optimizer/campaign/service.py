@@ -1,4 +1,5 @@
-"""Start and inspect campaigns (resume: ``optimizer.campaign.resume``): builds storage, oracle, Ray pool and driver from a config.
+"""Start and inspect campaigns (resume: ``optimizer.campaign.resume``): builds storage, oracle,
+Ray pool and driver from a config.
 
 Order matters for "bad input writes nothing": :func:`preflight` checks everything a config
 names (prior, oracle, storage URL) before the database is touched.
@@ -93,8 +94,14 @@ def _check_oracle_matches(config: CampaignConfig, oracle: Any, shape: tuple[int,
     from oracles.errors import OracleError
     from oracles.shape import check_design_shape, describe_oracle
 
-    where = (f"the oracle at {config.oracle.base_url}" if config.oracle.kind == "http"  # type: ignore[union-attr]
-             else f"the {config.oracle.kind!r} oracle")
+    from oracles.factory import HttpOracleConfig
+
+    oracle_config = config.oracle
+    if oracle_config.kind == "http":
+        assert isinstance(oracle_config, HttpOracleConfig)  # the "http" model extends the factory's
+        where = f"the oracle at {oracle_config.base_url}"
+    else:
+        where = f"the {oracle_config.kind!r} oracle"
     try:
         desc = describe_oracle(oracle)
         if desc is not None:

@@ -109,7 +109,9 @@ class SurrogateAdapter:
 
 
 def _np(t: Any) -> np.ndarray:
-    return t.detach().cpu().double().numpy().reshape(-1) if isinstance(t, Tensor) else np.asarray(t, dtype=float)
+    if isinstance(t, Tensor):
+        return t.detach().cpu().double().numpy().reshape(-1)
+    return np.asarray(t, dtype=float)
 
 
 def _reasons(exclusions: Any, m: int) -> tuple[str | None, ...]:

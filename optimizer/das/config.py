@@ -1,7 +1,7 @@
 """The DAS run options, validated once into a frozen pydantic model (JSON-storable)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -52,7 +52,7 @@ class DASOptions(BaseModel):
             raise ValueError(format_choice_error("tempering", v, TEMPERING_NAMES))
         return v
 
-    def sample_kwargs(self) -> dict[str, object]:
+    def sample_kwargs(self) -> dict[str, Any]:
         """The options as keyword arguments of :func:`optimizer.das.sample`."""
         return self.model_dump()
 

@@ -271,6 +271,8 @@ class TiltedTarget:
         by `σ`. At the last step (`σ = 0`) the move is `x_0 = x̂0` and the ratio is 0.
         """
         s = self.schedule
+        # x̂0 and ε̂ are None only after the last step, which is never proposed from
+        assert particles.x0_hat is not None and particles.eps is not None
         mean = s.transition_mean(k, particles.x0_hat, particles.eps)
         sigma = s.sigmas[k]
         log_ratio = torch.zeros_like(particles.log_w)

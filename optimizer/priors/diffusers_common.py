@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import diffusers
 import torch
@@ -145,7 +145,10 @@ def to_epsilon(output: Tensor, x: Tensor, alpha_bar: float, prediction_type: str
     raise PriorError(f"prediction_type {prediction_type!r} not in {list(PREDICTION_TYPES)}")
 
 
-def freeze(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def freeze(module: _M, device: torch.device, dtype: torch.dtype) -> _M:
     """Move a pretrained component, switch it to eval mode, and stop parameter gradients.
 
     Gradients still flow to the *inputs* (the sampler's guidance needs `∇_x r(x̂0(x))`).

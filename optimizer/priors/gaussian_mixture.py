@@ -124,8 +124,8 @@ class GaussianMixturePrior:
         self.means = means.to(self.dtype)
         self.covariances = covariances.to(self.dtype)
         self.weights = (weights / weights.sum()).to(self.dtype)
-        self.latent_shape = (d,)
-        self._schedule = dict(num_train_timesteps=num_train_timesteps,
+        self.latent_shape: tuple[int, ...] = (d,)
+        self._schedule: dict[str, Any] = dict(num_train_timesteps=num_train_timesteps,
                               beta_schedule=beta_schedule, beta_start=beta_start,
                               beta_end=beta_end)
         ac = make_alphas_cumprod(num_train_timesteps, beta_schedule, beta_start, beta_end)

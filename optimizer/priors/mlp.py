@@ -145,7 +145,7 @@ class MLPDiffusionPrior:
             raise PriorError("data_std has entries <= 0; pass a positive per-dimension scale")
         self.data_mean = mean.to(self.device, self.dtype)
         self.data_std = std.to(self.device, self.dtype)
-        self.latent_shape = (d,)
+        self.latent_shape: tuple[int, ...] = (d,)
         self.alphas_cumprod = alphas_cumprod_of(config).to(self.device, self.dtype)
 
     # -- DiffusionPrior protocol -------------------------------------------------------------

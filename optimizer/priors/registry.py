@@ -40,6 +40,8 @@ from optimizer.features import EmbeddingFeatures, FeatureMap, IdentityFeatures
 from optimizer.priors.base import DiffusionPrior
 
 if TYPE_CHECKING:
+    from optimizer.priors.digits_embedding import DigitClassifier
+    from optimizer.priors.gaussian_mixture import GaussianMixturePrior
     from optimizer.priors.gaussian_mixture import TiltedMixture
 
 BUNDLE_ROOT = Path(__file__).parent / "bundled"
@@ -68,7 +70,7 @@ class DigitFeatures(nn.Module):
     ``"optimizer.priors.registry:digit_embedding_module"`` so a stored campaign rebuilds it.
     """
 
-    def __init__(self, classifier: nn.Module) -> None:
+    def __init__(self, classifier: DigitClassifier) -> None:
         super().__init__()
         self.classifier = classifier
         self.output_dim = int(classifier.embed_dim)
@@ -201,7 +203,7 @@ def gmm_toy_means() -> Tensor:
 
 
 def gmm_toy_prior(*, device: torch.device | str | None = None,
-                  dtype: torch.dtype | None = None) -> DiffusionPrior:
+                  dtype: torch.dtype | None = None) -> GaussianMixturePrior:
     """The paper's toy: 9 equal-weight Gaussians at `{-4, 0, 4}²`, covariance `0.3 I`."""
     from optimizer.priors.gaussian_mixture import GaussianMixturePrior
 
@@ -232,7 +234,7 @@ def gmm_toy_target(alpha: float = 1.0) -> TiltedMixture:
     return prior.tilt_quadratic(A, torch.zeros(2, dtype=torch.float64), alpha)
 
 
-def _digit_classifier(entry: BundledPrior, device, dtype) -> nn.Module:
+def _digit_classifier(entry: BundledPrior, device, dtype) -> DigitClassifier:
     from optimizer.priors.digits_embedding import DigitClassifier
 
     assert entry.path is not None

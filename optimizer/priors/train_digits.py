@@ -35,6 +35,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -148,7 +149,7 @@ def train_classifier(x: Tensor, y: Tensor, *, seed: int, epochs: int) -> tuple[D
     return net, report
 
 
-def train_prior(x: Tensor, *, seed: int, epochs: int, batch: int = 128) -> tuple[object, object, dict]:
+def train_prior(x: Tensor, *, seed: int, epochs: int, batch: int = 128) -> tuple[Any, Any, dict]:
     """Train the ``UNet2DModel`` with the DDPM loss; return (EMA unet, scheduler, report)."""
     from diffusers import DDPMScheduler, UNet2DModel
 

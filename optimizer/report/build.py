@@ -39,7 +39,8 @@ def load_report_data(storage: Storage, name: str) -> ReportData:
                        for q in queries], dtype=float)
     mean = np.array([predicted.get(q.key, (np.nan, np.nan))[0] for q in queries], dtype=float)
     std = np.array([predicted.get(q.key, (np.nan, np.nan))[1] for q in queries], dtype=float)
-    designs = np.stack([q.design for q in queries]) if queries and all(q.design is not None for q in queries) else None
+    stored = [q.design for q in queries if q.design is not None]
+    designs = np.stack(stored) if queries and len(stored) == len(queries) else None
     counts = storage.query_counts(name)
     finite = values[~np.isnan(values)]
     best = None if not len(finite) else float(finite.max() if sign > 0 else finite.min())

@@ -78,8 +78,10 @@ def write_report(data: ReportData, out_dir: Path) -> ReportPaths:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections: list[tuple[str, Path]] = [
-        ("Best so far and every result", plots.plot_progress(data.values, data.direction, data.objective, out / "progress.png")),
-        ("Results per round", plots.plot_rounds(data.values, data.rounds, data.objective, out / "rounds.png")),
+        ("Best so far and every result",
+         plots.plot_progress(data.values, data.direction, data.objective, out / "progress.png")),
+        ("Results per round",
+         plots.plot_rounds(data.values, data.rounds, data.objective, out / "rounds.png")),
         ("Surrogate vs oracle (over-optimization check)",
          plots.plot_surrogate_vs_oracle(data.surrogate_mean, data.surrogate_std, data.values, data.objective,
                                         out / "surrogate_vs_oracle.png")),
@@ -97,7 +99,8 @@ def write_report(data: ReportData, out_dir: Path) -> ReportPaths:
 
 def _render(data: ReportData, sections: list[tuple[str, Path]]) -> str:
     rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in data.summary.items()
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in data.summary.items()
     )
     figs = "".join(
         f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '

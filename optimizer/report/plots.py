@@ -85,7 +85,7 @@ def plot_surrogate_vs_oracle(mean: np.ndarray, std: np.ndarray, values: np.ndarr
         ax.text(0.5, 0.5, "no surrogate predictions yet\n(round 0 samples the plain prior)",
                 ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel(f"oracle {objective}")
-    ax.set_ylabel(f"surrogate mean ± std")
+    ax.set_ylabel("surrogate mean ± std")
     ax.set_title("Surrogate vs oracle on queried designs")
     return _save(fig, path)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -60,7 +60,7 @@ class Particles:
 
     def __getitem__(self: _P, ancestors: Tensor) -> _P:
         """Return the particles ``ancestors`` (`G x P'` long) selects, every field gathered."""
-        values: dict[str, Tensor | None] = {}
+        values: dict[str, Any] = {}  # Tensor or None, per field of the concrete subclass
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is None:
@@ -76,7 +76,8 @@ class Particles:
 
     def replace(self: _P, **changes: Tensor | None) -> _P:
         """A copy with some fields replaced (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
+        fields: dict[str, Any] = dict(changes)  # the concrete subclass's fields
+        return dataclasses.replace(self, **fields)
 
     @property
     def num_groups(self) -> int:

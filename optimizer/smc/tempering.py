@@ -8,7 +8,7 @@ reads them. All return tensors on the particles' device, with no host synchroniz
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -136,8 +136,8 @@ class AdaptiveTempering:
         target: float = 0.9,
         rounds: int = 5,
         points: int = 16,
-        cap: ExponentialTempering | PolynomialTempering | None | str = "default",
-        floor: ExponentialTempering | PolynomialTempering | None | str = "default",
+        cap: ExponentialTempering | PolynomialTempering | None | Literal["default"] = "default",
+        floor: ExponentialTempering | PolynomialTempering | None | Literal["default"] = "default",
     ) -> None:
         if not 0 < target < 1:
             raise SMCConfigError(f"adaptive tempering target={target!r} must be in (0, 1); try 0.9")

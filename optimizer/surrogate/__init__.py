@@ -5,7 +5,7 @@ state. The feature maps live in ``optimizer.features`` and are re-exported here.
 >>> sur = Surrogate.fit(X, Y, Yvar, feature_map=fm, config=SurrogateConfig(maximize=True))
 >>> r_hat = sur.reward(beta=2.0)                      # optimizer.das.sample(prior, r_hat, ...)
 >>> res = screen(sur, particles, q=4, pending=in_flight)
->>> blob = sur.state().to_bytes()                     # Surrogate.from_state(SurrogateState.from_bytes(blob), X, Y, Yvar)
+>>> blob = sur.state().to_bytes()  # Surrogate.from_state(SurrogateState.from_bytes(blob), X, Y, Yvar)
 """
 from optimizer.features import (
     FEATURE_KINDS,

@@ -130,7 +130,7 @@ class Surrogate:
                 yv = None if Yvd is None else Yvd[:, j:j + 1]
                 fit_model = build_gp(Z[fit_idx], Yd[fit_idx, j:j + 1],
                                    None if yv is None else yv[fit_idx], bounds)
-                if warm and not load_hyper(fit_model, prev_hyper[j]):
+                if warm and prev_hyper is not None and not load_hyper(fit_model, prev_hyper[j]):
                     warm = False
                 good, msg = optimize_mll(fit_model, cfg)
                 ok.append(good)
@@ -194,8 +194,9 @@ class Surrogate:
                                        for k, v in state.model_state(j).items()},
                                       strict=True, keep_transforms=False)
                 models.append(model.eval())
-        info = FitInfo(**{k: tuple(v) if isinstance(v, list) else v
-                          for k, v in meta["fit_info"].items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in meta["fit_info"].items()}
+        info = FitInfo(**fields)
         return cls(models, feature_map=feature_map, config=cfg, X=X, Y=Y, Yvar=Yvar, Z=Z,
                    cond_idx=cond_idx, bounds=bounds, fit_info=info)
 
@@ -251,7 +252,9 @@ class Surrogate:
         """Posterior mean and latent variance (no observation noise) at features `b x k`: `b x m`."""
         with gpytorch.settings.max_cholesky_size(self.config.cholesky_max_size):
             post = self.model.posterior(Z)
-            return post.mean, post.variance
+            # botorch declares Model.posterior as the abstract Posterior (no mean / variance);
+            # these GP models return a GPyTorchPosterior, which has both.
+            return post.mean, post.variance  # type: ignore[attr-defined]
 
     def posterior_mean_std(self, X: Tensor, *, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
         """Posterior mean and std of each objective at `b x *design_shape` designs: `b x m` each."""

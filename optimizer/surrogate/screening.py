@@ -3,7 +3,8 @@ r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 `S = argmax_{S ⊂ C', |S| = q} α(S | X_pending)`, greedily (``optimize_acqf_discrete``).
 
 1. exclude candidates within ``dedup_tol`` of a training design, an ``observed`` (queried) design,
-   a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is stored with each candidate);
+   a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is
+   stored with each candidate);
 2. build the acquisition `α` on features `φ(x)`: ``"qlognei"`` (qLogNoisyExpectedImprovement over
    the observed designs, default) or ``"qucb"`` (qUpperConfidenceBound with BoTorch
    `β_bt = β²`, so one candidate scores `μ + β σ`), both under the scalarization `g`, with the
@@ -148,7 +149,11 @@ def screen(
         excluded[e.index] = True
 
     g = sur.scalarization(weights=weights, scalarization=scalarization, maximize=maximize)
-    objective = GenericMCObjective(lambda samples, X=None: g(samples))
+
+    def scalarized(samples: Tensor, X: Tensor | None = None) -> Tensor:
+        return g(samples)
+
+    objective = GenericMCObjective(scalarized)
     sampler = SobolQMCNormalSampler(
         sample_shape=torch.Size([num_mc_samples or sur.config.num_mc_samples]), seed=seed)
     Z = sur.features(candidates).detach()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ def zero_reward(x: Tensor) -> Tensor:
 zero_reward.differentiable = False  # type: ignore[attr-defined]
 
 
-def rebuild_reward(bundle: PriorBundle, state: bytes, X: np.ndarray | None, Y: np.ndarray | None,
+def rebuild_reward(bundle: PriorBundle, state: bytes, X: np.ndarray, Y: np.ndarray,
                    Yvar: np.ndarray | None, *, beta: float) -> Callable[[Tensor], Tensor]:
     """The SMC reward of a surrogate rebuilt from its state bytes and training data (no refit)."""
     from optimizer.surrogate.gp import Surrogate
@@ -116,6 +116,12 @@ def rebuild_reward(bundle: PriorBundle, state: bytes, X: np.ndarray | None, Y: n
     return on_device
 
 
+@overload
+def as_tensor(a: np.ndarray) -> Tensor: ...
+@overload
+def as_tensor(a: None) -> None: ...
+@overload
+def as_tensor(a: np.ndarray | None) -> Tensor | None: ...
 def as_tensor(a: np.ndarray | None) -> Tensor | None:
     """A float64 Tensor of a numpy array (None stays None): the surrogate's training arrays."""
     return None if a is None else torch.as_tensor(np.asarray(a), dtype=torch.float64)

@@ -178,7 +178,7 @@ class SupervisedPool:
                 pass
         self._actors = []
 
-    def __enter__(self) -> "SupervisedPool":
+    def __enter__(self) -> SupervisedPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,9 +1,10 @@
 """The Ray SMC worker: loads the prior once, then runs DAS for one chunk of particles at a time.
 
 A chunk (:class:`ChunkSpec` in, :class:`ChunkResult` out: frozen dataclasses) is plain data —
-typed options, the surrogate STATE as bytes and the training arrays — never a model object: the worker rebuilds the surrogate itself, so what
-crosses the process boundary is exactly what the database stores. Workers never call the
-oracle or the database; a chunk redone on a replacement worker (same seed) is harmless.
+typed options, the surrogate STATE as bytes and the training arrays — never a model object: the
+worker rebuilds the surrogate itself, so what crosses the process boundary is exactly what the
+database stores. Workers never call the oracle or the database; a chunk redone on a replacement
+worker (same seed) is harmless.
 
     >>> pool = SupervisedPool(SMCWorker, size=2, actor_args=("gmm-toy", "prior"))  # doctest: +SKIP
     >>> results = pool.map("run_chunk", [ChunkSpec(...), ...])                   # doctest: +SKIP
@@ -142,6 +143,8 @@ class SMCWorkerImpl:
         beta = spec.surrogate.beta if spec.surrogate is not None else SurrogateConfig().beta
         key = (spec.round_index, hash(spec.surrogate_state), beta)
         if self._reward_cache is None or self._reward_cache[0] != key:
+            # a chunk with a surrogate state carries its training arrays (the driver sends both)
+            assert spec.X is not None and spec.Y is not None
             reward = rebuild_reward(self.bundle, spec.surrogate_state, spec.X, spec.Y, spec.Yvar,
                                     beta=beta)
             self._reward_cache = (key, reward)
