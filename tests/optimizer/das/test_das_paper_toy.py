@@ -72,6 +72,7 @@ def test_das_reaches_the_exact_mean_reward(device, guidance):
     assert abs(das - exact) <= TOL, f"DAS mean reward {das:.4f} vs exact {exact:.4f}"
 
 
+@pytest.mark.slow
 def test_plain_guidance_misses_it(device):
     gm = _prior(device)
     exact = _exact(gm)
