@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.engine import URL_HELP
+from tiltloop.logs import LEVELS, configure_logging
 
 #: exit status when a campaign stopped because its oracle keeps failing
 EXIT_FAILING = 3
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="tiltloop", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tiltloop {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=LEVELS,
+                        help="log records at this level and above go to stderr (default WARNING: "
+                             "every retry, give-up and pause)")
+    parser.add_argument("--log-json", action="store_true", help="log as JSON lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help_: str, *, url: bool = True,
@@ -285,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, json_lines=args.log_json)
     _quiet_numerics()
     _quiet_libraries()
     try:
