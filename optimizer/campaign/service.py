@@ -136,9 +136,10 @@ def open_storage(url: str, *, create: bool) -> Storage:
 
 @contextmanager
 def ray_runtime(config: CampaignConfig) -> Iterator[None]:
-    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray bound to loopback; reuse
-    one already up. A Ray this call started is shut down on the way out — also after an error or
-    Ctrl-C — so no raylet is left orphaned. Ray's start-up chatter goes to the debug log."""
+    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (advertised on
+    127.0.0.1; Ray's own listeners still bind every interface); reuse one already up. A Ray this
+    call started is shut down on the way out — also after an error or Ctrl-C — so no raylet is
+    left orphaned. Ray's start-up chatter goes to the debug log."""
     if ray.is_initialized():
         yield
         return
