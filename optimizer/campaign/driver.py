@@ -92,9 +92,11 @@ def best_of(records: Any, config: CampaignConfig, best: Best = (None, None)) -> 
 
 
 def campaign_status(storage: Storage, name: str, config: CampaignConfig,
-                    history: History | None = None, *, best: Best | None = None) -> CampaignStatus:
+                    history: History | None = None, *, best: Best | None = None,
+                    with_failures: bool = True) -> CampaignStatus:
     """Summarize a stored campaign (``best``: the best so far when the caller tracks it; else it
-    is read from the history, without designs)."""
+    is read from the history, without designs). ``with_failures=False`` skips reading and
+    grouping the failure reasons (the driver's per-pass progress line needs only the counts)."""
     rec = storage.load_campaign(name)
     counts = storage.query_counts(name)
     obj = config.primary_objective
@@ -107,7 +109,7 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     reached = target is not None and best_value is not None and sign * best_value >= sign * target
     rounds = storage.list_rounds(name)
     failures: list[tuple[str, int, str]] = []
-    if counts["failed"]:
+    if counts["failed"] and with_failures:
         failures = [(g.cause, g.count, g.example_key)
                     for g in group_failures(storage.failure_reasons(name))]
     return CampaignStatus(
@@ -211,12 +213,12 @@ class CampaignDriver:
                     "queries": created, "best": status.best, "target_reached": status.target_reached})
                 self.say(f"campaign {self.name} {final}: {created} queries, best "
                          f"{status.objective} = {status.best}")
-                return self._status()
+                return self._status(final=True)
             if once:
-                return status
+                return self._status(final=True)
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 self.say(f"stopping after {timeout_s:.0f} s; `tiltloop resume {self.name}` continues")
-                return status
+                return self._status(final=True)
             if not busy:
                 time.sleep(cfg.budget.poll_interval_s)
 
@@ -255,14 +257,16 @@ class CampaignDriver:
                             "exists; its results no longer warm-start the surrogate", self.name, source)
         return out
 
-    def _status(self) -> CampaignStatus:
+    def _status(self, *, final: bool = False) -> CampaignStatus:
         """The status, with the best so far tracked here: the full history (without designs) is
         read once per driver, then only each poll's new results (Optuna-style slowdown at 10^5
-        queries came from re-reading every result every pass)."""
+        queries came from re-reading every result every pass). Failure causes are grouped only
+        for the ``final`` status a run returns, not on every pass."""
         if self._best is None:
             hist = self.storage.load_history(self.name, with_design=False)
             self._best = best_of(hist.completed, self.config)
-        return campaign_status(self.storage, self.name, self.config, best=self._best)
+        return campaign_status(self.storage, self.name, self.config, best=self._best,
+                               with_failures=final)
 
     def _stopped_from_outside(self) -> CampaignStatus | None:
         """A status other than active (``tiltloop campaign pause|cancel`` from another shell) or
@@ -270,19 +274,19 @@ class CampaignDriver:
         if self.lease is not None and self.lease.lost:
             self.say(f"campaign {self.name}: this driver lost the campaign lease to another "
                      "driver; it stops (everything it sent is recorded)")
-            return self._status()
+            return self._status(final=True)
         status = self.storage.load_campaign(self.name).status
         if status != "active":
             self.say(f"campaign {self.name} is {status}; this driver stops (queries at the oracle "
                      "stay recorded and are re-polled on resume)")
-            return self._status()
+            return self._status(final=True)
         if self.config_version is not None:
             current = self.storage.current_config_version(self.name)
             if current != self.config_version:
                 self.config_changed = True
                 self.say(f"campaign {self.name}: config version {current} replaces version "
                          f"{self.config_version}; reloading it")
-                return self._status()
+                return self._status(final=True)
         return None
 
     def _observe(self, outcome: Any) -> GuardTrip | None:
@@ -311,7 +315,7 @@ class CampaignDriver:
                     self.name, reason, ", ".join(trip.keys[-8:]) or "-")
         self.say(f"campaign {self.name} paused: {reason}; fix the cause, then "
                  f"`tiltloop resume {self.name}`")
-        return self._status()
+        return self._status(final=True)
 
     def _close_rounds(self) -> None:
         open_rounds = [r for r in self.storage.list_rounds(self.name) if r.status == "open"]
