@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optimizer.campaign.config import _SECRET_NAME, _TAG_RE, CampaignConfig
+from optimizer.campaign.config import (_SECRET_NAME, _TAG_RE, CampaignConfig, IdentityFeatures,
+                                       PriorFeatures)
 from optimizer.campaign.config_oracle import KIND_MODELS, flatten_legacy
 from optimizer.errors import CampaignConfigError
 from tiltloop.toml import tomllib
@@ -25,7 +26,8 @@ from tiltloop.toml import tomllib
 #: Oracle fields that hold a path, per kind.
 _ORACLE_PATHS = {"manual": ("directory",), "http": ("token_file",), "command": ("cwd",)}
 #: Sections whose loc carries the union tag after the section name (dropped from field names).
-_UNIONS = {"oracle": set(KIND_MODELS), "feature_map": {"prior", "identity"}}
+_UNIONS = {"oracle": set(KIND_MODELS),
+           "feature_map": {m.model_fields["kind"].default for m in (PriorFeatures, IdentityFeatures)}}
 
 
 def _hide_value(e: Mapping[str, Any], field: str) -> bool:
