@@ -26,15 +26,26 @@ class EventsMixin(StorageBase):
             cid = self._campaign_id(session, campaign)
             self._log(session, cid, kind, payload or {})
 
+    def last_event_id(self, campaign: str) -> int:
+        """The id of the campaign's latest event (0 when it has none): a live reader's cursor."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            return int(session.scalar(sa.select(sa.func.max(Event.id))
+                                      .where(Event.campaign_id == cid)) or 0)
+
     def list_events(
-        self, campaign: str, *, kind: str | None = None, limit: int | None = None
+        self, campaign: str, *, kind: str | None = None, limit: int | None = None,
+        after_id: int | None = None,
     ) -> list[EventRecord]:
-        """The campaign's events in the order they were written (optionally one kind, first N)."""
+        """The campaign's events in the order they were written (optionally one kind, first N,
+        only those with an id above ``after_id``: a live reader's cursor)."""
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
             stmt = sa.select(Event).where(Event.campaign_id == cid).order_by(Event.id)
             if kind is not None:
                 stmt = stmt.where(Event.kind == kind)
+            if after_id is not None:
+                stmt = stmt.where(Event.id > after_id)
             if limit is not None:
                 stmt = stmt.limit(limit)
             return [

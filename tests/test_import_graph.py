@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("campaign",),
     ("report",),
     ("demo",),
+    ("service",),
     ("cli", "api"),
 )
 

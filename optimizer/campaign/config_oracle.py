@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from oracles.factory import ORACLE_KINDS
 from oracles.protocol import Oracle
@@ -36,8 +36,25 @@ def _with_kind(kind: str, base: type[BaseModel]) -> type[BaseModel]:
     return model
 
 
-#: kind -> the campaign's model of that kind (the factory's config plus ``kind``).
-KIND_MODELS: dict[str, type[BaseModel]] = {k: _with_kind(k, ORACLE_KINDS[k][0]) for k in BUILTIN_KINDS}
+class PullOracleConfig(BaseModel):
+    """``kind = "pull"``: labs pull work from the service (``tiltloop serve``'s pull API:
+    claim, then report), so the lab needs no inbound connection. The campaign's queued queries
+    wait in the database until a lab client claims them; a claim holds them for ``lease_s``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    kind: Literal["pull"] = Field(description="which oracle (the discriminator)")
+    objectives: tuple[str, ...] = Field(("y",), min_length=1, description=
+                                        "objective names labs report (default: the campaign's)")
+    lease_s: float = Field(3600.0, gt=0, le=30 * 86_400, description=
+                           "seconds a claim holds its items before another lab may claim them")
+    max_claim_items: int = Field(64, ge=1, le=1000, description="the most items one claim returns")
+    name: str | None = Field(None, description="the oracle's name in logs and the database")
+
+
+#: kind -> the campaign's model of that kind (the factory's config plus ``kind``; ``pull`` is the
+#: service's own: it has no oracle object, the driver reads the lab's reports from the database).
+KIND_MODELS: dict[str, type[BaseModel]] = {
+    **{k: _with_kind(k, ORACLE_KINDS[k][0]) for k in BUILTIN_KINDS}, "pull": PullOracleConfig}
 
 if TYPE_CHECKING:
     class OracleConfig(BaseModel):
@@ -87,9 +104,21 @@ def factory_config(config: BaseModel) -> BaseModel:
     return cls.model_validate(config.model_dump(exclude={"kind"}))
 
 
+def is_pull(config: BaseModel) -> bool:
+    """Whether labs pull this campaign's work (no oracle object is built)."""
+    return isinstance(config, PullOracleConfig)
+
+
 def build(config: BaseModel) -> Oracle:
-    """The oracle itself, wrapped in ``SafeOracle`` (no oracle error unwinds the loop)."""
+    """The oracle itself, wrapped in ``SafeOracle`` (no oracle error unwinds the loop).
+
+    Raises:
+        ValueError: for ``kind = "pull"``, which has no oracle object (see :func:`is_pull`).
+    """
     from oracles.safe import SafeOracle
 
     kind = config.kind  # type: ignore[attr-defined]
+    if is_pull(config):
+        raise ValueError("a pull oracle has no oracle object: labs claim work through "
+                         "`tiltloop serve` and the driver reads their reports from the database")
     return SafeOracle(ORACLE_KINDS[kind][1](factory_config(config)))

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
+from optimizer.campaign.pull_dispatch import PullDispatcher
 from optimizer.campaign.rounds import RoundGenerator
-from storage import History, Storage
+from storage import History, QueryRecord, Storage
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -77,6 +79,17 @@ class CampaignStatus:
 
 
 Best = tuple[float | None, str | None]
+
+
+class DriverObserver(Protocol):
+    """Told what a driver did (the service's metrics); called on the driver's thread, so an
+    observer must be quick and must not raise."""
+
+    def round_recorded(self, campaign: str, timings: Mapping[str, float]) -> None:
+        """A round and its outbox were committed; ``timings`` are seconds per phase."""
+
+    def queries_finished(self, campaign: str, records: Sequence[QueryRecord]) -> None:
+        """These queries reached a final status (stored exactly once) in this pass."""
 
 
 def best_of(records: Any, config: CampaignConfig, best: Best = (None, None)) -> Best:
@@ -133,16 +146,19 @@ class CampaignDriver:
     Args:
         config: the campaign config (as stored with the campaign).
         storage: an open ``Storage`` whose campaign ``config.name`` exists.
-        oracle: the oracle, wrapped in ``oracles.safe.SafeOracle``.
+        oracle: the oracle, wrapped in ``oracles.safe.SafeOracle`` (None for a pull campaign).
         generator: makes rounds (``RoundGenerator``); built lazily by ``make_generator`` if None.
         progress: receives one line per event worth showing (rounds, results, best so far).
+        observer: told of each recorded round and each pass's finished queries (metrics).
+        should_stop: asked every pass; True ends the run (the service is shutting down).
     """
 
     def __init__(self, config: CampaignConfig, storage: Storage, oracle: Any,
                  generator: RoundGenerator | None = None, *,
                  make_generator: Callable[[], RoundGenerator] | None = None,
                  progress: Progress | None = None, oracle_name: str | None = None,
-                 config_version: int | None = None) -> None:
+                 config_version: int | None = None, observer: DriverObserver | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.config = config
         self.storage = storage
         self.name = config.name
@@ -150,9 +166,15 @@ class CampaignDriver:
         self._make_generator = make_generator
         self.say: Progress = progress or (lambda _m: None)
         self.oracle_name = oracle_name or str(getattr(oracle, "name", config.oracle.kind))
-        self.dispatcher = Dispatcher(storage, config.name, oracle,
-                                     objectives=[o.name for o in config.objectives],
-                                     limit=config.budget.in_flight_limit, on_change=self.say)
+        self.dispatcher: Dispatcher | PullDispatcher
+        if is_pull(config.oracle):  # labs claim and report through the service; read their reports
+            self.dispatcher = PullDispatcher(storage, config.name,
+                                             objectives=[o.name for o in config.objectives],
+                                             on_change=self.say)
+        else:
+            self.dispatcher = Dispatcher(storage, config.name, oracle,
+                                         objectives=[o.name for o in config.objectives],
+                                         limit=config.budget.in_flight_limit, on_change=self.say)
         self._last_line = ""
         self._best: Best | None = None  # best so far, updated from each poll's new results
         self.guard = BudgetGuard(config.budget)
@@ -161,6 +183,8 @@ class CampaignDriver:
         self.config_changed = False
         #: the campaign lease this driver holds (``optimizer.campaign.lease.DriverLease``), if any
         self.lease: Any = None
+        self.observer = observer
+        self.should_stop = should_stop
 
     @property
     def generator(self) -> RoundGenerator:
@@ -238,6 +262,8 @@ class CampaignDriver:
             surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary,
             config_version=self.config_version)
         crash_point("outbox")
+        if self.observer is not None:
+            self.observer.round_recorded(self.name, plan.timings)
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
         self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
                  f"selected; fit {plan.timings['fit_s']:.1f} s, SMC {plan.timings['smc_s']:.1f} s")
@@ -271,6 +297,10 @@ class CampaignDriver:
     def _stopped_from_outside(self) -> CampaignStatus | None:
         """A status other than active (``tiltloop campaign pause|cancel`` from another shell) or
         a new config version ends this driver's run; results already polled are stored."""
+        if self.should_stop is not None and self.should_stop():
+            self.say(f"campaign {self.name}: this driver is shutting down; another driver "
+                     "continues the campaign from the database")
+            return self._status(final=True)
         if self.lease is not None and self.lease.lost:
             self.say(f"campaign {self.name}: this driver lost the campaign lease to another "
                      "driver; it stops (everything it sent is recorded)")
@@ -295,6 +325,8 @@ class CampaignDriver:
         if not keys:
             return None
         new = [self.storage.get_query(k, with_design=False) for k in keys]
+        if self.observer is not None:
+            self.observer.queries_finished(self.name, new)
         if self._best is not None and outcome.succeeded:
             self._best = best_of([q for q in new if q.status == "succeeded"], self.config, self._best)
         if not outcome.failed:

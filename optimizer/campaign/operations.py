@@ -59,8 +59,10 @@ class CancelOutcome:
 def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
     """Cancel a campaign for good: queued queries are cancelled before they reach the oracle,
     queries at the oracle are cancelled there (best effort, by stored job id) and marked so."""
+    from optimizer.campaign.config_oracle import is_pull
     from optimizer.campaign.dispatch import Dispatcher
     from optimizer.campaign.oracle import build_oracle
+    from optimizer.campaign.pull_dispatch import PullDispatcher
 
     status = storage.load_campaign(name).status
     if status == "cancelled":
@@ -74,7 +76,10 @@ def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome
             never_sent.append(q.key)
     at_oracle: list[str] = []
     active = storage.list_queries(name, statuses=("dispatched", "running"))
-    if active:
+    if active and is_pull(config.oracle):
+        at_oracle = PullDispatcher(storage, name, objectives=[o.name for o in config.objectives]
+                                   ).cancel_in_flight()
+    elif active:
         oracle = build_oracle(config)
         try:
             d = Dispatcher(storage, name, oracle, objectives=[o.name for o in config.objectives],

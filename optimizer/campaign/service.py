@@ -21,8 +21,9 @@ import ray
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
-from optimizer.campaign.driver import CampaignDriver, CampaignStatus, campaign_status
-from optimizer.campaign.lease import DriverLease
+from optimizer.campaign.config_oracle import is_pull
+from optimizer.campaign.driver import CampaignDriver, CampaignStatus, DriverObserver, campaign_status
+from optimizer.campaign.lease import DEFAULT_TTL_S, DriverLease
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
 from optimizer.campaign.surrogate import SurrogateAdapter
@@ -54,6 +55,8 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
     except PriorError as exc:
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     check_ray_reachable(config, source=source)
+    if is_pull(config.oracle):
+        return  # labs connect to the service: nothing to reach from here
     oracle = build_oracle(config, source=source)
     try:
         check_oracle_reachable(config, source=source)
@@ -212,26 +215,41 @@ def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
 
 
+#: Makes (or lends) the worker pool of a campaign; ``tiltloop serve`` shares one per prior.
+PoolFactory = Callable[[CampaignConfig], Any]
+
+
 def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None = None,
           once: bool = False, timeout_s: float | None = None,
-          on_event: Callable[[PoolEvent], None] | None = None) -> CampaignStatus:
+          on_event: Callable[[PoolEvent], None] | None = None, lease_owner: str | None = None,
+          lease_ttl_s: float = DEFAULT_TTL_S, should_stop: Callable[[], bool] | None = None,
+          observer: DriverObserver | None = None,
+          pool_factory: PoolFactory | None = None) -> CampaignStatus:
     """Run the driver for a campaign that exists in ``storage``. Ray starts (or is joined) only
     when a round must be generated — polling, dispatching and ``tiltloop ask`` for a batch that
     is already planned need no workers — and a Ray started here is shut down on the way out.
     A paused, cancelled or completed campaign is not driven: its status comes back as it is.
     The driver holds the campaign's lease (``optimizer.campaign.lease``): a second driver on the
-    same campaign is refused before it touches the oracle."""
+    same campaign is refused before it touches the oracle.
+
+    For the service: ``lease_owner`` / ``lease_ttl_s`` name the replica holding the lease,
+    ``should_stop`` ends the run at the next pass (shutdown), ``observer`` sees rounds and
+    results (metrics), and ``pool_factory`` lends a shared worker pool (not shut down here)."""
     rec = storage.load_campaign(config.name)
     if rec.status != "active":
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
     try:
-        lease = runtime.enter_context(DriverLease(storage, config.name))  # one driver per campaign
+        lease = runtime.enter_context(DriverLease(storage, config.name, owner=lease_owner,
+                                                  ttl_s=lease_ttl_s))  # one driver per campaign
         while True:
             version = storage.current_config_version(config.name)
             driver, pools = _one_driver(config, storage, runtime, progress=progress,
-                                        on_event=on_event, version=version)
+                                        on_event=on_event, version=version,
+                                        pool_factory=pool_factory)
             driver.lease = lease
+            driver.observer = observer
+            driver.should_stop = should_stop
             try:
                 status = driver.run(once=once, timeout_s=timeout_s)
             finally:
@@ -247,9 +265,10 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
 
 def _one_driver(config: CampaignConfig, storage: Storage, runtime: ExitStack, *,
                 progress: Progress | None, on_event: Callable[[PoolEvent], None] | None,
-                version: int) -> tuple[CampaignDriver, list[SupervisedPool]]:
+                version: int, pool_factory: PoolFactory | None = None,
+                ) -> tuple[CampaignDriver, list[SupervisedPool]]:
     """A driver whose generator (and Ray, and the worker pool) is built on first use, and the
-    list that will hold its pool (the caller shuts it down)."""
+    list that will hold its pool (the caller shuts it down; a lent pool is not listed)."""
     pools: list[SupervisedPool] = []
 
     def events(ev: PoolEvent) -> None:
@@ -261,10 +280,13 @@ def _one_driver(config: CampaignConfig, storage: Storage, runtime: ExitStack, *,
 
     def generator() -> RoundGenerator:
         runtime.enter_context(ray_runtime(config))
+        if pool_factory is not None:
+            return make_generator(config, pool_factory(config), on_event=events)
         pools.append(make_pool(config))
         return make_generator(config, pools[-1], on_event=events)
 
-    driver = CampaignDriver(config, storage, build_oracle(config), make_generator=generator,
+    oracle = None if is_pull(config.oracle) else build_oracle(config)
+    driver = CampaignDriver(config, storage, oracle, make_generator=generator,
                             progress=progress, config_version=version)
     return driver, pools
 
