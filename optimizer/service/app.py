@@ -1,0 +1,57 @@
+"""The service's ASGI application: ``create_app(storage, ...)`` → a FastAPI app.
+
+Routes (every one needs a bearer token except ``/healthz`` and ``/readyz``; see
+``optimizer.service.auth``):
+
+- ``/healthz``, ``/readyz``, ``/metrics`` (``optimizer.service.routes_ops``)
+- ``/v1/...``: campaigns, their rounds, queries, exports, events, and the pull API for labs
+
+The OpenAPI document is generated from the routes (``GET /openapi.json``) and committed as
+``docs/service-openapi.json`` (``python -m optimizer.service.openapi --out …``; a test fails when
+it drifts). The app drives nothing itself: ``optimizer.service.serve`` runs it next to the
+scheduler that drives the campaigns.
+
+    >>> app = create_app(Storage.open(url), metrics=ServiceMetrics())      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from optimizer.service.auth import TokenVerifier
+from optimizer.service.metrics import ServiceMetrics
+from storage import Storage
+
+#: The API's version prefix; a breaking change gets a new one.
+API_PREFIX = "/v1"
+
+
+def create_app(storage: Storage, *, metrics: ServiceMetrics | None = None,
+               readiness: Callable[[], dict[str, str]] | None = None,
+               replica: str | None = None, token_cache_s: float | None = None) -> FastAPI:
+    """The service's API over ``storage``.
+
+    Args:
+        storage: the open store every route reads and writes.
+        metrics: this process's metrics (``/metrics``); a fresh set when None.
+        readiness: returns ``{component: problem}`` for what is not ready besides the database
+            (the scheduler's Ray); ``/readyz`` answers 503 while it is not empty.
+        replica: this process's name in ``/healthz`` and leases.
+        token_cache_s: seconds a verified token is trusted without the database (default 30).
+    """
+    from tiltloop import __version__
+
+    from optimizer.service import routes_ops
+
+    app = FastAPI(title="tiltloop service", version=__version__,
+                  description="Campaigns of reward-tilted diffusion sampling against slow "
+                              "oracles: manage them, watch them, and (labs) pull their work.")
+    app.state.storage = storage
+    app.state.metrics = metrics or ServiceMetrics(storage)
+    app.state.readiness = readiness
+    app.state.replica = replica
+    app.state.verifier = (TokenVerifier(storage) if token_cache_s is None
+                          else TokenVerifier(storage, cache_s=token_cache_s))
+    app.include_router(routes_ops.router)
+    return app
