@@ -231,6 +231,9 @@ class CampaignDriver:
                 self._report(status)
             created = sum(status.queries.values())
             if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
+                # labs of a pull campaign write results themselves: one that landed after this
+                # pass's poll is read now, so the best so far includes it
+                self._observe(self.dispatcher.poll())
                 final = "completed"
                 self.storage.update_campaign(self.name, status=final)
                 self.storage.log_event(self.name, "driver.finished", {

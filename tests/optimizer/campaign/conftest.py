@@ -53,6 +53,9 @@ def _make_config(name: str, prior: str, lab_url: str, db_url: str,
         "storage": {"url": db_url},
     }
     for key, value in sections.items():
+        if key == "oracle" and value.get("kind", "http") != "http":
+            data[key] = value  # another kind: the http options do not apply
+            continue
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_config(data, f"<test config {name}>")
 
