@@ -76,12 +76,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     args.campaign = config.name
-    once = config.oracle.kind == "manual"
+    once = config.oracle.kind in ("manual", "pull")
     status = run_campaign(config, url=args.url, progress=_progress(args), source=str(args.config),
                           timeout_s=args.timeout, once=once)
-    if once:
+    if config.oracle.kind == "manual":
         print(f"manual oracle: {status.in_flight} design(s) wait for results; see "
               f"`tiltloop ask {config.name}`", file=sys.stderr)
+    elif once:
+        print(f"pull oracle: {status.in_flight} design(s) wait for a lab to claim them; "
+              f"`tiltloop serve` drives the campaign and serves its labs (or `tiltloop ask "
+              f"{config.name}`)", file=sys.stderr)
     return _finish(args, status)
 
 
@@ -116,28 +120,39 @@ def _manual_config(storage: Any, name: str) -> Any:
     from optimizer.errors import CampaignStateError
 
     config = load_campaign_config(storage, name)
-    if config.oracle.kind != "manual":
+    if config.oracle.kind not in ("manual", "pull"):
         raise CampaignStateError(
             f"campaign {name!r} uses a {config.oracle.kind!r} oracle; ask/tell are for "
-            "[oracle] kind = \"manual\" (use `tiltloop resume` instead)")
+            "[oracle] kind = \"manual\" or \"pull\" (use `tiltloop resume` instead)")
     return config
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    from optimizer.campaign.driver import campaign_status
     from optimizer.campaign.oracle import build_oracle
     from optimizer.campaign.service import drive, open_storage
 
     with open_storage(_url(args), create=False) as storage:
         config = _manual_config(storage, args.name)
-        # Ray starts only if a new batch must be generated (not while one awaits results)
-        status = drive(config, storage, progress=_progress(args), once=True)
-        oracle = build_oracle(config)
-        try:
-            path = oracle.inner.export_pending(args.out)
-        finally:
-            oracle.close()
+        lease = storage.campaign_lease(args.name)
+        if config.oracle.kind == "pull" and lease is not None and lease.live:
+            status = campaign_status(storage, args.name, config)  # `tiltloop serve` drives it
+        else:
+            # Ray starts only if a new batch must be generated (not while one awaits results)
+            status = drive(config, storage, progress=_progress(args), once=True)
+        if config.oracle.kind == "pull":  # claimed like any lab client (same leases, same rules)
+            from optimizer.campaign.pull_manual import ask
+
+            path, count = ask(storage, config, Path(args.out or f"{args.name}-pending.csv"))
+        else:
+            oracle = build_oracle(config)
+            try:
+                path = oracle.inner.export_pending(args.out)
+            finally:
+                oracle.close()
+            count = status.in_flight
     payload = {**status.to_json(), "pending_file": str(path)}
-    _emit(args, payload, f"{status.line()}\n{status.in_flight} design(s) to measure: {path}\n"
+    _emit(args, payload, f"{status.line()}\n{count} design(s) to measure: {path}\n"
                          f"fill in the objective columns, then: tiltloop tell {args.name} {path}")
     return 0
 
@@ -149,6 +164,8 @@ def _cmd_tell(args: argparse.Namespace) -> int:
 
     with open_storage(_url(args), create=False) as storage:
         config = _manual_config(storage, args.name)
+        if config.oracle.kind == "pull":
+            return _tell_pull(args, storage, config)
         oracle = build_oracle(config)
         try:
             summary = oracle.inner.import_results(args.file)
@@ -169,6 +186,23 @@ def _cmd_tell(args: argparse.Namespace) -> int:
                          f"failure(s), {len(summary.still_pending)} still pending\n{status.line()}\n"
                          f"next designs: tiltloop ask {args.name}")
     return 0
+
+
+def _tell_pull(args: argparse.Namespace, storage: Any, config: Any) -> int:
+    from optimizer.campaign.driver import campaign_status
+    from optimizer.campaign.pull_manual import tell
+
+    out = tell(storage, config, Path(args.file))
+    status = campaign_status(storage, args.name, config)
+    payload = {**status.to_json(), "imported": {"succeeded": list(out.succeeded),
+                                                "failed": list(out.failed),
+                                                "still_pending": list(out.still_pending)},
+               "refused": [{"key": k, "reason": why} for k, why in out.refused]}
+    refused = "".join(f"\n  not stored: {k}: {why}" for k, why in out.refused)
+    _emit(args, payload, f"reported {len(out.succeeded)} result(s), {len(out.failed)} "
+                         f"failure(s), {len(out.still_pending)} still pending{refused}\n"
+                         f"{status.line()}\nnext designs: tiltloop ask {args.name}")
+    return EXIT_FAILING if out.refused else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

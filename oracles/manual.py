@@ -102,10 +102,12 @@ class ManualOracle:
         objectives: objective names (maximized).
         export_format: ``"csv"`` or ``"json"`` for ``pending.<format>``.
         name: shown in logs.
+        where: names the oracle in row errors (default: its directory).
     """
 
     def __init__(self, directory: str | Path, objectives: Sequence[str] = ("y",), *,
-                 export_format: Literal["csv", "json"] = "csv", name: str = "manual") -> None:
+                 export_format: Literal["csv", "json"] = "csv", name: str = "manual",
+                 where: str | None = None) -> None:
         if export_format not in ("csv", "json"):
             raise OracleConfigError(f"export_format must be 'csv' or 'json', got {export_format!r}")
         self.directory = Path(directory)
@@ -113,6 +115,7 @@ class ManualOracle:
         self.objectives = check_objectives(objectives)
         self.export_format = export_format
         self.name = name
+        self._where = where or str(self.directory)
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, Any]] = {}
         self._results: dict[str, dict[str, Any]] = {}
@@ -241,7 +244,7 @@ class ManualOracle:
             problems.append(f"key {key!r} appears again (first on line {seen[key]})")
         seen.setdefault(key, line)
         if key not in self._pending and key not in self._results:
-            problems.append(f"key {key!r} is not a query of this oracle ({self.directory}); "
+            problems.append(f"key {key!r} is not a query of this oracle ({self._where}); "
                             f"was the file exported by another campaign?")
         if error and len(blank) < len(self.objectives):
             problems.append("both 'error' and objective values are filled; leave one empty")

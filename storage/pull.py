@@ -170,6 +170,22 @@ class PullMixin(StorageBase):
             raise WorkNotHeld(f"query {key!r} is already {row.status} with another result; a "
                               f"result is stored once, yours was not stored")
 
+    def work_of(self, campaign: str, client_id: str, *, statuses: tuple[str, ...] | None = None,
+                with_design: bool = False) -> list[QueryRecord]:
+        """The campaign's queries whose latest pull claim is ``client_id``'s (held now, or
+        reported by it), oldest first, optionally only those in ``statuses``."""
+        check_owner(client_id, field="client_id")
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            mine = sa.select(PullClaim.id).where(PullClaim.campaign_id == cid,
+                                                 PullClaim.client_id == client_id)
+            stmt = query_select(with_design=with_design).where(
+                OracleQuery.campaign_id == cid,
+                OracleQuery.pull_claim_id.in_(mine.scalar_subquery()))
+            if statuses is not None:
+                stmt = stmt.where(OracleQuery.status.in_(list(statuses)))
+            return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+
     def _replay(self, session: Session, claim_id: int, keys: list[str], client_id: str,
                 lease: float) -> list[QueryRecord]:
         session.execute(
