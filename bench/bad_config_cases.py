@@ -57,6 +57,7 @@ ORACLE_BASES: dict[str, dict[str, Any]] = {
     "manual": {"kind": "manual", "directory": "manual-dir"},
     "digits": {"kind": "digits"},
     "manifold": {"kind": "manifold"},
+    "pull": {"kind": "pull"},
 }
 
 #: Values that a config accepts by its declared rules but that no run can use: each should be

@@ -157,3 +157,25 @@ def test_racing_clients_never_get_the_same_query(storage_url: str) -> None:
             s.close()
     everything = [k for got in claimed for k in got]
     assert sorted(everything) == sorted(keys) and len(set(everything)) == len(keys)
+
+
+def test_work_of_lists_a_clients_claimed_and_reported_queries(storage: Storage) -> None:
+    store = storage
+    keys = setup_round(storage, num=3, selected=(0, 1, 2))
+    mine = [q.key for q in store.claim_work("c1", "lab-a", "r1", 2, 60.0)]
+    store.claim_work("c1", "lab-b", "r2", 1, 60.0)
+    store.report_work(mine[0], "lab-a", values={"y": 1.0})
+    assert [q.key for q in store.work_of("c1", "lab-a")] == mine
+    held = store.work_of("c1", "lab-a", statuses=("dispatched",), with_design=True)
+    assert [q.key for q in held] == mine[1:] and held[0].design is not None
+    assert [q.key for q in store.work_of("c1", "lab-b")] == [k for k in keys if k not in mine]
+
+
+def test_event_cursor_reads_only_newer_events(storage: Storage) -> None:
+    store = storage
+    setup_round(storage)
+    cursor = store.last_event_id("c1")
+    assert cursor > 0
+    store.log_event("c1", "note", {"n": 1})
+    newer = store.list_events("c1", after_id=cursor)
+    assert [e.kind for e in newer] == ["note"] and store.last_event_id("c1") == newer[0].id
