@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import uvicorn
 from optimizer.service.app import create_app
 from optimizer.service.metrics import ServiceMetrics
 from pg_schemas import postgres_schema_url
-from service_helpers import Tokens, config_data
+from service_helpers import Live, Tokens, config_data
 from storage import Storage, upgrade
 
 
@@ -70,15 +69,6 @@ def tokens(storage: Storage) -> Tokens:
     """Real tokens in the database (scrypt-hashed), one per scope."""
     return Tokens(*(storage.create_token(scopes)[1]
                     for scopes in (["admin"], ["read"], ["lab:pull-a"], ["lab:pull-b"])))
-
-
-@dataclass
-class Live:
-    """The app served on loopback: its base URL, the app, and its metrics."""
-
-    url: str
-    app: Any
-    metrics: ServiceMetrics
 
 
 @pytest.fixture()

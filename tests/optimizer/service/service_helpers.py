@@ -62,3 +62,12 @@ def bearer(secret: str) -> dict[str, str]:
 def create(client: httpx.Client, admin: str, data: dict[str, Any]) -> httpx.Response:
     """``POST /v1/campaigns`` with a JSON config."""
     return client.post("/v1/campaigns", json={"config": data}, headers=bearer(admin))
+
+
+@dataclass
+class Live:
+    """The app served on loopback: its base URL, the app, and its metrics."""
+
+    url: str
+    app: Any
+    metrics: Any  # optimizer.service.metrics.ServiceMetrics
