@@ -25,6 +25,7 @@ __all__ = ["tiny_prior_path"]  # the fixture, used by name
 NAMES = ["c1", "c2", "c3", "c4"]
 
 
+@pytest.mark.slow
 def test_two_replicas_split_four_campaigns_and_complete_them(
         ray_session: str, pg_schema: str, tiny_prior_path: str) -> None:
     url = postgres_schema_url(pg_schema)
@@ -133,7 +134,11 @@ def test_a_failing_driver_is_logged_released_and_backed_off(
 
 
 def test_stop_names_a_driver_that_does_not_stop_and_readiness(
-        sqlite_campaigns: str, caplog: pytest.LogCaptureFixture, ray_session: str) -> None:
+        sqlite_campaigns: str, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # readiness without a cluster
     release = threading.Event()
 
     def drive(config: Any, storage: Any, *, should_stop: Any, **_: Any) -> str:

@@ -86,3 +86,34 @@ def test_sigterm_releases_leases_exits_0_and_loses_nothing(
         assert max(evaluations.values()) == 1
         assert set(evaluations) == {q.key for n in NAMES
                                     for q in st.list_queries(n, statuses=("succeeded",))}
+
+
+# ---- start-up errors: one clear line, exit 2, before Ray starts -----------------------------
+def test_serve_refuses_a_database_without_schema(pg_schema: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from optimizer.cli import main
+
+    assert main(["serve", "--url", postgres_schema_url(pg_schema), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "has no tiltloop schema" in err and "tiltloop db upgrade" in err
+    assert "does not create or migrate the schema itself" in err
+    assert main(["serve", "--url", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
+    assert "no database at" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from optimizer.cli import main
+    from optimizer.service.serve import is_loopback
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    create_campaigns(url, [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--url", url, "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
