@@ -11,7 +11,9 @@ scheduler and serve. One line goes to stdout when it listens::
 SIGTERM or SIGINT: stop taking campaigns, tell every driver to stop (each ends after the
 transaction it is in and releases its lease), stop uvicorn, join the drivers within
 ``stop_timeout_s``, kill the shared worker pools, shut Ray down if this process started it, and
-return 0. A second SIGINT stops uvicorn without waiting for open connections.
+return 0. A second SIGINT stops uvicorn without waiting for open connections. A signal while
+Ray starts is honoured once Ray is up (exit 0) — except inside Ray's native start-up, whose own
+SIGTERM handler ends the process (exit 143; nothing was taken or sent yet).
 """
 from __future__ import annotations
 
@@ -92,6 +94,10 @@ def _open_storage(url: str) -> Storage:
                                  "the schema itself") from None
 
 
+class _StoppedWhileStarting(Exception):
+    """SIGTERM arrived while Ray was starting."""
+
+
 @contextmanager
 def _ray() -> Iterator[bool]:
     """Ray for the whole process: joined (``RAY_ADDRESS``) or started here; yields whether this
@@ -105,7 +111,12 @@ def _ray() -> Iterator[bool]:
     if ray.is_initialized():  # embedded (tests): the caller owns Ray
         yield False
         return
-    ray_init(None, field="$RAY_ADDRESS")
+    try:
+        ray_init(None, field="$RAY_ADDRESS")
+    except SystemExit:  # ray.init's own SIGTERM handler (sys.exit) fired while Ray started
+        if ray.is_initialized():
+            ray.shutdown()
+        raise _StoppedWhileStarting from None
     started = not os.environ.get("RAY_ADDRESS")
     try:
         yield started
@@ -153,16 +164,27 @@ def serve(options: ServeOptions, *, out: TextIO | None = None) -> int:
         raise CampaignStateError(f"--host/--port: cannot listen on {options.host}:{options.port} "
                                  f"({exc.strerror or exc}); choose another port, or 0 for a "
                                  "free one") from None
+    # a signal while Ray starts (seconds) is remembered, not fatal: ray.init installs its own
+    # SIGTERM handler (sys.exit), so ours is installed again once Ray is up
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: early.append(s))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with _ray() as started_ray:
-            return _serve(options, storage, sock, started_ray, out, create_app)
+            return _serve(options, storage, sock, started_ray, out, create_app, early)
+    except _StoppedWhileStarting:
+        log.warning("tiltloop serve: SIGTERM received while Ray was starting; stopped before "
+                    "taking any campaign")
+        return 0
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
         storage.close()
 
 
 def _serve(options: ServeOptions, storage: Storage, sock: socket.socket, started_ray: bool,
-           out: TextIO, create_app: Any) -> int:
+           out: TextIO, create_app: Any, early: list[int]) -> int:
     owner = driver_owner()
     metrics = ServiceMetrics(storage)
     pools = WorkerPools()
@@ -180,7 +202,10 @@ def _serve(options: ServeOptions, storage: Storage, sock: socket.socket, started
         scheduler.request_stop()
         server.should_exit = True
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for got in early[:1]:  # asked to stop while Ray started: serve nothing, stop cleanly
+        on_signal(got, None)
     try:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
@@ -196,8 +221,6 @@ def _serve(options: ServeOptions, storage: Storage, sock: socket.socket, started
         scheduler.request_stop()
         late = scheduler.stop(timeout_s=options.stop_timeout_s)
         pools.shutdown_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         log.info("tiltloop serve: stopped (replica %s%s; Ray %s)", owner,
                  f"; drivers still running: {', '.join(late)}" if late else "",
                  "shut down" if started_ray else "left running")
