@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: tiltloop-report/NAME)")
     from optimizer.campaign.export_cli import add_export_parser
     from optimizer.campaign.ops_cli import add_campaign_parser
+    from optimizer.service.cli import add_serve_parser
     from storage.cli import add_db_parser
     from storage.token_cli import add_token_parser
 
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_campaign_parser(sub)
     add_db_parser(sub)
     add_token_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

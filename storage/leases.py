@@ -14,6 +14,7 @@ writers can never both hold one campaign:
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -127,14 +128,16 @@ class LeasesMixin(StorageBase):
         with self.session() as session:
             return self._lease(session, self._campaign_id(session, name))
 
-    def acquire_free_campaigns(self, owner: str, ttl_s: float, limit: int) -> list[str]:
+    def acquire_free_campaigns(self, owner: str, ttl_s: float, limit: int, *,
+                               exclude: Collection[str] = ()) -> list[str]:
         """Take the leases of up to ``limit`` active campaigns that have no live lease.
 
         For a replica's scheduler: one transaction that locks the chosen campaign rows
         (Postgres ``FOR UPDATE OF campaign SKIP LOCKED``, so replicas pick disjoint sets without
         waiting; SQLite serialises writers), then takes each lease with the same conditional
         statements as :meth:`acquire_campaign_lease`: a campaign is never handed to two owners.
-        Campaigns whose live lease ``owner`` already holds are not returned (they are not free).
+        Campaigns whose live lease ``owner`` already holds are not returned (they are not free),
+        nor those named in ``exclude`` (a scheduler backing off a campaign whose driver failed).
 
         Returns:
             The names of the campaigns taken, oldest campaign first.
@@ -144,12 +147,14 @@ class LeasesMixin(StorageBase):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FREE_LIMIT:
             raise InvalidValue(f"limit: expected an integer from 1 to {MAX_FREE_LIMIT}, "
                                f"got {limit!r}")
+        skip = sorted({str(name) for name in exclude})
         with self.session() as session:
             free = session.execute(
                 sa.select(Campaign.id, Campaign.name)
                 .outerjoin(CampaignLease, CampaignLease.campaign_id == Campaign.id)
                 .where(Campaign.status == "active",
-                       sa.or_(CampaignLease.id.is_(None), CampaignLease.expires_at < db_now()))
+                       sa.or_(CampaignLease.id.is_(None), CampaignLease.expires_at < db_now()),
+                       Campaign.name.not_in(skip) if skip else sa.true())
                 .order_by(Campaign.id).limit(limit)
                 .with_for_update(of=Campaign, skip_locked=True)
             ).all()

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -83,7 +84,9 @@ class DriverLease:
         return self._start()
 
     def _start(self) -> DriverLease:
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.name}", daemon=True)
+        # the renewer inherits the caller's logging context (the campaign tag on its warnings)
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._renew,),
+                                        name=f"lease-{self.name}", daemon=True)
         self._thread.start()
         return self
 

@@ -146,7 +146,22 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    ray_init(config.ray.address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
+    """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray advertised on 127.0.0.1
+    with one CPU per core and no dashboard (``ray_runtime``'s start, for a caller that keeps
+    Ray up itself, as ``tiltloop serve`` does).
+
+    Raises:
+        PreflightError: naming ``field`` when the cluster cannot be joined or started.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "configure_logging": True, "logging_level": logging.WARNING}
     if address is None:
@@ -158,11 +173,7 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if ray.is_initialized():
             ray.shutdown()
-        raise PreflightError(f"field `ray.address`: cannot join Ray at {address!r}: {exc}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+        raise PreflightError(f"field `{field}`: cannot join Ray at {address!r}: {exc}") from None
 
 
 @contextmanager
