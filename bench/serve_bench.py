@@ -3,10 +3,13 @@ campaigns driven by one service process.
 
 Part 1 — pull latency. One ``tiltloop serve`` process (its scheduler drives the pull campaign,
 which has its whole budget queued) and 100 concurrent lab clients (asyncio + httpx, one process)
-that claim one item, report it, and claim again, for ``--seconds``. Printed: p50 / p99 / max
-latency of claim and of report, requests/s, the service's CPU time per request, and p99 against
-the 50 ms goal. Side by side, interleaved in ``--repeats`` blocks: the same claim+report made by
-ONE client over HTTP and made directly on the storage API in this process, so the ratio shows
+that claim one item, measure it for ``--measure`` seconds (jittered), report it, and claim again,
+for ``--seconds``. Printed: p50 / p99 / max latency of claim and of report, requests/s, the
+service's CPU time per request, and p99 against the 50 ms goal. Then ``--saturation-s``
+seconds with no measuring time: the clients then only wait on the service, so latency =
+clients / throughput, which shows this machine's capacity rather than a lab's experience.
+Side by side, interleaved in ``--repeats`` blocks: the same claim+report made by ONE client
+over HTTP and made directly on the storage API in this process, so the ratio shows
 what HTTP + auth + the app add to the database work.
 
 Part 2 — 20 campaigns. One ``tiltloop serve`` drives ``--campaigns`` campaigns (bundled gmm-toy
@@ -172,8 +175,11 @@ def _queue(storage: Storage, name: str, items: int) -> None:
 
 
 async def _lab(base: str, secret: str, name: str, i: int, until: float,
-               lat: dict[str, list[float]], client: httpx.AsyncClient) -> None:
+               lat: dict[str, list[float]], client: httpx.AsyncClient, measure_s: float) -> None:
+    """One lab client: claim an item, measure it for ~``measure_s`` (jittered), report, repeat."""
     headers = {"Authorization": f"Bearer {secret}"}
+    rng = np.random.default_rng(i)
+    await asyncio.sleep(rng.uniform(0, measure_s))  # labs do not start in lockstep
     while time.perf_counter() < until:
         t0 = time.perf_counter()
         r = await client.post(f"{base}/v1/campaigns/{name}/claims", headers=headers,
@@ -187,6 +193,8 @@ async def _lab(base: str, secret: str, name: str, i: int, until: float,
             await asyncio.sleep(0.05)
             continue
         key = items[0]["key"]
+        if measure_s:
+            await asyncio.sleep(rng.uniform(0.5, 1.5) * measure_s)
         t0 = time.perf_counter()
         r = await client.post(f"{base}/v1/campaigns/{name}/reports", headers=headers,
                               json={"client_id": f"lab-{i}", "key": key,
@@ -195,13 +203,13 @@ async def _lab(base: str, secret: str, name: str, i: int, until: float,
         r.raise_for_status()
 
 
-async def _many(base: str, secret: str, name: str, clients: int, seconds: float
-                ) -> dict[str, list[float]]:
+async def _many(base: str, secret: str, name: str, clients: int, seconds: float,
+                measure_s: float) -> dict[str, list[float]]:
     lat: dict[str, list[float]] = {"claim": [], "report": [], "empty": []}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=60.0, limits=limits) as client:
         until = time.perf_counter() + seconds
-        await asyncio.gather(*[_lab(base, secret, name, i, until, lat, client)
+        await asyncio.gather(*[_lab(base, secret, name, i, until, lat, client, measure_s)
                                for i in range(clients)])
     return lat
 
@@ -263,27 +271,35 @@ def part_pull(args: argparse.Namespace, workdir: Path) -> None:
                 print(f"  {label}  p50 {mid * 1e3:7.2f} ms   p99 {_pct(xs, 99) * 1e3:7.2f} ms")
             print(f"  ratio HTTP / direct (p50): {h / d:.2f}")
 
-            cpu0, wall0, pcpu0 = serve.cpu_s(), time.perf_counter(), time.process_time()
-            lat = asyncio.run(_many(serve.base, secret, name, args.clients, args.seconds))
-            wall = time.perf_counter() - wall0
-            cpu = serve.cpu_s() - cpu0
-            requests = len(lat["claim"]) + len(lat["report"])
-            print(f"\n{args.clients} concurrent lab clients for {args.seconds:.0f} s "
-                  f"(load {_load()}):")
-            for kind in ("claim", "report"):
-                xs = lat[kind]
-                print(f"  {kind:6s}  n={len(xs):6d}  p50 {_pct(xs, 50) * 1e3:7.1f} ms  "
-                      f"p99 {_pct(xs, 99) * 1e3:7.1f} ms  max {max(xs) * 1e3:7.1f} ms")
-            print(f"  empty claims (queue drained): {len(lat['empty'])}")
-            print(f"  requests/s {requests / wall:.0f}; service CPU {cpu:.1f} s = "
-                  f"{cpu / max(requests, 1) * 1e3:.2f} ms per request; clients' CPU "
-                  f"{time.process_time() - pcpu0:.1f} s; wall {wall:.1f} s")
-            p99 = _pct(lat["claim"], 99) * 1e3
-            print(f"  claim p99 / goal ({GOAL_P99_MS:.0f} ms) = {p99 / GOAL_P99_MS:.2f} "
-                  f"({'met' if p99 <= GOAL_P99_MS else 'NOT met'})")
+            for measure_s, seconds in ((args.measure, args.seconds), (0.0, args.saturation_s)):
+                _clients_run(serve, secret, name, args.clients, seconds, measure_s)
         finally:
             serve.stop()
             storage.close()
+
+
+def _clients_run(serve: Serve, secret: str, name: str, clients: int, seconds: float,
+                 measure_s: float) -> None:
+    cpu0, wall0, pcpu0 = serve.cpu_s(), time.perf_counter(), time.process_time()
+    lat = asyncio.run(_many(serve.base, secret, name, clients, seconds, measure_s))
+    wall = time.perf_counter() - wall0
+    cpu = serve.cpu_s() - cpu0
+    requests = len(lat["claim"]) + len(lat["report"])
+    what = (f"each measuring ~{measure_s:g} s per item" if measure_s
+            else "no measuring time: saturation, i.e. the capacity of this machine")
+    print(f"\n{clients} concurrent lab clients for {seconds:.0f} s, {what} (load {_load()}):")
+    for kind in ("claim", "report"):
+        xs = lat[kind]
+        print(f"  {kind:6s}  n={len(xs):6d}  p50 {_pct(xs, 50) * 1e3:7.1f} ms  "
+              f"p99 {_pct(xs, 99) * 1e3:7.1f} ms  max {max(xs) * 1e3:7.1f} ms")
+    print(f"  empty claims (queue drained): {len(lat['empty'])}")
+    print(f"  requests/s {requests / wall:.0f}; service CPU {cpu:.1f} s in {wall:.1f} s wall = "
+          f"{cpu / max(requests, 1) * 1e3:.2f} ms per request; clients' CPU "
+          f"{time.process_time() - pcpu0:.1f} s")
+    if measure_s:
+        p99 = _pct(lat["claim"], 99) * 1e3
+        print(f"  claim p99 / goal ({GOAL_P99_MS:.0f} ms) = {p99 / GOAL_P99_MS:.2f} "
+              f"({'met' if p99 <= GOAL_P99_MS else 'NOT met'})")
 
 
 # ---- part 2: 20 campaigns --------------------------------------------------------------------
@@ -346,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", choices=("pull", "campaigns", "both"), default="both")
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--measure", type=float, default=2.0,
+                   help="seconds a lab client spends measuring each item (jittered ±50%%)")
+    p.add_argument("--saturation-s", type=float, default=15.0,
+                   help="seconds of the run with no measuring time (capacity)")
     p.add_argument("--items", type=int, default=30_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--campaigns", type=int, default=20)

@@ -30,7 +30,7 @@ from storage.clock import db_now, db_now_plus
 from storage.errors import InvalidValue, NotFound, WorkNotHeld
 from storage.leases import check_owner, check_seconds, insert_ignoring_conflicts
 from storage.lifecycle import check_objectives
-from storage.models import OracleQuery, PullClaim
+from storage.models import QUERY_TABLE, OracleQuery, PullClaim
 from storage.queries import lifecycle_changes, query_select, to_record
 from storage.records import QueryRecord
 from storage.session import StorageBase
@@ -140,7 +140,7 @@ class PullMixin(StorageBase):
         mine = sa.select(PullClaim.id).where(PullClaim.client_id == client_id)
         with self.session() as session:
             won = session.execute(
-                sa.update(OracleQuery)
+                sa.update(QUERY_TABLE)
                 .where(OracleQuery.idempotency_key == key, *where,
                        OracleQuery.pull_claim_id.in_(mine.scalar_subquery()))
                 .values(**changes).returning(OracleQuery.campaign_id)
@@ -189,7 +189,7 @@ class PullMixin(StorageBase):
     def _replay(self, session: Session, claim_id: int, keys: list[str], client_id: str,
                 lease: float) -> list[QueryRecord]:
         session.execute(
-            sa.update(OracleQuery)
+            sa.update(QUERY_TABLE)
             .where(OracleQuery.pull_claim_id == claim_id, OracleQuery.status == "dispatched",
                    OracleQuery.lease_owner == client_id)
             .values(lease_expires_at=db_now_plus(lease), updated_at=db_now())
@@ -207,7 +207,7 @@ class PullMixin(StorageBase):
         """Move queries ``ids`` along one lifecycle edge (all of them: they are locked)."""
         changes, where = lifecycle_changes(f"{len(ids)} queries", expected, new)
         moved = session.execute(
-            sa.update(OracleQuery).where(OracleQuery.id.in_(ids), *where)
+            sa.update(QUERY_TABLE).where(OracleQuery.id.in_(ids), *where)
             .values(**changes, **extra).returning(OracleQuery.idempotency_key)
         ).scalars().all()
         for key in sorted(moved):

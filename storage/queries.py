@@ -16,7 +16,7 @@ from storage.arrays import decode_array
 from storage.clock import db_now, db_now_plus
 from storage.errors import InvalidValue, JobIdConflict, NotFound
 from storage.lifecycle import check_objectives, check_transition
-from storage.models import QUERY_STATUSES, Campaign, Candidate, OracleQuery, Round
+from storage.models import QUERY_STATUSES, QUERY_TABLE, Campaign, Candidate, OracleQuery, Round
 from storage.records import IN_FLIGHT, TERMINAL, QueryRecord
 from storage.session import StorageBase
 
@@ -120,7 +120,7 @@ class QueriesMixin(StorageBase):
             where.append(OracleQuery.lease_owner == owner)
         with self.session() as session:
             won = session.execute(
-                sa.update(OracleQuery).where(*where).values(**changes)
+                sa.update(QUERY_TABLE).where(*where).values(**changes)
                 .returning(OracleQuery.id, OracleQuery.campaign_id)
             ).first()
             if won is None:
@@ -147,7 +147,7 @@ class QueriesMixin(StorageBase):
         job_id = _check_job_id(key, job_id)
         with self.session() as session:
             updated = session.execute(
-                sa.update(OracleQuery)
+                sa.update(QUERY_TABLE)
                 .where(OracleQuery.idempotency_key == key, OracleQuery.external_job_id.is_(None))
                 .values(external_job_id=job_id, updated_at=db_now())
                 .returning(OracleQuery.campaign_id)
@@ -201,7 +201,7 @@ class QueriesMixin(StorageBase):
                 .with_for_update(skip_locked=True)
             )
             ids = session.scalars(
-                sa.update(OracleQuery).where(OracleQuery.id.in_(free.scalar_subquery()))
+                sa.update(QUERY_TABLE).where(OracleQuery.id.in_(free.scalar_subquery()))
                 .values(lease_owner=owner, lease_expires_at=db_now_plus(lease_seconds),
                         updated_at=db_now())
                 .returning(OracleQuery.id)
@@ -218,7 +218,7 @@ class QueriesMixin(StorageBase):
         """Give a lease back early; False if ``owner`` does not hold it."""
         with self.session() as session:
             done = cast("sa.CursorResult[Any]", session.execute(
-                sa.update(OracleQuery)
+                sa.update(QUERY_TABLE)
                 .where(OracleQuery.idempotency_key == key, OracleQuery.lease_owner == owner)
                 .values(lease_owner=None, lease_expires_at=None, updated_at=db_now())
             ))
@@ -251,6 +251,31 @@ class QueriesMixin(StorageBase):
             if round_index is not None:
                 stmt = stmt.where(Round.round_index == round_index)
             return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+
+    def get_queries(self, keys: Sequence[str], *, with_design: bool = False) -> list[QueryRecord]:
+        """The queries with these keys, in the order given (one statement; unknown keys are
+        left out)."""
+        if not keys:
+            return []
+        with self.session() as session:
+            rows = session.execute(query_select(with_design=with_design)
+                                   .where(OracleQuery.idempotency_key.in_(list(keys)))).all()
+        by_key = {r.idempotency_key: to_record(r) for r in rows}
+        return [by_key[k] for k in keys if k in by_key]
+
+    def rounds_in_flight(self, campaign: str) -> set[int]:
+        """Indices of the campaign's rounds that still have a query pending, dispatched or
+        running (one GROUP BY: the cost does not grow with the queue)."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            rows = session.execute(
+                sa.select(Round.round_index)
+                .join(Candidate, Candidate.round_id == Round.id)
+                .join(OracleQuery, OracleQuery.candidate_id == Candidate.id)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(IN_FLIGHT))
+                .group_by(Round.round_index)
+            ).scalars().all()
+            return {int(i) for i in rows}
 
     def query_counts(self, campaign: str) -> dict[str, int]:
         """Number of queries per status (every status present, zeros included)."""

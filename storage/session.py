@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from storage.engine import map_dbapi_error, redact
 from storage.errors import IntegrityViolation, InvalidValue, NotFound
-from storage.models import Campaign, Event
+from storage.models import EVENT_TABLE, Campaign
 
 #: Campaign names: they become part of idempotency keys, so no ':' and no spaces.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -102,7 +102,7 @@ class StorageBase:
 
     def _log(self, session: Session, campaign_id: int, kind: str, payload: dict[str, Any]) -> None:
         session.execute(
-            sa.insert(Event).values(
+            sa.insert(EVENT_TABLE).values(
                 campaign_id=campaign_id, kind=kind, actor=self.actor, payload=payload
             )
         )

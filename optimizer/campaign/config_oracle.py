@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from oracles.factory import ORACLE_KINDS
 from oracles.protocol import Oracle
@@ -104,6 +104,25 @@ def factory_config(config: BaseModel) -> BaseModel:
     return cls.model_validate(config.model_dump(exclude={"kind"}))
 
 
+def stored_oracle(config: dict[str, Any], campaign: str) -> BaseModel:
+    """The ``[oracle]`` table of a stored campaign config, validated alone (a pull claim reads
+    it on every request; validating the whole config would cost ~10× more).
+
+    Raises:
+        ValueError: the stored table is not a valid oracle config (names the campaign).
+    """
+    from pydantic import ValidationError
+
+    try:
+        return _ORACLE_ADAPTER.validate_python(flatten_legacy(config.get("oracle")))
+    except ValidationError as exc:
+        raise ValueError(f"the [oracle] stored with campaign {campaign!r} is invalid: "
+                         f"{exc.errors()[0]['msg']}") from None
+
+
+_ORACLE_ADAPTER: Any = None
+
+
 def is_pull(config: BaseModel) -> bool:
     """Whether labs pull this campaign's work (no oracle object is built)."""
     return isinstance(config, PullOracleConfig)
@@ -122,3 +141,6 @@ def build(config: BaseModel) -> Oracle:
         raise ValueError("a pull oracle has no oracle object: labs claim work through "
                          "`tiltloop serve` and the driver reads their reports from the database")
     return SafeOracle(ORACLE_KINDS[kind][1](factory_config(config)))
+
+
+_ORACLE_ADAPTER = TypeAdapter(OracleConfig)

@@ -327,7 +327,7 @@ class CampaignDriver:
         keys = (*outcome.succeeded, *outcome.failed)
         if not keys:
             return None
-        new = [self.storage.get_query(k, with_design=False) for k in keys]
+        new = self.storage.get_queries(keys)  # one statement however many finished
         if self.observer is not None:
             self.observer.queries_finished(self.name, new)
         if self._best is not None and outcome.succeeded:
@@ -356,9 +356,9 @@ class CampaignDriver:
         open_rounds = [r for r in self.storage.list_rounds(self.name) if r.status == "open"]
         if not open_rounds:
             return
-        # Only in-flight queries matter: a round is complete when none of its queries is left.
-        busy = {q.round_index for q in self.storage.list_queries(
-            self.name, statuses=("pending", "dispatched", "running"))}
+        # Only in-flight queries matter: a round is complete when none of its queries is left
+        # (a GROUP BY: a pull campaign may have thousands queued for its labs).
+        busy = self.storage.rounds_in_flight(self.name)
         for r in open_rounds:
             if r.index not in busy:
                 self.storage.update_round(self.name, r.index, status="complete")

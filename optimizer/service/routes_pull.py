@@ -19,8 +19,7 @@ import logging
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from optimizer.campaign.config_io import parse_config
-from optimizer.campaign.config_oracle import PullOracleConfig
+from optimizer.campaign.config_oracle import PullOracleConfig, stored_oracle
 from optimizer.service.auth import need_lab
 from optimizer.service.schemas import ClaimBody, ClaimItem, ClaimResult, ReportBody, ReportResult
 from optimizer.service.views import CampaignName, not_found, storage_of
@@ -39,7 +38,7 @@ def claim(name: CampaignName, body: ClaimBody, request: Request) -> ClaimResult:
         rec = storage.load_campaign(name)
     except NotFound:
         raise not_found(name) from None
-    oracle = parse_config(rec.config, f"the config stored with campaign {name!r}").oracle
+    oracle = stored_oracle(rec.config, name)
     if not isinstance(oracle, PullOracleConfig):
         raise HTTPException(status.HTTP_409_CONFLICT, detail=(
             f"campaign {name!r} has oracle kind {oracle.kind!r}, not 'pull': the service "
