@@ -4,12 +4,16 @@ Routes (every one needs a bearer token except ``/healthz`` and ``/readyz``; see
 ``optimizer.service.auth``):
 
 - ``/healthz``, ``/readyz``, ``/metrics`` (``optimizer.service.routes_ops``)
-- ``/v1/...``: campaigns, their rounds, queries, exports, events, and the pull API for labs
+- ``/v1/campaigns``: create, list, get, pause / resume / cancel / budget / config
+  (``routes_campaigns``); rounds, queries, top designs, exports (``routes_results``); the pull
+  API for labs (``routes_pull``); the live event stream (``routes_events``). Our errors become
+  JSON answers in ``optimizer.service.errors``.
+- ``/openapi.json``: the OpenAPI document generated from the routes, committed as
+  ``docs/service-openapi.json`` (``python -m optimizer.service.openapi --out …``; a test fails
+  when it drifts).
 
-The OpenAPI document is generated from the routes (``GET /openapi.json``) and committed as
-``docs/service-openapi.json`` (``python -m optimizer.service.openapi --out …``; a test fails when
-it drifts). The app drives nothing itself: ``optimizer.service.serve`` runs it next to the
-scheduler that drives the campaigns.
+The app drives nothing itself: ``optimizer.service.serve`` runs it next to the scheduler that
+drives the campaigns.
 
     >>> app = create_app(Storage.open(url), metrics=ServiceMetrics())      # doctest: +SKIP
 """
@@ -42,16 +46,24 @@ def create_app(storage: Storage, *, metrics: ServiceMetrics | None = None,
     """
     from tiltloop import __version__
 
-    from optimizer.service import routes_ops
+    from optimizer.service import (openapi, routes_campaigns, routes_events, routes_ops,
+                                   routes_pull, routes_results)
+    from optimizer.service.errors import install_error_handlers
 
     app = FastAPI(title="tiltloop service", version=__version__,
                   description="Campaigns of reward-tilted diffusion sampling against slow "
-                              "oracles: manage them, watch them, and (labs) pull their work.")
+                              "oracles: manage them, watch them, and (labs) pull their work.",
+                  # the document is served by a route that needs a read token like every
+                  # other (optimizer.service.openapi); no Swagger page (it loads from a CDN)
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.storage = storage
     app.state.metrics = metrics or ServiceMetrics(storage)
     app.state.readiness = readiness
     app.state.replica = replica
     app.state.verifier = (TokenVerifier(storage) if token_cache_s is None
                           else TokenVerifier(storage, cache_s=token_cache_s))
+    install_error_handlers(app)
     app.include_router(routes_ops.router)
+    for module in (openapi, routes_campaigns, routes_results, routes_pull, routes_events):
+        app.include_router(module.router)
     return app
