@@ -57,7 +57,7 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _mean_trace(chunks: Any) -> list[float] | None:
+def _mean_trace(chunks: Any) -> list[float | None] | None:
     """The per-step mean over the workers' chunks (chunks may differ in length: truncate)."""
     if not isinstance(chunks, list) or not chunks or not all(isinstance(c, list) and c
                                                               for c in chunks):
@@ -157,15 +157,17 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP) -> d
     values: dict[str, list[float | None]] = {
         o: [_finite((r.values or {}).get(o)) if r.status == "succeeded" else None for r in rows]
         for o, _ in objectives}
-    points = {"key": keys, "round": [r.round for r in rows], "status": [r.status for r in rows],
-              "values": values, "surrogate_mean": [_finite(r.surrogate_mean) for r in rows],
-              "surrogate_std": [_finite(r.surrogate_std) for r in rows]}
+    means = [_finite(r.surrogate_mean) for r in rows]
+    points: dict[str, Any] = {
+        "key": keys, "round": [r.round for r in rows], "status": [r.status for r in rows],
+        "values": values, "surrogate_mean": means,
+        "surrogate_std": [_finite(r.surrogate_std) for r in rows]}
 
     by_round: dict[int, list[tuple[float, float | None]]] = {}
-    for r, v, m in zip(points["round"], values[primary], points["surrogate_mean"]):
+    for r, v, m in zip((row.round for row in rows), values[primary], means):
         if v is not None:
             by_round.setdefault(r, []).append((v, m))
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for rec in storage.list_rounds(name):
         s = rec.summary or {}
         results = by_round.get(rec.index, [])

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from service_helpers import Live
 from dashboard_helpers import SECRET_TOKEN_FIELD, SECRET_URL, create_campaign, record_round
 from pg_schemas import postgres_schema_url
 from storage import Storage
@@ -65,8 +66,9 @@ def chromium_browser() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def new_page(chromium_browser: Any) -> Iterator[Callable[[], Any]]:
-    """``new_page()`` -> a page in a fresh browser context (its own cookies), closed at the end."""
+def new_page(server: Live, chromium_browser: Any) -> Iterator[Callable[[], Any]]:
+    """``new_page()`` -> a page in a fresh browser context (its own cookies), closed at the end
+    (before the server stops: its event streams end with the pages)."""
     contexts: list[Any] = []
 
     def make() -> Any:

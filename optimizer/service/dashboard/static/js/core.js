@@ -75,12 +75,15 @@
   };
 
   TL.plot = function (div, traces, layout) {
-    const base = { margin: { l: 50, r: 16, t: 10, b: 40 }, height: 300, hovermode: "closest",
-                   legend: { orientation: "h", y: -0.2 }, font: { size: 11 },
+    const base = { margin: { l: 50, r: 16, t: 28, b: 40 }, height: 300, hovermode: "closest",
+                   legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, font: { size: 11 },
                    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fbfcfe" };
     const merged = Object.assign(base, layout || {});
     merged.datarevision = Date.now();
+    const first = !div.classList.contains("js-plotly-plot");
     window.Plotly.react(div, traces, merged, { displaylogo: false, responsive: true });
+    // the grid may not have been laid out when Plotly first measured the container
+    if (first) requestAnimationFrame(() => window.Plotly.Plots.resize(div));
     if (window.TL_FIRST_PLOT_MS === undefined) window.TL_FIRST_PLOT_MS = performance.now();
   };
 

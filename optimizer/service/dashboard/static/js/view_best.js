@@ -21,8 +21,8 @@
         { x: xs, y: ys, text: keys, type: "scattergl", mode: "markers", name: "result",
           marker: { size: 5, color: "#94a3b8" } },
         { x: bx, y: by, type: "scatter", mode: "lines", name: "best so far", line: { shape: "hv", color: "#2f6fde", width: 2 } },
-        { x: fx, y: fx.map(() => null), type: "scatter", mode: "markers", name: "failed", visible: fx.length ? true : "legendonly",
-          marker: { symbol: "x", color: "#b42318" } },
+        { x: fx, y: fx.map(() => Math.min(...ys)), type: "scatter", mode: "markers", name: "failed query",
+          visible: fx.length ? true : "legendonly", marker: { symbol: "x", color: "#b42318" } },
       ], { xaxis: { title: { text: "queries" } }, yaxis: { title: { text: b.primary } } });
       TL.note(body, "count", xs.length + " results of " + vals.length + " queries");
     },

@@ -22,8 +22,7 @@
                     colorbar: { title: { text: "round" }, thickness: 10 } } },
         { x: [lo, hi], y: [lo, hi], type: "scatter", mode: "lines", name: "prediction = result",
           line: { dash: "dot", color: "#94a3b8" } },
-      ], { xaxis: { title: { text: "surrogate prediction" } }, yaxis: { title: { text: "oracle " + b.primary } },
-           legend: { orientation: "h", y: -0.25 } });
+      ], { xaxis: { title: { text: "surrogate prediction" } }, yaxis: { title: { text: "oracle " + b.primary } } });
       const r = b.rounds.filter((z) => z.gap !== null);
       TL.plot(TL.plotDiv(body, "plot-gap"), [
         { x: r.map((z) => z.index), y: r.map((z) => z.gap), type: "scatter", mode: "lines+markers", name: "mean gap (over-estimate)" },
