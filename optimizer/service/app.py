@@ -66,4 +66,7 @@ def create_app(storage: Storage, *, metrics: ServiceMetrics | None = None,
     app.include_router(routes_ops.router)
     for module in (openapi, routes_campaigns, routes_results, routes_pull, routes_events):
         app.include_router(module.router)
+    from optimizer.service.dashboard import routes_dashboard, routes_dashboard_data
+    app.include_router(routes_dashboard_data.router)
+    app.include_router(routes_dashboard.router)
     return app

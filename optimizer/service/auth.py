@@ -5,6 +5,15 @@ Scopes (``storage.tokens``): ``admin`` may do everything, ``read`` may read ever
 without a valid token gets 401 (with ``WWW-Authenticate: Bearer``), a valid token without the
 scope a route needs gets 403. Secrets are never logged or echoed.
 
+A browser (the dashboard) presents the same token in a session cookie instead of the header:
+``POST /login`` (``optimizer.service.dashboard.routes_dashboard``) checks the token and stores it
+in :data:`SESSION_COOKIE` (``HttpOnly``: no script reads it; ``SameSite=Strict``: no other site's
+page sends it; ``Secure`` when served over https; ``Path=/``). The header wins when both are
+present. A request authenticated by the cookie that changes something (any method but GET /
+HEAD / OPTIONS) must also carry the header ``X-Tiltloop-Dashboard: 1``, which another origin's
+page cannot add without a CORS preflight this app never grants (defence in depth besides
+``SameSite``).
+
 Verifying a secret costs one scrypt (~60 ms, by design), so a verified secret is remembered for
 ``cache_s`` seconds, keyed by its SHA-256 (the secret itself is not kept): a revoked token stops
 working within that time, and ``last_used_at`` is refreshed at most that often.
@@ -22,6 +31,11 @@ from fastapi import HTTPException, Request, status
 from storage import Storage
 from storage.tokens import SECRET_PREFIX
 
+#: The dashboard's session cookie: the token itself, HttpOnly, SameSite=Strict.
+SESSION_COOKIE = "tiltloop_session"
+#: The header a cookie-authenticated request that changes something must carry.
+DASHBOARD_HEADER = "x-tiltloop-dashboard"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Seconds a verified secret is trusted without asking the database again.
 DEFAULT_CACHE_S = 30.0
 _MAX_CACHED = 10_000
@@ -85,9 +99,13 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 def principal_of(request: Request) -> Principal:
-    """The request's caller (FastAPI dependency): 401 without a valid bearer token."""
+    """The request's caller (FastAPI dependency): 401 without a valid bearer token, presented in
+    the ``Authorization`` header or (a browser) in the session cookie."""
     header = request.headers.get("authorization")
     if not header:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return _cookie_principal(request, cookie)
         raise _unauthorized("this route needs a bearer token (Authorization: Bearer tl_…); "
                             "create one with `tiltloop token create --scope …`")
     scheme, _, secret = header.partition(" ")
@@ -97,6 +115,29 @@ def principal_of(request: Request) -> Principal:
     principal = verifier.verify(secret.strip())
     if principal is None:
         raise _unauthorized("the token is unknown or revoked")
+    request.state.principal = principal
+    return principal
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The caller of a dashboard page by its session cookie, or None (no cookie, or a token that
+    is unknown or revoked): the page then redirects to the login page."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier.verify(cookie.strip())
+
+
+def _cookie_principal(request: Request, secret: str) -> Principal:
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = verifier.verify(secret.strip())
+    if principal is None:
+        raise _unauthorized("the session's token is unknown or revoked: log in again at /login")
+    if request.method not in _SAFE_METHODS and request.headers.get(DASHBOARD_HEADER) != "1":
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"a request authenticated by the session cookie that changes "
+                                   f"something needs the header {DASHBOARD_HEADER}: 1")
     request.state.principal = principal
     return principal
 
