@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_campaign_parser(sub)
     add_db_parser(sub)
     add_token_parser(sub)
+    from optimizer.service.dashboard.cli import add_dashboard_parser
+
+    add_dashboard_parser(sub)
     add_serve_parser(sub)
     return parser
 

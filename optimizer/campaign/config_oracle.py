@@ -104,7 +104,7 @@ def factory_config(config: BaseModel) -> BaseModel:
     return cls.model_validate(config.model_dump(exclude={"kind"}))
 
 
-def stored_oracle(config: dict[str, Any], campaign: str) -> BaseModel:
+def stored_oracle(config: dict[str, Any], campaign: str) -> OracleConfig:
     """The ``[oracle]`` table of a stored campaign config, validated alone (a pull claim reads
     it on every request; validating the whole config would cost ~10× more).
 

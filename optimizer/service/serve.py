@@ -138,8 +138,10 @@ def _uvicorn_server(app: Any, sock: socket.socket) -> Any:
         def install_signal_handlers(self) -> None:  # uvicorn < 0.29 names it so
             return
 
+    # keep-alive past a lab's gap between claim and report (uvicorn's 5 s default closes the
+    # idle connection just as a client reuses it: a spurious connection error per request)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, timeout_keep_alive=75)
     return _Server(config)
 
 
