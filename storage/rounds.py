@@ -276,6 +276,16 @@ class RoundsMixin(StorageBase):
             row = self._round_row(session, campaign, index)
             return _round_record(session, campaign, row, blob=True)
 
+    def round_states(self, campaign: str) -> list[tuple[int, str]]:
+        """``(index, status)`` of every round in index order: one narrow SELECT (the driver's
+        every-pass question; :meth:`list_rounds` reads every query key)."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            rows = session.execute(sa.select(Round.round_index, Round.status)
+                                   .where(Round.campaign_id == cid)
+                                   .order_by(Round.round_index)).all()
+            return [(int(i), str(st)) for i, st in rows]
+
     def list_rounds(self, campaign: str) -> list[RoundRecord]:
         """Every round of a campaign in index order (without surrogate blobs)."""
         with self.session() as session:

@@ -120,7 +120,7 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     best_value, best_key = best
     target = config.budget.stop_target
     reached = target is not None and best_value is not None and sign * best_value >= sign * target
-    rounds = storage.list_rounds(name)
+    rounds = storage.round_states(name)
     failures: list[tuple[str, int, str]] = []
     if counts["failed"] and with_failures:
         failures = [(g.cause, g.count, g.example_key)
@@ -205,7 +205,11 @@ class CampaignDriver:
                      "re-polling them by stored job id")
         self.storage.log_event(self.name, "driver.started", {"restored_in_flight": restored})
         status: CampaignStatus | None = None
+        # A busy pass (results came in) is followed at once by the next one, but never sooner
+        # than this: labs reporting a steady stream would otherwise keep the loop spinning.
+        min_pass_s = min(cfg.budget.poll_interval_s, 0.25)
         while True:
+            pass_start = time.monotonic()
             outcome = self.dispatcher.poll()
             trip = self._observe(outcome)
             if trip is not None:
@@ -248,6 +252,8 @@ class CampaignDriver:
                 return self._status(final=True)
             if not busy:
                 time.sleep(cfg.budget.poll_interval_s)
+            else:
+                time.sleep(max(0.0, min_pass_s - (time.monotonic() - pass_start)))
 
     def _round(self, q: int) -> None:
         rounds = self.storage.list_rounds(self.name)
@@ -353,15 +359,15 @@ class CampaignDriver:
         return self._status(final=True)
 
     def _close_rounds(self) -> None:
-        open_rounds = [r for r in self.storage.list_rounds(self.name) if r.status == "open"]
+        open_rounds = [i for i, st in self.storage.round_states(self.name) if st == "open"]
         if not open_rounds:
             return
         # Only in-flight queries matter: a round is complete when none of its queries is left
         # (a GROUP BY: a pull campaign may have thousands queued for its labs).
         busy = self.storage.rounds_in_flight(self.name)
-        for r in open_rounds:
-            if r.index not in busy:
-                self.storage.update_round(self.name, r.index, status="complete")
+        for index in open_rounds:
+            if index not in busy:
+                self.storage.update_round(self.name, index, status="complete")
 
     def _report(self, status: CampaignStatus) -> None:
         line = status.line()
