@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from optimizer.campaign.config import (_SECRET_NAME, _TAG_RE, CampaignConfig, IdentityFeatures,
                                        PriorFeatures)
 from optimizer.campaign.config_oracle import KIND_MODELS, flatten_legacy
+from optimizer.campaign.oracle_allow import consent
 from optimizer.errors import CampaignConfigError
 from tiltloop.toml import tomllib
 
@@ -144,7 +145,11 @@ def load_config(path: str | Path) -> CampaignConfig:
             names the file and every bad field with its value.
     """
     p = Path(path)
-    return parse_config(resolve_paths(read_toml(p), p.parent.resolve()), str(p))
+    config = parse_config(resolve_paths(read_toml(p), p.parent.resolve()), str(p))
+    # The operator named this file: its code-executing oracle may run in this process (see
+    # optimizer.campaign.oracle_allow; a config read back from the database needs the allowlist).
+    consent(config.oracle)
+    return config
 
 
 def _parse_value(text: str) -> Any:
