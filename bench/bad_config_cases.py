@@ -9,7 +9,8 @@ naming the file and the field, no traceback, no campaign row) and by ``bench/bad
 * bad ``Literal`` / registry names; numbers that break a declared bound (-1, 1e308, 2**70,
   nan, inf, the bound itself for a strict one);
 * empty strings, tables and arrays; unicode and SQL-looking names; missing required fields;
-* cross-field rules; invalid TOML (and a file that is not UTF-8).
+* cross-field rules; invalid TOML (and a file that is not UTF-8, UTF-16, nested too deeply or
+  too big); booleans where numbers are meant.
 
     >>> cases = bad_cases()                        # doctest: +SKIP
     >>> cases[0].field, cases[0].write(tmp_dir)    # doctest: +SKIP
@@ -207,8 +208,8 @@ def _kind(annotation: Any) -> str:
 _WRONG: dict[str, list[Any]] = {
     "str": [42, True, ["a"], {"a": 1}],
     "literal": [5, False, ["auto"]],
-    "int": ["seven", 1.5, [1]],
-    "float": ["fast", [1.0], {"a": 1.0}],
+    "int": ["seven", 1.5, [1], True],  # a boolean is no number (lax pydantic made true 1)
+    "float": ["fast", [1.0], {"a": 1.0}, False],
     "bool": ["maybe", 1.5, [True]],
     "list": ["x", 5, {"a": 1}],
     "dict": ["x", [1], 3],
@@ -222,7 +223,7 @@ def _wrong_values(kind: str) -> list[Any]:
         if "bool" in parts and "str" in parts:  # verify: bool | str
             return [5, ["a"], {"a": 1}]
         if "float" in parts and "list" in parts:  # alpha: float | list[float]
-            return ["x", ["a"], {"a": 1}]
+            return ["x", ["a"], {"a": 1}, True, [1.0, True]]
         if "bool" in parts and "list" in parts:  # maximize: bool | tuple[bool, ...]
             return ["maybe", [2.5], {"a": 1}]
         return [{"a": 1}]
@@ -400,6 +401,16 @@ def bad_cases() -> list[BadCase]:
     add("syntax", None, raw=good.encode("utf-8").replace(b"gmm-toy", b"gmm-\xff\xfe"),
         words="cannot be read", tag="not-utf8")
     add("syntax", None, raw=b"", words="required field is missing", tag="empty-file")
+    # Encodings, nesting and size (config_io.read_toml's limits).
+    add("syntax", None, raw=good.encode("utf-16"), words="UTF-16", tag="utf-16")
+    add("syntax", None, raw=good.encode("utf-16-be"), words="UTF-16", tag="utf-16-be-no-bom")
+    for depth in (40, 100_000):
+        add("syntax", None, raw=(f"deep = {'[' * depth}{']' * depth}\n" + good).encode(),
+            words="nested", tag=f"nested-{depth}")
+    add("syntax", None, raw=("x = " + "{a = " * 30 + "1" + "}" * 30 + "\n" + good).encode(),
+        words="nested", tag="nested-inline-tables")
+    add("syntax", None, raw=(good + "#" * (1024 * 1024) + "\n").encode(), words="bytes, more than",
+        tag="oversized")
     return cases
 
 

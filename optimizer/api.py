@@ -93,6 +93,12 @@ class Campaign:
         source = str(config) if not isinstance(config, CampaignConfig) else "the config"
         if not isinstance(config, CampaignConfig):
             config = load_config(config)
+        else:
+            # a config object handed in by the caller's own code is the operator's consent to
+            # run its oracle in this process (optimizer.campaign.oracle_allow), as a file is
+            from optimizer.campaign.oracle_allow import consent
+
+            consent(config.oracle)
         preflight(config, source=source)
         storage = open_storage(url or config.storage.url or default_url(), create=True)
         try:

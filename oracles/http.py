@@ -52,10 +52,11 @@ class RetryPolicy(BaseModel):
     """How hard to retry transient failures (zero backoff in tests)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Upper bounds: a wait of 1e308 s is no policy, and time.sleep raises OverflowError on it.
     max_attempts: int = Field(6, ge=1, le=100)
-    backoff_base_s: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, ge=0)
-    retry_after_max_s: float = Field(300.0, ge=0)
+    backoff_base_s: float = Field(0.5, ge=0, le=3600)
+    backoff_max_s: float = Field(30.0, ge=0, le=3600)
+    retry_after_max_s: float = Field(300.0, ge=0, le=86_400)
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -92,6 +93,22 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
+def _check_token(value: str, where: str) -> _Secret:
+    """A bearer token is one line of printable ASCII: a CR/LF or another control character in
+    it (a token file saved with Windows line breaks in the middle, two tokens pasted) would make
+    every request fail on the client side, so it is refused when the oracle is built."""
+    if not value:
+        raise OracleConfigError(f"{where} is empty")
+    for i, ch in enumerate(value):
+        if not " " < ch < "\x7f":
+            what = {"\r": "a carriage return (CR)", "\n": "a line break (LF)", " ": "a space",
+                    "\t": "a tab"}.get(ch, f"the character U+{ord(ch):04X}")
+            raise OracleConfigError(
+                f"{where}: the token contains {what} at position {i + 1} (value not shown); a "
+                "bearer token is one line of printable ASCII: rewrite it without it")
+    return _Secret(value)
+
+
 def read_token(token_env: str | None, token_file: str | Path | None) -> _Secret | None:
     """Read the bearer token; errors name the variable or file, never the token."""
     if token_env and token_file:
@@ -101,16 +118,17 @@ def read_token(token_env: str | None, token_file: str | Path | None) -> _Secret 
         if not value:
             raise OracleConfigError(f"token_env={token_env!r}: the environment variable is unset "
                                     f"or empty; export {token_env}=<token> before starting")
-        return _Secret(value)
+        return _check_token(value, f"token_env={token_env!r}")
     if token_file:
         try:
-            value = Path(token_file).read_text().strip()
+            value = Path(token_file).read_bytes().decode("utf-8").strip()
         except OSError as exc:
             raise OracleConfigError(f"token_file={str(token_file)!r}: cannot read it "
                                     f"({exc.strerror}); check the path and permissions") from None
-        if not value:
-            raise OracleConfigError(f"token_file={str(token_file)!r} is empty")
-        return _Secret(value)
+        except UnicodeDecodeError:
+            raise OracleConfigError(f"token_file={str(token_file)!r} is not UTF-8 text; a bearer "
+                                    "token is one line of printable ASCII") from None
+        return _check_token(value, f"token_file={str(token_file)!r}")
     return None
 
 
@@ -217,8 +235,9 @@ class HttpOracle:
 
     # ---- one request with retries ------------------------------------------------------------
     def _request(self, method: str, path: str, *, body: Any = None,
-                 headers: dict[str, str] | None = None) -> _Reply:
-        """Send until a non-retryable reply arrives; raise OracleTransientError when out of tries."""
+                 headers: dict[str, str] | None = None, key: str | None = None) -> _Reply:
+        """Send until a non-retryable reply arrives; raise OracleTransientError when out of tries.
+        Every retry is a WARNING naming the query ``key`` (its campaign is the key's prefix)."""
         content = None if body is None else json.dumps(body, allow_nan=False).encode()
         if content is not None:
             headers = {**(headers or {}), "Content-Type": "application/json"}
@@ -250,8 +269,9 @@ class HttpOracle:
                 break
             with self._rng_lock:
                 delay = self.retry.delay(attempt, self._rng, retry_after)
-            logger.info("oracle %s: %s %s attempt %d/%d failed (%s); retrying in %.2f s",
-                        self.name, method, path, attempt, self.retry.max_attempts, last, delay)
+            logger.warning("oracle %s: query %s: %s %s attempt %d/%d failed (%s); retrying in "
+                           "%.2f s", self.name, key or "-", method, path, attempt,
+                           self.retry.max_attempts, last, delay)
             self._sleep(delay)
         raise OracleTransientError(f"{method} {self.base_url}{path} failed {self.retry.max_attempts} "
                                    f"time(s); last error: {last}")
@@ -308,7 +328,7 @@ class HttpOracle:
         try:
             body = {"design": design_to_json(request.design), "metadata": dict(request.metadata)}
             reply = self._request("POST", "/jobs", body=body,
-                                  headers={"Idempotency-Key": request.key})
+                                  headers={"Idempotency-Key": request.key}, key=request.key)
         except OracleTransientError as exc:
             return submit_failure_handle(request.key, str(exc), retryable=True)
         except ValueError as exc:  # NaN / inf in the design, non-JSON metadata
@@ -343,7 +363,7 @@ class HttpOracle:
         if not handle.job_id:
             return QueryResult(key=handle.key, status="unknown", error="no job id in the handle")
         try:
-            reply = self._request("GET", f"/jobs/{quote(handle.job_id, safe='')}")
+            reply = self._request("GET", f"/jobs/{quote(handle.job_id, safe='')}", key=handle.key)
         except OracleTransientError as exc:
             return QueryResult(key=handle.key, status="pending", error=str(exc))
         if reply.status == 404:
@@ -374,7 +394,8 @@ class HttpOracle:
         if not handle.job_id or submit_failure_result(handle) is not None:
             return
         try:
-            reply = self._request("POST", f"/jobs/{quote(handle.job_id, safe='')}/cancel", body={})
+            reply = self._request("POST", f"/jobs/{quote(handle.job_id, safe='')}/cancel", body={},
+                                  key=handle.key)
         except OracleTransientError as exc:
             logger.warning("oracle %s: cancel of %s failed: %s", self.name, handle.key, exc)
             return

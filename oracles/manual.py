@@ -38,6 +38,10 @@ from oracles.protocol import JobHandle, QueryRequest, QueryResult, design_to_jso
 from oracles.sync import check_objectives
 
 STATE_FILE = "manual-state.json"
+#: The largest results file ``import_results`` reads (checked before reading it).
+MAX_RESULTS_BYTES = 64 * 1024 * 1024
+#: The largest CSV cell, in characters (Python's csv module refuses bigger fields).
+MAX_CELL_CHARS = csv.field_size_limit()
 
 
 @dataclass(frozen=True)
@@ -272,17 +276,46 @@ class ManualOracle:
         return problems, result
 
     def _parse_csv(self, text: str, path: str) -> list[tuple[int, Any, dict, dict, Any]]:
-        reader = csv.DictReader(io.StringIO(text))
+        fed = [0]  # physical lines handed to the csv module: the line an error is on
+
+        def lines() -> Any:
+            for physical in io.StringIO(text):
+                fed[0] += 1
+                yield physical
+        reader = csv.DictReader(lines())
+        try:
+            return self._csv_records(reader, path)
+        except csv.Error as exc:  # a cell over the field limit, a NUL byte, a stray quote
+            line = max(1, fed[0])
+            if "field larger than field limit" in str(exc):
+                why = (f"a cell is longer than {MAX_CELL_CHARS:,} characters; a results cell "
+                       "holds a number, a shape or a short error text")
+            else:
+                why = f"malformed CSV ({exc})"
+            raise ManualResultsError(path, [(line, why)]) from None
+
+    def _csv_records(self, reader: csv.DictReader, path: str
+                     ) -> list[tuple[int, Any, dict, dict, Any]]:
         header = reader.fieldnames or []
         missing = [c for c in ("key", *self.objectives) if c not in header]
         if missing:
             raise ManualResultsError(path, [(1, f"header lacks column(s) {missing}; expected "
                                                 f"key, {', '.join(self.objectives)} (and error)")])
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise ManualResultsError(path, [(1, f"header names column(s) {twice} more than once")])
         rows = []
         for record in reader:
             line = reader.line_num  # the record's (last) physical line; blank lines counted
             if None in record:
-                raise ManualResultsError(path, [(line, "more cells than header columns")])
+                cells = len(header) + len(record[None])
+                raise ManualResultsError(path, [(line, f"more cells than header columns ({cells} "
+                                                       f"cells, {len(header)} columns)")])
+            short = [c for c in header if record.get(c) is None]
+            if short:
+                raise ManualResultsError(path, [(line, f"fewer cells than header columns "
+                                                       f"({len(header) - len(short)} cells, "
+                                                       f"{len(header)} columns; missing {short})")])
             if not any((v or "").strip() for v in record.values()):
                 continue
             noise = {o: record.get(f"noise_{o}") for o in self.objectives}
@@ -308,6 +341,11 @@ class ManualOracle:
         """
         path = Path(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_RESULTS_BYTES:  # checked before reading: never load a huge file
+                raise ManualResultsError(str(path), [(1, f"the file is {size:,} bytes, more than "
+                                                         f"the {MAX_RESULTS_BYTES:,} a results "
+                                                         "file may have; is it the right file?")])
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             raise ManualResultsError(str(path), [(1, f"cannot read the file: {exc}")]) from None
@@ -319,7 +357,11 @@ class ManualOracle:
             accepted: dict[str, dict[str, Any]] = {}
             pending_left: list[str] = []
             seen: dict[str, int] = {}
-            for line, key, values, noise, error in parse(text, str(path)):
+            try:
+                parsed = parse(text, str(path))
+            except RecursionError:  # JSON nested thousands deep
+                raise ManualResultsError(str(path), [(1, "the JSON is nested too deeply")]) from None
+            for line, key, values, noise, error in parsed:
                 row_problems, result = self._row(key, values, noise, error, seen, line)
                 problems += [(line, p) for p in row_problems]
                 if not row_problems:

@@ -29,6 +29,12 @@ from oracles.validation import (failed, json_safe, submit_failure_handle,
 logger = logging.getLogger(__name__)
 
 
+def _keys(items: Sequence[QueryRequest] | Sequence[JobHandle]) -> str:
+    """The keys of a batch for a log line (a key names its campaign: ``CAMPAIGN:ROUND:CAND``)."""
+    keys = [str(i.key) for i in items]
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
 def describe(exc: BaseException) -> str:
     """``TypeName: message`` cut to 500 characters (oracle messages never carry secrets)."""
     text = f"{type(exc).__name__}: {exc}"
@@ -69,8 +75,8 @@ class SafeOracle:
         try:
             handles = list(self.inner.submit(requests))
         except Exception as exc:  # the shim's whole purpose: nothing escapes
-            logger.warning("oracle %s: submit of %d request(s) failed: %s", self.name,
-                           len(requests), describe(exc))
+            logger.warning("oracle %s: submit of %d request(s) failed (queries %s): %s",
+                           self.name, len(requests), _keys(requests), describe(exc))
             retryable = isinstance(exc, OracleTransientError)
             return [submit_failure_handle(r.key, describe(exc), retryable=retryable)
                     for r in requests]
@@ -107,12 +113,14 @@ class SafeOracle:
                                        f"{len(inner_handles)} handle(s)")
             except OracleTransientError as exc:
                 reason = describe(exc)
-                logger.warning("oracle %s: poll failed, jobs stay pending: %s", self.name, reason)
+                logger.warning("oracle %s: poll failed, jobs stay pending (queries %s): %s",
+                               self.name, _keys(inner_handles), reason)
                 got = [QueryResult(key=h.key, status="pending", error=reason)
                        for h in inner_handles]
             except Exception as exc:
                 reason = describe(exc)
-                logger.warning("oracle %s: poll failed: %s", self.name, reason)
+                logger.warning("oracle %s: poll failed (queries %s): %s", self.name,
+                               _keys(inner_handles), reason)
                 got = [failed(h.key, f"poll failed: {reason}") for h in inner_handles]
             for i, result in zip(todo, got):
                 results[i] = validate_result(result, self.objectives, handles[i].key)

@@ -159,6 +159,44 @@ class QueriesMixin(StorageBase):
                 return
             self._log(session, updated.campaign_id, "query.job_id", {"key": key, "job_id": job_id})
 
+    def count_submit_attempt(self, key: str, *, max_attempts: int) -> int | None:
+        """Count one more submission of an in-flight query, unless it has had ``max_attempts``.
+
+        `UPDATE … SET attempts = attempts + 1 WHERE key = :key AND status IN ('dispatched',
+        'running') AND attempts < :max`: counted in the database BEFORE the submit, so a driver
+        killed and restarted in a loop cannot resubmit one key without bound.
+
+        Returns:
+            The new number of submissions, or None when the query is no longer in flight or has
+            already had ``max_attempts`` (read :meth:`get_query` to tell which).
+        """
+        with self.session() as session:
+            row = session.execute(
+                sa.update(OracleQuery)
+                .where(OracleQuery.idempotency_key == key,
+                       OracleQuery.status.in_(["dispatched", "running"]),
+                       OracleQuery.attempts < int(max_attempts))
+                .values(attempts=OracleQuery.attempts + 1, updated_at=db_now())
+                .returning(OracleQuery.attempts)
+            ).first()
+            return None if row is None else int(row.attempts)
+
+    def overdue_queries(self, campaign: str, *, age_s: float) -> list[str]:
+        """Keys of the campaign's queries at the oracle (``dispatched`` / ``running``) that were
+        first dispatched more than ``age_s`` seconds ago, by the database clock (no host clock
+        skew), oldest first."""
+        if not age_s > 0:
+            raise InvalidValue(f"age_s: must be > 0, got {age_s!r}")
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            return list(session.scalars(
+                sa.select(OracleQuery.idempotency_key)
+                .where(OracleQuery.campaign_id == cid,
+                       OracleQuery.status.in_(["dispatched", "running"]),
+                       OracleQuery.dispatched_at < db_now_plus(-float(age_s)))
+                .order_by(OracleQuery.id)
+            ).all())
+
     def claim_queries(
         self,
         campaign: str,

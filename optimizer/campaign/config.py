@@ -151,7 +151,16 @@ class BudgetConfig(_Frozen):
     Budget guards protect a paid lab: the campaign stops dispatching and turns ``paused`` (with
     the grouped failure reasons) after ``max_consecutive_failures`` failed queries in a row, or
     when more than ``max_failure_fraction`` of a round's queries failed; ``tiltloop resume``
-    continues once the cause is fixed."""
+    continues once the cause is fixed.
+
+    Per-query retry limits (``optimizer.campaign.query_limits``): one query is submitted at most
+    ``max_submit_attempts`` times (a lab answering 2xx without a job id, a client error on
+    submit, a lab that keeps losing the job), with exponential backoff and jitter between
+    resubmissions (``resubmit_backoff_s`` doubling up to ``resubmit_backoff_max_s``); a query at
+    the oracle ``max_job_age_s`` after dispatch without a final answer (a lab answering 5xx,
+    429, invalid JSON, or not at all) is cancelled there and fails. Failed queries count toward
+    the budget guards above. A ``manual`` oracle has no job age limit (a person answers when
+    the measurement is done)."""
 
     q: int = Field(default=8, ge=1, le=100_000, description="oracle queries per round")
     max_in_flight: int | None = Field(default=None, ge=1, le=1_000_000,
@@ -161,9 +170,22 @@ class BudgetConfig(_Frozen):
         default=None, description="stop once the best primary-objective value reaches this")
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
     #: budget guard: pause after this many failed queries in a row (a broken lab, a wrong shape)
-    max_consecutive_failures: int = Field(default=8, ge=1)
+    max_consecutive_failures: int = Field(default=8, ge=1, le=1_000_000)
     #: budget guard: pause when more than this fraction of a round's finished queries failed
     max_failure_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_submit_attempts: int = Field(
+        default=10, ge=1, le=1000,
+        description="submissions of one query in all (the first included) before it fails")
+    max_job_age_s: float = Field(
+        default=7 * 86_400.0, ge=1.0, le=366 * 86_400.0,
+        description="seconds at the oracle without a final answer before a query fails "
+                    "(default 7 days; not for manual oracles)")
+    resubmit_backoff_s: float = Field(
+        default=2.0, ge=0.0, le=3600.0,
+        description="first wait between resubmissions of one query (doubles, with jitter)")
+    resubmit_backoff_max_s: float = Field(
+        default=300.0, ge=0.0, le=86_400.0,
+        description="longest wait between resubmissions of one query")
 
     @model_validator(mode="after")
     def _consistent(self) -> BudgetConfig:
@@ -177,6 +199,15 @@ class BudgetConfig(_Frozen):
                 f"max_in_flight = {self.max_in_flight} is below q = {self.q}, so a round could never "
                 "be dispatched; set budget.max_in_flight >= budget.q (or leave it out: default 2·q)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> BudgetConfig:
+        if self.resubmit_backoff_max_s < self.resubmit_backoff_s:
+            raise ValueError(
+                f"[budget.resubmit_backoff_max_s] {self.resubmit_backoff_max_s:g} is below "
+                f"budget.resubmit_backoff_s = {self.resubmit_backoff_s:g}; the cap must be at "
+                "least the first wait")
         return self
 
     @property

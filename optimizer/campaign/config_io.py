@@ -11,15 +11,18 @@ folder, ``oracle.cwd`` (a ``command`` oracle runs there; default: the config's f
 """
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from optimizer.campaign.config import (_SECRET_NAME, _TAG_RE, CampaignConfig, IdentityFeatures,
                                        PriorFeatures)
 from optimizer.campaign.config_oracle import KIND_MODELS, flatten_legacy
+from optimizer.campaign.oracle_allow import consent
 from optimizer.errors import CampaignConfigError
 from tiltloop.toml import tomllib
 
@@ -79,10 +82,64 @@ def parse_config(data: Any, source: str = "<dict>") -> CampaignConfig:
     if not isinstance(data, dict):
         raise CampaignConfigError(f"invalid campaign config {source}: expected a table of settings, "
                                   f"got {type(data).__name__}")
+    # before the models: a cross-field rule must not report `total = true` as "total 1 < q"
+    coerced = _booleans_as_numbers(data, CampaignConfig)
+    if coerced:
+        raise CampaignConfigError("\n".join(
+            [f"invalid campaign config {source}:"]
+            + [f"  field `{field}`: expected a number, got the boolean {str(v).lower()}; write a "
+               f"number (true is not 1)" for field, v in coerced]))
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as err:
         raise CampaignConfigError(format_errors(err, source)) from None
+
+
+def _booleans_as_numbers(raw: Any, annotation: Any, path: str = "") -> list[tuple[str, bool]]:
+    """Where ``raw`` holds a boolean for a field typed as a number (int / float, not bool).
+
+    Pydantic's lax mode turns ``true`` into ``1`` for an int or float field (``workers.count =
+    true`` would run one worker). Walking the input beside the models' annotations catches it in
+    every section at once (unions, discriminated ``kind`` tables and lists included), without
+    making every model strict (which would also refuse a path string, or a list for a tuple)."""
+    tp = annotation
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    origin = typing.get_origin(tp)
+    if origin is Union or isinstance(tp, types.UnionType):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+    else:
+        members = [tp]
+    here = path or "(top level)"
+    if isinstance(raw, bool):
+        numeric = any(m in (int, float) for m in members)
+        return [(here, raw)] if numeric and bool not in members else []
+    found: list[tuple[str, bool]] = []
+    for m in members:
+        m_origin = typing.get_origin(m)
+        if isinstance(raw, dict) and isinstance(m, type) and issubclass(m, BaseModel):
+            kind = m.model_fields.get("kind")
+            if len(members) > 1 and kind is not None and \
+                    raw.get("kind") not in (typing.get_args(kind.annotation) or (kind.default,)):
+                continue  # another member of a discriminated union
+            for key, value in flatten_legacy(raw).items():
+                if isinstance(key, str) and key in m.model_fields:
+                    found += _booleans_as_numbers(value, m.model_fields[key].annotation,
+                                                  f"{path}.{key}" if path else key)
+            return found
+        if isinstance(raw, list) and m_origin in (list, tuple):
+            args = typing.get_args(m)
+            for i, value in enumerate(raw):
+                item = args[0] if m_origin is list or (len(args) == 2 and args[1] is Ellipsis) \
+                    else (args[i] if i < len(args) else None)
+                found += _booleans_as_numbers(value, item, f"{path}.{i}" if path else str(i))
+            return found
+        if isinstance(raw, dict) and m_origin is dict:
+            args = typing.get_args(m)
+            for key, value in raw.items():
+                found += _booleans_as_numbers(value, args[1] if args else None, f"{path}.{key}")
+            return found
+    return found
 
 
 def _resolve(base: Path, value: Any) -> Any:
@@ -120,20 +177,67 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
+#: A campaign config is a few kilobytes; a bigger file is a mistake (or an attack on the parser).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Tables and arrays nest at most this deep (a campaign config needs 4).
+MAX_CONFIG_DEPTH = 16
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of tables and arrays, counted up to ``limit + 1`` (never recursing deeper)."""
+    stack, deepest = [(value, 0)], 0
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, d + 1)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The raw table of a TOML file; errors name the file (and the line, for bad TOML)."""
+    """The raw table of a TOML file; errors name the file (and the line, for bad TOML).
+
+    The file is read as UTF-8 (a byte-order mark is accepted); a UTF-16 file, a file over
+    :data:`MAX_CONFIG_BYTES` (checked before reading) and tables or arrays nested deeper than
+    :data:`MAX_CONFIG_DEPTH` are refused with a message, never a traceback.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CampaignConfigError(
+                f"campaign config {p} is {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a "
+                "config may have; is this the right file?")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise CampaignConfigError(
             f"campaign config {p} does not exist; give the path of a .toml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise CampaignConfigError(f"campaign config {p} cannot be read: {exc}") from None
+    # UTF-16 with a byte-order mark, or without one (an ASCII first character beside a NUL)
+    if raw.startswith(_UTF16_BOMS) or (len(raw) >= 2 and (raw[0] == 0) != (raw[1] == 0)):
+        raise CampaignConfigError(
+            f"campaign config {p} cannot be read: it is UTF-16 text; TOML is UTF-8: save it "
+            "as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`, or \"UTF-8\" in the editor's save dialog)")
     try:
-        return tomllib.loads(text)
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark (Windows editors) is accepted
+    except UnicodeDecodeError as exc:
+        raise CampaignConfigError(f"campaign config {p} cannot be read: it is not UTF-8 text "
+                                  f"({exc}); save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CampaignConfigError(f"campaign config {p} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CampaignConfigError(f"campaign config {p}: tables or arrays are nested too deeply "
+                                  f"(a config nests at most {MAX_CONFIG_DEPTH} levels)") from None
+    if _depth(data, MAX_CONFIG_DEPTH + 1) > MAX_CONFIG_DEPTH + 1:  # +1: the file's own table
+        raise CampaignConfigError(f"campaign config {p}: tables or arrays are nested more than "
+                                  f"{MAX_CONFIG_DEPTH} levels deep; a config needs a few")
+    return data
 
 
 def load_config(path: str | Path) -> CampaignConfig:
@@ -144,7 +248,11 @@ def load_config(path: str | Path) -> CampaignConfig:
             names the file and every bad field with its value.
     """
     p = Path(path)
-    return parse_config(resolve_paths(read_toml(p), p.parent.resolve()), str(p))
+    config = parse_config(resolve_paths(read_toml(p), p.parent.resolve()), str(p))
+    # The operator named this file: its code-executing oracle may run in this process (see
+    # optimizer.campaign.oracle_allow; a config read back from the database needs the allowlist).
+    consent(config.oracle)
+    return config
 
 
 def _parse_value(text: str) -> Any:

@@ -131,15 +131,21 @@ def is_pull(config: BaseModel) -> bool:
 def build(config: BaseModel) -> Oracle:
     """The oracle itself, wrapped in ``SafeOracle`` (no oracle error unwinds the loop).
 
+    A code-executing kind (``callable`` / ``command``) is built only when this host allows it
+    (``optimizer.campaign.oracle_allow``): the one place every campaign oracle passes through.
+
     Raises:
         ValueError: for ``kind = "pull"``, which has no oracle object (see :func:`is_pull`).
+        OracleNotAllowed: a code-executing oracle this host does not allow (nothing is built).
     """
+    from optimizer.campaign.oracle_allow import check_oracle_allowed
     from oracles.safe import SafeOracle
 
     kind = config.kind  # type: ignore[attr-defined]
     if is_pull(config):
         raise ValueError("a pull oracle has no oracle object: labs claim work through "
                          "`tiltloop serve` and the driver reads their reports from the database")
+    check_oracle_allowed(config)
     return SafeOracle(ORACLE_KINDS[kind][1](factory_config(config)))
 
 

@@ -11,8 +11,15 @@ The order of writes is what makes a crash at any instant safe:
 
 After a crash, :meth:`Dispatcher.restore` rebuilds handles from stored job ids and handle
 events. A ``dispatched`` query with no known handle (killed between 2 and 3) and a query the
-oracle reports ``unknown`` are resubmitted with the SAME key, so an idempotent oracle (the lab
-API contract) returns the same job and never evaluates twice.
+oracle reports ``unknown`` (a lost job, or a submit that failed) are resubmitted with the SAME
+key, so an idempotent oracle (the lab API contract) returns the same job and never evaluates
+twice.
+
+Every retry is bounded (``optimizer.campaign.query_limits``): each resubmission is counted in
+the query row before it is sent, with exponential backoff and jitter between resubmissions of
+one key; past ``max_submit_attempts`` submissions, or ``max_job_age_s`` after the first dispatch
+without a final answer, the query is marked ``failed`` with the reason. Every resubmission and
+every give-up is a ``logging.WARNING`` naming the campaign and the key.
 
     >>> d = Dispatcher(storage, "c1", oracle, objectives=("y",), limit=8)   # doctest: +SKIP
     >>> d.restore(); d.dispatch(); d.poll()                                 # doctest: +SKIP
@@ -20,12 +27,15 @@ API contract) returns the same job and never evaluates twice.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from oracles.protocol import JobHandle, Oracle, QueryRequest, QueryResult
 from optimizer.campaign.crashpoints import crash_point
+from optimizer.campaign.query_limits import QueryLimits
 from storage import QueryRecord, Storage
 from storage.errors import JobIdConflict
 
@@ -33,6 +43,8 @@ log = logging.getLogger(__name__)
 
 HANDLE_EVENT = "query.handle"
 _ACTIVE = ("dispatched", "running")
+#: at most one "still waiting on the oracle" warning per key in this many seconds
+_WAIT_WARNING_EVERY_S = 60.0
 
 
 def _design(q: QueryRecord) -> Any:
@@ -66,17 +78,29 @@ class Dispatcher:
         objectives: the objective names the campaign records.
         limit: at most this many queries at the oracle at once (dispatched + running).
         on_change: called with a short message after each state change (progress output).
+        limits: per-query retry limits (default :class:`QueryLimits`: 10 submissions of a key,
+            no job age limit; a campaign driver passes ``QueryLimits.from_config(config)``).
+        clock / seed: the monotonic clock and the jitter seed of the resubmission backoff.
     """
 
     def __init__(self, storage: Storage, campaign: str, oracle: Oracle, *, objectives: Sequence[str],
-                 limit: int, on_change: Callable[[str], None] | None = None) -> None:
+                 limit: int, on_change: Callable[[str], None] | None = None,
+                 limits: QueryLimits | None = None, clock: Callable[[], float] = time.monotonic,
+                 seed: int | None = None) -> None:
         self.storage = storage
         self.campaign = campaign
         self.oracle = oracle
         self.objectives = tuple(objectives)
         self.limit = limit
+        self.limits = limits or QueryLimits()
         self._handles: dict[str, JobHandle] = {}
         self._say = on_change or (lambda _msg: None)
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._due: dict[str, float] = {}  # key -> clock time its resubmission is due
+        self._last_error: dict[str, str] = {}  # key -> why its last submission or poll failed
+        self._warned_at: dict[str, float] = {}  # key -> when "still waiting" was last logged
+        self._gave_up: list[str] = []  # failed by a limit since the last poll's outcome
 
     # ---- after a crash ------------------------------------------------------------------------
     def restore(self) -> int:
@@ -108,9 +132,12 @@ class Dispatcher:
         """
         # Rows are listed without designs (a design is decoded only for a query sent now), and
         # the in-flight count comes from a GROUP BY: the cost stays flat however long the campaign.
+        now = self._clock()
         orphans = [self.storage.get_query(q.key, with_design=True)
                    for q in self.storage.list_queries(self.campaign, statuses=("dispatched",))
-                   if q.key not in self._handles]
+                   if q.key not in self._handles and self._due.get(q.key, now) <= now
+                   and self._count_resubmission(q.key, "no handle was stored for it (the "
+                                                "driver stopped between dispatch and submit)")]
         counts = self.storage.query_counts(self.campaign)
         room = max(0, self.limit - sum(counts[s] for s in _ACTIVE))
         fresh: list[QueryRecord] = []
@@ -167,9 +194,9 @@ class Dispatcher:
         """Poll every in-flight query with a handle and store each new state exactly once."""
         active = {q.key: q for q in self.storage.list_queries(self.campaign, statuses=_ACTIVE)}
         keys = [k for k in active if k in self._handles]
-        if not keys:
+        if not keys and not self._gave_up and not (active and self.limits.max_job_age_s):
             return PollOutcome()
-        results = self.oracle.poll([self._handles[k] for k in keys])
+        results = self.oracle.poll([self._handles[k] for k in keys]) if keys else []
         crash_point("polling")
         out: dict[str, list[str]] = {s: [] for s in ("succeeded", "failed", "cancelled", "running",
                                                       "resubmitted")}
@@ -178,11 +205,21 @@ class Dispatcher:
             status = self._store(active[key], r)
             if status == "unknown":
                 unknown.append(key)
+                self._last_error[key] = r.error or "the oracle does not know this job"
             elif status:
                 out[status].append(key)
-        if unknown:
-            self._resubmit(unknown)
-            out["resubmitted"] = unknown
+            if status in ("succeeded", "failed", "cancelled"):
+                self._forget(key)
+            elif r.status in ("pending", "running") and r.error:
+                self._warn_waiting(key, r.error)
+        finished = {k for s in ("succeeded", "failed", "cancelled") for k in out[s]}
+        self._give_up_old(active, finished)
+        due = self._due_now([k for k in unknown if k not in self._gave_up], active)
+        if due:
+            out["resubmitted"] = self._resubmit(due)
+        # queries this dispatcher failed (here, or in dispatch()): the budget guard sees them
+        out["failed"] += [k for k in self._gave_up if k not in finished]
+        self._gave_up.clear()
         outcome = PollOutcome(**{k: tuple(v) for k, v in out.items()})
         if outcome.finished:
             parts = [f"{len(v)} {k}" for k, v in (("succeeded", outcome.succeeded),
@@ -222,15 +259,104 @@ class Dispatcher:
             return "cancelled" if won else None
         return None  # pending at the oracle: nothing to write
 
-    def _resubmit(self, keys: list[str]) -> None:
+    def _resubmit(self, keys: list[str]) -> list[str]:
+        """Resubmit ``keys`` (same keys) within their attempt limit; returns those resubmitted
+        (the others were failed, or finished meanwhile)."""
         requests = []
         for key in keys:
+            if not self._count_resubmission(key, self._last_error.get(key, "")):
+                continue
             q = self.storage.get_query(key, with_design=True)
             requests.append(QueryRequest(key, _design(q), {
                 "campaign": self.campaign, "round": q.round_index,
                 "candidate": q.candidate_index, "resubmitted": True}))
-        for h in self.oracle.submit(requests):
+        for h in self.oracle.submit(requests) if requests else []:
             self._save_handle(h)
+        return [r.key for r in requests]
+
+    # ---- limits -------------------------------------------------------------------------------
+    def _count_resubmission(self, key: str, why: str) -> bool:
+        """Count one more submission of ``key`` in storage (before it is sent); past
+        ``max_submit_attempts`` the query fails instead. True: send it now."""
+        limit = self.limits.max_submit_attempts
+        n = self.storage.count_submit_attempt(key, max_attempts=limit)
+        if n is not None:
+            log.warning("campaign %s: query %s: resubmitting with the same key (submission %d of "
+                        "at most %d): %s", self.campaign, key, n, limit, why or "no reason given")
+            return True
+        q = self.storage.get_query(key, with_design=False)
+        if q.status not in _ACTIVE:
+            return False  # finished meanwhile (another writer): nothing to send or fail
+        reason = (f"gave up after {q.attempts} submission(s) of this key "
+                  f"(budget.max_submit_attempts = {limit}); last error: {why or 'none reported'}")
+        self._fail(q, reason)
+        return False
+
+    def _due_now(self, keys: list[str], active: dict[str, QueryRecord]) -> list[str]:
+        """The keys whose resubmission is due now; the others get (or keep) a backoff time."""
+        now = self._clock()
+        due = []
+        for key in keys:
+            if key not in self._due:
+                delay = self.limits.delay_before(active[key].attempts + 1, self._rng)
+                self._due[key] = now + delay
+                if delay > 0:
+                    log.warning("campaign %s: query %s: submission %d failed (%s); resubmitting "
+                                "in %.1f s", self.campaign, key, active[key].attempts,
+                                self._last_error.get(key, "no reason given"), delay)
+            if self._due[key] <= now:
+                del self._due[key]
+                due.append(key)
+        return due
+
+    def _give_up_old(self, active: dict[str, QueryRecord], finished: set[str]) -> None:
+        """Fail the queries at the oracle longer than ``max_job_age_s`` without a final answer
+        (their jobs are cancelled at the oracle, best effort)."""
+        age = self.limits.max_job_age_s
+        if age is None or not active:
+            return
+        for key in self.storage.overdue_queries(self.campaign, age_s=age):
+            q = active.get(key)
+            if q is None or key in finished:
+                continue
+            last = self._last_error.get(key)
+            reason = (f"no final answer from the oracle {age:g} s after dispatch "
+                      f"(budget.max_job_age_s = {age:g}); last error: {last or 'none reported'}")
+            handle = self._handles.get(key)
+            if handle is not None and handle.job_id:
+                try:
+                    self.oracle.cancel([handle])
+                except Exception as exc:  # noqa: BLE001 - the query fails regardless
+                    log.warning("campaign %s: query %s: the oracle could not cancel job %s (%s)",
+                                self.campaign, key, handle.job_id, exc)
+            self._fail(q, reason)
+
+    def _fail(self, q: QueryRecord, reason: str) -> bool:
+        """Mark ``q`` failed with ``reason`` (conditional: False if it moved on meanwhile)."""
+        won = self.storage.transition_query(q.key, expected=q.status, new="failed", error=reason)
+        if won:
+            log.warning("campaign %s: query %s: giving up: %s", self.campaign, q.key, reason)
+            self._forget(q.key)
+            self._gave_up.append(q.key)
+        return won
+
+    def _forget(self, key: str) -> None:
+        for table in (self._due, self._last_error, self._warned_at):
+            table.pop(key, None)
+
+    def _warn_waiting(self, key: str, error: str) -> None:
+        """A poll that got no answer (5xx, 429, a timeout, invalid JSON): the job stays at the
+        oracle; say so at most once a minute per key."""
+        self._last_error[key] = error
+        now = self._clock()
+        if now - self._warned_at.get(key, -_WAIT_WARNING_EVERY_S) < _WAIT_WARNING_EVERY_S:
+            return
+        self._warned_at[key] = now
+        age = self.limits.max_job_age_s
+        until = (f"until budget.max_job_age_s = {age:g} s after dispatch" if age is not None
+                 else "(no job age limit)")
+        log.warning("campaign %s: query %s: no answer from the oracle (%s); polling again %s",
+                    self.campaign, key, error, until)
 
     def cancel_in_flight(self) -> list[str]:
         """Ask the oracle to stop every query it holds (by stored handle; best effort — a lab

@@ -31,6 +31,7 @@ from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
 from optimizer.campaign.pull_dispatch import PullDispatcher
+from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator
 from storage import History, QueryRecord, Storage
 
@@ -174,7 +175,8 @@ class CampaignDriver:
         else:
             self.dispatcher = Dispatcher(storage, config.name, oracle,
                                          objectives=[o.name for o in config.objectives],
-                                         limit=config.budget.in_flight_limit, on_change=self.say)
+                                         limit=config.budget.in_flight_limit, on_change=self.say,
+                                         limits=QueryLimits.from_config(config))
         self._last_line = ""
         self._best: Best | None = None  # best so far, updated from each poll's new results
         self.guard = BudgetGuard(config.budget)

@@ -79,6 +79,15 @@ def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome
     if active and is_pull(config.oracle):
         at_oracle = PullDispatcher(storage, name, objectives=[o.name for o in config.objectives]
                                    ).cancel_in_flight()
+    elif active and not _oracle_allowed(config):
+        # a code-executing oracle this host does not allow is not rebuilt to cancel its jobs:
+        # the rows are cancelled all the same (their results would no longer be read)
+        for q in active:
+            if storage.transition_query(q.key, expected=q.status, new="cancelled",
+                                        error="campaign cancelled while at the oracle (the "
+                                              "oracle is not allowed on this host, so its job "
+                                              "was not cancelled there)"):
+                at_oracle.append(q.key)
     elif active:
         oracle = build_oracle(config)
         try:
@@ -89,6 +98,17 @@ def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome
         finally:
             oracle.close()
     return CancelOutcome(tuple(never_sent), tuple(at_oracle))
+
+
+def _oracle_allowed(config: CampaignConfig) -> bool:
+    from optimizer.campaign.oracle_allow import OracleNotAllowed, check_oracle_allowed
+
+    try:
+        check_oracle_allowed(config.oracle)
+    except OracleNotAllowed as exc:
+        log.warning("campaign %s: cancelling without the oracle: %s", config.name, exc)
+        return False
+    return True
 
 
 def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int]:

@@ -14,13 +14,17 @@ recover whatever a SIGKILL left behind, at any instant:
    transaction), so it is regenerated — with the same derived seeds;
 5. ``--budget`` above the stored total re-opens a finished campaign for the extra queries;
 6. a campaign paused (by a budget guard or ``tiltloop campaign pause``) becomes active again:
-   fix the cause first — the guard pauses it again after the same number of failures.
+   fix the cause first — the guard pauses it again after the same number of failures;
+7. a ``callable`` / ``command`` oracle read from the database runs only where this host's
+   allowlist allows it (``optimizer.campaign.oracle_allow``); otherwise ``resume`` refuses
+   before writing anything.
 
     >>> status = resume_campaign("c1", "sqlite:///tiltloop.db", budget=128)   # doctest: +SKIP
 """
 from __future__ import annotations
 
 from optimizer.campaign.driver import CampaignStatus
+from optimizer.campaign.oracle_allow import check_oracle_allowed
 from optimizer.campaign.service import (
     Progress,
     drive,
@@ -37,6 +41,9 @@ def resume_campaign(name: str, url: str, *, budget: int | None = None,
     storage = open_storage(url, create=False)
     try:
         config = load_campaign_config(storage, name)
+        # read from the database: a code-executing oracle needs this host's allowlist; refused
+        # here, before anything is written (the same check guards every oracle build)
+        check_oracle_allowed(config.oracle)
         if budget is not None:
             if budget < config.budget.total:
                 raise CampaignStateError(

@@ -148,3 +148,58 @@ def test_results_are_final_and_cancel_withdraws(tmp_path):
     oracle.cancel(handles[1:2])
     assert [r.status for r in oracle.poll(handles)] == ["succeeded", "cancelled", "pending"]
     assert "b" not in oracle.pending_path.read_text()
+
+
+# ---- limits: file size, cell size, column counts, nesting --------------------------------------
+@pytest.mark.parametrize("text, line, message", [
+    ("key,y\na,1\nb\n", 3, "fewer cells than header columns (1 cells, 2 columns; missing ['y'])"),
+    ("key,y,error\na,1\n", 2, "fewer cells than header columns"),
+    ("key,y\na,1,2,3\n", 2, "more cells than header columns (4 cells, 2 columns)"),
+    ("key,y,y\na,1,2\n", 1, "header names column(s) ['y'] more than once"),
+])
+def test_csv_column_counts_are_checked_per_line(tmp_path, text, line, message):
+    oracle = ManualOracle(tmp_path, objectives=("y",))
+    handles = oracle.submit(_requests())
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    with pytest.raises(ManualResultsError) as info:
+        oracle.import_results(path)
+    assert info.value.problems[0][0] == line and message in info.value.problems[0][1], info.value
+    assert [r.status for r in oracle.poll(handles)] == ["pending"] * 3  # nothing imported
+
+
+def test_a_huge_csv_cell_is_refused_with_its_line(tmp_path):
+    from oracles.manual import MAX_CELL_CHARS
+    oracle = ManualOracle(tmp_path, objectives=("y",))
+    handles = oracle.submit(_requests())
+    path = tmp_path / "r.csv"
+    path.write_text(f"key,y,error\na,1,\nb,,{'x' * (MAX_CELL_CHARS + 10)}\nc,2,\n")
+    with pytest.raises(ManualResultsError) as info:
+        oracle.import_results(path)
+    assert info.value.problems == [(3, info.value.problems[0][1])]
+    assert "longer than" in info.value.problems[0][1] and "Error" not in str(info.value)
+    assert [r.status for r in oracle.poll(handles)] == ["pending"] * 3  # nothing imported
+
+
+def test_an_oversized_results_file_is_refused_before_reading(tmp_path, monkeypatch):
+    oracle = ManualOracle(tmp_path, objectives=("y",))
+    oracle.submit(_requests())
+    path = tmp_path / "r.csv"
+    with path.open("wb") as f:  # 200 MB claimed, sparse: no disk used, never read
+        f.truncate(200 * 1024 * 1024)
+
+    def never(*_a, **_k):
+        raise AssertionError("the file was read")
+    monkeypatch.setattr(type(path), "read_text", never)
+    with pytest.raises(ManualResultsError, match="209,715,200 bytes, more than"):
+        oracle.import_results(path)
+
+
+def test_deeply_nested_json_results_are_refused(tmp_path):
+    oracle = ManualOracle(tmp_path, objectives=("y",))
+    oracle.submit(_requests())
+    path = tmp_path / "r.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManualResultsError) as info:
+        oracle.import_results(path)
+    assert info.value.problems[0][0] == 1
