@@ -165,7 +165,9 @@ class OracleQuery(Base):
     __table_args__ = (
         sa.CheckConstraint(_in("status", QUERY_STATUSES), name="status"),
         sa.CheckConstraint("attempts >= 0", name="attempts"),
-        sa.Index(None, "campaign_id", "status"),
+        # id last: "the oldest pending of a campaign" is an ordered index scan that stops at
+        # LIMIT (a pull claim with 30,000 queued sorted them all: 17 ms of Postgres per claim)
+        sa.Index(None, "campaign_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

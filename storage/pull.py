@@ -75,20 +75,26 @@ class PullMixin(StorageBase):
                                       .where(*same)).first()
             if earlier is not None:
                 return self._replay(session, earlier.id, earlier.query_keys, client_id, lease)
-            now = db_now()
-            queued = session.execute(
+            # two ordered scans of the (campaign_id, status, id) index, each stopping at LIMIT:
+            # one OR-ed query made Postgres sort the whole queue on every claim
+            expired_leases = session.execute(
                 sa.select(OracleQuery.id, OracleQuery.idempotency_key, OracleQuery.status)
-                .where(OracleQuery.campaign_id == cid, sa.or_(
-                    sa.and_(OracleQuery.status == "pending",
-                            sa.or_(OracleQuery.lease_expires_at.is_(None),
-                                   OracleQuery.lease_expires_at < now)),
-                    sa.and_(OracleQuery.status == "dispatched",
-                            OracleQuery.pull_claim_id.is_not(None),
-                            OracleQuery.external_job_id.is_(None),
-                            OracleQuery.lease_expires_at < now)))
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status == "dispatched",
+                       OracleQuery.pull_claim_id.is_not(None),
+                       OracleQuery.external_job_id.is_(None),
+                       OracleQuery.lease_expires_at < db_now())
                 .order_by(OracleQuery.id).limit(max_items)
                 .with_for_update(skip_locked=True)
             ).all()
+            fresh = session.execute(
+                sa.select(OracleQuery.id, OracleQuery.idempotency_key, OracleQuery.status)
+                .where(OracleQuery.campaign_id == cid, OracleQuery.status == "pending",
+                       sa.or_(OracleQuery.lease_expires_at.is_(None),
+                              OracleQuery.lease_expires_at < db_now()))
+                .order_by(OracleQuery.id).limit(max_items - len(expired_leases))
+                .with_for_update(skip_locked=True)
+            ).all() if len(expired_leases) < max_items else []
+            queued = sorted([*expired_leases, *fresh], key=lambda q: q.id)
             if not queued:
                 return []
             keys = [q.idempotency_key for q in queued]
