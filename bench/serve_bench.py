@@ -112,6 +112,17 @@ class Serve:
                                       "--port", "0", *extra], stdout=subprocess.PIPE,
                                      stderr=self.log, env=env, text=True)
         self.base = self._read_url(log)
+        self._settle()
+
+    def _settle(self, timeout_s: float = 90.0) -> None:
+        """Wait until the service and the Ray it started are idle (Ray's agents and prestarted
+        workers take tens of seconds of CPU at start), so start-up does not count as load."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            before = self.cpu_s() + self.worker_cpu_s()
+            time.sleep(2.0)
+            if (self.cpu_s() + self.worker_cpu_s() - before) / 2.0 < 0.1:
+                return
 
     def _read_url(self, log: Path, timeout_s: float = 120.0) -> str:
         found: list[str] = []

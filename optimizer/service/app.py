@@ -19,7 +19,10 @@ drives the campaigns.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
 
 from fastapi import FastAPI
 
@@ -29,6 +32,17 @@ from storage import Storage
 
 #: The API's version prefix; a breaking change gets a new one.
 API_PREFIX = "/v1"
+
+
+#: Threads running the (blocking) route handlers: about the database pool's 15 connections;
+#: more threads would only queue for a connection while contending for the GIL.
+HANDLER_THREADS = 16
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = HANDLER_THREADS
+    yield
 
 
 def create_app(storage: Storage, *, metrics: ServiceMetrics | None = None,
@@ -50,7 +64,7 @@ def create_app(storage: Storage, *, metrics: ServiceMetrics | None = None,
                                    routes_pull, routes_results)
     from optimizer.service.errors import install_error_handlers
 
-    app = FastAPI(title="tiltloop service", version=__version__,
+    app = FastAPI(title="tiltloop service", version=__version__, lifespan=_lifespan,
                   description="Campaigns of reward-tilted diffusion sampling against slow "
                               "oracles: manage them, watch them, and (labs) pull their work.",
                   # the document is served by a route that needs a read token like every
