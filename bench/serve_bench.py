@@ -12,7 +12,7 @@ Side by side, interleaved in ``--repeats`` blocks: the same claim+report made by
 over HTTP and made directly on the storage API in this process, so the ratio shows
 what HTTP + auth + the app add to the database work.
 
-Part 2 — 20 campaigns. One ``tiltloop serve`` drives ``--campaigns`` campaigns (bundled gmm-toy
+Part 2 — 20 campaigns. One ``tiltloop serve`` drives ``--campaigns`` campaigns (bundled manifold
 prior, the lab simulator as a separate process with ``--lab-latency`` seconds per evaluation).
 Printed: time until all complete, the service process's CPU seconds per query (its own process;
 Ray worker processes separately), and per campaign the fraction of its active time that its
@@ -317,24 +317,24 @@ def _clients_run(serve: Serve, secret: str, name: str, clients: int, seconds: fl
 def part_campaigns(args: argparse.Namespace, workdir: Path) -> None:
     from oracles.labsim import LabSimulatorProcess
 
-    lab = LabSimulatorProcess(["--function", "branin", "--latency", str(args.lab_latency)],
-                              log_path=workdir / "labsim.log")
     names = [f"c{i:02d}" for i in range(args.campaigns)]
     budget, limit = args.budget, 2
-    with Schema() as url:
+    with LabSimulatorProcess(["--function", "manifold", "--latency", str(args.lab_latency)],
+                             log_path=workdir / "labsim.log") as lab, Schema() as url:
         storage = open_storage(url, create=True)
+        # the service first (it settles: Ray's start-up is not counted), then the campaigns
+        serve = Serve(url, workdir / "serve-campaigns.log", "--max-campaigns", str(args.campaigns))
+        t0, cpu0, wcpu0 = time.perf_counter(), serve.cpu_s(), serve.worker_cpu_s()
         for i, name in enumerate(names):
             cfg = parse_config({
-                "name": name, "seed": i, "prior": {"name": "gmm-toy"},
+                "name": name, "seed": i, "prior": {"name": "manifold"},
                 "oracle": {"kind": "http", "base_url": lab.url, "timeout_s": 30.0},
-                "objectives": [{"name": "y"}], "sampler": {"num_steps": 8},
+                "objectives": [{"name": "value"}], "sampler": {"num_steps": 10},
                 "workers": {"count": 1, "particles_per_worker": 32, "cpus_per_worker": 0.5},
                 "budget": {"q": 2, "max_in_flight": limit, "total": budget, "poll_interval_s": 0.2},
                 "storage": {"url": url}}, "<bench>")
             start_or_resume(cfg, storage, source="bench")
-        serve = Serve(url, workdir / "serve-campaigns.log", "--max-campaigns", str(args.campaigns))
         busy: dict[str, list[float]] = {n: [] for n in names}
-        t0, cpu0 = time.perf_counter(), serve.cpu_s()
         deadline = t0 + args.timeout
         try:
             while time.perf_counter() < deadline:
@@ -349,18 +349,19 @@ def part_campaigns(args: argparse.Namespace, workdir: Path) -> None:
                     break
                 time.sleep(0.5)
             wall = time.perf_counter() - t0
-            cpu, workers_cpu = serve.cpu_s() - cpu0, serve.worker_cpu_s()
+            cpu, workers_cpu = serve.cpu_s() - cpu0, serve.worker_cpu_s() - wcpu0
         finally:
             serve.stop()
         done = [r.name for r in storage.list_campaigns() if r.status == "completed"]
+        others = {r.name: r.status for r in storage.list_campaigns() if r.status != "completed"}
         queries = sum(storage.query_counts(n)["succeeded"] + storage.query_counts(n)["failed"]
                       for n in names)
         storage.close()
-    lab.close()
     fractions = [statistics.mean(v) for v in busy.values() if v]
     print(f"\n{args.campaigns} campaigns in one service process (budget {budget} each, "
           f"lab latency {args.lab_latency:g} s; load {_load()}):")
-    print(f"  completed {len(done)}/{len(names)} in {wall:.0f} s; {queries} queries")
+    print(f"  completed {len(done)}/{len(names)} in {wall:.0f} s; {queries} queries"
+          + (f"; not completed: {others}" if others else ""))
     print(f"  service process CPU {cpu:.1f} s = {cpu / max(queries, 1) * 1e3:.0f} ms per query; "
           f"its child processes (Ray) {workers_cpu:.1f} s")
     if fractions:
