@@ -18,6 +18,13 @@ from storage import Storage
 
 Make = Callable[..., dict[str, Any]]
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+#: The dashboard's routes that carry no data: the login form, logout, static files (their own
+#: checks below), and its pages, which send a visitor without a session to the login form.
+DASHBOARD_OPEN = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
+                  ("GET", "/static/vendor/plotly.min.js"), ("GET", "/static/{path:path}")}
+DASHBOARD_PAGES = {("GET", "/"), ("GET", "/campaigns/{name}")}
+#: Any valid token, whatever its scope (it answers with the caller's own scopes).
+ANY_TOKEN = {("GET", "/v1/whoami")}
 SCOPES = {need_admin: "admin", need_read: "read", need_lab: "lab"}
 
 
@@ -67,6 +74,7 @@ EXAMPLES: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/v1/campaigns/{name}/top", {}, 200),
     ("GET", "/v1/campaigns/{name}/export", {"params": {"format": "json"}}, 200),
     ("GET", "/v1/campaigns/{name}/events", {"params": {"max_s": 0.2, "after": 0}}, 200),
+    ("GET", "/v1/campaigns/{name}/dashboard", {}, 200),
     ("POST", "/v1/campaigns", {"json": "CONFIG"}, 200),
     ("POST", "/v1/campaigns/{name}/claims", {"json": {"client_id": "lab-1", "request_id": "r1"}},
      200),
@@ -82,7 +90,8 @@ EXAMPLES: list[tuple[str, str, dict[str, Any], int]] = [
 
 def test_every_protected_route_has_an_example(server: Live) -> None:
     table = routes(server.app)
-    assert {k for k, scope in table.items() if scope is None} == PUBLIC
+    assert {k for k, scope in table.items() if scope is None} == (
+        PUBLIC | DASHBOARD_OPEN | DASHBOARD_PAGES | ANY_TOKEN)
     protected = {k for k, scope in table.items() if scope is not None}
     listed = {(m, p) for m, p, _, _ in EXAMPLES}
     assert protected == listed, (
@@ -150,3 +159,20 @@ def test_every_route_by_token(server: Live, client: httpx.Client, tokens: Tokens
         assert not any(s in text for s in secrets), f"a token in the answer of {r.request.url}"
     assert not any(s in caplog.text for s in secrets), "a token in the logs"
     assert "tl_" + "x" * 40 not in caplog.text
+
+
+def test_dashboard_routes_without_a_token(server: Live, client: httpx.Client,
+                                          tokens: Tokens) -> None:
+    """The pages redirect to the login form; the form and static files hold no data;
+    ``/v1/whoami`` needs a token (any scope) and answers with its scopes, never the token."""
+    for method, path in sorted(DASHBOARD_PAGES):
+        r = client.request(method, path.replace("{name}", "pull-a"), follow_redirects=False)
+        assert r.status_code in (302, 303, 307) and r.headers["location"].startswith("/login"), \
+            (path, r.status_code)
+    assert client.get("/login").status_code == 200
+    assert client.get("/static/vendor/plotly.min.js").status_code == 200
+    assert client.get("/static/../../etc/passwd").status_code == 404
+    none = client.get("/v1/whoami")
+    assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer"
+    me = client.get("/v1/whoami", headers=bearer(tokens.lab_a))
+    assert me.status_code == 200 and "lab:pull-a" in me.text and tokens.lab_a not in me.text
