@@ -6,26 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from oracles.labsim import LabSimulator
 from campaign_oracles import Bowl
 from pg_schemas import postgres_schema_url
-
-
-@pytest.fixture(scope="session")
-def tiny_prior_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-d MLP diffusion prior (random weights, seeded) saved as a prior folder."""
-    from optimizer.priors.mlp import MLPDiffusionConfig, MLPDiffusionPrior
-
-    torch.manual_seed(0)
-    prior = MLPDiffusionPrior(MLPDiffusionConfig(dim=2, hidden=16, num_blocks=1, time_embed_dim=8,
-                                                 num_train_timesteps=100))
-    path = tmp_path_factory.mktemp("prior") / "tiny-mlp"
-    prior.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture()

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 import uvicorn
 
 from optimizer.service.app import create_app
@@ -23,19 +22,6 @@ from optimizer.service.metrics import ServiceMetrics
 from pg_schemas import postgres_schema_url
 from service_helpers import Live, Tokens, config_data
 from storage import Storage, upgrade
-
-
-@pytest.fixture(scope="session")
-def tiny_prior_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-d MLP diffusion prior (random weights, seeded) saved as a prior folder."""
-    from optimizer.priors.mlp import MLPDiffusionConfig, MLPDiffusionPrior
-
-    torch.manual_seed(0)
-    prior = MLPDiffusionPrior(MLPDiffusionConfig(dim=2, hidden=16, num_blocks=1, time_embed_dim=8,
-                                                 num_train_timesteps=100))
-    path = tmp_path_factory.mktemp("prior") / "tiny-mlp"
-    prior.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture()

@@ -1,8 +1,8 @@
-"""Helpers for the scheduler and ``tiltloop serve`` tests: a tiny prior, a latency-bearing lab
-oracle, small campaign configs, ``tiltloop serve`` subprocesses, bounded waits.
+"""Helpers for the scheduler and ``tiltloop serve`` tests: small campaign configs,
+``tiltloop serve`` subprocesses, bounded waits.
 
 Importable by module name from this folder (pytest puts a test file's folder on ``sys.path``);
-the ``tiny_prior_path`` fixture is used by importing it into a test module.
+the ``tiny_prior_path`` fixture comes from ``tests/conftest.py``.
 """
 from __future__ import annotations
 
@@ -16,47 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.service import open_storage, start_or_resume
-from oracles.simulated.base import SimulatedOracle
 from storage import Storage
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class Bowl(SimulatedOracle):
-    """`y = -||x - c||²` on R^2; ``latency_s`` keeps queries in flight for a while."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.objectives = ("y",)
-        super().__init__(**kw)
-
-    def check_design(self, design: np.ndarray) -> np.ndarray:
-        design = super().check_design(design)
-        if design.shape != (2,):
-            raise ValueError(f"expected a design of shape (2,), got {design.shape}")
-        return design
-
-    def score(self, design: np.ndarray) -> dict[str, float]:
-        return {"y": -float(((design - np.array([1.0, -0.5])) ** 2).sum())}
-
-
-@pytest.fixture(scope="session")
-def tiny_prior_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-d MLP diffusion prior (random weights, seeded) saved as a prior folder."""
-    from optimizer.priors.mlp import MLPDiffusionConfig, MLPDiffusionPrior
-
-    torch.manual_seed(0)
-    prior = MLPDiffusionPrior(MLPDiffusionConfig(dim=2, hidden=16, num_blocks=1, time_embed_dim=8,
-                                                 num_train_timesteps=100))
-    path = tmp_path_factory.mktemp("prior") / "tiny-mlp"
-    prior.save_pretrained(path)
-    return str(path)
 
 
 def small_config(name: str, prior: str, lab_url: str, db_url: str, *, total: int = 6, q: int = 2,

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from pg_schemas import postgres_schema_url
-from serve_helpers import (Bowl, campaign_states, create_campaigns, small_config,
-                           tiny_prior_path, wait_until)
+from campaign_oracles import Bowl
+from serve_helpers import (campaign_states, create_campaigns, small_config,
+                           wait_until)
 
 from optimizer.campaign.service import open_storage
 from optimizer.service.metrics import ServiceMetrics, sample
@@ -20,7 +21,6 @@ from optimizer.service.scheduler import Scheduler
 from oracles.labsim import LabSimulator
 from tiltloop.logs import current_campaign
 
-__all__ = ["tiny_prior_path"]  # the fixture, used by name
 
 NAMES = ["c1", "c2", "c3", "c4"]
 

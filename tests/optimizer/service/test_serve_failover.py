@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from pg_schemas import postgres_schema_url
-from serve_helpers import (Bowl, ServeProcess, campaign_states, create_campaigns, small_config,
-                           tiny_prior_path, wait_until)
+from campaign_oracles import Bowl
+from serve_helpers import (ServeProcess, campaign_states, create_campaigns, small_config,
+                           wait_until)
 
 from optimizer.campaign.service import open_storage
 from oracles.labsim import LabSimulator
 
-__all__ = ["tiny_prior_path"]  # the fixture, used by name
 
 NAMES = ["f1", "f2", "f3", "f4"]
 TOTAL = 6
