@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from campaign_configs import campaign_config
+
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.service import open_storage, start_or_resume
 from storage import Storage
 
@@ -29,20 +30,12 @@ ROOT = Path(__file__).resolve().parents[3]
 def small_config(name: str, prior: str, lab_url: str, db_url: str, *, total: int = 6, q: int = 2,
                  **sections: dict[str, Any]) -> CampaignConfig:
     """A small campaign: one worker of half a CPU (several campaigns fit on 2 cores)."""
-    data: dict[str, Any] = {
-        "name": name, "seed": 3,
-        "prior": {"name": prior},
-        "oracle": {"kind": "http", "options": {"base_url": lab_url, "timeout_s": 10.0}},
-        "objectives": [{"name": "y", "direction": "maximize"}],
-        "feature_map": {"kind": "identity"},
-        "sampler": {"alpha": 0.5, "num_steps": 6},
-        "workers": {"count": 1, "particles_per_worker": 16, "cpus_per_worker": 0.5},
-        "budget": {"q": q, "max_in_flight": 2 * q, "total": total, "poll_interval_s": 0.1},
-        "storage": {"url": db_url},
-    }
+    tables: dict[str, dict[str, Any]] = {
+        "sampler": {"num_steps": 6}, "workers": {"count": 1},
+        "budget": {"q": q, "max_in_flight": 2 * q, "total": total, "poll_interval_s": 0.1}}
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return parse_config(data, f"<test config {name}>")
+        tables[key] = {**tables.get(key, {}), **value}
+    return campaign_config(name, prior, lab_url, db_url, **tables)
 
 
 def create_campaigns(url: str, configs: list[CampaignConfig]) -> None:
