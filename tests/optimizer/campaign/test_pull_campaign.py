@@ -21,8 +21,12 @@ def _bowl(design: np.ndarray) -> float:
 
 
 def _lab(url: str, name: str, client: str, stop: threading.Event, stored: list[str],
-         crashes: int) -> None:
-    """Claim 2 items at a time; the first ``crashes`` claims are abandoned (never reported)."""
+         crashes: int, crashed: threading.Event) -> None:
+    """Claim 2 items at a time; the first ``crashes`` claims are abandoned (never reported),
+    then ``crashed`` is set. A lab with no crashes to make starts only once it is set, so the
+    crashing lab surely gets items to abandon."""
+    if not crashes and not crashed.wait(timeout=120):
+        return
     with open_storage(url, create=False) as st:
         n = 0
         while not stop.is_set():
@@ -32,6 +36,8 @@ def _lab(url: str, name: str, client: str, stop: threading.Event, stored: list[s
                 continue
             n += 1
             if n <= crashes:
+                if n == crashes:
+                    crashed.set()
                 continue  # "crashed": the lease expires and another client gets the items
             for q in items:
                 try:
@@ -51,8 +57,10 @@ def test_pull_campaign_completes_with_crashing_labs(ray_session: str, tiny_prior
         start_or_resume(cfg, st, source="test")
         stop = threading.Event()
         stored: list[str] = []
+        crashed = threading.Event()
         labs = [threading.Thread(target=_lab, args=(db_url, "pulled", f"lab-{i}", stop, stored,
-                                                    2 if i == 0 else 0)) for i in range(3)]
+                                                    2 if i == 0 else 0, crashed))
+                for i in range(3)]
         for t in labs:
             t.start()
         try:
