@@ -212,3 +212,35 @@ def test_probe_paths_are_routes_of_the_app_and_need_no_token(rendered: list[dict
             assert client.get("/v1/campaigns").status_code == 401  # the rest needs a token
     finally:
         storage.close()
+
+
+def test_the_readmes_compose_campaign_reaches_the_stand_in_lab(compose: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """infra/README.md's campaign for the compose stand-in lab is a valid config whose oracle is
+    built as is, at the labsim service's port, with its objective and the serve replicas' token."""
+    import json
+    import sys
+
+    from deploy_files import INFRA
+
+    from optimizer.campaign.config_io import parse_config
+    from oracles.factory import build_oracle
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    text = (INFRA / "README.md").read_text()
+    body = re.search(r"-d @- <<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    assert body, "infra/README.md: no campaign request body"
+    config = parse_config(tomllib.loads(json.loads(body.group(1))["toml"]), "infra/README.md")
+    labsim = parse_labsim_args(argv_of(compose["services"]["labsim"]))
+    assert config.oracle.base_url == f"http://labsim:{labsim['port']}"
+    assert config.prior.name == labsim["function"] == "manifold"
+    assert [o.name for o in config.objectives] == ["value"]  # what labsim's manifold reports
+    assert config.oracle.token_env == labsim["token_env"]
+    assert config.oracle.token_env in compose["services"]["serve"]["environment"]
+    monkeypatch.setenv(config.oracle.token_env, "a-lab-token")  # as the serve replicas have it
+    oracle = build_oracle(config.oracle.kind,  # refuses plain http to a non-loopback host otherwise
+                          config.oracle.model_dump(exclude={"kind"}), safe=False)
+    oracle.close()
