@@ -75,6 +75,8 @@ class OutageRetry:
         should_stop: asked while waiting; True ends the wait by re-raising the error (a service
             shutting down does not wait out the window).
         on_recovered: called after a unit succeeded following a failure (caches rebuilt).
+        resume_command: what the give-up message tells the operator to run (default
+            ``tiltloop resume CAMPAIGN``).
         clock / sleep / seed: injectable for tests.
     """
 
@@ -82,6 +84,7 @@ class OutageRetry:
                  first_delay_s: float = 0.25, max_delay_s: float = 5.0,
                  should_stop: Callable[[], bool] | None = None,
                  on_recovered: Callable[[], None] | None = None,
+                 resume_command: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None) -> None:
         self.window_s = check_window(window_s)
@@ -90,6 +93,7 @@ class OutageRetry:
         self.max_delay_s = max_delay_s
         self.should_stop = should_stop
         self.on_recovered = on_recovered
+        self.resume_command = resume_command or f"tiltloop resume {campaign}"
         self._clock = clock
         self._sleep = sleep
         self._rng = random.Random(seed)
@@ -153,7 +157,7 @@ class OutageRetry:
         return (f"campaign {self.campaign}: the database stayed unreachable for {elapsed:.1f} s "
                 f"while {doing} (storage.outage_window_s = {self.window_s:g}); this driver stops. "
                 f"Nothing is lost: every query sent is recorded or is found again by its "
-                f"idempotency key. Once the database is back, `tiltloop resume {self.campaign}` "
+                f"idempotency key. Once the database is back, `{self.resume_command}` "
                 f"continues the campaign. Last error: {_first_line(exc)}")
 
 

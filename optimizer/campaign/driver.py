@@ -143,6 +143,22 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     )
 
 
+def resume_command(name: str, storage: Storage) -> str:
+    """``tiltloop resume NAME``, with ``--url`` (password hidden) when the campaign's database
+    is not the one ``resume`` would open by default."""
+    from storage.engine import default_url, parse_url, redact
+    from storage.errors import StorageError
+
+    url = getattr(getattr(storage, "engine", None), "url", None)
+    try:
+        default = redact(parse_url(default_url()))
+    except StorageError:  # a malformed $TILTLOOP_DATABASE_URL: name the URL explicitly
+        default = None
+    if url is None or redact(url) == default:
+        return f"tiltloop resume {name}"
+    return f"tiltloop resume {name} --url '{redact(url)}'"
+
+
 def paused_reason(storage: Storage, name: str) -> str | None:
     """The reason of the campaign's latest pause (from its event log)."""
     events = storage.list_events(name, kind="campaign.paused")
@@ -198,7 +214,8 @@ class CampaignDriver:
         #: retries each unit of work through a database outage (see the module docstring)
         self.db = OutageRetry(config.storage.outage_window_s, campaign=config.name,
                               should_stop=lambda: self.should_stop is not None and self.should_stop(),
-                              on_recovered=self._after_outage)
+                              on_recovered=self._after_outage,
+                              resume_command=resume_command(config.name, storage))
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have stored results before the connection broke;

@@ -8,7 +8,10 @@ each accepted connection is piped to the real server (default 127.0.0.1:5432) by
 - :meth:`refuse`: new connections are refused — ``mode="reset"`` accepts and resets them at
   once (the listening socket stays), ``mode="unlisten"`` closes the listening socket (the
   client gets ECONNREFUSED) and :meth:`refuse` ``(False)`` binds the same port again;
-- :meth:`outage` does both, then lets connections through again after ``seconds``.
+- :meth:`outage` does both, then lets connections through again after ``seconds``;
+  :meth:`felt_outage` (blocking) counts the ``seconds`` from the first connection attempt it
+  refused, so the client certainly sees an outage that long (a driver busy in SMC touches no
+  database: a blind 2 s outage could fall between two of its writes).
 
 Connections are counted (``accepted``, ``forwarded``, ``refused``, ``cut_count``, ``open``).
 Every wait is bounded: accept and relay loops wake every ``tick_s`` to check the stop flag, the
@@ -139,6 +142,25 @@ class PgForwarder:
         self._timer = threading.Timer(seconds, self.refuse, args=(False,))
         self._timer.daemon = True
         self._timer.start()
+
+    def felt_outage(self, seconds: float, *, timeout_s: float = 120.0) -> float:
+        """Cut and refuse now; let connections through ``seconds`` after the first refused
+        attempt (at most ``timeout_s`` waiting for one). Returns the outage's total length."""
+        started = time.monotonic()
+        before = self.refused
+        self.refuse(True)
+        self.cut()
+        try:
+            deadline = started + timeout_s
+            while self.refused == before:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no connection attempt within {timeout_s:g} s of the outage "
+                                       f"({self.stats()})")
+                time.sleep(0.02)
+            time.sleep(seconds)
+        finally:
+            self.refuse(False)
+        return time.monotonic() - started
 
     @property
     def refusing(self) -> bool:

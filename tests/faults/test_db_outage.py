@@ -98,21 +98,6 @@ def mid_campaign(store: Storage, name: str) -> Callable[[], bool]:
     return check
 
 
-def outage_felt(forwarder: PgForwarder, seconds: float, *, timeout_s: float = 120.0) -> int:
-    """An outage that the campaign's process certainly feels for ``seconds``: connections are
-    cut and refused now, and let through again ``seconds`` after the first refused attempt
-    (a driver busy in SMC touches no database, so a blind 2 s outage could fall between two
-    of its writes). Returns the number of connections forwarded so far."""
-    before = forwarder.refused
-    forwarder.refuse(True)
-    forwarder.cut()
-    wait_for(lambda: forwarder.refused > before, timeout_s, "a connection attempt during the outage",
-             lambda: str(forwarder.stats()))
-    time.sleep(seconds)
-    forwarder.refuse(False)
-    return forwarder.forwarded
-
-
 def count_posts(lab: LabSimulator) -> Counter[str]:
     """Counts, per idempotency key, the job POSTs the lab received (each valid ``POST /jobs``
     reaches ``JobStore.create``, which deduplicates by key)."""
@@ -164,7 +149,8 @@ def test_campaign_rides_out_an_outage_without_resume(
             wait_for(lambda: mid_campaign(store, name)() or not driver.is_alive(), 180,
                      "results stored with queries still in flight", lambda: str(result))
             assert driver.is_alive(), result
-            forwarded = outage_felt(forwarder, outage_s)
+            forwarder.felt_outage(outage_s)
+            forwarded = forwarder.forwarded
             assert store.query_counts(name)["succeeded"] < TOTAL  # it was down mid-campaign
             driver.join(timeout=outage_s + 240)
         assert not driver.is_alive(), f"driver still running: {store.query_counts(name)}"
@@ -199,7 +185,9 @@ def test_outage_past_the_window_exits_with_the_resume_command_then_resume_finish
                          "results stored with queries still in flight",
                          lambda: log.read_text(errors="replace")[-3000:])
                 assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-                forwarder.outage(12.0)
+                outage = threading.Thread(target=forwarder.felt_outage, args=(12.0,), daemon=True)
+                outage.start()
+                wait_for(lambda: forwarder.refused > 0, 60, "the driver to feel the outage")
                 started = time.monotonic()
                 rc = proc.wait(timeout=60)
                 gave_up_after = time.monotonic() - started
@@ -210,13 +198,15 @@ def test_outage_past_the_window_exits_with_the_resume_command_then_resume_finish
         text = log.read_text(errors="replace")
         assert rc == 2, text[-3000:]
         assert forwarder.refusing, f"the driver exited only after the outage ({gave_up_after:.1f} s)"
-        assert 3.0 <= gave_up_after, gave_up_after
-        assert f"`tiltloop resume {name}`" in text and "storage.outage_window_s = 3" in text, text[-3000:]
+        assert 2.5 <= gave_up_after, gave_up_after  # measured from its first failure, ~3 s
+        assert f"`tiltloop resume {name} --url " in text, text[-3000:]
+        assert "storage.outage_window_s = 3" in text, text[-3000:]
         assert f"campaign {name}: the database is unreachable while" in text  # the WARNINGs
         assert "Traceback" not in text, text[-3000:]
         assert store.query_counts(name)["succeeded"] < TOTAL
 
-        wait_for(lambda: not forwarder.refusing, 30, "the outage to end")
+        outage.join(timeout=30)
+        assert not forwarder.refusing
         status = resume_campaign(name, via)
         assert status.status == "completed", status
         # a driver that gave up before writing job ids re-POSTs those keys on resume: the lab
@@ -299,7 +289,7 @@ def test_serve_rides_out_a_2s_outage_and_readyz_follows_it(
             wait_for(mid_campaign(store, name), 180, "results stored with queries in flight",
                      serve.stderr_tail)
             assert ready() == 200
-            outage = threading.Thread(target=outage_felt, args=(forwarder, 2.0), daemon=True)
+            outage = threading.Thread(target=forwarder.felt_outage, args=(2.0,), daemon=True)
             outage.start()
             during = ready()
             outage.join(timeout=130)
