@@ -77,6 +77,8 @@ class OutageRetry:
         on_recovered: called after a unit succeeded following a failure (caches rebuilt).
         resume_command: what the give-up message tells the operator to run (default
             ``tiltloop resume CAMPAIGN``).
+        enabled: False runs each unit once, errors unchanged (SQLite: a file has no connection
+            to lose, and its "unable to open" / "readonly" errors are not outages to wait out).
         clock / sleep / seed: injectable for tests.
     """
 
@@ -84,7 +86,7 @@ class OutageRetry:
                  first_delay_s: float = 0.25, max_delay_s: float = 5.0,
                  should_stop: Callable[[], bool] | None = None,
                  on_recovered: Callable[[], None] | None = None,
-                 resume_command: str | None = None,
+                 resume_command: str | None = None, enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None) -> None:
         self.window_s = check_window(window_s)
@@ -94,6 +96,7 @@ class OutageRetry:
         self.should_stop = should_stop
         self.on_recovered = on_recovered
         self.resume_command = resume_command or f"tiltloop resume {campaign}"
+        self.enabled = enabled
         self._clock = clock
         self._sleep = sleep
         self._rng = random.Random(seed)
@@ -109,6 +112,8 @@ class OutageRetry:
             DatabaseOutage: the database stayed unreachable for ``window_s``.
             Exception: any other error of ``unit``, unchanged.
         """
+        if not self.enabled:
+            return unit()
         started: float | None = None
         attempt = 0
         while True:

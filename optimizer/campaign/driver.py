@@ -17,7 +17,8 @@ Loop (every step reads its state from the database, so a fresh process resumes a
    is retried with backoff for ``storage.outage_window_s`` (each unit is idempotent: conditional
    transitions, idempotency keys, a round written twice with the same content is a no-op); the
    SMC of a round is not redone for a failed write. Past the window the driver stops with
-   :class:`~storage.outage.DatabaseOutage`, whose message names ``tiltloop resume``.
+   :class:`~storage.outage.DatabaseOutage`, whose message names ``tiltloop resume``. On SQLite
+   (a file: no connection to lose) errors end the run at once, as before.
 
     >>> driver = CampaignDriver(config, storage, oracle, generator)   # doctest: +SKIP
     >>> status = driver.run()                                         # doctest: +SKIP
@@ -215,7 +216,8 @@ class CampaignDriver:
         self.db = OutageRetry(config.storage.outage_window_s, campaign=config.name,
                               should_stop=lambda: self.should_stop is not None and self.should_stop(),
                               on_recovered=self._after_outage,
-                              resume_command=resume_command(config.name, storage))
+                              resume_command=resume_command(config.name, storage),
+                              enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have stored results before the connection broke;

@@ -185,3 +185,11 @@ def test_config_field_default_and_validation() -> None:
     for bad in (True, float("inf"), float("nan"), -1, 10**9):
         with pytest.raises(ValueError, match="outage_window_s"):
             StorageConfig(outage_window_s=bad)
+
+
+def test_disabled_runs_each_unit_once_and_keeps_its_error() -> None:
+    clock = FakeClock()
+    unit = Flaky(1)
+    with pytest.raises(DatabaseUnreachable) as info:
+        _retry(clock, enabled=False).call(unit, "polling")
+    assert not isinstance(info.value, DatabaseOutage) and unit.calls == 1 and clock.sleeps == []
