@@ -11,6 +11,8 @@ connections (``tests/faults/pg_forwarder.py``), against the lab simulator over r
   the jobs): the ids are written once the database answers, and no key is POSTed again;
 - ``tiltloop serve``: its driver rides out a 2 s outage; ``/readyz`` answers 503 during it and
   200 after.
+- the engine's pool drops connections that died (reset while idle, or during an outage): the
+  first query afterwards works without any retry.
 """
 from __future__ import annotations
 
@@ -304,3 +306,25 @@ def test_serve_rides_out_a_2s_outage_and_readyz_follows_it(
         assert f"campaign {name}: the database is unreachable while" in text, text[-3000:]
         assert_exactly_once(store, name, lab, posts)
         assert len(store.list_events(name, kind="driver.started")) == 1
+
+
+def test_pool_drops_dead_connections_so_the_first_query_after_an_outage_works(
+        forwarder: PgForwarder, urls: tuple[str, str]) -> None:
+    from storage.errors import DatabaseUnreachable
+
+    via, _ = urls
+    with Storage.open(via) as store:
+        store.create_campaign("pool", {"name": "pool"}, budget=1)
+        assert forwarder.open >= 1  # the pool keeps a connection
+        # 1. connections reset while idle: the next query (no retry helper) gets a fresh one
+        before = forwarder.forwarded
+        assert forwarder.cut() >= 1
+        assert store.load_campaign("pool").status == "active"
+        assert forwarder.forwarded > before
+        # 2. an outage: queries fail while it lasts, the first one after it works
+        forwarder.refuse(True)
+        forwarder.cut()
+        with pytest.raises(DatabaseUnreachable):
+            store.query_counts("pool")
+        forwarder.refuse(False)
+        assert store.load_campaign("pool").status == "active"
