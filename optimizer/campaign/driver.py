@@ -204,6 +204,7 @@ class CampaignDriver:
                                          limits=QueryLimits.from_config(config))
         self._last_line = ""
         self._best: Best | None = None  # best so far, updated from each poll's new results
+        self._stale = False  # the status must be re-read (set after a database outage)
         self.guard = BudgetGuard(config.budget)
         #: the stored config version this driver runs (rounds record it); None: not versioned
         self.config_version = config_version
@@ -220,9 +221,12 @@ class CampaignDriver:
                               enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
 
     def _after_outage(self) -> None:
-        """A unit retried after an outage may have stored results before the connection broke;
-        its retry does not report them again, so the best so far is re-read from the history."""
+        """A unit retried after an outage may have done its work before the connection broke
+        (results stored, queries sent); its retry does not report it again, so the best so far
+        is re-read from the history and the status re-read at the next chance (a stale
+        in-flight count would otherwise keep an idle driver waiting forever)."""
         self._best = None
+        self._stale = True
 
     @property
     def generator(self) -> RoundGenerator:
@@ -260,7 +264,7 @@ class CampaignDriver:
             busy = outcome.finished > 0
             # paid-for outbox first, then new rounds
             busy |= unit(self.dispatcher.dispatch, "dispatching queries") > 0
-            if busy or status is None:  # an idle pass changed nothing: skip the reads
+            if busy or status is None or self._stale:  # an idle pass changed nothing: skip the reads
                 status = unit(self._status, "reading the campaign's status")
             created = sum(status.queries.values())
             remaining = cfg.budget.total - created
@@ -270,7 +274,8 @@ class CampaignDriver:
                     self._round(q)
                     busy = True
             busy |= unit(self.dispatcher.dispatch, "dispatching queries") > 0
-            if busy:
+            if busy or self._stale:
+                self._stale = False  # rounds closed and status read below (a new outage sets it)
                 unit(self._close_rounds, "closing finished rounds")
                 status = unit(self._status, "reading the campaign's status")
                 self._report(status)

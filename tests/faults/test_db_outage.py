@@ -328,3 +328,47 @@ def test_pool_drops_dead_connections_so_the_first_query_after_an_outage_works(
             store.query_counts("pool")
         forwarder.refuse(False)
         assert store.load_campaign("pool").status == "active"
+
+
+def test_outage_right_after_the_last_results_were_stored_still_completes(
+        ray_session: str, tiny_prior_path: str, forwarder: PgForwarder,
+        urls: tuple[str, str]) -> None:
+    """The retried poll finds nothing left to record (its first attempt stored the results
+    before the connection broke): the driver must re-read its status, not wait forever on a
+    stale in-flight count."""
+    via, direct = urls
+    name = "outage-last"
+    with LabSimulator(Bowl(seed=0, latency_s=0.3)) as lab, Storage.open(direct) as observer:
+        cfg = small_campaign(name, tiny_prior_path, lab, via, ray_session)
+        hits: list[float] = []
+        original = Storage.get_queries
+
+        def get_queries(self: Storage, keys: Any, *a: Any, **kw: Any) -> Any:
+            # the driver reads what its poll just finished; once every result is stored, the
+            # database goes away for 1 s right there
+            if not hits and observer.query_counts(name)["succeeded"] == TOTAL:
+                hits.append(time.monotonic())
+                forwarder.outage(1.0)
+            return original(self, keys, *a, **kw)
+
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                result["status"] = run_campaign(cfg, url=via)
+            except BaseException as exc:  # noqa: BLE001 — reported below
+                result["error"] = exc
+
+        Storage.get_queries = get_queries  # type: ignore[method-assign]
+        try:
+            driver = threading.Thread(target=run, name="driver", daemon=True)
+            driver.start()
+            driver.join(timeout=90)
+        finally:
+            Storage.get_queries = original  # type: ignore[method-assign]
+        assert hits, "the outage was never injected"
+        assert not driver.is_alive(), f"the driver hangs: {observer.query_counts(name)}"
+        assert "error" not in result, result["error"]
+        assert result["status"].status == "completed"
+        assert all(r.status == "complete" for r in observer.list_rounds(name))
+        assert_exactly_once(observer, name, lab)
