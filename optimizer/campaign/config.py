@@ -220,9 +220,24 @@ class StorageConfig(_Frozen):
 
     Left out, ``run`` uses ``--url``, else ``$TILTLOOP_DATABASE_URL``, else
     ``sqlite:///tiltloop.db`` — the same database every other command reads. A relative SQLite
-    path is resolved against the config file's folder."""
+    path is resolved against the config file's folder.
+
+    ``outage_window_s``: a driver that loses its database connection retries each unit of work
+    (poll, dispatch, generate, record; all idempotent) with backoff for this long, logging a
+    WARNING while it waits; past it the driver stops and names ``tiltloop resume``."""
 
     url: str | None = None
+    outage_window_s: float = Field(
+        default=120.0, ge=0, le=86_400,
+        description="seconds a driver rides out a database outage (retrying each unit of work "
+                    "with backoff) before it stops with the resume command; 0: stop at once")
+
+    @field_validator("outage_window_s", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # TOML `true` would silently become 1 s
+            raise ValueError(f"expected a number of seconds, got the boolean {str(v).lower()}")
+        return v
 
     @field_validator("url")
     @classmethod

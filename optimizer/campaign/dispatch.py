@@ -9,6 +9,12 @@ The order of writes is what makes a crash at any instant safe:
    a new id, which the column never overwrites);
 4. ``poll`` by handle; each result is written with a conditional transition, exactly once.
 
+The handles a submit returned are kept in memory before any of them is written: when the
+database connection breaks while they are being saved (an outage; the driver retries the unit of
+work), the unsaved ones are written at the start of the next ``dispatch`` / ``poll`` and none of
+those queries is sent again — the oracle is paid once. Only a driver that stops before they are
+written (killed, or past its outage window) resubmits them on resume, with the same key.
+
 After a crash, :meth:`Dispatcher.restore` rebuilds handles from stored job ids and handle
 events. A ``dispatched`` query with no known handle (killed between 2 and 3) and a query the
 oracle reports ``unknown`` (a lost job, or a submit that failed) are resubmitted with the SAME
@@ -101,6 +107,7 @@ class Dispatcher:
         self._last_error: dict[str, str] = {}  # key -> why its last submission or poll failed
         self._warned_at: dict[str, float] = {}  # key -> when "still waiting" was last logged
         self._gave_up: list[str] = []  # failed by a limit since the last poll's outcome
+        self._unsaved: list[JobHandle] = []  # handles known here, not yet written to storage
 
     # ---- after a crash ------------------------------------------------------------------------
     def restore(self) -> int:
@@ -130,6 +137,7 @@ class Dispatcher:
 
         Also resubmits (same key) ``dispatched`` queries whose handle is unknown.
         """
+        self._save_pending_handles()
         # Rows are listed without designs (a design is decoded only for a query sent now), and
         # the in-flight count comes from a GROUP BY: the cost stays flat however long the campaign.
         now = self._clock()
@@ -155,8 +163,7 @@ class Dispatcher:
                     for q in batch]
         handles = self.oracle.submit(requests)
         crash_point("submitted")
-        for h in handles:
-            self._save_handle(h)
+        self._keep_handles(handles)
         crash_point("dispatched")
         if fresh:
             self._say(f"dispatched {len(fresh)} quer{'y' if len(fresh) == 1 else 'ies'}")
@@ -165,10 +172,25 @@ class Dispatcher:
                       "with their original keys")
         return len(batch)
 
+    def _keep_handles(self, handles: Sequence[JobHandle]) -> None:
+        """Hold every new handle in memory first (so no query is sent again if a write below
+        fails), then write them to storage in order."""
+        for h in handles:
+            self._handles[h.key] = h
+        # a submit failure has no id: the next poll says unknown (resubmit) or failed
+        self._unsaved += [h for h in handles if h.job_id is not None]
+        self._save_pending_handles()
+
+    def _save_pending_handles(self) -> None:
+        """Write the handles not yet in storage (one left by a failed write is retried here)."""
+        while self._unsaved:
+            h = self._unsaved[0]
+            if self._handles.get(h.key) is h:  # else the query finished or was resubmitted since
+                self._save_handle(h)
+            self._unsaved.pop(0)
+
     def _save_handle(self, h: JobHandle) -> None:
-        self._handles[h.key] = h
-        if h.job_id is None:
-            return  # a submit failure: the next poll says unknown (resubmit) or failed
+        assert h.job_id is not None
         if set(h.metadata) - {"job_id"}:
             # metadata beyond the id is part of the handle: saved before anything else
             self._log_handle(h)
@@ -192,6 +214,7 @@ class Dispatcher:
     # ---- receiving ----------------------------------------------------------------------------
     def poll(self) -> PollOutcome:
         """Poll every in-flight query with a handle and store each new state exactly once."""
+        self._save_pending_handles()
         active = {q.key: q for q in self.storage.list_queries(self.campaign, statuses=_ACTIVE)}
         keys = [k for k in active if k in self._handles]
         if not keys and not self._gave_up and not (active and self.limits.max_job_age_s):
@@ -270,8 +293,8 @@ class Dispatcher:
             requests.append(QueryRequest(key, _design(q), {
                 "campaign": self.campaign, "round": q.round_index,
                 "candidate": q.candidate_index, "resubmitted": True}))
-        for h in self.oracle.submit(requests) if requests else []:
-            self._save_handle(h)
+        if requests:
+            self._keep_handles(self.oracle.submit(requests))
         return [r.key for r in requests]
 
     # ---- limits -------------------------------------------------------------------------------

@@ -11,13 +11,21 @@ Loop (every step reads its state from the database, so a fresh process resumes a
 4. mark rounds whose queries all finished ``complete``; sleep ``poll_interval_s`` when idle;
 5. stop when nothing is in flight and the budget is spent (or the target reached);
 6. budget guards (``optimizer.campaign.guards``): too many failures pause the campaign with the
-   grouped reasons instead of spending its budget.
+   grouped reasons instead of spending its budget;
+7. each unit of work (restore, poll, dispatch, the reads before a round, recording a round,
+   closing rounds) runs through :class:`storage.outage.OutageRetry`: a lost database connection
+   is retried with backoff for ``storage.outage_window_s`` (each unit is idempotent: conditional
+   transitions, idempotency keys, a round written twice with the same content is a no-op); the
+   SMC of a round is not redone for a failed write. Past the window the driver stops with
+   :class:`~storage.outage.DatabaseOutage`, whose message names ``tiltloop resume``. On SQLite
+   (a file: no connection to lose) errors end the run at once, as before.
 
     >>> driver = CampaignDriver(config, storage, oracle, generator)   # doctest: +SKIP
     >>> status = driver.run()                                         # doctest: +SKIP
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +42,7 @@ from optimizer.campaign.pull_dispatch import PullDispatcher
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator
 from storage import History, QueryRecord, Storage
+from storage.outage import OutageRetry
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -135,6 +144,22 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     )
 
 
+def resume_command(name: str, storage: Storage) -> str:
+    """``tiltloop resume NAME``, with ``--url`` (password hidden) when the campaign's database
+    is not the one ``resume`` would open by default."""
+    from storage.engine import default_url, parse_url, redact
+    from storage.errors import StorageError
+
+    url = getattr(getattr(storage, "engine", None), "url", None)
+    try:
+        default = redact(parse_url(default_url()))
+    except StorageError:  # a malformed $TILTLOOP_DATABASE_URL: name the URL explicitly
+        default = None
+    if url is None or redact(url) == default:
+        return f"tiltloop resume {name}"
+    return f"tiltloop resume {name} --url '{redact(url)}'"
+
+
 def paused_reason(storage: Storage, name: str) -> str | None:
     """The reason of the campaign's latest pause (from its event log)."""
     events = storage.list_events(name, kind="campaign.paused")
@@ -179,6 +204,7 @@ class CampaignDriver:
                                          limits=QueryLimits.from_config(config))
         self._last_line = ""
         self._best: Best | None = None  # best so far, updated from each poll's new results
+        self._stale = False  # the status must be re-read (set after a database outage)
         self.guard = BudgetGuard(config.budget)
         #: the stored config version this driver runs (rounds record it); None: not versioned
         self.config_version = config_version
@@ -187,6 +213,20 @@ class CampaignDriver:
         self.lease: Any = None
         self.observer = observer
         self.should_stop = should_stop
+        #: retries each unit of work through a database outage (see the module docstring)
+        self.db = OutageRetry(config.storage.outage_window_s, campaign=config.name,
+                              should_stop=lambda: self.should_stop is not None and self.should_stop(),
+                              on_recovered=self._after_outage,
+                              resume_command=resume_command(config.name, storage),
+                              enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
+
+    def _after_outage(self) -> None:
+        """A unit retried after an outage may have done its work before the connection broke
+        (results stored, queries sent); its retry does not report it again, so the best so far
+        is re-read from the history and the status re-read at the next chance (a stale
+        in-flight count would otherwise keep an idle driver waiting forever)."""
+        self._best = None
+        self._stale = True
 
     @property
     def generator(self) -> RoundGenerator:
@@ -201,28 +241,31 @@ class CampaignDriver:
         """Run until done (or one pass with ``once=True``: manual mode); returns the status."""
         cfg = self.config
         start = time.monotonic()
-        restored = self.dispatcher.restore()
+        unit = self.db.call
+        restored = unit(self.dispatcher.restore, "restoring the queries in flight")
         if restored:
             self.say(f"resuming: {restored} quer{'y' if restored == 1 else 'ies'} already at the oracle, "
                      "re-polling them by stored job id")
-        self.storage.log_event(self.name, "driver.started", {"restored_in_flight": restored})
+        unit(lambda: self.storage.log_event(self.name, "driver.started",
+                                            {"restored_in_flight": restored}),
+             "logging the driver's start")
         status: CampaignStatus | None = None
         # A busy pass (results came in) is followed at once by the next one, but never sooner
         # than this: labs reporting a steady stream would otherwise keep the loop spinning.
         min_pass_s = min(cfg.budget.poll_interval_s, 0.25)
         while True:
             pass_start = time.monotonic()
-            outcome = self.dispatcher.poll()
-            trip = self._observe(outcome)
+            outcome, trip = unit(self._poll, "polling the oracle and recording results")
             if trip is not None:
-                return self._pause(trip)
-            stop = self._stopped_from_outside()
+                return unit(functools.partial(self._pause, trip), "pausing the campaign")
+            stop = unit(self._stopped_from_outside, "checking the campaign's status")
             if stop is not None:
                 return stop
             busy = outcome.finished > 0
-            busy |= self.dispatcher.dispatch() > 0  # paid-for outbox first, then new rounds
-            if busy or status is None:  # an idle pass changed nothing: skip the reads
-                status = self._status()
+            # paid-for outbox first, then new rounds
+            busy |= unit(self.dispatcher.dispatch, "dispatching queries") > 0
+            if busy or status is None or self._stale:  # an idle pass changed nothing: skip the reads
+                status = unit(self._status, "reading the campaign's status")
             created = sum(status.queries.values())
             remaining = cfg.budget.total - created
             if not status.target_reached and remaining > 0:
@@ -230,48 +273,70 @@ class CampaignDriver:
                 if status.in_flight + q <= cfg.budget.in_flight_limit:
                     self._round(q)
                     busy = True
-            busy |= self.dispatcher.dispatch() > 0
-            if busy:
-                self._close_rounds()
-                status = self._status()
+            busy |= unit(self.dispatcher.dispatch, "dispatching queries") > 0
+            if busy or self._stale:
+                self._stale = False  # rounds closed and status read below (a new outage sets it)
+                unit(self._close_rounds, "closing finished rounds")
+                status = unit(self._status, "reading the campaign's status")
                 self._report(status)
             created = sum(status.queries.values())
             if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
-                # labs of a pull campaign write results themselves: one that landed after this
-                # pass's poll is read now, so the best so far includes it
-                self._observe(self.dispatcher.poll())
-                final = "completed"
-                self.storage.update_campaign(self.name, status=final)
-                self.storage.log_event(self.name, "driver.finished", {
-                    "queries": created, "best": status.best, "target_reached": status.target_reached})
-                self.say(f"campaign {self.name} {final}: {created} queries, best "
-                         f"{status.objective} = {status.best}")
-                return self._status(final=True)
+                return unit(functools.partial(self._finish, status), "marking the campaign completed")
             if once:
-                return self._status(final=True)
+                return unit(self._final_status, "reading the campaign's status")
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 self.say(f"stopping after {timeout_s:.0f} s; `tiltloop resume {self.name}` continues")
-                return self._status(final=True)
+                return unit(self._final_status, "reading the campaign's status")
             if not busy:
                 time.sleep(cfg.budget.poll_interval_s)
             else:
                 time.sleep(max(0.0, min_pass_s - (time.monotonic() - pass_start)))
 
-    def _round(self, q: int) -> None:
+    def _poll(self) -> tuple[Any, GuardTrip | None]:
+        """One poll and what it means for the best so far and the budget guard."""
+        outcome = self.dispatcher.poll()
+        return outcome, self._observe(outcome)
+
+    def _finish(self, status: CampaignStatus) -> CampaignStatus:
+        """Mark the campaign completed (the budget is spent or the target reached)."""
+        # labs of a pull campaign write results themselves: one that landed after this
+        # pass's poll is read now, so the best so far includes it
+        self._observe(self.dispatcher.poll())
+        final = "completed"
+        created = sum(status.queries.values())
+        self.storage.update_campaign(self.name, status=final)
+        self.storage.log_event(self.name, "driver.finished", {
+            "queries": created, "best": status.best, "target_reached": status.target_reached})
+        self.say(f"campaign {self.name} {final}: {created} queries, best "
+                 f"{status.objective} = {status.best}")
+        return self._status(final=True)
+
+    def _final_status(self) -> CampaignStatus:
+        return self._status(final=True)
+
+    def _round_inputs(self) -> tuple[int, int, bytes | None, History, list[Any]]:
+        """What a round is generated from: its index, the tilted rounds before it, the previous
+        surrogate, the history and the imported results (all read from the database)."""
         rounds = self.storage.list_rounds(self.name)
         index = rounds[-1].index + 1 if rounds else 0
         tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
         previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
-        history = self.storage.load_history(self.name)
+        return index, len(tilted), previous, self.storage.load_history(self.name), self._imported()
+
+    def _round(self, q: int) -> None:
+        index, tilted, previous, history, imported = self.db.call(
+            self._round_inputs, "reading the history for the next round")
         self.say(f"round {index}: generating {self.config.workers.particles_per_round} particles "
                  f"on {self.config.workers.count} worker(s)")
-        plan = self.generator.plan(index, history, q, tilted_rounds_before=len(tilted),
-                                   previous_state=previous, imported=self._imported())
-        self.storage.record_round(
+        plan = self.generator.plan(index, history, q, tilted_rounds_before=tilted,
+                                   previous_state=previous, imported=imported)
+        # a write whose connection broke may have committed: written again with the same
+        # content, the round is a no-op (so the SMC above is never redone for a database error)
+        self.db.call(lambda: self.storage.record_round(
             self.name, index, alpha=plan.alpha, candidates=plan.candidates, selected=plan.selected,
             oracle_name=self.oracle_name, surrogate_state=plan.surrogate_state,
             surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary,
-            config_version=self.config_version)
+            config_version=self.config_version), f"recording round {index} and its outbox")
         crash_point("outbox")
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)
