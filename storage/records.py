@@ -70,7 +70,9 @@ class RoundRecord:
     """A round as stored; ``surrogate_blob`` is only loaded by :meth:`Storage.load_round`.
 
     ``config_version``: the campaign config version the round was generated with (None for a
-    round written before schema revision 0003 had versions).
+    round written before schema revision 0003 had versions). ``unique_ancestors``: how many
+    distinct founders (initial particles) its final particles descend from, summed over its
+    chunks (None: written before revision 0007, or not given).
     """
 
     campaign: str
@@ -89,6 +91,7 @@ class RoundRecord:
     updated_at: datetime
     surrogate_blob: bytes | None = None
     config_version: int | None = None
+    unique_ancestors: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
