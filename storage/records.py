@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -112,6 +112,20 @@ class CandidateRecord:
     selected: bool
     query_key: str | None
     excluded_reason: str | None = None
+
+
+class QueryPoint(NamedTuple):
+    """One oracle query as a plot needs it (no design, no timestamps): see
+    :meth:`Storage.query_points`. ``surrogate_mean`` is as stored (the surrogate maximizes)."""
+
+    id: int
+    key: str
+    round_index: int
+    status: str
+    values: dict[str, float] | None
+    error: str | None
+    surrogate_mean: float | None
+    surrogate_std: float | None
 
 
 @dataclass(frozen=True, eq=False)

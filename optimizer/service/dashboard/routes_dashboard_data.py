@@ -4,7 +4,8 @@
   to an ``admin`` token (the actions' routes check the scope anyway);
 - ``GET /v1/campaigns/{name}/dashboard``: :func:`optimizer.service.dashboard.data.campaign_bundle`
   (per-round α / ESS / λ / ancestors traces, surrogate-vs-oracle gap, Pareto front, top designs,
-  failures by cause, the config and its versions with secrets redacted).
+  failures by cause, the config and its versions with secrets redacted); ``?after=CURSOR`` (the
+  ``cursor`` of a previous answer, an event id): only the queries changed since, for a live page.
 
 Both need a token like every ``/v1`` route (``read``, or ``lab:<name>`` for its own campaign).
 They serve the dashboard's pages and are left out of the committed OpenAPI document
@@ -34,10 +35,11 @@ def whoami(principal: Principal = Depends(principal_of)) -> dict[str, Any]:
 @router.get("/v1/campaigns/{name}/dashboard", include_in_schema=False,
             dependencies=[Depends(need_read)])
 def dashboard_data(name: CampaignName, request: Request,
-                   top: Annotated[int, Query(ge=1, le=1000)] = DEFAULT_TOP) -> dict[str, Any]:
+                   top: Annotated[int, Query(ge=1, le=1000)] = DEFAULT_TOP,
+                   after: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
     storage = storage_of(request)
     try:
         storage.load_campaign(name)
-        return campaign_bundle(storage, name, top=top)
+        return campaign_bundle(storage, name, top=top, after=after)
     except NotFound:
         raise not_found(name) from None

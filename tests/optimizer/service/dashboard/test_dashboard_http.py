@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from optimizer.service.auth import SESSION_COOKIE
-from optimizer.service.dashboard.data import (gap_warning, hypervolume_2d, pareto_mask,
-                                              redact_config)
+from optimizer.service.dashboard.data import gap_warning, hypervolume, pareto_mask, redact_config
 from service_helpers import Live, Tokens, bearer
 from dashboard_helpers import SECRET_TOKEN_FIELD
 from storage import Storage
@@ -123,7 +122,19 @@ def test_gap_warning() -> None:
 def test_pareto_and_hypervolume() -> None:
     y = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.4, 0.4]])
     assert pareto_mask(y).tolist() == [True, True, True, False]
-    assert hypervolume_2d(y, np.array([-1.0, -1.0])) == pytest.approx(2 * 1 + 1.5 * 0.5 + 1 * 0.5)
+    assert hypervolume(y, np.array([-1.0, -1.0])) == pytest.approx(2 * 1 + 1.5 * 0.5 + 1 * 0.5)
+
+
+def test_hypervolume_of_three_objectives_in_closed_form() -> None:
+    ref = np.zeros(3)
+    assert hypervolume(np.array([[2.0, 3.0, 4.0]]), ref) == pytest.approx(24.0)  # one box
+    # three boxes of volume 2 pairwise overlapping in the unit cube, all three in it too:
+    # inclusion-exclusion 3 * 2 - 3 * 1 + 1 = 4; a dominated point and one below ref add nothing
+    y = np.array([[2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0], [0.5, 0.5, 0.5],
+                  [5.0, 5.0, -1.0]])
+    assert hypervolume(y, ref) == pytest.approx(4.0)
+    assert hypervolume(y[:2], ref) == pytest.approx(3.0)
+    assert hypervolume(np.empty((0, 3)), ref) == 0.0
 
 
 def test_multi_objective_bundle(storage: Storage, server: Live, tokens: Tokens, make_config) -> None:

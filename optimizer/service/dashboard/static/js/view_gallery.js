@@ -27,6 +27,7 @@
   }
 
   TL.views.gallery = {
+    key(b) { return JSON.stringify(b.top.map((t) => [t.key, t.value])); },
     render(body, b) {
       const el = TL.el;
       const top = b.top;

@@ -4,6 +4,7 @@
   const TL = window.TL;
   const LAST = 8; // step traces drawn for the last rounds only
   TL.views.traces = {
+    key(b) { return JSON.stringify(b.rounds.map((r) => [r.index, r.alpha, r.unique_ancestors, r.particles, r.ess, r.lambdas])); },
     render(body, b) {
       const rs = b.rounds;
       const idx = rs.map((r) => r.index);
@@ -23,7 +24,8 @@
         { height: 220, xaxis: { title: { text: "SMC step" } }, yaxis: { title: { text: "λ (tempering)" } } });
       TL.note(body, "count", (recent.length ? "ESS and λ of the last " + recent.length + " rounds. " :
         "No round stored ESS / λ traces yet. ") +
-        (anc.length ? "" : "Unique ancestors: not stored by these rounds."));
+        (anc.length ? "Unique ancestors: distinct founders of each round's final particles (of " +
+          TL.fmt(anc[anc.length - 1].particles) + " in the last)." : "Unique ancestors: not stored by these rounds."));
     },
   };
 })();
