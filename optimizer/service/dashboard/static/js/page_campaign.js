@@ -26,7 +26,7 @@
     ["config", "card-config", "Config", false],
   ];
   // what the page fetched and drew (read by the browser tests and the bench)
-  const stats = (window.TL_STATS = { full: 0, delta: 0, renders: {}, updates: {} });
+  const stats = (window.TL_STATS = { full: 0, delta: 0, renders: {}, updates: {}, ms: {} });
 
   document.title = "tiltloop · " + name;
   document.getElementById("crumb").textContent = name;
@@ -76,15 +76,19 @@
       TL.views.admin.render(TL.card(adminBox, "card-admin", "Actions (admin)", true), bundle, ctx);
       document.getElementById("card-admin").classList.add("admin");
     }
+    // every card first: the grid's columns are final before a plot measures its width
+    const shown = CARDS.filter(([view]) => !TL.views[view].applies || TL.views[view].applies(bundle));
+    for (const [, id, title, wide] of shown) TL.card(grid, id, title, wide);
     let first = true;
-    for (const [view, id, title, wide] of CARDS) {
+    for (const [view, id, title, wide] of shown) {
       const v = TL.views[view];
-      if (v.applies && !v.applies(bundle)) continue;
       const body = TL.card(grid, id, title, wide);
+      const t0 = performance.now();
       try {
         if (change && v.update && drawn[view] !== undefined) {
           v.update(body, bundle, ctx, change);
           stats.updates[view] = (stats.updates[view] || 0) + 1;
+          stats.ms[view] = (stats.ms[view] || 0) + performance.now() - t0;
           continue;
         }
         const key = v.key ? v.key(bundle) : null;
@@ -93,6 +97,7 @@
         v.render(body, bundle, ctx);
         drawn[view] = key === null ? "" : key;
         stats.renders[view] = (stats.renders[view] || 0) + 1;
+        stats.ms[view] = (stats.ms[view] || 0) + performance.now() - t0;
         first = false;
       } catch (e) { console.error(view, e); TL.note(body, "error", "could not draw: " + e.message); }
     }
@@ -134,7 +139,7 @@
   let timer = null;
   function soon() { // many events in a burst: one read
     if (timer) return;
-    timer = setTimeout(() => { timer = null; refresh(); }, 250);
+    timer = setTimeout(() => { timer = null; refresh(); }, 150);
   }
 
   function listen() {

@@ -25,11 +25,14 @@
 
   function side(body, b, count) {
     const r = b.rounds.filter((z) => z.gap !== null);
-    TL.plot(TL.plotDiv(body, "plot-gap"), [
+    const div = TL.plotDiv(body, "plot-gap");
+    const key = JSON.stringify(r.map((z) => [z.index, z.gap, z.abs_gap]));
+    if (div.tlKey !== key) TL.plot(div, [
       { x: r.map((z) => z.index), y: r.map((z) => z.gap), type: "scatter", mode: "lines+markers", name: "mean gap (over-estimate)" },
       { x: r.map((z) => z.index), y: r.map((z) => z.abs_gap), type: "scatter", mode: "lines", name: "mean |gap|",
         line: { dash: "dash" } },
     ], { height: 220, xaxis: { title: { text: "round" }, dtick: r.length > 30 ? undefined : 1 }, yaxis: { title: { text: "prediction − result" } } });
+    div.tlKey = key;
     let warn = body.querySelector("#gap-warning");
     if (!warn) { warn = TL.el("p", { id: "gap-warning", class: "warning" }); body.prepend(warn); }
     warn.textContent = b.gap_warning ? "Over-optimization warning: " + b.gap_warning : "";
@@ -47,7 +50,8 @@
       const div = TL.plotDiv(body, "plot-scatter");
       TL.plot(div, [
         { x: s.x, y: s.y, text: s.text, type: "scattergl", mode: "markers", name: "queried design",
-          error_x: { type: "data", array: s.err, visible: s.x.length < ERR_BARS, color: "#cbd5e1" },
+          // error bars only while few: with thousands of points they hide them and cost redraws
+          error_x: s.x.length < ERR_BARS ? { type: "data", array: s.err, color: "#cbd5e1" } : undefined,
           marker: { size: 6, color: s.rnd, colorscale: "Viridis", showscale: true,
                     colorbar: { title: { text: "round" }, thickness: 10 } } },
         { x: [lo, hi], y: [lo, hi], type: "scatter", mode: "lines", name: "prediction = result",
@@ -62,14 +66,19 @@
       const n = b.points.key.length;
       if (n > div.tlShown.length) { const g = new Uint8Array(n * 2); g.set(div.tlShown); div.tlShown = g; }
       const s = pairs(b, change.updated.concat(change.appended).sort((a, c) => a - c), div.tlShown);
+      if (s.x.length && div.tlCount + s.x.length >= ERR_BARS && div.tlCount < ERR_BARS) {
+        return this.render(body, b); // the error bars go: one redraw
+      }
       if (s.x.length) {
-        window.Plotly.extendTraces(div, { x: [s.x], y: [s.y], text: [s.text], "marker.color": [s.rnd],
-                                          "error_x.array": [s.err] }, [0]);
+        const more = { x: [s.x], y: [s.y], text: [s.text], "marker.color": [s.rnd] };
+        if (div.tlCount < ERR_BARS) more["error_x.array"] = [s.err];
+        window.Plotly.extendTraces(div, more, [0]);
         div.tlCount += s.x.length;
-        div.tlExtent = extent(s.x, s.y, div.tlExtent[0], div.tlExtent[1]);
-        const [lo, hi] = div.tlExtent;
-        window.Plotly.restyle(div, { x: [[lo, hi]], y: [[lo, hi]] }, [1]);
-        if (div.tlCount >= ERR_BARS) window.Plotly.restyle(div, { "error_x.visible": false }, [0]);
+        const [lo, hi] = extent(s.x, s.y, div.tlExtent[0], div.tlExtent[1]);
+        if (lo !== div.tlExtent[0] || hi !== div.tlExtent[1]) { // the diagonal spans every point
+          div.tlExtent = [lo, hi];
+          window.Plotly.restyle(div, { x: [[lo, hi]], y: [[lo, hi]] }, [1]);
+        }
       }
       side(body, b, div.tlCount);
     },

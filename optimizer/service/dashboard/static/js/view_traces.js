@@ -13,7 +13,7 @@
         { x: idx, y: rs.map((r) => r.alpha), type: "scatter", mode: "lines+markers", name: "α" },
         { x: anc.map((r) => r.index), y: anc.map((r) => r.unique_ancestors), type: "scatter", mode: "lines+markers",
           name: "unique ancestors", yaxis: "y2" },
-      ], { height: 220, xaxis: { title: { text: "round" }, dtick: 1 }, yaxis: { title: { text: "α" } },
+      ], { height: 220, margin: { l: 50, r: anc.length ? 56 : 16, t: 28, b: 40 }, xaxis: { title: { text: "round" }, dtick: idx.length > 30 ? undefined : 1 }, yaxis: { title: { text: "α" } },
            yaxis2: { overlaying: "y", side: "right", title: { text: "ancestors" }, showgrid: false, visible: anc.length > 0 } });
       const recent = rs.filter((r) => r.ess || r.lambdas).slice(-LAST);
       TL.plot(TL.plotDiv(body, "plot-ess"), recent.filter((r) => r.ess).map((r) => ({
