@@ -268,8 +268,8 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
     # the top designs as load_export_rows(top=…) ranks them (stable: ties keep creation order)
     ranked = sorted((i for i, v in enumerate(values[primary]) if v is not None),
                     key=lambda i: -sign * values[primary][i])[:top]  # type: ignore[operator]
-    designs = {q.key: q.design for q in storage.get_queries([keys[i] for i in ranked],
-                                                            with_design=True)}
+    designs = {q.key: np.asarray(q.design) for q in storage.get_queries(
+        [keys[i] for i in ranked], with_design=True) if q.design is not None}
     current = storage.load_campaign(name).config
     return {
         "name": name, "cursor": cursor, "delta": changed is not None,
@@ -282,9 +282,9 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
         "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
                  "values": rows[i].values or {}, "surrogate_mean": cols["surrogate_mean"][i],
                  "surrogate_std": cols["surrogate_std"][i],
-                 "shape": list(np.shape(designs[keys[i]])),
-                 "design": np.asarray(designs[keys[i]], dtype=float).reshape(-1).tolist()}
-                for i in ranked if designs.get(keys[i]) is not None],
+                 "shape": list(designs[keys[i]].shape),
+                 "design": designs[keys[i]].astype(float).reshape(-1).tolist()}
+                for i in ranked if keys[i] in designs],
         "failures": [{"cause": g.cause, "count": g.count, "example_key": g.example_key}
                      for g in failures],
         "config": {"current": redact_config(current),
