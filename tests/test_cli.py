@@ -119,6 +119,12 @@ def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str
     assert main(["report", "cli1", "--url", db, "--out", str(out_dir)]) == 0
     page = (out_dir / "report.html").read_text()
     assert "window.TL_EMBED" in page and "/static/" not in page  # the dashboard's views, inlined
+    from storage import Storage
+
+    with Storage.open(db) as st:  # each round stored its founders left (at least one per chunk)
+        for r in st.list_rounds("cli1"):
+            assert r.unique_ancestors is not None
+            assert r.summary["chunks"] <= r.unique_ancestors <= r.summary["particles"]
 
 
 @pytest.mark.slow

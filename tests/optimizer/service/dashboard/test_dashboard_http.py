@@ -100,6 +100,11 @@ def test_bundle_route_needs_read_and_redacts(client: httpx.Client, tokens: Token
     assert "config" not in b["campaign"]
     assert len(b["top"]) == 11 and b["top"][0]["value"] == max(
         v for v in b["points"]["values"]["y"] if v is not None)
+    # a live reader's cursor: nothing changed since, so no point and no round comes
+    d = client.get(f"/v1/campaigns/vec/dashboard?after={b['cursor']}", headers=bearer(tokens.read))
+    assert d.json()["delta"] is True and d.json()["points"]["key"] == [] and d.json()["rounds"] == []
+    bad = client.get("/v1/campaigns/vec/dashboard?after=-1", headers=bearer(tokens.read))
+    assert bad.status_code == 422 and "after" in bad.text
 
 
 def test_redact_config() -> None:
