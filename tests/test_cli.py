@@ -151,7 +151,9 @@ def test_demo_quick_on_digit_images(ray_session: str, tmp_path: Path,
     # large off-data penalty
     assert -30.0 < result["best"] < 15.0
     page = Path(result["report"]).read_text()
-    assert page.count("data:image/png;base64,") == 5  # image designs: the grid of queried digits
+    embed = json.loads(page.split("window.TL_EMBED = ", 1)[1].split(";</script>", 1)[0])
+    top = embed["bundle"]["top"]  # image designs: the report's gallery draws the queried digits
+    assert len(top) == 12 and top[0]["shape"][-2:] == [8, 8]
 
 
 @pytest.mark.slow
