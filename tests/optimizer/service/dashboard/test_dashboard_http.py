@@ -89,7 +89,12 @@ def test_bundle_route_needs_read_and_redacts(client: httpx.Client, tokens: Token
                       headers=bearer(tokens.lab_a)).status_code == 403
     assert client.get("/v1/campaigns/ghost/dashboard",
                       headers=bearer(tokens.read)).status_code == 404
-    b = client.get("/v1/campaigns/vec/dashboard", headers=bearer(tokens.read)).json()
+    r = client.get("/v1/campaigns/vec/dashboard", headers=bearer(tokens.read))
+    assert r.headers["content-encoding"] == "gzip"  # httpx accepts it, and decodes it
+    plain = client.get("/v1/campaigns/vec/dashboard",
+                       headers={**bearer(tokens.read), "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json()["points"] == r.json()["points"]
+    b = r.json()
     assert b["primary"] == "y" and len(b["points"]["key"]) == 16
     assert b["points"]["status"].count("succeeded") == 11
     assert [r["index"] for r in b["rounds"]] == [0, 1, 2, 3]
