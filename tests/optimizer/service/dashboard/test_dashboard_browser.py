@@ -203,8 +203,8 @@ def test_a_live_update_appends_points_and_draws_what_a_fresh_load_draws(
     live_drawn = page.evaluate(DRAWN, PLOTS)
     assert live_drawn == fresh.evaluate(DRAWN, PLOTS)
     assert len(live_drawn[0][0]["rows"]) == 16
-    # unique ancestors per round, as stored (round.unique_ancestors), on the α plot's right axis
-    ancestors = fresh.evaluate("document.querySelector('#card-traces .plot-alpha').data[1]")
+    # unique ancestors per round, as stored (round.unique_ancestors), in the rounds view
+    ancestors = fresh.evaluate("document.querySelector('#card-rounds .js-plotly-plot').data[2]")
     assert ancestors["name"] == "unique ancestors"
     assert ancestors["y"] == [r.unique_ancestors for r in storage.list_rounds("vec")] == [4, 2, 2, 1, 1]
     for sel in ("#stat-best .value", "#stat-results .value", "#top-table tbody", "#failures-table"):

@@ -17,9 +17,9 @@
   const CARDS = [ // [view, card id, title, wide]
     ["best", "card-best", "Best so far and every result", false],
     ["pareto", "card-pareto", "Pareto front and hypervolume", false],
-    ["rounds", "card-rounds", "Results per round", false],
+    ["rounds", "card-rounds", "Results and unique ancestors per round", false],
     ["gap", "card-gap", "Surrogate vs oracle (over-optimization monitor)", false],
-    ["traces", "card-traces", "Sampler: α, ESS, λ, ancestors per round", false],
+    ["traces", "card-traces", "Sampler: α, ESS, λ per round", false],
     ["gallery", "card-gallery", "Top designs", false],
     ["table", "card-table", "Top designs table", true],
     ["failures", "card-failures", "Failures by cause", false],
