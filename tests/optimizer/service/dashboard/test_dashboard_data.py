@@ -19,23 +19,21 @@ from storage import NewCandidate, Storage
 def merged(old: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     """What page_campaign.js does with a delta, in Python: points by key, rounds by index."""
     assert delta["delta"] is True
-    pts = {k: (v if not isinstance(v, dict) else {o: list(c) for o, c in v.items()})
-           for k, v in old["points"].items()}
-    pts = {k: (list(v) if isinstance(v, list) else v) for k, v in pts.items()}
+    cols = ("key", "round", "status", "surrogate_mean", "surrogate_std")
+    pts: dict[str, Any] = {c: list(old["points"][c]) for c in cols}
+    pts["values"] = {o: list(v) for o, v in old["points"]["values"].items()}
+    columns = [pts[c] for c in cols] + list(pts["values"].values())
     where = {k: i for i, k in enumerate(pts["key"])}
     d = delta["points"]
     for j, key in enumerate(d["key"]):
         i = where.setdefault(key, len(pts["key"]))
-        for col in ("key", "round", "status", "surrogate_mean", "surrogate_std"):
-            if i == len(pts[col]):
-                pts[col].append(d[col][j])
-            else:
-                pts[col][i] = d[col][j]
-        for o, c in d["values"].items():
-            if i == len(pts["values"][o]):
-                pts["values"][o].append(c[j])
-            else:
-                pts["values"][o][i] = c[j]
+        if i == len(pts["key"]):  # a new query: every column grows by one
+            for column in columns:
+                column.append(None)
+        for c in cols:
+            pts[c][i] = d[c][j]
+        for o, v in d["values"].items():
+            pts["values"][o][i] = v[j]
     rounds = {r["index"]: r for r in old["rounds"]}
     rounds.update({r["index"]: r for r in delta["rounds"]})
     return {**delta, "delta": False, "points": pts,
