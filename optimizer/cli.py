@@ -205,22 +205,29 @@ def _tell_pull(args: argparse.Namespace, storage: Any, config: Any) -> int:
     return EXIT_FAILING if out.refused else 0
 
 
+def _write_report(storage: Any, name: str, folder: Path) -> Path:
+    """``folder/report.html``: the campaign's dashboard views in one self-contained file."""
+    from optimizer.service.dashboard.report_html import REPORT_FILE, write_dashboard_report
+
+    return write_dashboard_report(storage, name, Path(folder) / REPORT_FILE)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from optimizer.campaign.service import open_storage
-    from optimizer.report.build import build_report
 
     out = Path(args.out) if args.out else Path("tiltloop-report") / args.name
     with open_storage(_url(args), create=False) as storage:
-        paths = build_report(storage, args.name, out)
-    _emit(args, {"html": str(paths.html), "images": [str(p) for p in paths.images]},
-          f"report written: {paths.html} ({len(paths.images)} plots)")
+        page = _write_report(storage, args.name, out)
+    _emit(args, {"html": str(page)},
+          f"report written: {page} (the dashboard's views in one self-contained HTML file)")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from optimizer.demo import run_demo
 
-    result = run_demo(Path(args.workdir), progress=_progress(args), prior=args.prior, quick=args.quick)
+    result = run_demo(Path(args.workdir), progress=_progress(args), prior=args.prior, quick=args.quick,
+                      report=_write_report)
     _emit(args, result, f"demo finished: best {result['objective']} = {result['best']:.4g} after "
                         f"{result['queries']} queries\nreport: {result['report']}")
     return 0
@@ -273,9 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tell", _cmd_tell, "manual mode: import a results file (validated row by row)")
     p.add_argument("name")
     p.add_argument("file")
-    p = add("report", _cmd_report, "write PNG plots and one self-contained HTML page")
+    p = add("report", _cmd_report, "write the campaign's dashboard views (plots, the top designs, "
+                                   "failures by cause, the config) into one self-contained HTML "
+                                   "page that opens offline")
     p.add_argument("name")
-    p.add_argument("--out", default=None, help="output folder (default: tiltloop-report/NAME)")
+    p.add_argument("--out", default=None, help="output folder of report.html (default: "
+                                               "tiltloop-report/NAME)")
     from optimizer.campaign.export_cli import add_export_parser
     from optimizer.campaign.ops_cli import add_campaign_parser
     from optimizer.service.cli import add_serve_parser

@@ -7,10 +7,11 @@
 2. load the example config (``optimizer/campaign/examples/demo-<prior>.toml``), point it at the
    simulator and a SQLite file in ``workdir``, save it there as ``demo.toml``;
 3. run the campaign (local Ray, SMC workers, surrogate, exactly-once dispatch);
-4. write the report (PNGs + one HTML page) to ``workdir/report`` (a rerun in the same folder
-   runs campaign ``demo-2`` and writes ``workdir/report-demo-2``: nothing is overwritten).
+4. write the report with ``report(storage, name, folder)`` (the CLI passes the dashboard's
+   one-file writer) to ``workdir/report`` (a rerun in the same folder runs campaign ``demo-2``
+   and writes ``workdir/report-demo-2``: nothing is overwritten).
 
-    >>> result = run_demo(Path("tiltloop-demo"), progress=print)   # doctest: +SKIP
+    >>> result = run_demo(Path("tiltloop-demo"), progress=print, report=write)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import numpy as np
 from optimizer.campaign.config_io import dump_toml, parse_config
 from optimizer.campaign.service import open_storage, run_campaign
 from optimizer.errors import ConfigError
-from optimizer.report.build import build_report
 from oracles.labsim import LabSimulator
 from oracles.simulated.base import SimulatedOracle
 
@@ -65,9 +65,12 @@ def _manifold_available() -> bool:
 
 
 def run_demo(workdir: Path, *, progress: Callable[[str], None] = print, prior: str = "manifold",
-             quick: bool = False) -> dict[str, Any]:
+             quick: bool = False,
+             report: Callable[[Any, str, Path], Path] | None = None) -> dict[str, Any]:
     """Run the demo campaign in ``workdir`` (see the module docstring); ``quick`` shrinks it to
-    a smoke test (fewer particles, steps and queries)."""
+    a smoke test (fewer particles, steps and queries). ``report(storage, name, folder)`` writes
+    the campaign's report into ``folder`` and returns its page (None: no report, ``"report"`` is
+    None in the result)."""
     say = progress
     if prior == "manifold" and not _manifold_available():
         say("the bundled manifold prior is not installed; using the gmm-toy prior")
@@ -97,12 +100,14 @@ def run_demo(workdir: Path, *, progress: Callable[[str], None] = print, prior: s
         say(f"lab simulator listening on {lab.url}; campaign {name!r}, database {url}")
         status = run_campaign(config, progress=say, source=str(config_path))
         evaluations: dict[str, int] = lab.stats()["evaluations"]
-    with open_storage(url, create=False) as storage:
-        # a rerun in the same folder is a new campaign with its own report: none is overwritten
-        paths = build_report(storage, name, workdir / ("report" if name == "demo" else f"report-{name}"))
+    page = None
+    if report is not None:
+        with open_storage(url, create=False) as storage:
+            # a rerun in the same folder is a new campaign with its own report: none is overwritten
+            page = report(storage, name, workdir / ("report" if name == "demo" else f"report-{name}"))
     return {"campaign": name, "prior": prior, "database": url, "config": str(config_path),
             "queries": sum(status.queries.values()), "results": status.results,
-            "objective": status.objective, "best": status.best, "report": str(paths.html),
+            "objective": status.objective, "best": status.best, "report": None if page is None else str(page),
             "max_evaluations_per_key": max(evaluations.values(), default=0)}
 
 

@@ -126,6 +126,8 @@ class Round(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # The campaign config version the round was generated with (NULL: written before 0003).
     config_version: Mapped[int | None] = mapped_column(sa.Integer)
+    # Distinct founders of the final particles, summed over chunks (NULL: written before 0007).
+    unique_ancestors: Mapped[int | None] = mapped_column(sa.Integer)
     # sha256 over everything the round was written with: an identical re-write is a no-op.
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())

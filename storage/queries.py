@@ -17,7 +17,7 @@ from storage.clock import db_now, db_now_plus
 from storage.errors import InvalidValue, JobIdConflict, NotFound
 from storage.lifecycle import check_objectives, check_transition
 from storage.models import QUERY_STATUSES, QUERY_TABLE, Campaign, Candidate, OracleQuery, Round
-from storage.records import IN_FLIGHT, TERMINAL, QueryRecord
+from storage.records import IN_FLIGHT, TERMINAL, QueryPoint, QueryRecord
 from storage.session import StorageBase
 
 _QUERY = OracleQuery.__table__.c
@@ -289,6 +289,19 @@ class QueriesMixin(StorageBase):
             if round_index is not None:
                 stmt = stmt.where(Round.round_index == round_index)
             return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+
+    def query_points(self, campaign: str) -> list[QueryPoint]:
+        """A campaign's queries as plots need them (status, values, error, the surrogate's
+        prediction at selection), oldest first: one narrow SELECT, no design decoded."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            stmt = (sa.select(_QUERY.id, _QUERY.idempotency_key, Round.round_index, _QUERY.status,
+                              _QUERY.result_values, _QUERY.error, Candidate.surrogate_mean,
+                              Candidate.surrogate_std)
+                    .join(Candidate, _QUERY.candidate_id == Candidate.id)
+                    .join(Round, Candidate.round_id == Round.id)
+                    .where(_QUERY.campaign_id == cid).order_by(_QUERY.id))
+            return [QueryPoint(*row) for row in session.execute(stmt).all()]
 
     def get_queries(self, keys: Sequence[str], *, with_design: bool = False) -> list[QueryRecord]:
         """The queries with these keys, in the order given (one statement; unknown keys are

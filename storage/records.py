@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,7 +70,9 @@ class RoundRecord:
     """A round as stored; ``surrogate_blob`` is only loaded by :meth:`Storage.load_round`.
 
     ``config_version``: the campaign config version the round was generated with (None for a
-    round written before schema revision 0003 had versions).
+    round written before schema revision 0003 had versions). ``unique_ancestors``: how many
+    distinct founders (initial particles) its final particles descend from, summed over its
+    chunks (None: written before revision 0007, or not given).
     """
 
     campaign: str
@@ -89,6 +91,7 @@ class RoundRecord:
     updated_at: datetime
     surrogate_blob: bytes | None = None
     config_version: int | None = None
+    unique_ancestors: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +112,20 @@ class CandidateRecord:
     selected: bool
     query_key: str | None
     excluded_reason: str | None = None
+
+
+class QueryPoint(NamedTuple):
+    """One oracle query as a plot needs it (no design, no timestamps): see
+    :meth:`Storage.query_points`. ``surrogate_mean`` is as stored (the surrogate maximizes)."""
+
+    id: int
+    key: str
+    round_index: int
+    status: str
+    values: dict[str, float] | None
+    error: str | None
+    surrogate_mean: float | None
+    surrogate_std: float | None
 
 
 @dataclass(frozen=True, eq=False)

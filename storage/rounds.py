@@ -119,7 +119,7 @@ def _round_records(session: Session, campaign: str, rows: Sequence[Round], blob:
             surrogate_state=row.surrogate_state, timings=row.timings, summary=row.summary,
             content_hash=row.content_hash, created_at=row.created_at, updated_at=row.updated_at,
             surrogate_blob=row.surrogate_blob if blob else None,
-            config_version=row.config_version,
+            config_version=row.config_version, unique_ancestors=row.unique_ancestors,
         )
         for row in rows
     ]
@@ -146,6 +146,7 @@ class RoundsMixin(StorageBase):
         timings: dict[str, Any] | None = None,
         summary: dict[str, Any] | None = None,
         config_version: int | None = None,
+        unique_ancestors: int | None = None,
     ) -> RoundRecord:
         """Write a round, every candidate and one pending query per selected candidate, atomically.
 
@@ -162,6 +163,8 @@ class RoundsMixin(StorageBase):
                 exist); None stores the campaign's current version, read in the same
                 transaction. Not part of the content hash: an identical re-write returns the
                 stored round with the version it was first written with.
+            unique_ancestors: how many distinct founders the round's final particles descend
+                from (summed over chunks; >= 0, or None when not tracked). Not hashed either.
 
         >>> rec = storage.record_round("c1", 0, alpha=0.1, candidates=[NewCandidate(x) for x in X],
         ...                            selected=[3, 7], oracle_name="lab")
@@ -188,6 +191,9 @@ class RoundsMixin(StorageBase):
         if surrogate_blob is not None and not isinstance(surrogate_blob, (bytes, bytearray)):
             raise InvalidValue(f"surrogate_blob: expected bytes, got {type(surrogate_blob).__name__}")
         config_version = _optional_int(config_version, "config_version")
+        unique_ancestors = _optional_int(unique_ancestors, "unique_ancestors")
+        if unique_ancestors is not None and unique_ancestors < 0:
+            raise InvalidValue(f"unique_ancestors: expected an integer >= 0, got {unique_ancestors}")
         rows = _candidate_rows(candidates, set(chosen))
         head = {"alpha": alpha, "oracle_name": oracle_name, "selected": sorted(chosen),
                 "surrogate_state": surrogate_state}
@@ -195,7 +201,7 @@ class RoundsMixin(StorageBase):
         try:
             return self._write_round(campaign, index, alpha, rows, sorted(chosen), oracle_name,
                                      surrogate_state, surrogate_blob, timings, summary, digest,
-                                     config_version)
+                                     config_version, unique_ancestors)
         except IntegrityViolation:
             # A concurrent writer recorded the same index first: same content is fine.
             existing = self.load_round(campaign, index)
@@ -212,7 +218,7 @@ class RoundsMixin(StorageBase):
 
     def _write_round(  # type: ignore[no-untyped-def]
         self, campaign, index, alpha, rows, chosen, oracle_name, surrogate_state, surrogate_blob,
-        timings, summary, digest, config_version,
+        timings, summary, digest, config_version, unique_ancestors,
     ) -> RoundRecord:
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
@@ -230,7 +236,7 @@ class RoundsMixin(StorageBase):
                     oracle_name=oracle_name, surrogate_state=surrogate_state,
                     surrogate_blob=None if surrogate_blob is None else bytes(surrogate_blob),
                     timings=timings, summary=summary, content_hash=digest,
-                    config_version=config_version,
+                    config_version=config_version, unique_ancestors=unique_ancestors,
                 ).returning(Round.id)
             )
             # Bulk: one executemany for the candidates (batched multi-row VALUES on Postgres),

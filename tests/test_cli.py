@@ -118,7 +118,13 @@ def test_run_status_report_extend(ray_session: str, tmp_path: Path, lab_url: str
     out_dir = tmp_path / "rep"
     assert main(["report", "cli1", "--url", db, "--out", str(out_dir)]) == 0
     page = (out_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4  # vector designs: no image grid
+    assert "window.TL_EMBED" in page and "/static/" not in page  # the dashboard's views, inlined
+    from storage import Storage
+
+    with Storage.open(db) as st:  # each round stored its founders left (at least one per chunk)
+        for r in st.list_rounds("cli1"):
+            assert r.unique_ancestors is not None
+            assert r.summary["chunks"] <= r.unique_ancestors <= r.summary["particles"]
 
 
 @pytest.mark.slow
@@ -145,7 +151,9 @@ def test_demo_quick_on_digit_images(ray_session: str, tmp_path: Path,
     # large off-data penalty
     assert -30.0 < result["best"] < 15.0
     page = Path(result["report"]).read_text()
-    assert page.count("data:image/png;base64,") == 5  # image designs: the grid of queried digits
+    embed = json.loads(page.split("window.TL_EMBED = ", 1)[1].split(";</script>", 1)[0])
+    top = embed["bundle"]["top"]  # image designs: the report's gallery draws the queried digits
+    assert len(top) == 12 and top[0]["shape"][-2:] == [8, 8]
 
 
 @pytest.mark.slow

@@ -24,7 +24,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("surrogate",),
     ("workers",),
     ("campaign",),
-    ("report",),
     ("demo",),
     ("service",),
     ("cli", "api"),

@@ -336,7 +336,8 @@ class CampaignDriver:
             self.name, index, alpha=plan.alpha, candidates=plan.candidates, selected=plan.selected,
             oracle_name=self.oracle_name, surrogate_state=plan.surrogate_state,
             surrogate_blob=plan.surrogate_blob, timings=plan.timings, summary=plan.summary,
-            config_version=self.config_version), f"recording round {index} and its outbox")
+            config_version=self.config_version,
+            unique_ancestors=plan.unique_ancestors), f"recording round {index} and its outbox")
         crash_point("outbox")
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)

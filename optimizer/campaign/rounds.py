@@ -31,7 +31,7 @@ from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
-from optimizer.workers.smc_worker import ChunkSpec
+from optimizer.workers.smc_worker import ChunkResult, ChunkSpec
 from storage import History, NewCandidate, QueryRecord
 
 #: Results needed before the surrogate is fitted; before that a round samples the plain prior.
@@ -51,6 +51,8 @@ class RoundPlan:
     surrogate_blob: bytes | None
     timings: dict[str, float]
     summary: dict[str, Any] = field(default_factory=dict)
+    #: distinct founders of the final particles, summed over chunks (each has its own founders)
+    unique_ancestors: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,13 +202,20 @@ class RoundGenerator:
                    "total_s": time.perf_counter() - t0}
         return RoundPlan(index=index, alpha=alpha, tilted=tilted, candidates=candidates,
                          selected=[int(i) for i in sel], surrogate_state=state_meta,
-                         surrogate_blob=state, timings=timings, summary=summary)
+                         surrogate_blob=state, timings=timings, summary=summary,
+                         unique_ancestors=unique_ancestors(outs))
 
     def _event(self, event: PoolEvent) -> None:
         if event.kind == "submit":
             crash_point("smc")
         if self.on_event is not None:
             self.on_event(event)
+
+
+def unique_ancestors(outs: Sequence[ChunkResult]) -> int:
+    """How many distinct founders the chunks' final particles descend from (``origin`` indexes a
+    chunk's own initial particles, so the per-chunk counts add up)."""
+    return int(sum(len(np.unique(np.asarray(o.origin).reshape(-1))) for o in outs))
 
 
 def _stack_features(gen: RoundGenerator, data: TrainingData) -> np.ndarray | None:

@@ -54,21 +54,24 @@ def summary(storage: Storage, name: str) -> CampaignSummary:
     return _view(storage, name, detail=False)
 
 
-def detail(storage: Storage, name: str) -> CampaignDetail:
+def detail(storage: Storage, name: str, *,
+           best: tuple[float | None, str | None] | None = None) -> CampaignDetail:
     """The full view of one campaign: status, budget, best, in flight, failures by cause,
-    why it is paused, its lease and config version."""
-    view = _view(storage, name, detail=True)
+    why it is paused, its lease and config version (``best``: ``(value, key)`` when the caller
+    already knows it; else it is read from the history)."""
+    view = _view(storage, name, detail=True, best=best)
     assert isinstance(view, CampaignDetail)
     return view
 
 
-def _view(storage: Storage, name: str, *, detail: bool) -> CampaignSummary:
+def _view(storage: Storage, name: str, *, detail: bool,
+          best: tuple[float | None, str | None] | None = None) -> CampaignSummary:
     try:
         rec = storage.load_campaign(name)
     except NotFound:
         raise not_found(name) from None
     config = parse_config(rec.config, f"the config stored with campaign {name!r}")
-    st = campaign_status(storage, name, config, with_failures=detail)
+    st = campaign_status(storage, name, config, best=best, with_failures=detail)
     head = CampaignSummary(
         name=name, status=rec.status, oracle_kind=config.oracle.kind, budget=st.budget,
         rounds=st.rounds, queries=st.queries, in_flight=st.in_flight, results=st.results,

@@ -25,17 +25,17 @@ def test_upgrade_current_downgrade(empty_url: str, capsys: pytest.CaptureFixture
     shown = redact(empty_url)
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"none: no tiltloop schema (head is 0006); run: tiltloop db upgrade --url '{shown}'\n")
+        f"none: no tiltloop schema (head is 0007); run: tiltloop db upgrade --url '{shown}'\n")
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0006\n"
+    assert capsys.readouterr().out == f"database {shown} upgraded: empty -> 0007\n"
     assert _main(["db", "upgrade", "--url", empty_url]) == 0
-    assert capsys.readouterr().out == f"database {shown} already at revision 0006\n"
+    assert capsys.readouterr().out == f"database {shown} already at revision 0007\n"
     Storage.open(empty_url).close()
     assert _main(["db", "downgrade", "0001", "--url", empty_url, "--yes"]) == 0
-    assert capsys.readouterr().out == f"database {shown} downgraded: 0006 -> 0001\n"
+    assert capsys.readouterr().out == f"database {shown} downgraded: 0007 -> 0001\n"
     assert _main(["db", "current", "--url", empty_url]) == 0
     assert capsys.readouterr().out == (
-        f"0001 (head is 0006); run: tiltloop db upgrade --url '{shown}'\n")
+        f"0001 (head is 0007); run: tiltloop db upgrade --url '{shown}'\n")
     assert _main(["db", "downgrade", "base", "--url", empty_url, "--yes"]) == 0
     assert current(empty_url) is None
 
@@ -47,7 +47,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err == (f"tiltloop db: cannot downgrade database '{url}' to revision 'zzz': Can't "
                    f"locate revision identified by 'zzz'; known revisions: 0001, 0002, 0003, 0004, "
-                   f"0005, 0006 (or "
+                   f"0005, 0006, 0007 (or "
                    f"'base'/'head')\n")
     monkeypatch.setenv("TILTLOOP_DATABASE_URL", "mysql://u@h/db")
     assert _main(["db", "current"]) == 2
@@ -74,11 +74,11 @@ def test_downgrade_without_yes_refused_when_stdin_is_not_a_terminal(
         f"tiltloop db: downgrade of database {redact(storage_url)} to revision 0002 drops tables "
         f"and their data, and stdin is not a terminal to confirm it; rerun with --yes to "
         f"proceed\n")
-    assert current(storage_url) == "0006"
+    assert current(storage_url) == "0007"
 
 
 @pytest.mark.parametrize(("typed", "code", "revision"),
-                         [("yes\n", 0, "0002"), ("y\n", 1, "0006"), ("", 1, "0006")])
+                         [("yes\n", 0, "0002"), ("y\n", 1, "0007"), ("", 1, "0007")])
 def test_downgrade_asks_on_a_terminal(storage_url: str, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch, typed: str, code: int,
                                       revision: str) -> None:
@@ -87,10 +87,10 @@ def test_downgrade_asks_on_a_terminal(storage_url: str, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     shown = redact(storage_url)
     assert captured.out.startswith(
-        f"Downgrade database {shown} from revision 0006 to 0002? This drops the tables and "
+        f"Downgrade database {shown} from revision 0007 to 0002? This drops the tables and "
         f"columns added after 0002, with their data. Type yes to continue: ")
     if code == 0:
-        assert captured.out.endswith(f"database {shown} downgraded: 0006 -> 0002\n")
+        assert captured.out.endswith(f"database {shown} downgraded: 0007 -> 0002\n")
     else:
         assert captured.err == "tiltloop db: downgrade not confirmed; nothing changed\n"
     assert current(storage_url) == revision

@@ -49,7 +49,7 @@ def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     upgrade(empty_url, "0004")
     assert _tables(empty_url) == TABLES - SERVICE
     upgrade(empty_url)
-    assert current(empty_url) == head_revision() == "0006"
+    assert current(empty_url) == head_revision() == "0007"
     assert _tables(empty_url) == TABLES
 
 
@@ -80,7 +80,7 @@ def test_open_refuses_empty_database(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} has no tiltloop schema (revision none, this tiltloop "
-        f"needs 0006); run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"needs 0007); run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
 
 
@@ -90,7 +90,7 @@ def test_open_refuses_old_revision(empty_url: str) -> None:
         Storage.open(empty_url)
     assert str(info.value) == (
         f"database {redact(empty_url)!r} is at schema revision 0001, older than this "
-        f"tiltloop's 0006; run: tiltloop db upgrade --url '{redact(empty_url)}'"
+        f"tiltloop's 0007; run: tiltloop db upgrade --url '{redact(empty_url)}'"
     )
     Storage.open(empty_url, check_schema=False).close()  # an explicit opt-out still connects
 
@@ -101,7 +101,7 @@ def test_open_refuses_unknown_newer_revision(storage_url: str) -> None:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
     with pytest.raises(SchemaTooNew, match=r"at schema revision 0099, unknown to this tiltloop "
-                                           r"\(head 0006\): a newer tiltloop wrote it"):
+                                           r"\(head 0007\): a newer tiltloop wrote it"):
         Storage.open(storage_url)
 
 
@@ -113,7 +113,7 @@ def test_concurrent_upgrades_serialise(empty_url: str) -> None:
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: upgrade(empty_url), range(2)))
-    assert sorted(results, key=str) == [("0006", "0006"), (None, "0006")]
+    assert sorted(results, key=str) == [("0007", "0007"), (None, "0007")]
     assert current(empty_url) == head_revision()
 
 
@@ -125,9 +125,9 @@ def test_0002_to_0003_gives_existing_campaigns_version_1(storage_url: str) -> No
         storage.add_config_version("c1", {"alpha": 0.05})  # the current config at downgrade
         setup_round(storage, "c1", index=1)
         storage.create_campaign("c2", {"other": True})
-    assert downgrade(storage_url, "0002") == ("0006", "0002")
+    assert downgrade(storage_url, "0002") == ("0007", "0002")
     assert "campaign_config" not in _tables(storage_url)
-    assert upgrade(storage_url) == ("0002", "0006")
+    assert upgrade(storage_url) == ("0002", "0007")
     with Storage.open(storage_url) as storage:
         versions = storage.config_versions("c1")
         assert [(v.version, v.config, v.note) for v in versions] == [
@@ -155,7 +155,7 @@ def test_cancelled_status_and_its_downgrade(storage_url: str) -> None:
         "cannot downgrade to revision 0002: campaign(s) 'c1' have status 'cancelled', which "
         "0002 cannot store; set another status (update_campaign(name, status='archived')) or "
         "delete them (delete_campaign(name)), then downgrade again")
-    assert current(storage_url) == "0006"  # rolled back whole
+    assert current(storage_url) == "0007"  # rolled back whole
     with Storage.open(storage_url) as storage:
         storage.update_campaign("c1", status="archived")
     downgrade(storage_url, "0002")
@@ -185,7 +185,7 @@ def test_candidate_exclusion_reason_stored_and_0004_downgrade(storage_url: str) 
         with pytest.raises(InvalidValue, match=r"candidates\[0\]\.excluded_reason"):
             storage.record_round("c1", 1, alpha=1.0, oracle_name="lab", selected=[],
                                  candidates=[NewCandidate(np.zeros(2), excluded_reason="x" * 65)])
-    assert downgrade(storage_url, "0003") == ("0006", "0003")
+    assert downgrade(storage_url, "0003") == ("0007", "0003")
     upgrade(storage_url)
     with Storage.open(storage_url) as storage:
         assert [c.excluded_reason for c in storage.list_candidates("c1", 0)] == [None, None]
@@ -199,7 +199,7 @@ def test_0005_service_tables_downgrade_and_upgrade(storage_url: str) -> None:
         assert storage.acquire_campaign_lease("c1", "replica-a", 30.0) is not None
         storage.create_token(["admin"])
         assert len(storage.claim_work("c1", "lab-1", "r1", 2, 30.0)) == 2
-    assert downgrade(storage_url, "0004") == ("0006", "0004")
+    assert downgrade(storage_url, "0004") == ("0007", "0004")
     assert _tables(storage_url) == TABLES - SERVICE
     engine = create_engine(storage_url)
     try:
@@ -207,7 +207,7 @@ def test_0005_service_tables_downgrade_and_upgrade(storage_url: str) -> None:
     finally:
         engine.dispose()
     assert "pull_claim_id" not in columns
-    assert upgrade(storage_url) == ("0004", "0006")
+    assert upgrade(storage_url) == ("0004", "0007")
     with Storage.open(storage_url) as storage:
         queries = storage.list_queries("c1")
         assert [q.key for q in queries] == keys  # the SQLite rebuild of oracle_query kept them
@@ -226,7 +226,36 @@ def test_0006_queue_index_ends_with_the_id(storage_url: str) -> None:
 
     assert indexes()["ix_oracle_query_campaign_id_status_id"] == ["campaign_id", "status", "id"]
     assert "ix_oracle_query_campaign_id_status" not in indexes()
-    assert downgrade(storage_url, "0005") == ("0006", "0005")
+    assert downgrade(storage_url, "0005") == ("0007", "0005")
     assert indexes()["ix_oracle_query_campaign_id_status"] == ["campaign_id", "status"]
-    assert upgrade(storage_url) == ("0005", "0006")
+    assert upgrade(storage_url) == ("0005", "0007")
     assert "ix_oracle_query_campaign_id_status_id" in indexes()
+
+
+def test_0007_round_unique_ancestors_stored_and_downgraded(storage_url: str) -> None:
+    import numpy as np
+
+    from storage import NewCandidate
+    from storage_helpers import setup_round
+
+    with Storage.open(storage_url) as storage:
+        keys = setup_round(storage, "c1")  # written without a count: NULL
+        storage.record_round("c1", 1, alpha=1.0, candidates=[NewCandidate(np.zeros(2))],
+                             unique_ancestors=np.int64(7))  # numpy ints become Python ints
+        assert [r.unique_ancestors for r in storage.list_rounds("c1")] == [None, 7]
+        assert storage.load_round("c1", 1).unique_ancestors == 7
+        for bad in (-1, 2.5, True):
+            with pytest.raises(InvalidValue, match="unique_ancestors"):
+                storage.record_round("c1", 2, alpha=1.0, candidates=[NewCandidate(np.zeros(2))],
+                                     unique_ancestors=bad)
+    assert downgrade(storage_url, "0006") == ("0007", "0006")
+    engine = create_engine(storage_url)
+    try:
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("round")}
+    finally:
+        engine.dispose()
+    assert "unique_ancestors" not in columns
+    assert upgrade(storage_url) == ("0006", "0007")
+    with Storage.open(storage_url) as storage:
+        assert [r.unique_ancestors for r in storage.list_rounds("c1")] == [None, None]
+        assert [q.key for q in storage.list_queries("c1")] == keys  # the rebuild kept the rows

@@ -44,7 +44,8 @@ def add_dashboard_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
                    help="instead of serving: write campaign NAME's page as one self-contained "
                         "HTML file (plots, tables and data inlined) and exit")
     p.add_argument("--out", default=None, metavar="PATH",
-                   help="with --html: the file (default: tiltloop-report/NAME/dashboard.html)")
+                   help="with --html: the file (default: tiltloop-report/NAME/report.html, "
+                        "as `tiltloop report NAME` writes it)")
     return p
 
 
@@ -55,9 +56,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     url = args.url or default_url()
     if args.html:
-        from optimizer.service.dashboard.report_html import write_dashboard_report
+        from optimizer.service.dashboard.report_html import REPORT_FILE, write_dashboard_report
 
-        out = Path(args.out) if args.out else Path("tiltloop-report") / args.html / "dashboard.html"
+        out = Path(args.out) if args.out else Path("tiltloop-report") / args.html / REPORT_FILE
         with open_storage(url, create=False) as storage:
             path = write_dashboard_report(storage, args.html, out)
         print(f"dashboard page written: {path}", file=sys.stderr)

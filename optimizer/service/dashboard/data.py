@@ -1,31 +1,41 @@
 """What the dashboard's views draw, read from storage in one call: :func:`campaign_bundle`.
 
-The live page (``GET /v1/campaigns/{name}/dashboard``) and the self-contained HTML report
-(:mod:`optimizer.service.dashboard.report_html`) embed the same bundle, so each view has one
-implementation (its JS module) and one data source.
+The live page (``GET /v1/campaigns/{name}/dashboard``) and the self-contained HTML file
+(``tiltloop report``, :mod:`optimizer.service.dashboard.report_html`) embed the same bundle, so
+each view has one implementation (its JS module) and one data source.
 
-- ``points``: every oracle query in creation order as columns (key, round, status, each objective's
-  value, the surrogate's prediction in the primary objective's orientation); no designs;
-- ``rounds``: per round α, the ESS fraction and λ traces (mean over the workers' chunks, per SMC
-  step), log-normalizer, unique ancestors where a round stored them, timings, results, and the
-  surrogate-vs-oracle gap (see :func:`gap_warning`);
-- ``pareto``: with two or more objectives, the non-dominated succeeded queries and (two
-  objectives) the hypervolume over queries;
+- ``points``: the oracle queries in creation order as columns (key, round, status, each
+  objective's value, the surrogate's prediction in the primary objective's orientation); no
+  designs. With ``after`` (an event id: the ``cursor`` of the previous answer) only the queries
+  that changed since come (``delta: true``): those named by ``query.transition`` events and those
+  of newly recorded rounds, in creation order; the page merges them by key (a known key is
+  updated in place, a new one appended). A discarded round, too many events or an unknown cursor
+  gives the full answer (``delta: false``) instead;
+- ``rounds``: (in a delta: only the rounds recorded or updated since, or with a changed query;
+  the page replaces them by index) per round α, the ESS fraction and λ traces (mean over the
+  workers' chunks, per SMC step), log-normalizer, unique ancestors (stored since revision
+  0007), timings, the results' box statistics and best, and the surrogate-vs-oracle gap (see
+  :func:`gap_warning`);
+- ``pareto``: with two or more objectives, the non-dominated succeeded queries and the
+  hypervolume over queries (BoTorch's box decomposition, any number of objectives);
 - ``top``: the best succeeded designs with their values and designs (table and gallery);
 - ``failures`` grouped by cause; ``config``: the current config and its versions, redacted by
   :func:`redact_config`; ``campaign``: the service's campaign view (its raw config removed).
+
+Everything but ``points`` and ``rounds`` is small and always whole.
 """
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from optimizer.campaign.export import load_export_rows, stored_objectives
+from optimizer.campaign.export import stored_objectives
 from optimizer.campaign.failures import group_failures
-from storage import Storage
+from storage import QueryPoint, Storage
 
 #: Keys whose values never leave the server (any nesting level, case-insensitive).
 SECRET_KEY = re.compile(r"token|secret|passw|api[_-]?key|credential|authori[sz]ation|cookie|"
@@ -38,6 +48,8 @@ REDACTED = "***"
 DEFAULT_TOP = 50
 #: Points of the hypervolume curve at most (it is recomputed at each).
 HV_POINTS = 200
+#: More events than this since the cursor: the full answer is cheaper than a delta.
+MAX_DELTA_EVENTS = 5000
 
 
 def redact_config(value: Any) -> Any:
@@ -101,18 +113,19 @@ def pareto_mask(y: np.ndarray) -> np.ndarray:
     return keep
 
 
-def hypervolume_2d(y: np.ndarray, ref: np.ndarray) -> float:
-    """The area dominated by ``y`` (N x 2, maximized) above the reference point ``ref``."""
-    pts = y[np.all(y > ref, axis=1)]
+def hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
+    """The volume dominated by the rows of ``y`` (N x M, every objective maximized) above the
+    reference point ``ref`` (M), for any M >= 2: BoTorch's ``DominatedPartitioning``."""
+    import torch
+    from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
+
+    pts = np.asarray(y, dtype=float)
+    pts = pts[np.all(pts > ref, axis=1)]
     if not len(pts):
         return 0.0
-    pts = pts[np.argsort(-pts[:, 0])]
-    area, best_y = 0.0, float(ref[1])
-    for x0, x1 in pts:
-        if x1 > best_y:
-            area += (x0 - ref[0]) * (x1 - best_y)
-            best_y = float(x1)
-    return float(area)
+    part = DominatedPartitioning(ref_point=torch.as_tensor(ref, dtype=torch.float64),
+                                 Y=torch.as_tensor(pts, dtype=torch.float64))
+    return float(part.compute_hypervolume())
 
 
 def _pareto(objectives: list[tuple[str, str]], keys: list[str],
@@ -127,54 +140,115 @@ def _pareto(objectives: list[tuple[str, str]], keys: list[str],
     front = ok[pareto_mask(y_all[ok])] if len(ok) else ok
     out: dict[str, Any] = {"objectives": [o for o, _ in objectives],
                            "front": [keys[i] for i in front], "hypervolume": None}
-    if len(objectives) == 2 and len(ok):
+    if len(ok):
         ref = y_all[ok].min(axis=0) - 1e-9
         ticks = np.unique(np.linspace(1, len(y_all), num=min(HV_POINTS, len(y_all))).astype(int))
-        hv = []
-        for t in ticks:
-            sub = ok[ok < t]
-            hv.append(hypervolume_2d(y_all[sub], ref) if len(sub) else 0.0)
+        hv, current, done = [], np.empty((0, len(objectives))), 0
+        for t in ticks:  # the front of the first t queries, grown from the previous tick's
+            new = ok[(ok >= done) & (ok < t)]
+            if len(new):
+                current = np.concatenate([current, y_all[new]])
+                current = current[pareto_mask(current)]
+            done = t
+            hv.append(hypervolume(current, ref) if len(current) else 0.0)
         out["hypervolume"] = {"queries": ticks.tolist(), "value": hv,
                               "reference": (ref * signs).tolist()}
     return out
 
 
-def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP) -> dict[str, Any]:
+def _columns(rows: Sequence[QueryPoint], objectives: list[tuple[str, str]],
+             sign: float) -> dict[str, Any]:
+    """The ``points`` columns of ``rows`` (the surrogate's mean in the primary objective's
+    orientation: the stored one maximizes)."""
+    return {
+        "key": [r.key for r in rows], "round": [r.round_index for r in rows],
+        "status": [r.status for r in rows],
+        "values": {o: [_finite((r.values or {}).get(o)) if r.status == "succeeded" else None
+                       for r in rows] for o, _ in objectives},
+        "surrogate_mean": [None if r.surrogate_mean is None else _finite(sign * r.surrogate_mean)
+                           for r in rows],
+        "surrogate_std": [_finite(r.surrogate_std) for r in rows]}
+
+
+def _changed(storage: Storage, name: str,
+             after: int) -> tuple[set[str], set[int], set[int], int] | None:
+    """Keys, new rounds and updated rounds named by the events after id ``after``, and the last
+    id read; None when only a full answer is right (a round discarded, too many events)."""
+    events = storage.list_events(name, after_id=after, limit=MAX_DELTA_EVENTS + 1)
+    if len(events) > MAX_DELTA_EVENTS:
+        return None
+    keys: set[str] = set()
+    rounds: set[int] = set()
+    updated: set[int] = set()
+    for e in events:
+        if e.kind == "round.discarded":
+            return None
+        if e.kind == "query.transition" and isinstance(e.payload.get("key"), str):
+            keys.add(e.payload["key"])
+        elif e.kind == "round.recorded" and isinstance(e.payload.get("round"), int):
+            rounds.add(e.payload["round"])
+        elif e.kind == "round.updated" and isinstance(e.payload.get("round"), int):
+            updated.add(e.payload["round"])
+    return keys, rounds, updated, max((e.id for e in events), default=after)
+
+
+def _box(values: list[float]) -> dict[str, float]:
+    """Box statistics of one round's results: quartiles and Tukey's whiskers (1.5 IQR)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    q1, med, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+    iqr = q3 - q1
+    return {"q1": q1, "median": med, "q3": q3, "n": int(len(v)), "mean": float(v.mean()),
+            "lowerfence": float(v[v >= q1 - 1.5 * iqr].min()),
+            "upperfence": float(v[v <= q3 + 1.5 * iqr].max())}
+
+
+def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
+                    after: int | None = None) -> dict[str, Any]:
     """Everything the campaign page draws (see the module docstring); JSON-ready.
+
+    Args:
+        after: the ``cursor`` of a previous answer: only the points changed since are sent.
 
     Raises:
         NotFound: no campaign ``name`` (the routes turn it into 404).
     """
     from optimizer.service.views import detail
 
-    campaign = detail(storage, name).model_dump(mode="json")
-    campaign.pop("config", None)  # the raw stored config: served redacted below instead
+    cursor = storage.last_event_id(name)  # first: a change made while reading is sent again
+    changed = None
+    if after is not None and 0 <= after <= cursor:
+        changed = _changed(storage, name, after)
+        if changed is not None:
+            cursor = max(cursor, changed[3])
     objectives = stored_objectives(storage, name)
     primary, direction = objectives[0]
     sign = 1.0 if direction == "maximize" else -1.0
-    rows = load_export_rows(storage, name, objectives=objectives)
+    rows = storage.query_points(name)
     keys = [r.key for r in rows]
-    values: dict[str, list[float | None]] = {
-        o: [_finite((r.values or {}).get(o)) if r.status == "succeeded" else None for r in rows]
-        for o, _ in objectives}
-    means = [_finite(r.surrogate_mean) for r in rows]
-    points: dict[str, Any] = {
-        "key": keys, "round": [r.round for r in rows], "status": [r.status for r in rows],
-        "values": values, "surrogate_mean": means,
-        "surrogate_std": [_finite(r.surrogate_std) for r in rows]}
+    cols = _columns(rows, objectives, sign)
+    values: dict[str, list[float | None]] = cols["values"]
+    touched: set[int] | None = None  # the rounds whose entry may differ (None: all)
+    if changed is None:
+        points = cols
+    else:
+        keep = [i for i, r in enumerate(rows) if r.key in changed[0] or r.round_index in changed[1]]
+        points = _columns([rows[i] for i in keep], objectives, sign)
+        touched = {rows[i].round_index for i in keep} | changed[1] | changed[2]
 
+    best: tuple[float | None, str | None] = (None, None)
     by_round: dict[int, list[tuple[float, float | None]]] = {}
-    for r, v, m in zip((row.round for row in rows), values[primary], means):
+    for r, v, m, k in zip(cols["round"], values[primary], cols["surrogate_mean"], keys):
         if v is not None:
             by_round.setdefault(r, []).append((v, m))
+            if best[0] is None or sign * v > sign * best[0]:
+                best = (v, k)
+    campaign = detail(storage, name, best=best).model_dump(mode="json")
+    campaign.pop("config", None)  # the raw stored config: served redacted below instead
     rounds: list[dict[str, Any]] = []
     for rec in storage.list_rounds(name):
         s = rec.summary or {}
         results = by_round.get(rec.index, [])
         diffs = [sign * (m - v) for v, m in results if m is not None]
-        ancestors = s.get("unique_ancestors")
-        if isinstance(ancestors, list):  # one count per chunk: their sum (chunks are disjoint)
-            ancestors = int(sum(a for a in ancestors if isinstance(a, (int, float))))
         rounds.append({
             "index": rec.index, "status": rec.status, "alpha": _finite(rec.alpha),
             "candidates": rec.num_candidates, "selected": len(rec.selected),
@@ -182,8 +256,9 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP) -> d
             "ess": _ess_fraction(s), "lambdas": _mean_trace(s.get("lambdas")),
             "log_normalizer": _finite(float(np.mean(s["log_normalizer"])))
             if isinstance(s.get("log_normalizer"), list) and s["log_normalizer"] else None,
-            "unique_ancestors": ancestors if isinstance(ancestors, (int, float)) else None,
+            "unique_ancestors": rec.unique_ancestors,
             "timings": rec.timings, "results": len(results),
+            "box": _box([v for v, _ in results]) if results else None,
             "best": (max if sign > 0 else min)(v for v, _ in results) if results else None,
             "gap": float(np.mean(diffs)) if diffs else None,
             "abs_gap": float(np.mean(np.abs(diffs))) if diffs else None,
@@ -191,22 +266,25 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP) -> d
 
     failures = group_failures((r.key, r.error) for r in rows if r.status in ("failed", "cancelled"))
     # the top designs as load_export_rows(top=…) ranks them (stable: ties keep creation order)
-    ranked = [r for r in rows if r.status == "succeeded" and (r.values or {}).get(primary)
-              is not None]
-    ranked.sort(key=lambda r: -sign * r.values[primary])  # type: ignore[index]
-    top_rows = ranked[:top]
+    ranked = sorted((i for i, v in enumerate(values[primary]) if v is not None),
+                    key=lambda i: -sign * values[primary][i])[:top]  # type: ignore[operator]
+    designs = {q.key: np.asarray(q.design) for q in storage.get_queries(
+        [keys[i] for i in ranked], with_design=True) if q.design is not None}
     current = storage.load_campaign(name).config
     return {
-        "name": name, "objectives": [{"name": o, "direction": d} for o, d in objectives],
+        "name": name, "cursor": cursor, "delta": changed is not None,
+        "objectives": [{"name": o, "direction": d} for o, d in objectives],
         "primary": primary, "direction": direction, "campaign": campaign,
-        "points": points, "rounds": rounds,
+        "points": points,
+        "rounds": rounds if touched is None else [r for r in rounds if r["index"] in touched],
         "gap_warning": gap_warning([r["gap"] for r in rounds]),
         "pareto": _pareto(objectives, keys, values),
-        "top": [{"key": r.key, "round": r.round, "value": (r.values or {}).get(primary),
-                 "values": r.values or {}, "surrogate_mean": _finite(r.surrogate_mean),
-                 "surrogate_std": _finite(r.surrogate_std), "shape": list(r.design.shape),
-                 "design": np.asarray(r.design, dtype=float).reshape(-1).tolist()}
-                for r in top_rows],
+        "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
+                 "values": rows[i].values or {}, "surrogate_mean": cols["surrogate_mean"][i],
+                 "surrogate_std": cols["surrogate_std"][i],
+                 "shape": list(designs[keys[i]].shape),
+                 "design": designs[keys[i]].astype(float).reshape(-1).tolist()}
+                for i in ranked if keys[i] in designs],
         "failures": [{"cause": g.cause, "count": g.count, "example_key": g.example_key}
                      for g in failures],
         "config": {"current": redact_config(current),

@@ -1,5 +1,6 @@
-"""The campaign page as one self-contained HTML file: the same page, the same view scripts and
-stylesheet inlined, ``plotly.min.js`` inlined from the installed ``plotly`` package, and the data
+"""The campaign page as one self-contained HTML file (``tiltloop report``, ``tiltloop dashboard
+--html``): the same page, the same view scripts and stylesheet inlined, ``plotly.min.js``
+inlined from the installed ``plotly`` package, and the data
 (:func:`optimizer.service.dashboard.data.campaign_bundle`) embedded as ``window.TL_EMBED``. The
 page script sees the embedded data and draws from it instead of the API (no live updates, no
 export buttons, no admin actions): one implementation of each view for both.
@@ -18,6 +19,8 @@ from optimizer.service.dashboard.data import campaign_bundle
 from optimizer.service.dashboard.routes_dashboard import STATIC, plotly_js
 from storage import Storage
 
+#: The file name ``tiltloop report`` and ``tiltloop dashboard --html`` write.
+REPORT_FILE = "report.html"
 _SCRIPT = re.compile(r'<script src="/static/(?P<path>[^"]+)"></script>')
 _STYLE = re.compile(r'<link rel="stylesheet" href="/static/(?P<path>[^"]+)">')
 
@@ -59,6 +62,7 @@ def render_dashboard_report(storage: Storage, name: str) -> str:
 def write_dashboard_report(storage: Storage, name: str, out: Path) -> Path:
     """Write :func:`render_dashboard_report` to ``out`` (its folder is created); returns it."""
     out = Path(out)
+    page = render_dashboard_report(storage, name)  # first: a bad name leaves nothing behind
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_dashboard_report(storage, name), encoding="utf-8")
+    out.write_text(page, encoding="utf-8")
     return out

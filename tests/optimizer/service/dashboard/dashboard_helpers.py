@@ -38,7 +38,8 @@ def record_round(storage: Storage, name: str, index: int, *, shape: tuple[int, .
                "log_normalizer": [0.1, 0.2]}
     rec = storage.record_round(name, index, alpha=0.5 / (1 + index), candidates=cands,
                                selected=list(range(q)), oracle_name="pull",
-                               summary=summary, timings={"smc_s": 0.5, "fit_s": 0.1})
+                               summary=summary, timings={"smc_s": 0.5, "fit_s": 0.1},
+                               unique_ancestors=max(1, num // (2 + index)))
     keys = list(rec.query_keys)
     if succeed:
         for i, key in enumerate(keys):

@@ -152,6 +152,65 @@ def test_image_prior_gallery_and_status_change_seen_live(
     shoot(page, tmp_path, "06-image-gallery")
 
 
+PLOTS = ["#card-best .js-plotly-plot", "#card-gap .plot-scatter", "#card-gap .plot-gap",
+         "#card-rounds .js-plotly-plot", "#card-traces .plot-alpha"]
+#: Every drawn trace of the plots above as sorted points (an appended point lands at the end of
+#: its trace, a fresh load draws it in query order: the same data either way).
+DRAWN = """(sels) => sels.map((sel) => {
+  const gd = document.querySelector(sel);
+  return gd.data.map((t) => {
+    const cols = ["x", "y", "text", "q1", "median", "q3", "lowerfence", "upperfence"]
+      .filter((c) => Array.isArray(t[c]));
+    const n = Math.max(...cols.map((c) => t[c].length), 0);
+    const rows = [];
+    for (let i = 0; i < n; i++) {
+      rows.push(JSON.stringify(cols.map((c) => t[c][i] === undefined ? null : t[c][i])));
+    }
+    const color = t.marker && Array.isArray(t.marker.color) ? [...t.marker.color].sort() : null;
+    return { name: t.name, cols: cols, rows: rows.sort(), color: color };
+  });
+})"""
+
+
+def test_a_live_update_appends_points_and_draws_what_a_fresh_load_draws(
+        new_page: Callable[[], Any], server: Live, tokens: Tokens, storage: Storage,
+        campaigns: dict[str, list[str]], tmp_path: Path) -> None:
+    page = new_page()
+    login(page, server, tokens.read, "/campaigns/vec")
+    page.wait_for_selector("#live.on")
+    page.evaluate("window.__sameDocument = 7")
+    assert page.evaluate("window.TL_STATS.full") == 1
+    assert page.evaluate("document.querySelector('#card-best .js-plotly-plot').data[0].x.length") == 11
+
+    finish(storage, campaigns["vec"][0], -3.25)  # an old query's result, then a whole new round
+    record_round(storage, "vec", 4, seed=7)
+    page.wait_for_selector("body[data-results='16']")
+    page.wait_for_function("document.querySelector('#card-best .js-plotly-plot').data[0].x.length === 16")
+    stats = page.evaluate("window.TL_STATS")
+    assert page.evaluate("window.__sameDocument") == 7  # no reload
+    assert stats["full"] == 1 and stats["delta"] >= 1  # only the changes were read
+    # the big scatters were extended, never redrawn; unchanged views (the config) not touched
+    assert stats["renders"]["best"] == 1 and stats["updates"]["best"] >= 1
+    assert stats["renders"]["gap"] == 1 and stats["updates"]["gap"] >= 1
+    assert stats["renders"]["config"] == 1 and stats["renders"]["rounds"] >= 2
+    best = page.evaluate("document.querySelector('#card-best .js-plotly-plot').data[0]")
+    assert best["x"][-5:] == [13, 17, 18, 19, 20] and best["y"][-5] == -3.25  # appended
+    shoot(page, tmp_path, "10-live-appended")
+
+    fresh = new_page()
+    login(fresh, server, tokens.read, "/campaigns/vec")
+    assert fresh.evaluate("window.TL_STATS.full") == 1
+    live_drawn = page.evaluate(DRAWN, PLOTS)
+    assert live_drawn == fresh.evaluate(DRAWN, PLOTS)
+    assert len(live_drawn[0][0]["rows"]) == 16
+    # unique ancestors per round, as stored (round.unique_ancestors), in the rounds view
+    ancestors = fresh.evaluate("document.querySelector('#card-rounds .js-plotly-plot').data[2]")
+    assert ancestors["name"] == "unique ancestors"
+    assert ancestors["y"] == [r.unique_ancestors for r in storage.list_rounds("vec")] == [4, 2, 2, 1, 1]
+    for sel in ("#stat-best .value", "#stat-results .value", "#top-table tbody", "#failures-table"):
+        assert page.locator(sel).inner_text() == fresh.locator(sel).inner_text(), sel
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_live_update_on_postgres(new_page: Callable[[], Any], server: Live, tokens: Tokens,
                                  storage: Storage, campaigns: dict[str, list[str]],

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from optimizer.service.auth import SESSION_COOKIE
-from optimizer.service.dashboard.data import (gap_warning, hypervolume_2d, pareto_mask,
-                                              redact_config)
+from optimizer.service.dashboard.data import gap_warning, hypervolume, pareto_mask, redact_config
 from service_helpers import Live, Tokens, bearer
 from dashboard_helpers import SECRET_TOKEN_FIELD
 from storage import Storage
@@ -90,7 +89,12 @@ def test_bundle_route_needs_read_and_redacts(client: httpx.Client, tokens: Token
                       headers=bearer(tokens.lab_a)).status_code == 403
     assert client.get("/v1/campaigns/ghost/dashboard",
                       headers=bearer(tokens.read)).status_code == 404
-    b = client.get("/v1/campaigns/vec/dashboard", headers=bearer(tokens.read)).json()
+    r = client.get("/v1/campaigns/vec/dashboard", headers=bearer(tokens.read))
+    assert r.headers["content-encoding"] == "gzip"  # httpx accepts it, and decodes it
+    plain = client.get("/v1/campaigns/vec/dashboard",
+                       headers={**bearer(tokens.read), "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json()["points"] == r.json()["points"]
+    b = r.json()
     assert b["primary"] == "y" and len(b["points"]["key"]) == 16
     assert b["points"]["status"].count("succeeded") == 11
     assert [r["index"] for r in b["rounds"]] == [0, 1, 2, 3]
@@ -101,6 +105,11 @@ def test_bundle_route_needs_read_and_redacts(client: httpx.Client, tokens: Token
     assert "config" not in b["campaign"]
     assert len(b["top"]) == 11 and b["top"][0]["value"] == max(
         v for v in b["points"]["values"]["y"] if v is not None)
+    # a live reader's cursor: nothing changed since, so no point and no round comes
+    d = client.get(f"/v1/campaigns/vec/dashboard?after={b['cursor']}", headers=bearer(tokens.read))
+    assert d.json()["delta"] is True and d.json()["points"]["key"] == [] and d.json()["rounds"] == []
+    bad = client.get("/v1/campaigns/vec/dashboard?after=-1", headers=bearer(tokens.read))
+    assert bad.status_code == 422 and "after" in bad.text
 
 
 def test_redact_config() -> None:
@@ -123,7 +132,19 @@ def test_gap_warning() -> None:
 def test_pareto_and_hypervolume() -> None:
     y = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.4, 0.4]])
     assert pareto_mask(y).tolist() == [True, True, True, False]
-    assert hypervolume_2d(y, np.array([-1.0, -1.0])) == pytest.approx(2 * 1 + 1.5 * 0.5 + 1 * 0.5)
+    assert hypervolume(y, np.array([-1.0, -1.0])) == pytest.approx(2 * 1 + 1.5 * 0.5 + 1 * 0.5)
+
+
+def test_hypervolume_of_three_objectives_in_closed_form() -> None:
+    ref = np.zeros(3)
+    assert hypervolume(np.array([[2.0, 3.0, 4.0]]), ref) == pytest.approx(24.0)  # one box
+    # three boxes of volume 2 pairwise overlapping in the unit cube, all three in it too:
+    # inclusion-exclusion 3 * 2 - 3 * 1 + 1 = 4; a dominated point and one below ref add nothing
+    y = np.array([[2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0], [0.5, 0.5, 0.5],
+                  [5.0, 5.0, -1.0]])
+    assert hypervolume(y, ref) == pytest.approx(4.0)
+    assert hypervolume(y[:2], ref) == pytest.approx(3.0)
+    assert hypervolume(np.empty((0, 3)), ref) == 0.0
 
 
 def test_multi_objective_bundle(storage: Storage, server: Live, tokens: Tokens, make_config) -> None:

@@ -39,11 +39,19 @@
   };
 
   // fetch a /v1 route with the session cookie; a lost session goes back to the login page
-  TL.api = async function (path, options) {
+  TL.api = function (path, options) { return TL.read(TL.fetch(path, options)); };
+
+  // the Response of a /v1 route (TL.read gives its body)
+  TL.fetch = function (path, options) {
     const opts = Object.assign({ credentials: "same-origin" }, options || {});
     opts.headers = Object.assign({ "X-Tiltloop-Dashboard": "1", Accept: "application/json" },
                                  opts.headers || {});
-    const r = await fetch(path, opts);
+    return fetch(path, opts);
+  };
+
+  // the JSON body of a fetch (a promise of a Response: also one started early by prefetch.js)
+  TL.read = async function (pending) {
+    const r = await pending;
     if (r.status === 401) {
       location.href = "/login?next=" + encodeURIComponent(location.pathname);
       throw new Error("not logged in");
@@ -79,11 +87,9 @@
                    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, font: { size: 11 },
                    paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#fbfcfe" };
     const merged = Object.assign(base, layout || {});
-    merged.datarevision = Date.now();
-    const first = !div.classList.contains("js-plotly-plot");
+    merged.datarevision = Date.now(); // a view redraws only when its data changed: recompute all
+    // the card is in the laid-out grid before its view draws: Plotly measures the right width
     window.Plotly.react(div, traces, merged, { displaylogo: false, responsive: true });
-    // the grid may not have been laid out when Plotly first measured the container
-    if (first) requestAnimationFrame(() => window.Plotly.Plots.resize(div));
     if (window.TL_FIRST_PLOT_MS === undefined) window.TL_FIRST_PLOT_MS = performance.now();
   };
 
@@ -96,4 +102,23 @@
   };
 
   TL.enc = encodeURIComponent;
+
+  // the campaign page's data routes (prefetch.js starts the first reads before Plotly loads)
+  TL.campaignName = function () {
+    return decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
+  };
+  TL.bundlePath = function (name, cursor) {
+    return "/v1/campaigns/" + TL.enc(name) + "/dashboard" + (cursor === null || cursor === undefined ? "" : "?after=" + cursor);
+  };
+
+  // "best so far" as the corners of its step line (shape "hv"): where it changes, and the last x
+  TL.bestSteps = function (xs, ys, sign) {
+    const bx = [], by = [];
+    let best = null;
+    for (let i = 0; i < xs.length; i++) {
+      if (best === null || sign * ys[i] > sign * best) { best = ys[i]; bx.push(xs[i]); by.push(best); }
+    }
+    if (bx.length && bx[bx.length - 1] !== xs[xs.length - 1]) { bx.push(xs[xs.length - 1]); by.push(best); }
+    return [bx, by];
+  };
 })();

@@ -3,6 +3,7 @@
   "use strict";
   const TL = window.TL;
   TL.views.config = {
+    key(b) { return JSON.stringify(b.config); },
     render(body, b, ctx) {
       const el = TL.el;
       const cfg = b.config;

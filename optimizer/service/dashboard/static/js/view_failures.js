@@ -3,6 +3,7 @@
   "use strict";
   const TL = window.TL;
   TL.views.failures = {
+    key(b) { return JSON.stringify(b.failures); },
     render(body, b) {
       const el = TL.el;
       body.textContent = "";

@@ -27,12 +27,15 @@
   }
 
   TL.views.gallery = {
+    key(b) { return JSON.stringify(b.top.map((t) => [t.key, t.value])); },
     render(body, b) {
       const el = TL.el;
       const top = b.top;
-      body.textContent = "";
+      const shape = top.length ? top[0].shape : null;
+      // a drawn parallel-coordinates plot is updated in place (a new one costs a WebGL context)
+      let div = top.length && !isImage(shape) ? body.querySelector("#gallery-parcoords") : null;
+      if (!div) body.textContent = "";
       if (!top.length) { TL.note(body, "count", "no succeeded design yet"); return; }
-      const shape = top[0].shape;
       if (isImage(shape)) {
         const shown = top.slice(0, MAX_IMAGES);
         let lo = Infinity, hi = -Infinity;
@@ -51,8 +54,7 @@
       const dims = [];
       for (let j = 0; j < d; j++) dims.push({ label: "x" + j, values: top.map((t) => t.design[j]) });
       const values = top.map((t) => t.value);
-      const div = el("div", { class: "plot", id: "gallery-parcoords" });
-      body.append(div);
+      if (!div) { div = el("div", { class: "plot", id: "gallery-parcoords" }); body.append(div); }
       TL.plot(div, [{ type: "parcoords", dimensions: dims,
         line: { color: values, colorscale: "Viridis", showscale: true, colorbar: { title: { text: b.primary }, thickness: 10 } } }],
         { margin: { l: 40, r: 60, t: 30, b: 20 } });

@@ -4,6 +4,7 @@
   const TL = window.TL;
   TL.views.pareto = {
     applies(b) { return !!b.pareto; },
+    key(b) { return JSON.stringify(b.pareto) + "|" + b.campaign.results; },
     render(body, b) {
       const pr = b.pareto;
       const [o1, o2] = pr.objectives;
@@ -28,7 +29,8 @@
         ], { height: 220, xaxis: { title: { text: "queries" } }, yaxis: { title: { text: "hypervolume" } } });
       }
       TL.note(body, "count", front.size + " designs on the front of " + pr.objectives.join(" × ") +
-              (pr.hypervolume ? "" : " (hypervolume drawn for two objectives only)"));
+              (pr.objectives.length > 2 ? " (front drawn in the first two; hypervolume over all " +
+               pr.objectives.length + ")" : ""));
     },
   };
 })();

@@ -3,6 +3,7 @@
   "use strict";
   const TL = window.TL;
   TL.views.table = {
+    key(b) { return JSON.stringify(b.top.map((t) => [t.key, t.values, t.surrogate_mean])); },
     render(body, b, ctx) {
       const el = TL.el;
       const objs = b.objectives.map((o) => o.name);

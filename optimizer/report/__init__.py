@@ -1,1 +1,0 @@
-"""Campaign reports: PNG plots and one self-contained HTML page."""
