@@ -20,7 +20,7 @@ from optimizer.campaign.query_limits import QueryLimits
 from oracles.factory import build_oracle
 from storage import NewCandidate, Storage
 from storage.migrate import upgrade
-from tests.faults.bad_lab import MODES, VALUE, BadLab
+from faults.bad_lab import MODES, VALUE, BadLab
 
 CAMPAIGN = "chaos-replies"
 SUBMITS, TRIES = 3, 2  # dispatcher submissions of a key; client tries per request
