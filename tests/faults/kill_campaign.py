@@ -68,7 +68,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start_driver(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`tiltloop ARGS` as a subprocess of this checkout, its output appended to `log`."""
     out = open(log, "ab")
     out.write(f"--- tiltloop {' '.join(args)}\n".encode())
     out.flush()
@@ -141,7 +142,7 @@ def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, 
         killed = 0
         args = ["run", str(path)]
         while killed < kills:
-            code = _kill_at_random(_start(args, log), proxy, rng)
+            code = _kill_at_random(start_driver(args, log), proxy, rng)
             args = ["resume", name, "--url", db_url]
             if code is None:
                 killed += 1
@@ -149,7 +150,7 @@ def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, 
             exits.append(code)
             if code == 0:
                 break  # finished before the next kill: the campaign was too short
-        final = _start(["resume", name, "--url", db_url], log)
+        final = start_driver(["resume", name, "--url", db_url], log)
         exits.append(_wait_exit(final, PROCESS_LIMIT_S))
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         return _audit(name, db_url, lab, proxy, killed, exits, log, time.perf_counter() - wall0,
