@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -221,12 +222,18 @@ class HttpOracle:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self._client = httpx.Client(
-            base_url=self.base_url, verify=verify, auth=_BearerAuth(secret) if secret else None,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_concurrency,
-                                max_keepalive_connections=max_concurrency),
-            headers={"Accept": "application/json", "User-Agent": "tiltloop-oracle"})
+        try:
+            self._client = httpx.Client(
+                base_url=self.base_url, verify=verify, auth=_BearerAuth(secret) if secret else None,
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+                limits=httpx.Limits(max_connections=max_concurrency,
+                                    max_keepalive_connections=max_concurrency),
+                headers={"Accept": "application/json", "User-Agent": "tiltloop-oracle"})
+        except (OSError, ssl.SSLError) as exc:  # a CA bundle that is missing, unreadable or not PEM
+            raise OracleConfigError(
+                f"verify={verify!r}: cannot load the CA bundle ({exc.strerror or exc}); give the "
+                f"path of a readable PEM file of CA certificates, or verify = true for the "
+                f"system's") from None
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="http-oracle")
 
     def __repr__(self) -> str:
