@@ -20,6 +20,9 @@ mode            spoils  reply
 ``invalid-json`` both   ``200`` with truncated JSON
 =============== ======= =================================================================
 
+Mode ``scripted``: every job request gets ``lab.reply = (status, headers, body bytes)`` as set
+by the test (fuzzing the client's reply parsing with arbitrary replies).
+
 ``ok_after=N``: the mode spoils only the first ``N`` requests it targets, then the lab answers
 correctly (a flaky lab: success after retry). Otherwise it spoils them all.
 
@@ -62,13 +65,16 @@ class BadLab:
 
     def __init__(self, mode: str, *, ok_after: int | None = None, retry_after: str = "0",
                  hang_s: float = 30.0, objective: str = "y") -> None:
-        if mode != "ok" and mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose from {sorted(MODES)} or 'ok'")
+        if mode not in ("ok", "scripted") and mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose from {sorted(MODES)}, 'ok' or "
+                             f"'scripted'")
         self.mode, self.ok_after, self.retry_after = mode, ok_after, retry_after
         self.hang_s, self.objective = hang_s, objective
         self.counts: Counter[str] = Counter()
         self.posts_by_key: Counter[str] = Counter()
         self.spoiled = 0
+        #: the reply of every job request in mode ``scripted``: (status, headers, body)
+        self.reply: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -158,8 +164,19 @@ class BadLab:
                     return False
                 return True
 
+            def _scripted(self) -> None:
+                status, headers, body = lab.reply
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if lab.mode == "scripted":
+                    return self._scripted()
                 if self.path.endswith("/cancel"):
                     lab.counts["cancel"] += 1
                     key = unquote(self.path.split("/")[2]).removeprefix("job-")
@@ -185,6 +202,8 @@ class BadLab:
                 if self.path == "/health":
                     return self._send(200, b'{"status": "ok"}')
                 lab.counts["GET"] += 1
+                if lab.mode == "scripted":
+                    return self._scripted()
                 key = unquote(self.path.rsplit("/", 1)[-1]).removeprefix("job-")
                 if lab._spoil("GET"):
                     if self._generic():
