@@ -7,23 +7,16 @@ Real parts: the HTTP oracle over real sockets, the dispatcher, SQLite storage.""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from optimizer.campaign.dispatch import Dispatcher
-from optimizer.campaign.query_limits import QueryLimits
-from oracles.factory import build_oracle
-from storage import NewCandidate, Storage
-from storage.migrate import upgrade
 from faults.bad_lab import MODES, VALUE, BadLab
+from faults.bad_lab_drive import CAMPAIGN, SUBMITS, TRIES, dispatcher, drive, reply_storage
+from storage import Storage
 
-CAMPAIGN = "chaos-replies"
-SUBMITS, TRIES = 3, 2  # dispatcher submissions of a key; client tries per request
 #: mode -> words the stored error must contain when the mode never stops
 REASONS: dict[str, str] = {
     "nan": "nan; an oracle result must be finite",
@@ -46,35 +39,9 @@ MAX_ERROR_CHARS = 10_000  # a stored error is a message, not a copy of a 10 MB b
 
 @pytest.fixture()
 def storage(tmp_path: Path) -> Iterator[Storage]:
-    url = f"sqlite:///{tmp_path / 'replies.db'}"
-    upgrade(url)
-    st = Storage.open(url)
-    st.create_campaign(CAMPAIGN, {"note": "bad replies"})
-    st.record_round(CAMPAIGN, 0, alpha=1.0,
-                    candidates=[NewCandidate(np.array([float(i), 0.5])) for i in range(2)],
-                    selected=[0, 1], oracle_name="lab")
+    st = reply_storage(f"sqlite:///{tmp_path / 'replies.db'}")
     yield st
     st.close()
-
-
-def _dispatcher(st: Storage, url: str) -> Dispatcher:
-    oracle = build_oracle("http", {"base_url": url, "objectives": ["y"], "timeout_s": 0.3,
-                                   "retry": {"max_attempts": TRIES, "backoff_base_s": 0.0,
-                                             "backoff_max_s": 0.0, "retry_after_max_s": 0.05}})
-    limits = QueryLimits(max_submit_attempts=SUBMITS, max_job_age_s=1.0, backoff_s=0.0,
-                         backoff_max_s=0.0)
-    return Dispatcher(st, CAMPAIGN, oracle, objectives=["y"], limit=8, limits=limits)
-
-
-def _drive(d: Dispatcher, st: Storage, passes: int = 400) -> int:
-    """Dispatch and poll until nothing is in flight; the number of passes it took."""
-    for i in range(passes):
-        d.dispatch()
-        d.poll()
-        if st.in_flight_count(CAMPAIGN) == 0:
-            return i + 1
-        threading.Event().wait(0.02)
-    raise AssertionError(f"still in flight after {passes} passes: {st.query_counts(CAMPAIGN)}")
 
 
 def _check_bounded(lab: BadLab, passes: int) -> None:
@@ -87,8 +54,8 @@ def test_a_lab_that_keeps_answering_badly_fails_each_query_with_its_reason(
         mode: str, storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     with BadLab(mode, retry_after="3600") as lab:  # Retry-After beyond the client's cap
-        d = _dispatcher(storage, lab.url)
-        passes = _drive(d, storage)
+        d = dispatcher(storage, lab.url)
+        passes = drive(d, storage)
         d.close()
     queries = storage.list_queries(CAMPAIGN)
     assert [q.status for q in queries] == ["failed", "failed"], [(q.status, q.error) for q in queries]
@@ -105,8 +72,8 @@ def test_a_lab_that_recovers_gets_each_query_done_after_retry(
         mode: str, storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     with BadLab(mode, ok_after=2) as lab:
-        d = _dispatcher(storage, lab.url)
-        passes = _drive(d, storage)
+        d = dispatcher(storage, lab.url)
+        passes = drive(d, storage)
         d.close()
     queries = storage.list_queries(CAMPAIGN)
     assert [(q.status, q.values) for q in queries] == [("succeeded", {"y": VALUE})] * 2, \
@@ -127,9 +94,9 @@ def _retry_after_case(value: str) -> Any:
 def test_a_429_with_any_retry_after_is_waited_within_the_cap(retry_after: str, storage: Storage) -> None:
     waits: list[float] = []
     with BadLab("429", ok_after=1, retry_after=retry_after) as lab:
-        d = _dispatcher(storage, lab.url)
+        d = dispatcher(storage, lab.url)
         d.oracle.inner._sleep = waits.append  # record the client's waits instead of sleeping
-        _drive(d, storage)
+        drive(d, storage)
         d.close()
     assert [q.status for q in storage.list_queries(CAMPAIGN)] == ["succeeded"] * 2
     assert waits and all(0.0 <= w <= 0.05 for w in waits), waits
