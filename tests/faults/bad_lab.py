@@ -37,9 +37,11 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from faults.http_proxy import QuietServer
 
 #: mode -> the requests it spoils
 MODES: dict[str, str] = {
@@ -73,12 +75,12 @@ class BadLab:
         self.counts: Counter[str] = Counter()
         self.posts_by_key: Counter[str] = Counter()
         self.spoiled = 0
+        self._huge: dict[str, bytes] = {}
         #: the reply of every job request in mode ``scripted``: (status, headers, body)
         self.reply: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -120,10 +122,13 @@ class BadLab:
             return json.dumps(body).encode()
         if self.mode == "wrong-key":
             return json.dumps(self.job("someone-else:0:0", id=f"job-{key}")).encode()
-        if self.mode == "huge":
-            pad = "x" * (HUGE_BYTES // 2)
-            return json.dumps(self.job(key, status="failed", values=None, metadata={"pad": pad},
-                                       error=pad)).encode()
+        if self.mode == "huge":  # built once per key: a slow reply is not what this mode tests
+            with self._lock:
+                if key not in self._huge:
+                    pad = "x" * (HUGE_BYTES // 2)
+                    self._huge[key] = json.dumps(self.job(key, status="failed", values=None,
+                                                          metadata={"pad": pad}, error=pad)).encode()
+                return self._huge[key]
         raise AssertionError(self.mode)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -35,9 +35,9 @@ def reply_storage(url: str, n: int = 2) -> Storage:
 
 def dispatcher(st: Storage, url: str) -> Dispatcher:
     """The dispatcher of :data:`CAMPAIGN` over the HTTP oracle at ``url``: :data:`TRIES` tries
-    per request, :data:`SUBMITS` submissions per key, a job age limit of 1 s, no backoff (and a
+    per request (1 s each), :data:`SUBMITS` submissions per key, a job age limit of 1 s, no backoff (and a
     ``Retry-After`` capped at 0.05 s)."""
-    oracle = build_oracle("http", {"base_url": url, "objectives": ["y"], "timeout_s": 0.3,
+    oracle = build_oracle("http", {"base_url": url, "objectives": ["y"], "timeout_s": 1.0,
                                    "retry": {"max_attempts": TRIES, "backoff_base_s": 0.0,
                                              "backoff_max_s": 0.0, "retry_after_max_s": 0.05}})
     limits = QueryLimits(max_submit_attempts=SUBMITS, max_job_age_s=MAX_JOB_AGE_S, backoff_s=0.0,

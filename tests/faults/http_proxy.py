@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import json
 import random
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -37,6 +38,18 @@ from urllib.parse import urlsplit
 FAULTS: tuple[str, ...] = ("503", "drop", "delay")
 #: response headers passed back to the client (hop-by-hop ones are the proxy's own)
 _PASS_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate")
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that treats a client hanging up (a SIGKILLed driver, a client
+    timeout) as routine instead of printing a traceback to stderr."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def design_digest(body: bytes) -> str | None:
@@ -79,8 +92,7 @@ class FaultProxy:
         self.created_by_key: Counter[str] = Counter()
         self.created_by_design: Counter[str] = Counter()
         self.requests = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
     # ---- configuration ---------------------------------------------------------------------
