@@ -47,7 +47,7 @@ from faults.bad_lab_drive import dispatcher, drive, reply_storage  # noqa: E402
 from faults.kill_campaign import run_kill_campaign  # noqa: E402
 from faults.two_drivers import run_two_drivers  # noqa: E402
 
-TRANSIENT = ("no-id", "429", "hang", "html", "invalid-json")
+TRANSIENT = ("no-id", "429", "hang", "endless", "html", "invalid-json")
 COLUMNS = ("scenario", "kills", "outages", "faults", "lost", "paid twice", "tracebacks",
            "wall s", "cpu s", "load")
 

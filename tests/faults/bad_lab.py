@@ -16,6 +16,7 @@ mode            spoils  reply
 ``429``         both    ``429`` with ``Retry-After: <retry_after>``
 ``hang``        GET     no reply at all (held until the client gives up or the lab closes)
 ``huge``        GET     a failed job padded to 10 MB (``metadata`` and ``error``)
+``endless``     GET     a chunked body that never ends (a chunk every 0.05 s: no read times out)
 ``html``        both    ``200`` with an HTML page (a login or error page of a gateway)
 ``invalid-json`` both   ``200`` with truncated JSON
 =============== ======= =================================================================
@@ -46,7 +47,7 @@ from faults.http_proxy import QuietServer
 #: mode -> the requests it spoils
 MODES: dict[str, str] = {
     "nan": "GET", "inf": "GET", "string": "GET", "missing": "GET", "no-status": "GET",
-    "wrong-key": "GET", "no-id": "POST", "429": "both", "hang": "GET", "huge": "GET",
+    "wrong-key": "GET", "no-id": "POST", "429": "both", "hang": "GET", "huge": "GET", "endless": "GET",
     "html": "both", "invalid-json": "both",
 }
 VALUE = 1.5  # what a correct reply reports for objective "y"
@@ -153,6 +154,22 @@ class BadLab:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
+            def _endless(self) -> None:
+                """Chunks of a JSON string until the client hangs up or the lab closes."""
+                self.close_connection = True
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b'{"status": "succeeded", "pad": "' + b"x" * 4096
+                    while not lab._release.wait(0.05):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                        chunk = b"x" * 4096
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
             def _generic(self) -> bool:
                 """The spoils shared by POST and GET; True when a reply was sent."""
                 if lab.mode == "429":
@@ -165,6 +182,8 @@ class BadLab:
                 elif lab.mode == "hang":
                     lab._release.wait(lab.hang_s)
                     self.close_connection = True
+                elif lab.mode == "endless":
+                    self._endless()
                 else:
                     return False
                 return True

@@ -29,11 +29,12 @@ REASONS: dict[str, str] = {
     "429": "HTTP 429",
     "hang": "max_job_age_s",
     "huge": "x" * 100,
+    "endless": "reply not complete",
     "html": "malformed JSON",
     "invalid-json": "malformed JSON",
 }
 #: modes a lab recovers from (a transient fault): success after retry once it answers correctly
-TRANSIENT = ("no-id", "429", "hang", "html", "invalid-json")
+TRANSIENT = ("no-id", "429", "hang", "endless", "html", "invalid-json")
 MAX_ERROR_CHARS = 10_000  # a stored error is a message, not a copy of a 10 MB body
 
 
