@@ -35,7 +35,7 @@ from campaign_oracles import Bowl
 from faults.http_proxy import FaultProxy
 from optimizer.campaign.config_io import dump_toml
 from oracles.labsim import LabSimulator
-from storage import Storage
+from storage import Storage, StorageError
 
 ROOT = Path(__file__).resolve().parents[2]
 #: proxy faults on every job request while the campaign runs
@@ -140,17 +140,18 @@ def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, 
         path.write_text(dump_toml(cfg))
         exits: list[int] = []
         killed = 0
-        args = ["run", str(path)]
         while killed < kills:
+            # `run` until the campaign row exists (a driver killed during its start-up leaves
+            # nothing to resume), then `resume`, as an operator would
+            args = (["resume", name, "--url", db_url] if _exists(db_url, name)
+                    else ["run", str(path)])
             code = _kill_at_random(start_driver(args, log), proxy, rng)
-            args = ["resume", name, "--url", db_url]
-            if code is None:
-                killed += 1
-                continue
-            exits.append(code)
-            if code == 0:
-                break  # finished before the next kill: the campaign was too short
-        final = start_driver(["resume", name, "--url", db_url], log)
+            if code is not None:
+                exits.append(code)
+                break  # ended before its kill: done too early (0) or failed (the caller sees it)
+            killed += 1
+        final = start_driver(["resume", name, "--url", db_url] if _exists(db_url, name)
+                             else ["run", str(path)], log)
         exits.append(_wait_exit(final, PROCESS_LIMIT_S))
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         return _audit(name, db_url, lab, proxy, killed, exits, log, time.perf_counter() - wall0,
@@ -158,6 +159,16 @@ def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, 
     finally:
         proxy.close()
         lab.close()
+
+
+def _exists(db_url: str, name: str) -> bool:
+    """Whether campaign ``name`` has its row (False also while the schema does not exist)."""
+    try:
+        with Storage.open(db_url) as st:
+            st.load_campaign(name)
+        return True
+    except StorageError:
+        return False
 
 
 def _audit(name: str, db_url: str, lab: LabSimulator, proxy: FaultProxy, kills: int,
