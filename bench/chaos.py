@@ -85,7 +85,8 @@ def scenario_kills(ctx: Context) -> dict[str, Any]:
     faults = dict(report.injected)
     return _row("sigkill+proxy", start, kills=report.kills, faults=faults, lost=report.lost,
                 **{"paid twice": report.paid_twice, "tracebacks": report.tracebacks},
-                note=f"{report.status}, {report.counts.get('succeeded', 0)} results")
+                note=f"{report.status}, {report.counts.get('succeeded', 0)}/{report.total} results, "
+                     f"unkilled exits {report.exits}")
 
 
 class _Records(logging.Handler):

@@ -48,6 +48,7 @@ class KillReport:
     """What one kill scenario did and found."""
 
     kills: int
+    total: int
     exits: list[int]
     injected: dict[str, int]
     lost: int
@@ -93,7 +94,7 @@ def _kill_at_random(proc: subprocess.Popen[bytes], proxy: FaultProxy, rng: rando
     """SIGKILL ``proc`` at a random moment; None when it was killed, else its exit code."""
     deadline = time.monotonic() + PROCESS_LIMIT_S
     if rng.random() < 0.3:  # anywhere in start-up / SMC / the first dispatch
-        moment = time.monotonic() + rng.uniform(0.5, 6.0)
+        moment = time.monotonic() + rng.uniform(0.5, 4.0)
     else:  # once the lab hears from this driver: mid-dispatch, mid-poll
         seen = proxy.requests
         while proxy.requests == seen and proc.poll() is None:
@@ -101,7 +102,7 @@ def _kill_at_random(proc: subprocess.Popen[bytes], proxy: FaultProxy, rng: rando
                 proc.kill()
                 raise AssertionError("a driver never reached the lab")
             time.sleep(0.01)
-        moment = time.monotonic() + rng.uniform(0.0, 1.5)
+        moment = time.monotonic() + rng.uniform(0.0, 1.0)
     while time.monotonic() < moment:
         if proc.poll() is not None:
             return proc.returncode
@@ -114,7 +115,7 @@ def _kill_at_random(proc: subprocess.Popen[bytes], proxy: FaultProxy, rng: rando
 
 
 def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, *,
-                      kills: int = 10, seed: int = 0, total: int = 32,
+                      kills: int = 10, seed: int = 0, total: int = 40,
                       rates: Mapping[str, float] | None = None, latency_s: float = 0.3,
                       name: str = "chaos-kills") -> KillReport:
     """Run the scenario (see the module docstring) and return its report."""
@@ -154,7 +155,7 @@ def run_kill_campaign(workdir: Path, db_url: str, prior: str, ray_address: str, 
                              else ["run", str(path)], log)
         exits.append(_wait_exit(final, PROCESS_LIMIT_S))
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return _audit(name, db_url, lab, proxy, killed, exits, log, time.perf_counter() - wall0,
+        return _audit(name, db_url, lab, proxy, killed, total, exits, log, time.perf_counter() - wall0,
                       (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime))
     finally:
         proxy.close()
@@ -171,7 +172,7 @@ def _exists(db_url: str, name: str) -> bool:
         return False
 
 
-def _audit(name: str, db_url: str, lab: LabSimulator, proxy: FaultProxy, kills: int,
+def _audit(name: str, db_url: str, lab: LabSimulator, proxy: FaultProxy, kills: int, total: int,
            exits: list[int], log: Path, wall_s: float, cpu_s: float) -> KillReport:
     with Storage.open(db_url) as st:
         stored = {q.key: q for q in st.list_queries(name)}
@@ -192,7 +193,7 @@ def _audit(name: str, db_url: str, lab: LabSimulator, proxy: FaultProxy, kills: 
                          f"{None if q is None else (q.status, q.values, q.error)}")
     paid_twice = sum(n - 1 for n in evaluations.values() if n > 1) + proxy.paid_twice()
     text = log.read_text(errors="replace")
-    return KillReport(kills=kills, exits=exits, injected=dict(proxy.injected), lost=lost,
+    return KillReport(kills=kills, total=total, exits=exits, injected=dict(proxy.injected), lost=lost,
                       paid_twice=paid_twice, tracebacks=text.count("Traceback"), status=status,
                       counts=counts, evaluations=sum(evaluations.values()), wall_s=wall_s,
                       cpu_s=cpu_s, log=log, notes=notes)
