@@ -27,3 +27,5 @@ def test_ten_sigkills_with_proxy_faults_lose_nothing_and_pay_nothing_twice(
     assert report.evaluations == report.total  # every stored result was paid exactly once
     assert report.tracebacks == 0, tail
     assert report.injected.get("503") and report.injected.get("drop"), report.injected
+    log = report.log.read_text(errors="replace")
+    assert "already at the oracle, re-polling them" in log  # some kills struck with jobs in flight
