@@ -10,7 +10,9 @@
 Retries: connection errors, timeouts, 5xx, 408, 429 and unparseable replies are retried with
 exponential backoff and jitter, `delay_n = min(max, base · 2^(n−1)) · U(0.5, 1)`, and at least the
 server's ``Retry-After``; other 4xx are never retried (a POST retry is safe: it carries the same
-idempotency key). Secrets: the bearer token is read from an environment variable or a file, held
+idempotency key). A reply body is read up to 16 MiB (``MAX_REPLY_BYTES``, decoded) and must be
+complete within ``timeout_s`` of its start; a larger or endless reply counts as a failed attempt.
+Secrets: the bearer token is read from an environment variable or a file, held
 in memory only, and never appears in logs, reprs, handles or error messages. TLS certificates are
 verified unless ``verify=False``; plain ``http://`` is refused for non-loopback hosts unless
 ``allow_insecure_http=True``.
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -161,6 +164,14 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+#: the largest reply body read from a lab (a job is a few hundred bytes; /health a little more)
+MAX_REPLY_BYTES = 16 * 2**20
+
+
+class _ReplyTooBig(Exception):
+    """A reply body over :data:`MAX_REPLY_BYTES`, or not complete within the timeout."""
+
+
 class _Reply:
     """A non-retryable reply: a 2xx with parsed JSON, or a 4xx with its text."""
 
@@ -219,14 +230,21 @@ class HttpOracle:
         secret = read_token(token_env, token_file)
         self._secret = secret
         self._sleep = sleep
+        self._timeout_s = float(timeout_s)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self._client = httpx.Client(
-            base_url=self.base_url, verify=verify, auth=_BearerAuth(secret) if secret else None,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_concurrency,
-                                max_keepalive_connections=max_concurrency),
-            headers={"Accept": "application/json", "User-Agent": "tiltloop-oracle"})
+        try:
+            self._client = httpx.Client(
+                base_url=self.base_url, verify=verify, auth=_BearerAuth(secret) if secret else None,
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+                limits=httpx.Limits(max_connections=max_concurrency,
+                                    max_keepalive_connections=max_concurrency),
+                headers={"Accept": "application/json", "User-Agent": "tiltloop-oracle"})
+        except (OSError, ssl.SSLError) as exc:  # a CA bundle that is missing, unreadable or not PEM
+            raise OracleConfigError(
+                f"verify={verify!r}: cannot load the CA bundle ({exc.strerror or exc}); give the "
+                f"path of a readable PEM file of CA certificates, or verify = true for the "
+                f"system's") from None
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="http-oracle")
 
     def __repr__(self) -> str:
@@ -245,20 +263,22 @@ class HttpOracle:
         for attempt in range(1, self.retry.max_attempts + 1):
             retry_after = None
             try:
-                response = self._client.request(method, path, content=content, headers=headers)
+                response, raw = self._exchange(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:  # connect/read errors, timeouts, dropped replies
                 last = f"{type(exc).__name__}: {exc}"
+            except _ReplyTooBig as exc:
+                last = str(exc)
             else:
                 status = response.status_code
                 # A lab may echo the token back ("invalid token ..."): scrub it before any of the
                 # reply reaches a log line, an error text or the database.
-                text = self._scrub(response.text)
+                text = self._scrub(raw.decode(response.encoding or "utf-8", errors="replace"))
                 if status in (408, 429) or status >= 500:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     last = f"HTTP {status}: {text[:200]}"
                 else:
                     try:
-                        parsed = json.loads(text) if response.content else None
+                        parsed = json.loads(text) if raw else None
                     except ValueError:
                         parsed = ValueError
                     if status < 300 and parsed is ValueError:
@@ -275,6 +295,38 @@ class HttpOracle:
             self._sleep(delay)
         raise OracleTransientError(f"{method} {self.base_url}{path} failed {self.retry.max_attempts} "
                                    f"time(s); last error: {last}")
+
+    def _exchange(self, method: str, path: str, *, content: bytes | None = None,
+                  headers: dict[str, str] | None = None, timeout_s: float | None = None
+                  ) -> tuple[httpx.Response, bytes]:
+        """One request and its whole reply body, bounded in size (:data:`MAX_REPLY_BYTES`) and
+        in time: the body must be complete within the timeout of its first byte. The read
+        timeout alone bounds each read, not the reply: a lab trickling an endless body kept a
+        poll (and the campaign) waiting forever.
+
+        Raises:
+            httpx.TransportError: connecting, sending or reading failed or timed out.
+            _ReplyTooBig: the body exceeds the size or time limit (the connection is closed).
+        """
+        kwargs: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        request = self._client.build_request(method, path, content=content, headers=headers, **kwargs)
+        response = self._client.send(request, stream=True)
+        limit_s = timeout_s if timeout_s is not None else self._timeout_s
+        deadline = time.monotonic() + limit_s
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():  # decoded (gzip ...): the cap holds for a bomb too
+                body += chunk
+                if len(body) > MAX_REPLY_BYTES:
+                    raise _ReplyTooBig(f"HTTP {response.status_code} reply larger than "
+                                       f"{MAX_REPLY_BYTES // 2**20} MiB; not read further")
+                if time.monotonic() > deadline:
+                    raise _ReplyTooBig(f"HTTP {response.status_code} reply not complete "
+                                       f"{limit_s:g} s after it started ({len(body)} bytes so "
+                                       f"far); not read further")
+        finally:
+            response.close()
+        return response, bytes(body)
 
     def _scrub(self, text: str) -> str:
         if self._secret is None:
@@ -301,12 +353,15 @@ class HttpOracle:
         """
         where = f"the oracle at {self.base_url}"
         try:
-            response = self._client.get("/health", timeout=timeout_s)
+            response, raw = self._exchange("GET", "/health", timeout_s=timeout_s)
         except httpx.TransportError as exc:
             raise OracleTransientError(f"{where} cannot be reached: GET /health failed "
                                        f"({type(exc).__name__}: {exc}); start the lab or fix "
                                        f"base_url") from None
-        status, text = response.status_code, self._scrub(response.text)
+        except _ReplyTooBig as exc:
+            raise OracleTransientError(f"{where}: GET /health: {exc}") from None
+        status = response.status_code
+        text = self._scrub(raw.decode(response.encoding or "utf-8", errors="replace"))
         if status in (404, 405):
             return None
         if status in (408, 429) or status >= 500:

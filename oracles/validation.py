@@ -16,6 +16,8 @@ from oracles.errors import OracleReplyError
 from oracles.protocol import STATUSES, JobHandle, QueryResult
 
 SUBMIT_ERROR = "submit_error"
+#: longest error text kept: a lab that puts a 10 MB page in ``error`` must not fill the database
+MAX_ERROR_CHARS = 2000
 SUBMIT_RETRYABLE = "submit_retryable"
 
 
@@ -82,9 +84,17 @@ def json_safe(metadata: Any) -> dict[str, Any]:
     return metadata
 
 
+def clip_error(text: str) -> str:
+    """``text`` cut to :data:`MAX_ERROR_CHARS`, saying how much was cut."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters cut)"
+
+
 def failed(key: str, reason: str, metadata: dict[str, Any] | None = None) -> QueryResult:
-    """A failed result with its reason."""
-    return QueryResult(key=key, status="failed", error=reason, metadata=dict(metadata or {}))
+    """A failed result with its reason (cut to :data:`MAX_ERROR_CHARS`)."""
+    return QueryResult(key=key, status="failed", error=clip_error(reason),
+                       metadata=dict(metadata or {}))
 
 
 def validate_result(result: Any, objectives: Sequence[str], expected_key: str) -> QueryResult:
@@ -101,6 +111,10 @@ def validate_result(result: Any, objectives: Sequence[str], expected_key: str) -
                              noise=result.noise, error=result.error,
                              metadata=json_safe(result.metadata))
     if result.status != "succeeded":
+        if result.error is not None and len(str(result.error)) > MAX_ERROR_CHARS:
+            result = QueryResult(key=result.key, status=result.status, values=result.values,
+                                 noise=result.noise, error=clip_error(str(result.error)),
+                                 metadata=result.metadata)
         return result
     try:
         values = validate_values(result.values, objectives)
@@ -124,7 +138,7 @@ def result_from_reply(key: str, reply: Any, objectives: Sequence[str]) -> QueryR
     if not isinstance(metadata, dict):
         metadata = {"metadata": metadata}
     error = reply.get("error")
-    error = None if error is None else str(error)
+    error = None if error is None else clip_error(str(error))
     if status == "failed" and not error:
         error = "the oracle reported the job failed without a reason"
     result = QueryResult(key=key, status=status, values=reply.get("values"),

@@ -273,9 +273,10 @@ class Dispatcher:
                 values={o: values[o] for o in self.objectives}, noise=noise)
             return "succeeded" if won else None
         if r.status == "failed":
-            won = self.storage.transition_query(q.key, expected=q.status, new="failed",
-                                                error=r.error or
-                                                "the oracle reported a failure without a reason")
+            reason = r.error or "the oracle reported a failure without a reason"
+            won = self.storage.transition_query(q.key, expected=q.status, new="failed", error=reason)
+            if won:  # a lab's failure or a reply we cannot use: visible without opening the database
+                log.warning("campaign %s: query %s: failed: %.500s", self.campaign, q.key, reason)
             return "failed" if won else None
         if r.status == "cancelled":
             won = self.storage.transition_query(q.key, expected=q.status, new="cancelled", error=r.error)

@@ -362,13 +362,21 @@ def start_or_resume(config: CampaignConfig, storage: Storage, *, source: str,
         CampaignStateError: the name is taken by a campaign with a different config (the fields
             that differ are named), or by a cancelled campaign.
     """
-    from storage.errors import NotFound
+    from storage.errors import CampaignExists, IntegrityViolation, NotFound
 
     try:
         rec = storage.load_campaign(config.name)
     except NotFound:
-        storage.create_campaign(config.name, config.to_json_dict(), budget=config.budget.total)
-        return True
+        try:
+            storage.create_campaign(config.name, config.to_json_dict(), budget=config.budget.total)
+            return True
+        except (CampaignExists, IntegrityViolation) as exc:
+            # Another `run` created it between our read and our write (two drivers started
+            # together): go on as if it had existed; the driver lease then decides who drives.
+            try:
+                rec = storage.load_campaign(config.name)
+            except NotFound:
+                raise exc from None
     stored = parse_config(rec.config, f"the config stored with campaign {config.name!r}")
     diff = config_differences(stored.to_json_dict(), config.to_json_dict())
     if diff:

@@ -286,9 +286,16 @@ def resolve(name_or_path: str | Path) -> BundledPrior | Path:
     if isinstance(name_or_path, str) and name_or_path in BUNDLED:
         return BUNDLED[name_or_path]
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
+    try:
+        if path.is_dir():
+            return path
+        exists = path.exists()
+    except OSError as exc:  # ENAMETOOLONG, a loop of symlinks, a folder we may not read
+        shown = str(path) if len(str(path)) <= 200 else f"{str(path)[:200]}... ({len(str(path))} characters)"
+        raise PriorError(f"prior path {shown!r} cannot be checked ({exc.strerror or exc}); use "
+                         f"one of: {', '.join(sorted(BUNDLED))}, or a path to a saved prior "
+                         f"folder") from None
+    if exists:
         raise PriorError(f"prior path {str(path)!r} is a file; pass the folder the prior was saved in")
     raise _unknown(name_or_path)
 
