@@ -2,8 +2,7 @@
 
     PYTHONPATH=$PWD .venv/bin/python bench/chaos.py [--kills 10] [--repeat 1] [--sqlite]
 
-Scenarios (each a function returning one row; a new scenario, e.g. a database outage through
-``tests/faults/pg_forwarder.py``, is one more entry in ``SCENARIOS``):
+Scenarios (each a function returning one row; a new scenario is one more entry in ``SCENARIOS``):
 
 * ``sigkill+proxy``: one campaign, ``--kills`` SIGKILLs of its driver at seeded random moments,
   ``tiltloop resume`` after each, the lab simulator behind the fault-injecting proxy (503s,
@@ -11,7 +10,9 @@ Scenarios (each a function returning one row; a new scenario, e.g. a database ou
 * ``bad-lab``: every bad-reply mode of the fake lab (NaN, inf, strings, missing fields, wrong key,
   2xx without id, 429, hangs, 10 MB bodies, HTML, invalid JSON), persistent and then recovering,
   through the real dispatcher and HTTP oracle;
-* ``two-drivers``: two ``tiltloop run`` processes started together on one campaign.
+* ``two-drivers``: two ``tiltloop run`` processes started together on one campaign;
+* ``db-outage``: Postgres cut and refused for 2 s mid-campaign, behind
+  ``tests/faults/pg_forwarder.py`` (one run of ``bench/db_outage.py``'s case; Postgres only).
 
 Columns: kills, outages, injected faults (by kind), lost (a lab result not stored, or a query
 stuck in flight), paid twice (a key or design the lab evaluated twice; for two-drivers also any
@@ -62,6 +63,7 @@ class Context:
     prior: str
     kills: int
     seed: int
+    sqlite: bool = False
 
 
 def _cpu() -> float:
@@ -149,11 +151,49 @@ def scenario_two_drivers(ctx: Context) -> dict[str, Any]:
                 note=f"exit codes {sorted(out.codes)}")
 
 
-#: name -> scenario; each returns a row with the COLUMNS (a database-outage row goes here)
+def scenario_db_outage(ctx: Context) -> dict[str, Any]:
+    """A 2 s database outage mid-campaign (the driver rides it out, no resume)."""
+    import importlib.util
+
+    import sqlalchemy as sa
+    from faults.pg_forwarder import PgForwarder
+    from pg_schemas import PG_URL
+
+    from storage import upgrade
+
+    start = (time.perf_counter(), _cpu())
+    if ctx.sqlite:
+        return _row("db-outage", start, faults={}, lost=0, **{"paid twice": "-", "tracebacks": 0},
+                    note="skipped: needs Postgres (run without --sqlite)")
+    spec = importlib.util.spec_from_file_location("db_outage", ROOT / "bench" / "db_outage.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    direct = ctx.db_url(f"outage-{uuid.uuid4().hex[:6]}")
+    upgrade(direct)
+    target = sa.make_url(PG_URL)
+    args = argparse.Namespace(total=8, long_outage_s=2.0, window_s=3.0, lab_latency=0.5)
+    handler = _Records()
+    logging.getLogger().addHandler(handler)
+    try:
+        with PgForwarder((target.host or "127.0.0.1", target.port or 5432)) as fwd:
+            run = bench.one_run("2s", args, direct, fwd)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return _row("db-outage", start, outages=int(run["hit"]), faults={"2 s outage": int(run["hit"])},
+                lost=run["lost"] + (0 if run["completed"] else 1),
+                **{"paid twice": run["paid_twice"] + run["posted_twice"],
+                   "tracebacks": sum(r.exc_info is not None for r in handler.records)},
+                note=f"finished without resume: {run['finished']}"
+                     f"{'; ' + run['error'] if run['error'] else ''}")
+
+
+#: name -> scenario; each returns a row with the COLUMNS
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "sigkill+proxy": scenario_kills,
     "bad-lab": scenario_bad_lab,
     "two-drivers": scenario_two_drivers,
+    "db-outage": scenario_db_outage,
 }
 
 
@@ -228,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="chaos-") as tmp, \
                 _databases(Path(tmp), args.sqlite) as db_url:
             ctx = Context(Path(tmp), db_url, ray.get_runtime_context().gcs_address,
-                          _tiny_prior(Path(tmp)), args.kills, args.seed)
+                          _tiny_prior(Path(tmp)), args.kills, args.seed, args.sqlite)
             for rep in range(args.repeat):
                 for name in args.only or SCENARIOS:
                     ctx.seed = args.seed + rep
