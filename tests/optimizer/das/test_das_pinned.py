@@ -2,10 +2,15 @@
 
 Refactors of the sampler must not change a single bit of a seeded run. The values were taken
 from the sampler before it was made generic over a Feynman–Kac model (issue 19) and are
-written as ``float.hex`` so the comparison is exact. They are CPU values: another device's
-random stream differs, so the test runs on CPU only.
+written as ``float.hex``. They are CPU values: another device's random stream differs, so the
+test runs on CPU only. Integers (ancestors, resampling count) must match exactly; floats to
+within 4 units in the last place, because torch's vectorized reductions (``logsumexp``) round
+differently on AVX2 and AVX512 machines (the pins were taken on one, CI may run on the other),
+while any change to the algorithm moves them by far more.
 """
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -35,8 +40,12 @@ def _reward(x):
     return -((x - 1.0) ** 2).sum(-1)
 
 
-def _hex(values: torch.Tensor) -> list[str]:
-    return [float(v).hex() for v in values.tolist()]
+def _assert_ulps(values: torch.Tensor, pinned: list[str], *, ulps: int = 4) -> None:
+    got = [float(v) for v in values.tolist()]
+    want = [float.fromhex(h) for h in pinned]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert abs(g - w) <= ulps * math.ulp(w), f"{g.hex()} is not within {ulps} ulp of {w.hex()}"
 
 
 @pytest.mark.parametrize(("guidance", "scheme"), sorted(PINNED))
@@ -48,9 +57,9 @@ def test_seeded_run_is_bit_for_bit_unchanged(device, guidance, scheme):
                  guidance=guidance, resampling=scheme, ess_threshold=0.9,
                  generator=torch.Generator(device=device).manual_seed(7))
     want = PINNED[(guidance, scheme)]
-    assert _hex(res.samples[:, 0, 0]) == want["samples"]
-    assert _hex(res.log_weights[1, :2]) == want["log_weights"]
-    assert _hex(res.log_normalizer) == want["log_normalizer"]
-    assert _hex(res.lambdas[3]) == want["lambdas"]
+    _assert_ulps(res.samples[:, 0, 0], want["samples"])
+    _assert_ulps(res.log_weights[1, :2], want["log_weights"])
+    _assert_ulps(res.log_normalizer, want["log_normalizer"])
+    _assert_ulps(res.lambdas[3], want["lambdas"])
     assert res.origin[0].tolist() == want["origin"]
     assert int(res.resampled.sum()) == want["num_resampled"]
