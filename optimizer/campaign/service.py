@@ -30,7 +30,7 @@ from optimizer.campaign.surrogate import SurrogateAdapter
 from optimizer.errors import CampaignStateError, PreflightError
 from optimizer.workers.components import load_feature_bundle, load_prior_bundle
 from optimizer.workers.pool import PoolEvent, SupervisedPool
-from optimizer.workers.smc_worker import SMCWorker, worker_options
+from optimizer.workers.smc_worker import SMCWorker, worker_demand
 from storage import Storage
 from storage.errors import SchemaNotInitialized
 from storage.migrate import upgrade
@@ -206,14 +206,32 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def make_pool(config: CampaignConfig) -> SupervisedPool:
-    """The supervised pool of SMC workers (each loads the prior once)."""
+    """The supervised pool of SMC workers (each loads the prior once). The cluster is checked
+    for room for every worker and a placement group reserves it (``optimizer.workers.placement``);
+    a prior given as a local folder travels through the object store to nodes that cannot read
+    it (``optimizer.workers.prior_files``).
+
+    Raises:
+        WorkerPoolError: the cluster cannot hold the workers, or not within
+            ``workers.placement_timeout_s``.
+        PreflightError: ``workers.use_gpu = "on"`` on a cluster without a GPU; a prior folder
+            too large to ship.
+    """
+    from optimizer.workers.prior_files import pack_prior
+
     w = config.workers
+    demand = worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources)
+    packed = pack_prior(config.prior.name)
+    kwargs: dict[str, Any] = {"device": config.prior.device,
+                              "num_threads": max(1, int(w.cpus_per_worker))}
+    if packed is not None:
+        kwargs["prior_files"] = ray.put(packed)  # resolved to the files in each worker
     return SupervisedPool(
         SMCWorker, size=w.count,
         actor_args=(config.prior.name, config.feature_map.kind),
-        actor_kwargs={"device": config.prior.device, "num_threads": max(1, int(w.cpus_per_worker))},
-        actor_options=worker_options(w.cpus_per_worker, w.use_gpu, w.count),
-        max_retries=w.max_chunk_retries,
+        actor_kwargs=kwargs, demand=demand, ready_method="ping",
+        max_retries=w.max_chunk_retries, chunk_timeout_s=w.chunk_timeout_s,
+        placement_timeout_s=w.placement_timeout_s,
     )
 
 
