@@ -1,0 +1,143 @@
+"""Multi-node Ray, really run: a head and two worker nodes (separate ``ray start`` processes and
+raylets on loopback, ``tests/ray_cluster.py``), campaigns driven from a subprocess.
+
+- workers land on worker nodes only (custom resource), one per node (placement group);
+- a prior folder the worker nodes cannot see (hidden by a private tmpfs mount) reaches them
+  through the object store, and the round equals the same round run in this process;
+- the cluster is checked before a round: too many workers fail at once, naming what is missing;
+- a worker node's raylet SIGKILLed mid-round: the round completes on the other node, identical.
+
+Marked ``multinode``: they run by default (and in CI); skip with ``-m "not multinode"`` or
+``TILTLOOP_SKIP_MULTINODE=1``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ray_cluster import RayCluster, can_hide_folders
+
+from optimizer.das.config import DASOptions
+from optimizer.seeds import derive_seed
+from optimizer.workers.smc_worker import ChunkSpec, SMCWorkerImpl
+
+pytestmark = [
+    pytest.mark.multinode,
+    pytest.mark.skipif(os.environ.get("TILTLOOP_SKIP_MULTINODE") == "1",
+                       reason="TILTLOOP_SKIP_MULTINODE=1"),
+]
+DRIVER = str(Path(__file__).parents[2] / "cluster_driver.py")
+ROOT = str(Path(__file__).parents[3])
+
+
+def _config(prior: str, **workers: Any) -> dict[str, Any]:
+    return {
+        "name": "mn", "seed": 11, "prior": {"name": prior, "device": "cpu"},
+        "oracle": {"kind": "botorch", "options": {"function": "branin"}},
+        "objectives": [{"name": "y"}], "feature_map": {"kind": "identity"},
+        "sampler": {"alpha": 1.0, "num_steps": 20},
+        "workers": {"count": 2, "chunks_per_worker": 2, "particles_per_worker": 256,
+                    "cpus_per_worker": 1, "resources": {"tiltloop_worker": 1},
+                    "placement_timeout_s": 30, **workers},
+        "budget": {"q": 4, "total": 8},
+    }
+
+
+def _drive(cluster: RayCluster, tmp: Path, config: dict[str, Any], *, marker: Path | None = None,
+           wait: bool = True) -> Any:
+    spec, out = tmp / "spec.json", tmp / "out.json"
+    spec.write_text(json.dumps({"config": config, "round": 0,
+                                "marker": str(marker) if marker else None}))
+    env = {**cluster.env(), "PYTHONPATH": os.pathsep.join([ROOT, str(Path(ROOT) / "tests")])}
+    proc = subprocess.Popen([sys.executable, DRIVER, str(spec), str(out)], env=env, cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc, out
+    stdout, stderr = proc.communicate(timeout=300)
+    return proc.returncode, (json.loads(out.read_text()) if out.exists() else None), stderr
+
+
+def _reference(prior: str, config: dict[str, Any]) -> list[np.ndarray]:
+    """The same round's chunks run in this process (no Ray): what every run must reproduce."""
+    w = config["workers"]
+    worker = SMCWorkerImpl(prior, "identity", device="cpu", num_threads=1)
+    das = DASOptions(num_steps=config["sampler"]["num_steps"])
+    return [worker.run_chunk(ChunkSpec(round_index=0, chunk=c, seed=derive_seed(config["seed"], 0, c),
+                                       num_particles=w["particles_per_worker"], alpha=1.0,
+                                       das=das)).samples
+            for c in range(w["count"] * w["chunks_per_worker"])]
+
+
+@pytest.fixture(scope="module")
+def hidden_prior(tiny_prior_path: str) -> str:
+    if not can_hide_folders():
+        pytest.skip("cannot start a process in a private mount namespace (`unshare --mount` "
+                    "needs CAP_SYS_ADMIN) to hide the prior folder from the worker nodes")
+    return tiny_prior_path
+
+
+@pytest.fixture(scope="module")
+def cluster(hidden_prior: str) -> Iterator[RayCluster]:
+    # the worker nodes see an empty folder where the prior's folder is
+    with RayCluster(workers=2, hide=[str(Path(hidden_prior).parent)]) as c:
+        yield c
+
+
+def test_workers_on_worker_nodes_only_prior_shipped_round_identical(
+        cluster: RayCluster, hidden_prior: str, tmp_path: Path) -> None:
+    config = _config(hidden_prior)
+    rc, out, stderr = _drive(cluster, tmp_path, config)
+    assert rc == 0, stderr[-3000:]
+    nodes = {w["node_id"] for w in out["where"]}
+    assert len(nodes) == 2 and not nodes & set(out["head_nodes"])  # one per worker node
+    # no worker node can read the folder: each rebuilt it from the shipped files
+    assert {w["prior_source"] for w in out["where"]} == {"shipped"}
+    assert all(w["prior_path"] != hidden_prior for w in out["where"])
+    ref = _reference(hidden_prior, config)
+    assert len(out["samples"]) == len(ref)
+    for got, want in zip(out["samples"], ref):
+        assert np.array_equal(np.asarray(got), want)
+
+
+def test_too_many_workers_fail_before_the_round_naming_the_shortfall(
+        cluster: RayCluster, hidden_prior: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    rc, out, stderr = _drive(cluster, tmp_path, _config(hidden_prior, count=3))
+    assert rc != 0 and out is None
+    assert "workers.count=3 × (cpus_per_worker=1, tiltloop_worker=1) needs 3 CPU, 3 " \
+           "tiltloop_worker" in stderr
+    assert "room for 2 such worker(s)" in stderr
+    assert time.monotonic() - started < 120  # no hang until a timeout: refused up front
+
+
+def test_raylet_sigkill_mid_round_round_completes_on_other_node_identically(
+        hidden_prior: str, tmp_path: Path) -> None:
+    config = _config(hidden_prior, particles_per_worker=4096, chunks_per_worker=3)
+    config["sampler"]["num_steps"] = 60
+    marker = tmp_path / "submitted"
+    with RayCluster(workers=2, hide=[str(Path(hidden_prior).parent)]) as cluster:
+        proc, out_path = _drive(cluster, tmp_path, config, marker=marker, wait=False)
+        deadline = time.monotonic() + 180
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), proc.communicate()[1][-3000:]
+        assert cluster.kill("w1", "raylet", signal.SIGKILL)  # mid-round: chunks are running
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        out = json.loads(out_path.read_text())
+        survivors = {w["pid"] for w in out["where"]}
+        assert out["replacements"] >= 1
+    ref = _reference(hidden_prior, config)
+    for got, want in zip(out["samples"], ref, strict=True):
+        assert np.array_equal(np.asarray(got), want)
+    # the chunks of the dead node were redone by a worker that was alive at the start
+    assert set(out["chunk_pids"]) <= survivors
