@@ -55,6 +55,7 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
     except PriorError as exc:
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     check_ray_reachable(config, source=source)
+    check_worker_resources(config, source=source)
     if is_pull(config.oracle):
         return  # labs connect to the service: nothing to reach from here
     oracle = build_oracle(config, source=source)
@@ -81,6 +82,58 @@ def check_ray_reachable(config: CampaignConfig, *, source: str, timeout_s: float
         field = "ray.address" if config.ray.address else "$RAY_ADDRESS"
         raise PreflightError(f"{source}: field `{field}`: no Ray cluster answers at {address!r} "
                              f"({exc}); start it (`ray start --head`) or fix the address") from None
+
+
+def check_worker_resources(config: CampaignConfig, *, source: str) -> None:
+    """The Ray cluster can hold ``workers`` (count × CPUs, GPUs, custom resources) and has a GPU
+    when ``use_gpu = "on"``: checked before the campaign is written. A Ray already up in this
+    process (the service) or an explicit address is asked (joined briefly); a local Ray, not
+    started yet, is judged by this machine (its CPUs, its GPUs, no custom resources).
+
+    Raises:
+        PreflightError: naming ``source``, the fields and what the cluster has.
+    """
+    from optimizer.errors import WorkerPoolError
+    from optimizer.workers.placement import check_cluster
+
+    w = config.workers
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized() and address is None:
+        _check_local_machine(config, source=source)
+        return
+    try:
+        if ray.is_initialized():
+            check_cluster(worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources))
+        else:
+            with ray_runtime(config):
+                check_cluster(worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources))
+    except PreflightError as exc:
+        raise PreflightError(f"{source}: {exc}") from None
+    except WorkerPoolError as exc:
+        raise PreflightError(f"{source}: fields `workers`: {exc}") from None
+
+
+def _check_local_machine(config: CampaignConfig, *, source: str) -> None:
+    w = config.workers
+    if w.use_gpu == "on":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PreflightError(
+                f"{source}: field `workers.use_gpu`: \"on\" but this machine has no GPU that "
+                "torch can use (a local Ray would have none); use \"auto\" or \"off\", or join "
+                "a cluster with GPUs (`ray.address`)")
+    if w.resources:
+        raise PreflightError(
+            f"{source}: field `workers.resources`: {sorted(w.resources)} are custom resources of "
+            "a Ray cluster's nodes, and a local Ray has none; join a cluster whose nodes were "
+            "started with them (`ray.address`, `ray start --resources`) or remove the table")
+    cpus = max(1, os.cpu_count() or 1)
+    if w.count * w.cpus_per_worker > cpus + 1e-9:
+        raise PreflightError(
+            f"{source}: fields `workers.count` × `workers.cpus_per_worker`: {w.count} × "
+            f"{w.cpus_per_worker:g} needs {w.count * w.cpus_per_worker:g} CPUs, and a local Ray "
+            f"on this machine has {cpus}; lower them, or join a larger cluster (`ray.address`)")
 
 
 def design_shape(prior: Any) -> tuple[int, ...]:
