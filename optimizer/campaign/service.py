@@ -192,8 +192,8 @@ def open_storage(url: str, *, create: bool) -> Storage:
 
 @contextmanager
 def ray_runtime(config: CampaignConfig) -> Iterator[None]:
-    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (advertised on
-    127.0.0.1; Ray's own listeners still bind every interface); reuse one already up. A Ray this
+    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (every listener on
+    127.0.0.1, no dashboard); reuse one already up. A Ray this
     call started is shut down on the way out — also after an error or Ctrl-C — so no raylet is
     left orphaned. Ray's start-up chatter goes to the debug log."""
     if ray.is_initialized():
@@ -207,7 +207,7 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
 
 
 def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
-    """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray advertised on 127.0.0.1
+    """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray bound to 127.0.0.1 only
     with one CPU per core and no dashboard (``ray_runtime``'s start, for a caller that keeps
     Ray up itself, as ``tiltloop serve`` does).
 
@@ -221,12 +221,36 @@ def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
         kwargs["num_cpus"] = max(1, os.cpu_count() or 1)
         kwargs["_node_ip_address"] = "127.0.0.1"
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), _loopback_node(address is None):
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if ray.is_initialized():
             ray.shutdown()
         raise PreflightError(f"field `{field}`: cannot join Ray at {address!r}: {exc}") from None
+
+
+@contextmanager
+def _loopback_node(local: bool) -> Iterator[None]:
+    """For a local Ray: keep its node IP 127.0.0.1, so every listener binds loopback.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray (2.5x-2.6x) replaces a
+    loopback node IP with the machine's routable one unless clusters are disabled for the
+    process, and its servers (GCS, raylet, object manager, core workers, dashboard and runtime-env
+    agents, metrics exporter) then bind that address or every interface. Ray reads the switch
+    (``ray_constants.ENABLE_RAY_CLUSTER``, the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` setting) at
+    import, so it is set on the module for the duration of the start only.
+    ``tests/optimizer/workers/test_ray_loopback.py`` checks every listener."""
+    if not local:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 @contextmanager
