@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -69,11 +70,12 @@ class RayCluster:
     ``cpus_per_node`` each) on 127.0.0.1."""
 
     def __init__(self, workers: int = 2, *, cpus_per_node: int = 1, resource: str = "tiltloop_worker",
-                 extra_env: dict[str, str] | None = None, hide: list[str] = ()) -> None:
+                 extra_env: dict[str, str] | None = None, hide: Sequence[str] = (),
+                 port: int | None = None) -> None:
         # a short root: Ray's unix socket paths must stay under 108 characters
         self.root = Path(tempfile.mkdtemp(prefix="tlrc-", dir="/tmp"))
         self.tag = f"TILTLOOP_TEST_CLUSTER={self.root.name}"
-        self.port = free_port()
+        self.port = port or free_port()  # a restarted head keeps its address
         self.address = f"127.0.0.1:{self.port}"
         self.cpus_per_node = cpus_per_node
         self.resource = resource

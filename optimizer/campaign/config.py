@@ -289,10 +289,20 @@ class HistoryConfig(_Frozen):
 
 
 class RayConfig(_Frozen):
-    """Ray: no address starts a local instance; an address (or ``RAY_ADDRESS``) joins a cluster."""
+    """Ray: no address starts a local instance; an address (or ``RAY_ADDRESS``) joins a cluster.
+
+    A driver on a joined cluster watches its head (GCS): gone for ``head_timeout_s``, the driver
+    exits (status 4) with a message naming the address and ``tiltloop resume NAME``; the campaign
+    is consistent in the database (as after any crash), and ``resume`` continues it once the
+    cluster is back. (Ray cannot re-attach a driver to a restarted head without GCS fault
+    tolerance, and ends the process itself after 60 s.)"""
 
     address: str | None = Field(default=None, pattern=r"^(auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5})$",
                                 description='"auto", "HOST:PORT" or "ray://HOST:PORT"; none: a local Ray')
+    head_timeout_s: float = Field(
+        default=20.0, gt=0, le=55.0,
+        description="a joined cluster's head unreachable this long: the driver exits with the "
+                    "resume command (below Ray's own 60 s, after which Ray ends the process)")
 
 
 class CampaignConfig(_Frozen):

@@ -195,14 +195,25 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
     """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (every listener on
     127.0.0.1, no dashboard); reuse one already up. A Ray this
     call started is shut down on the way out — also after an error or Ctrl-C — so no raylet is
-    left orphaned. Ray's start-up chatter goes to the debug log."""
+    left orphaned. Ray's start-up chatter goes to the debug log. On a joined cluster a
+    :class:`~optimizer.workers.head_watch.HeadWatch` ends the driver with the resume command
+    when the head is gone for ``ray.head_timeout_s``."""
     if ray.is_initialized():
         yield
         return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
     ray_init(config.ray.address)
+    watch = None
+    if address is not None:  # a joined cluster: its head may go away under us
+        from optimizer.workers.head_watch import HeadWatch
+
+        gcs = ray.get_runtime_context().gcs_address
+        watch = HeadWatch(gcs, campaign=config.name, timeout_s=config.ray.head_timeout_s).start()
     try:
         yield
     finally:
+        if watch is not None:
+            watch.stop()
         ray.shutdown()
 
 

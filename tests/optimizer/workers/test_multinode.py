@@ -141,3 +141,72 @@ def test_raylet_sigkill_mid_round_round_completes_on_other_node_identically(
         assert np.array_equal(np.asarray(got), want)
     # the chunks of the dead node were redone by a worker that was alive at the start
     assert set(out["chunk_pids"]) <= survivors
+
+
+HEAD_CONFIG = """name = "hd"
+seed = 1
+[prior]
+name = "{prior}"
+device = "cpu"
+[oracle]
+kind = "callable"
+target = "cluster_oracles:bowl"
+[[objectives]]
+name = "y"
+[feature_map]
+kind = "identity"
+[sampler]
+num_steps = 10
+[workers]
+count = 2
+particles_per_worker = 256
+chunks_per_worker = 2
+cpus_per_worker = 1
+resources = {{ tiltloop_worker = 1 }}
+[ray]
+head_timeout_s = 5
+[budget]
+q = 2
+max_in_flight = 2
+total = 6
+poll_interval_s = 0.1
+"""
+
+
+def test_head_killed_driver_exits_naming_resume_then_resume_completes(
+        tiny_prior_path: str, tmp_path: Path) -> None:
+    from storage import Storage
+
+    cfg = tmp_path / "hd.toml"
+    cfg.write_text(HEAD_CONFIG.format(prior=tiny_prior_path))
+    url = f"sqlite:///{tmp_path / 'hd.db'}"
+    extra = {"PYTHONPATH": os.pathsep.join([ROOT, str(Path(ROOT) / "tests")]),
+             "TILTLOOP_ALLOW_CALLABLES": "cluster_oracles"}
+    cli = [sys.executable, "-m", "optimizer.cli"]
+    with RayCluster(workers=2) as cluster:
+        port = cluster.port
+        proc = subprocess.Popen([*cli, "run", str(cfg), "--url", url], env={**cluster.env(), **extra},
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        lines: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # kill the head while round 1 is being generated on the cluster
+            lines.append(line)
+            if "round 1: generating" in line:
+                break
+        assert any("round 1: generating" in ln for ln in lines), "".join(lines)[-3000:]
+        assert cluster.kill("head")
+        rest, _ = proc.communicate(timeout=120)
+        output = "".join(lines) + rest
+        assert proc.returncode == 4, output[-3000:]
+        assert f":{port} has not answered for" in output and "`tiltloop resume hd`" in output
+        assert "Traceback" not in output
+    with RayCluster(workers=2, port=port) as cluster:  # the head is back, at the same address
+        out = subprocess.run([*cli, "resume", "hd", "--url", url], env={**cluster.env(), **extra},
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    with Storage.open(url) as db:
+        assert db.load_campaign("hd").status == "completed"
+        queries = db.list_queries("hd")
+        assert len(queries) == 6 and {q.status for q in queries} == {"succeeded"}
+        assert len({q.key for q in queries}) == 6
