@@ -48,6 +48,7 @@ def main(spec_path: str, out_path: str) -> int:
         started = time.perf_counter() - t0
         try:
             where = ray.get([a.where.remote() for a in pool.actors], timeout=300)
+            ready = time.perf_counter() - t0  # every worker answered: its prior is loaded
             t1 = time.perf_counter()
             results = pool.map("run_chunk", chunks, on_event=on_event)
             seconds = time.perf_counter() - t1
@@ -56,7 +57,7 @@ def main(spec_path: str, out_path: str) -> int:
             out = {"where": where, "head_nodes": head, "replacements": pool.replacements,
                    "samples": [r.samples.tolist() for r in results],
                    "chunk_pids": [r.pid for r in results],
-                   "start_seconds": started, "round_seconds": seconds}
+                   "start_seconds": started, "ready_seconds": ready, "round_seconds": seconds}
         finally:
             pool.shutdown()
     Path(out_path).write_text(json.dumps(out))
