@@ -4,7 +4,8 @@ Twenty campaigns on one prior should not start twenty copies of it: :class:`Work
 one :class:`~optimizer.workers.pool.SupervisedPool` per *pool key* — (prior name, feature-map
 kind, device, cpus per worker, use_gpu, custom resources) — built when the first campaign with
 that key needs it. Its size (``workers.count``) and chunk retries (``workers.max_chunk_retries``)
-are those of that first campaign; later campaigns with the same key share it whatever their own ``workers.count``.
+are those of that first campaign; later campaigns with the same key share it whatever their own
+``workers.count``.
 
 A ``SupervisedPool`` runs one ``map`` at a time (its idle-slot bookkeeping lives in the call), so
 campaigns take turns: :meth:`WorkerPools.lend` returns a :class:`LentPool` whose ``map`` waits
