@@ -25,7 +25,7 @@ from optimizer.surrogate.config import SurrogateConfig
 
 _TAG_RE = re.compile(r"^\[([\w.]+)\] (.*)$", re.S)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,63}$")
+_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/]{0,63}$")
 #: A field (or env var) named like this may hold a secret: its value is never echoed or stored.
 _SECRET_NAME = re.compile(r"token|secret|passw|auth|key|credential|bearer|cookie|session",
                           re.IGNORECASE)
@@ -154,7 +154,7 @@ class WorkersConfig(_Frozen):
         for name, amount in v.items():
             if not name.strip() or not _RESOURCE_RE.match(name):
                 raise ValueError(f"resource name {name!r} must be 1-64 letters, digits, '_', '-', "
-                                 "'.', '/' (as given to `ray start --resources`)")
+                                 "'.', ':', '/' (as given to `ray start --resources`)")
             if name in ("CPU", "GPU", "memory", "object_store_memory"):
                 raise ValueError(f"resource {name!r} is set by workers.cpus_per_worker / "
                                  "workers.use_gpu, not workers.resources; name custom resources only")
