@@ -117,6 +117,7 @@ class SupervisedPool:
         self._actors: list[Any] = [self._new_actor() for _ in range(size)]
         # slots whose (replacement) actor has not answered yet: slot -> (ready ref, since)
         self._starting: dict[int, tuple[Any, float]] = {}
+        self._start_failures: dict[int, int] = {}  # slot -> replacements that died starting
 
     def _new_actor(self) -> Any:
         cls = self._cls.options(**self._options) if self._options else self._cls
@@ -217,10 +218,20 @@ class SupervisedPool:
                 try:
                     ray.get(ref)
                 except _DEATH_ERRORS as exc:
-                    self._cancel(running)
-                    raise WorkerPoolError(
-                        f"a replacement worker failed to start, so chunk "
-                        f"{queue[0] if queue else '(none)'} cannot run: {_last_line(exc)}") from None
+                    self._start_failures[slot] = self._start_failures.get(slot, 0) + 1
+                    if (getattr(exc, "actor_init_failed", False)
+                            or self._start_failures[slot] > self.max_retries):
+                        self._cancel(running)
+                        raise WorkerPoolError(
+                            f"a replacement worker failed to start, so chunk "
+                            f"{queue[0] if queue else '(none)'} cannot run: {_last_line(exc)}"
+                        ) from None
+                    # its node went away while it started: try again elsewhere
+                    log.warning("replacement worker in slot %d died while starting (%s); starting "
+                                "another", slot, type(exc).__name__)
+                    self._replace(slot)
+                    continue
+                self._start_failures.pop(slot, None)
                 idle.append(slot)
                 continue
             slot, chunk, _ = running.pop(ref)

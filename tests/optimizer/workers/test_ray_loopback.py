@@ -27,7 +27,6 @@ class A:
 
 a = A.remote()
 ray.get(a.pid.remote(), timeout=120)   # an actor's core worker is up, too
-time.sleep(2)                          # agents finish binding
 marker = sys.argv[1].encode()
 
 def socket_inodes(pid):
@@ -44,36 +43,49 @@ def socket_inodes(pid):
         pass
     return out
 
-procs = {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        try:
-            env = open(f"/proc/{entry}/environ", "rb").read()
-            name = open(f"/proc/{entry}/comm").read().strip()
-        except OSError:
-            continue
-        if marker in env:
-            procs[int(entry)] = name
-inode_owner = {i: procs[p] for p in procs for i in socket_inodes(p)}
+def collect():
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                env = open(f"/proc/{entry}/environ", "rb").read()
+                name = open(f"/proc/{entry}/comm").read().strip()
+            except OSError:
+                continue
+            if marker in env:
+                procs[int(entry)] = name
+    inode_owner = {i: procs[p] for p in procs for i in socket_inodes(p)}
 
-def decode(hexaddr, v6):
-    ip, port = hexaddr.split(":")
-    raw = bytes.fromhex(ip)
-    if not v6:
-        return ".".join(str(b) for b in raw[::-1]), int(port, 16)
-    words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
-    b = b"".join(words)
-    if b[:12] == b"\0" * 10 + b"\xff\xff":
-        return "::ffff:" + ".".join(str(x) for x in b[12:]), int(port, 16)
-    return ":".join(b[i:i + 2].hex() for i in range(0, 16, 2)), int(port, 16)
+    def decode(hexaddr, v6):
+        ip, port = hexaddr.split(":")
+        raw = bytes.fromhex(ip)
+        if not v6:
+            return ".".join(str(b) for b in raw[::-1]), int(port, 16)
+        words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
+        b = b"".join(words)
+        if b[:12] == b"\0" * 10 + b"\xff\xff":
+            return "::ffff:" + ".".join(str(x) for x in b[12:]), int(port, 16)
+        return ":".join(b[i:i + 2].hex() for i in range(0, 16, 2)), int(port, 16)
 
-listeners = []
-for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-    for line in open(table).read().splitlines()[1:]:
-        f = line.split()
-        if f[3] == "0A" and f[9] in inode_owner:   # LISTEN
-            ip, port = decode(f[1], v6)
-            listeners.append([inode_owner[f[9]], ip, port])
+    listeners = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        for line in open(table).read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inode_owner:   # LISTEN
+                ip, port = decode(f[1], v6)
+                listeners.append([inode_owner[f[9]], ip, port])
+    return procs, listeners
+
+deadline = time.time() + 90   # agents start after the driver: wait until they listen (bounded)
+while True:
+    procs, listeners = collect()
+    owners = {o for o, _, _ in listeners}
+    agents = any("Dashboard" in o for o in owners) and any("RuntimeEnv" in o for o in owners)
+    if agents or time.time() > deadline:
+        break
+    time.sleep(0.5)
+time.sleep(2)                 # and whatever the agents open next (the metrics exporter)
+procs, listeners = collect()
 print(json.dumps({"procs": sorted(set(procs.values())), "listeners": listeners}))
 ray.shutdown()
 """
