@@ -6,7 +6,8 @@ chunks' samples, pool replacements, seconds).
     python tests/cluster_driver.py SPEC.json OUT.json
 
 SPEC: ``config`` (a campaign config dict), ``round`` (round index), ``marker`` (optional: a file
-written once every first chunk is submitted, so a test can kill a node mid-round).
+written once every first chunk is submitted, so a test can kill a node mid-round),
+``where_after`` (optional: ask every actor again after the round, replacements included).
 """
 from __future__ import annotations
 
@@ -52,9 +53,13 @@ def main(spec_path: str, out_path: str) -> int:
             t1 = time.perf_counter()
             results = pool.map("run_chunk", chunks, on_event=on_event)
             seconds = time.perf_counter() - t1
+            after = None
+            if spec.get("where_after"):  # every slot's actor (replacements too) answers again
+                after = ray.get([a.where.remote() for a in pool.actors], timeout=120)
             head = [n["NodeID"] for n in ray.nodes()
                     if n["Alive"] and n["Resources"].get("CPU", 0) == 0]
-            out = {"where": where, "head_nodes": head, "replacements": pool.replacements,
+            out = {"where": where, "where_after": after, "head_nodes": head,
+                   "replacements": pool.replacements,
                    "samples": [r.samples.tolist() for r in results],
                    "chunk_pids": [r.pid for r in results],
                    "start_seconds": started, "ready_seconds": ready, "round_seconds": seconds}

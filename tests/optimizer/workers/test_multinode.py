@@ -53,9 +53,9 @@ def _config(prior: str, **workers: Any) -> dict[str, Any]:
 
 
 def _drive(cluster: RayCluster, tmp: Path, config: dict[str, Any], *, marker: Path | None = None,
-           wait: bool = True) -> Any:
+           wait: bool = True, where_after: bool = False) -> Any:
     spec, out = tmp / "spec.json", tmp / "out.json"
-    spec.write_text(json.dumps({"config": config, "round": 0,
+    spec.write_text(json.dumps({"config": config, "round": 0, "where_after": where_after,
                                 "marker": str(marker) if marker else None}))
     env = {**cluster.env(), "PYTHONPATH": os.pathsep.join([ROOT, str(Path(ROOT) / "tests")])}
     proc = subprocess.Popen([sys.executable, DRIVER, str(spec), str(out)], env=env, cwd=tmp,
@@ -119,13 +119,19 @@ def test_too_many_workers_fail_before_the_round_naming_the_shortfall(
     assert time.monotonic() - started < 120  # no hang until a timeout: refused up front
 
 
+@pytest.mark.parametrize("cpus_per_node", [1, 2])
 def test_raylet_sigkill_mid_round_round_completes_on_other_node_identically(
-        hidden_prior: str, tmp_path: Path) -> None:
+        hidden_prior: str, tmp_path: Path, cpus_per_node: int) -> None:
+    """1 CPU per node: the replacement cannot be placed anywhere, and the survivor does the dead
+    node's chunks (no deadlock on the placement group). 2 CPUs per node: the placement group's
+    lost bundle moves to the survivor and the replacement starts there."""
     config = _config(hidden_prior, particles_per_worker=4096, chunks_per_worker=3)
     config["sampler"]["num_steps"] = 60
     marker = tmp_path / "submitted"
-    with RayCluster(workers=2, hide=[str(Path(hidden_prior).parent)]) as cluster:
-        proc, out_path = _drive(cluster, tmp_path, config, marker=marker, wait=False)
+    with RayCluster(workers=2, cpus_per_node=cpus_per_node,
+                    hide=[str(Path(hidden_prior).parent)]) as cluster:
+        proc, out_path = _drive(cluster, tmp_path, config, marker=marker, wait=False,
+                                where_after=cpus_per_node == 2)
         deadline = time.monotonic() + 180
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -134,13 +140,19 @@ def test_raylet_sigkill_mid_round_round_completes_on_other_node_identically(
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr[-3000:]
         out = json.loads(out_path.read_text())
-        survivors = {w["pid"] for w in out["where"]}
-        assert out["replacements"] >= 1
+    assert len({w["node_id"] for w in out["where"]}) == 2  # spread: one worker per node
+    assert out["replacements"] >= 1
     ref = _reference(hidden_prior, config)
     for got, want in zip(out["samples"], ref, strict=True):
         assert np.array_equal(np.asarray(got), want)
-    # the chunks of the dead node were redone by a worker that was alive at the start
-    assert set(out["chunk_pids"]) <= survivors
+    if cpus_per_node == 1:
+        # every chunk ran on a worker that was alive at the start (the replacement never placed)
+        assert set(out["chunk_pids"]) <= {w["pid"] for w in out["where"]}
+    else:
+        after = {w["node_id"] for w in out["where_after"]}  # both slots on the surviving node
+        assert len(after) == 1 and after <= {w["node_id"] for w in out["where"]}
+        assert len({w["pid"] for w in out["where_after"]}) == 2
+        assert {w["prior_source"] for w in out["where_after"]} == {"shipped"}
 
 
 HEAD_CONFIG = """name = "hd"
