@@ -5,7 +5,10 @@ raylets on loopback, ``tests/ray_cluster.py``), campaigns driven from a subproce
 - a prior folder the worker nodes cannot see (hidden by a private tmpfs mount) reaches them
   through the object store, and the round equals the same round run in this process;
 - the cluster is checked before a round: too many workers fail at once, naming what is missing;
-- a worker node's raylet SIGKILLed mid-round: the round completes on the other node, identical.
+- a worker node's raylet SIGKILLed mid-round: the round completes on the other node, identical
+  (with and without room there for the replacement);
+- the head SIGKILLed under ``tiltloop run``: the driver exits 4 naming the address and
+  ``tiltloop resume NAME``; on the restarted head ``resume`` completes, every query once.
 
 Marked ``multinode``: they run by default (and in CI); skip with ``-m "not multinode"`` or
 ``TILTLOOP_SKIP_MULTINODE=1``.
