@@ -202,6 +202,8 @@ class SupervisedPool:
             deadline = min((t + self.chunk_timeout_s for _, _, t in running.values()),
                            default=now + self.placement_timeout_s)
             waiting = list(running) + [ref for ref, _ in self._starting.values()]
+            if not waiting:  # not expected: every slot is idle, running or starting
+                raise WorkerPoolError(f"{len(queue)} chunk(s) wait and the pool has no worker")
             done, _ = ray.wait(waiting, num_returns=1, timeout=max(0.0, min(deadline - now, 5.0)))
             if not done:
                 now = time.monotonic()
