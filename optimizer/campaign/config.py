@@ -25,6 +25,7 @@ from optimizer.surrogate.config import SurrogateConfig
 
 _TAG_RE = re.compile(r"^\[([\w.]+)\] (.*)$", re.S)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-/]{0,63}$")
 #: A field (or env var) named like this may hold a secret: its value is never echoed or stored.
 _SECRET_NAME = re.compile(r"token|secret|passw|auth|key|credential|bearer|cookie|session",
                           re.IGNORECASE)
@@ -127,6 +128,39 @@ class WorkersConfig(_Frozen):
         default="auto", description="auto: a GPU per worker when the cluster has them")
     max_chunk_retries: int = Field(default=3, ge=0, le=100,
                                    description="a dead worker's chunk is redone at most this often")
+    resources: dict[str, float] = Field(
+        default_factory=dict, max_length=16,
+        description='custom Ray resources each worker asks for, e.g. {tiltloop_worker = 1}: '
+                    'places workers only on nodes started with them (`ray start --resources`)')
+    chunk_timeout_s: float = Field(
+        default=3600.0, gt=0, le=7 * 86_400.0,
+        description="seconds one chunk may run; past it the worker is replaced and the chunk redone")
+    placement_timeout_s: float = Field(
+        default=120.0, gt=0, le=86_400.0,
+        description="seconds to wait for the cluster to place every worker before a round fails")
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _no_bool_amounts(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name, amount in v.items():
+                if isinstance(amount, bool):
+                    raise ValueError(f"resource {name!r} = {amount!r} must be a number, not a boolean")
+        return v
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_ok(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if not name.strip() or not _RESOURCE_RE.match(name):
+                raise ValueError(f"resource name {name!r} must be 1-64 letters, digits, '_', '-', "
+                                 "'.', ':', '/' (as given to `ray start --resources`)")
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"resource {name!r} is set by workers.cpus_per_worker / "
+                                 "workers.use_gpu, not workers.resources; name custom resources only")
+            if not math.isfinite(amount) or amount < 0:
+                raise ValueError(f"resource {name!r} = {amount!r} must be a finite number >= 0")
+        return v
 
     @property
     def num_chunks(self) -> int:
@@ -270,10 +304,20 @@ class HistoryConfig(_Frozen):
 
 
 class RayConfig(_Frozen):
-    """Ray: no address starts a local instance; an address (or ``RAY_ADDRESS``) joins a cluster."""
+    """Ray: no address starts a local instance; an address (or ``RAY_ADDRESS``) joins a cluster.
+
+    A driver on a joined cluster watches its head (GCS): gone for ``head_timeout_s``, the driver
+    exits (status 4) with a message naming the address and ``tiltloop resume NAME``; the campaign
+    is consistent in the database (as after any crash), and ``resume`` continues it once the
+    cluster is back. (Ray cannot re-attach a driver to a restarted head without GCS fault
+    tolerance, and ends the process itself after 60 s.)"""
 
     address: str | None = Field(default=None, pattern=r"^(auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5})$",
                                 description='"auto", "HOST:PORT" or "ray://HOST:PORT"; none: a local Ray')
+    head_timeout_s: float = Field(
+        default=20.0, gt=0, le=55.0,
+        description="a joined cluster's head unreachable this long: the driver exits with the "
+                    "resume command (below Ray's own 60 s, after which Ray ends the process)")
 
 
 class CampaignConfig(_Frozen):

@@ -30,7 +30,7 @@ from optimizer.campaign.surrogate import SurrogateAdapter
 from optimizer.errors import CampaignStateError, PreflightError
 from optimizer.workers.components import load_feature_bundle, load_prior_bundle
 from optimizer.workers.pool import PoolEvent, SupervisedPool
-from optimizer.workers.smc_worker import SMCWorker, worker_options
+from optimizer.workers.smc_worker import SMCWorker, worker_demand
 from storage import Storage
 from storage.errors import SchemaNotInitialized
 from storage.migrate import upgrade
@@ -55,6 +55,7 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
     except PriorError as exc:
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     check_ray_reachable(config, source=source)
+    check_worker_resources(config, source=source)
     if is_pull(config.oracle):
         return  # labs connect to the service: nothing to reach from here
     oracle = build_oracle(config, source=source)
@@ -81,6 +82,58 @@ def check_ray_reachable(config: CampaignConfig, *, source: str, timeout_s: float
         field = "ray.address" if config.ray.address else "$RAY_ADDRESS"
         raise PreflightError(f"{source}: field `{field}`: no Ray cluster answers at {address!r} "
                              f"({exc}); start it (`ray start --head`) or fix the address") from None
+
+
+def check_worker_resources(config: CampaignConfig, *, source: str) -> None:
+    """The Ray cluster can hold ``workers`` (count × CPUs, GPUs, custom resources) and has a GPU
+    when ``use_gpu = "on"``: checked before the campaign is written. A Ray already up in this
+    process (the service) or an explicit address is asked (joined briefly); a local Ray, not
+    started yet, is judged by this machine (its CPUs, its GPUs, no custom resources).
+
+    Raises:
+        PreflightError: naming ``source``, the fields and what the cluster has.
+    """
+    from optimizer.errors import WorkerPoolError
+    from optimizer.workers.placement import check_cluster
+
+    w = config.workers
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized() and address is None:
+        _check_local_machine(config, source=source)
+        return
+    try:
+        if ray.is_initialized():
+            check_cluster(worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources))
+        else:
+            with ray_runtime(config):
+                check_cluster(worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources))
+    except PreflightError as exc:
+        raise PreflightError(f"{source}: {exc}") from None
+    except WorkerPoolError as exc:
+        raise PreflightError(f"{source}: fields `workers`: {exc}") from None
+
+
+def _check_local_machine(config: CampaignConfig, *, source: str) -> None:
+    w = config.workers
+    if w.use_gpu == "on":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PreflightError(
+                f"{source}: field `workers.use_gpu`: \"on\" but this machine has no GPU that "
+                "torch can use (a local Ray would have none); use \"auto\" or \"off\", or join "
+                "a cluster with GPUs (`ray.address`)")
+    if w.resources:
+        raise PreflightError(
+            f"{source}: field `workers.resources`: {sorted(w.resources)} are custom resources of "
+            "a Ray cluster's nodes, and a local Ray has none; join a cluster whose nodes were "
+            "started with them (`ray.address`, `ray start --resources`) or remove the table")
+    cpus = max(1, os.cpu_count() or 1)
+    if w.count * w.cpus_per_worker > cpus + 1e-9:
+        raise PreflightError(
+            f"{source}: fields `workers.count` × `workers.cpus_per_worker`: {w.count} × "
+            f"{w.cpus_per_worker:g} needs {w.count * w.cpus_per_worker:g} CPUs, and a local Ray "
+            f"on this machine has {cpus}; lower them, or join a larger cluster (`ray.address`)")
 
 
 def design_shape(prior: Any) -> tuple[int, ...]:
@@ -139,22 +192,33 @@ def open_storage(url: str, *, create: bool) -> Storage:
 
 @contextmanager
 def ray_runtime(config: CampaignConfig) -> Iterator[None]:
-    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (advertised on
-    127.0.0.1; Ray's own listeners still bind every interface); reuse one already up. A Ray this
+    """Join ``ray.address`` (or ``RAY_ADDRESS``), else start a local Ray (every listener on
+    127.0.0.1, no dashboard); reuse one already up. A Ray this
     call started is shut down on the way out — also after an error or Ctrl-C — so no raylet is
-    left orphaned. Ray's start-up chatter goes to the debug log."""
+    left orphaned. Ray's start-up chatter goes to the debug log. On a joined cluster a
+    :class:`~optimizer.workers.head_watch.HeadWatch` ends the driver with the resume command
+    when the head is gone for ``ray.head_timeout_s``."""
     if ray.is_initialized():
         yield
         return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
     ray_init(config.ray.address)
+    watch = None
+    if address is not None:  # a joined cluster: its head may go away under us
+        from optimizer.workers.head_watch import HeadWatch
+
+        gcs = ray.get_runtime_context().gcs_address
+        watch = HeadWatch(gcs, campaign=config.name, timeout_s=config.ray.head_timeout_s).start()
     try:
         yield
     finally:
+        if watch is not None:
+            watch.stop()
         ray.shutdown()
 
 
 def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
-    """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray advertised on 127.0.0.1
+    """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray bound to 127.0.0.1 only
     with one CPU per core and no dashboard (``ray_runtime``'s start, for a caller that keeps
     Ray up itself, as ``tiltloop serve`` does).
 
@@ -168,12 +232,36 @@ def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
         kwargs["num_cpus"] = max(1, os.cpu_count() or 1)
         kwargs["_node_ip_address"] = "127.0.0.1"
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), _loopback_node(address is None):
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if ray.is_initialized():
             ray.shutdown()
         raise PreflightError(f"field `{field}`: cannot join Ray at {address!r}: {exc}") from None
+
+
+@contextmanager
+def _loopback_node(local: bool) -> Iterator[None]:
+    """For a local Ray: keep its node IP 127.0.0.1, so every listener binds loopback.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray (2.5x-2.6x) replaces a
+    loopback node IP with the machine's routable one unless clusters are disabled for the
+    process, and its servers (GCS, raylet, object manager, core workers, dashboard and runtime-env
+    agents, metrics exporter) then bind that address or every interface. Ray reads the switch
+    (``ray_constants.ENABLE_RAY_CLUSTER``, the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` setting) at
+    import, so it is set on the module for the duration of the start only.
+    ``tests/optimizer/workers/test_ray_loopback.py`` checks every listener."""
+    if not local:
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 @contextmanager
@@ -206,14 +294,32 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def make_pool(config: CampaignConfig) -> SupervisedPool:
-    """The supervised pool of SMC workers (each loads the prior once)."""
+    """The supervised pool of SMC workers (each loads the prior once). The cluster is checked
+    for room for every worker and a placement group reserves it (``optimizer.workers.placement``);
+    a prior given as a local folder travels through the object store to nodes that cannot read
+    it (``optimizer.workers.prior_files``).
+
+    Raises:
+        WorkerPoolError: the cluster cannot hold the workers, or not within
+            ``workers.placement_timeout_s``.
+        PreflightError: ``workers.use_gpu = "on"`` on a cluster without a GPU; a prior folder
+            too large to ship.
+    """
+    from optimizer.workers.prior_files import pack_prior
+
     w = config.workers
+    demand = worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources)
+    packed = pack_prior(config.prior.name)
+    kwargs: dict[str, Any] = {"device": config.prior.device,
+                              "num_threads": max(1, int(w.cpus_per_worker))}
+    if packed is not None:
+        kwargs["prior_files"] = ray.put(packed)  # resolved to the files in each worker
     return SupervisedPool(
         SMCWorker, size=w.count,
         actor_args=(config.prior.name, config.feature_map.kind),
-        actor_kwargs={"device": config.prior.device, "num_threads": max(1, int(w.cpus_per_worker))},
-        actor_options=worker_options(w.cpus_per_worker, w.use_gpu, w.count),
-        max_retries=w.max_chunk_retries,
+        actor_kwargs=kwargs, demand=demand, ready_method="ping",
+        max_retries=w.max_chunk_retries, chunk_timeout_s=w.chunk_timeout_s,
+        placement_timeout_s=w.placement_timeout_s,
     )
 
 

@@ -2,9 +2,10 @@
 
 Twenty campaigns on one prior should not start twenty copies of it: :class:`WorkerPools` keeps
 one :class:`~optimizer.workers.pool.SupervisedPool` per *pool key* — (prior name, feature-map
-kind, device, cpus per worker, use_gpu) — built when the first campaign with that key needs it.
-Its size (``workers.count``) and chunk retries (``workers.max_chunk_retries``) are those of that
-first campaign; later campaigns with the same key share it whatever their own ``workers.count``.
+kind, device, cpus per worker, use_gpu, custom resources) — built when the first campaign with
+that key needs it. Its size (``workers.count``) and chunk retries (``workers.max_chunk_retries``)
+are those of that first campaign; later campaigns with the same key share it whatever their own
+``workers.count``.
 
 A ``SupervisedPool`` runs one ``map`` at a time (its idle-slot bookkeeping lives in the call), so
 campaigns take turns: :meth:`WorkerPools.lend` returns a :class:`LentPool` whose ``map`` waits
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Seconds a campaign waits for its turn on a shared pool before its round fails.
 DEFAULT_TURN_TIMEOUT_S = 1800.0
 
-PoolKey = tuple[str, str, str, float, str]
+PoolKey = tuple[str, str, str, float, str, tuple[tuple[str, float], ...]]
 
 
 class PoolTurnTimeout(WorkerPoolError):
@@ -49,7 +50,7 @@ def pool_key(config: CampaignConfig) -> PoolKey:
     feature map, the device, and the resources each actor asks Ray for."""
     w = config.workers
     return (config.prior.name, config.feature_map.kind, str(config.prior.device),
-            float(w.cpus_per_worker), str(w.use_gpu))
+            float(w.cpus_per_worker), str(w.use_gpu), tuple(sorted(w.resources.items())))
 
 
 @dataclass
@@ -208,5 +209,7 @@ class WorkerPools:
 
 
 def _describe(key: PoolKey, size: int) -> str:
-    prior, fmap, device, cpus, gpu = key
-    return f"[prior={prior}, feature_map={fmap}, device={device}, cpus={cpus:g}, gpu={gpu}, size={size}]"
+    prior, fmap, device, cpus, gpu, resources = key
+    extra = "".join(f", {name}={amount:g}" for name, amount in resources)
+    return (f"[prior={prior}, feature_map={fmap}, device={device}, cpus={cpus:g}, gpu={gpu}{extra}, "
+            f"size={size}]")

@@ -25,6 +25,8 @@ from optimizer.errors import PreflightError
 from optimizer.seeds import torch_generator
 from optimizer.surrogate.config import SurrogateConfig
 from optimizer.workers.components import load_prior_bundle, rebuild_reward, zero_reward
+from optimizer.workers.placement import WorkerDemand
+from optimizer.workers.prior_files import PackedPrior, prior_path_on_this_node
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,12 +97,20 @@ class SMCWorkerImpl:
     """
 
     def __init__(self, prior_name: str, feature_map: str = "prior", *,
-                 device: str = "auto", num_threads: int = 1) -> None:
+                 device: str = "auto", num_threads: int = 1,
+                 prior_files: PackedPrior | None = None) -> None:
         torch.set_num_threads(max(1, int(num_threads)))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.bundle = load_prior_bundle(prior_name, feature_map, device=self.device)
+        # a local prior folder comes with its files: rebuilt here when this node cannot read it
+        self.prior_source = "bundled or path"
+        load_from = prior_name
+        if prior_files is not None:
+            load_from, self.prior_source = prior_path_on_this_node(prior_files)
+        self.bundle = load_prior_bundle(load_from, feature_map, device=self.device)
+        self.bundle.name = prior_name
+        self.prior_path = load_from
         self._reward_cache: tuple[Any, Any] | None = None
         self.pid = os.getpid()
 
@@ -154,18 +164,35 @@ class SMCWorkerImpl:
         """The worker's pid, once the prior is loaded."""
         return self.pid
 
+    def where(self) -> dict[str, Any]:
+        """Where this worker runs and how it found its prior: ``pid``, ``node_id`` (Ray's; None
+        outside Ray), ``prior_path`` and ``prior_source`` ("local", "shipped" or "bundled or
+        path")."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"pid": self.pid, "node_id": node, "prior_path": self.prior_path,
+                "prior_source": self.prior_source}
+
 
 SMCWorker = ray.remote(SMCWorkerImpl)
 
 
-def worker_options(cpus: float, use_gpu: str, count: int = 1) -> dict[str, Any]:
-    """Ray actor options: ``num_cpus``, and ``num_gpus`` (the cluster's GPUs shared by ``count``
-    workers, at most one each) when the cluster has a GPU and ``use_gpu`` is not "off"."""
-    opts: dict[str, Any] = {"num_cpus": cpus}
+def worker_demand(count: int, cpus: float, use_gpu: str,
+                  resources: dict[str, float] | None = None) -> WorkerDemand:
+    """What each of ``count`` workers asks the cluster for: ``cpus`` CPUs, the custom
+    ``resources``, and a GPU share (the cluster's GPUs shared by ``count`` workers, at most one
+    each) when the cluster has a GPU and ``use_gpu`` is not "off".
+
+    Raises:
+        PreflightError: ``use_gpu = "on"`` and the cluster has no GPU.
+    """
     gpus = float(ray.cluster_resources().get("GPU", 0)) if use_gpu != "off" else 0.0
     if use_gpu == "on" and gpus == 0:
         raise PreflightError("field `workers.use_gpu`: \"on\" but the Ray cluster has no GPU; use "
                              "\"auto\" (a GPU when there is one) or \"off\"")
-    if gpus > 0:
-        opts["num_gpus"] = min(1.0, gpus / max(1, count))
-    return opts
+    share = min(1.0, gpus / max(1, count)) if gpus > 0 else 0.0
+    return WorkerDemand(count=count, cpus=float(cpus), gpus=share, resources=dict(resources or {}))
+
+
+def worker_options(cpus: float, use_gpu: str, count: int = 1) -> dict[str, Any]:
+    """Ray actor options of :func:`worker_demand` (``num_cpus``, ``num_gpus`` when a GPU is used)."""
+    return worker_demand(count, cpus, use_gpu).actor_options()

@@ -12,12 +12,13 @@ from optimizer.errors import WorkerPoolError
 from optimizer.service.pools import FairTurns, PoolTurnTimeout, WorkerPools, pool_key
 
 
-def _config(name: str, prior: str = "p", cpus: float = 0.5) -> Any:
+def _config(name: str, prior: str = "p", cpus: float = 0.5,
+            resources: dict[str, float] | None = None) -> Any:
     return parse_config({
         "name": name, "prior": {"name": prior},
         "oracle": {"kind": "http", "options": {"base_url": "http://127.0.0.1:9"}},
         "objectives": [{"name": "y"}], "feature_map": {"kind": "identity"},
-        "workers": {"count": 1, "cpus_per_worker": cpus},
+        "workers": {"count": 1, "cpus_per_worker": cpus, "resources": resources or {}},
     }, f"<{name}>")
 
 
@@ -49,7 +50,11 @@ def test_one_pool_per_key_and_replacements_proxied() -> None:
     pools = WorkerPools(make_pool=lambda c: built.append(_SlowPool()) or built[-1])
     a, b = pools.lend(_config("a")), pools.lend(_config("b"))
     c = pools.lend(_config("c", cpus=1.0))  # other resources: another pool
-    assert len(built) == 2 and pool_key(_config("a")) == pool_key(_config("b"))
+    gpu_nodes = pools.lend(_config("g", resources={"big_node": 1}))  # placed elsewhere: another
+    assert len(built) == 3 and pool_key(_config("a")) == pool_key(_config("b"))
+    assert pool_key(_config("x", resources={"n": 1, "m": 2})) == pool_key(
+        _config("y", resources={"m": 2, "n": 1}))
+    assert gpu_nodes.replacements == 2
     assert a.replacements == b.replacements == 2
     built[0].replacements = 5
     assert a.replacements == 5 and c.replacements == 2

@@ -1,13 +1,16 @@
 """The supervised pool replaces dead actors and redoes their chunk; a chunk's own error is not retried."""
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 import ray
 
 from optimizer.errors import WorkerPoolError
+from optimizer.workers.placement import WorkerDemand
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 
 
@@ -25,6 +28,12 @@ class _Squarer:
         if flag and Path(flag).exists():
             Path(flag).unlink()  # die once, mid-task, like a segfault or an OOM kill
             os._exit(1)
+        sleep_flag = chunk.get("sleep_flag")
+        if sleep_flag and Path(sleep_flag).exists():
+            Path(sleep_flag).unlink()  # hang once, like a wedged worker
+            time.sleep(600)
+        if chunk.get("sleep"):
+            time.sleep(chunk["sleep"])
         if chunk.get("raise"):
             raise ValueError(f"bad chunk {chunk['x']}")
         return chunk["x"] ** 2, self.pid
@@ -97,3 +106,55 @@ def test_init_failure_is_reported_not_looped(ray_session: str) -> None:
         with pytest.raises(WorkerPoolError, match="failed to start, so chunk 0 cannot run: "
                                                   "RuntimeError: cannot load the prior$"):
             pool.map("run", [{"x": 1}])
+
+
+def test_chunk_past_its_timeout_is_redone_on_a_replacement(ray_session: str, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    flag = tmp_path / "hang"
+    flag.touch()
+    with caplog.at_level(logging.WARNING, logger="optimizer.workers.pool"):
+        with SupervisedPool(_Squarer, size=2, chunk_timeout_s=2.0) as pool:
+            out = pool.map("run", [{"x": i, "sleep_flag": str(flag)} for i in range(3)])
+    assert [r[0] for r in out] == [0, 1, 4]
+    assert pool.replacements == 1 and not flag.exists()
+    assert any("ran past workers.chunk_timeout_s = 2 s on chunk" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_chunk_timeouts_are_bounded(ray_session: str) -> None:
+    with SupervisedPool(_Squarer, size=1, chunk_timeout_s=1.0, max_retries=1) as pool:
+        with pytest.raises(WorkerPoolError, match=r"chunk 0 lost its worker 2 times .*ran past "
+                                                  r"workers.chunk_timeout_s = 1 s"):
+            pool.map("run", [{"x": 2, "sleep": 30}])
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
+def test_timeouts_must_be_finite_and_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="chunk_timeout_s must be a finite number > 0"):
+        SupervisedPool(_Squarer, size=1, chunk_timeout_s=bad)
+
+
+def test_more_workers_than_the_cluster_holds_fail_at_once(ray_session: str) -> None:
+    # the session Ray has 2 CPUs: three 1-CPU workers never fit; say so instead of hanging
+    started = time.monotonic()
+    with pytest.raises(WorkerPoolError, match=r"workers.count=3 × \(cpus_per_worker=1\) needs "
+                                              r"3 CPU .* have 2 CPU in all, room for 2 such"):
+        SupervisedPool(_Squarer, size=3, demand=WorkerDemand(count=3, cpus=1.0))
+    assert time.monotonic() - started < 30
+
+
+def test_missing_custom_resource_is_named(ray_session: str) -> None:
+    with pytest.raises(WorkerPoolError, match=r"needs 1 CPU, 1 tiltloop_worker .* have 2 CPU, 0 "
+                                              r"tiltloop_worker in all, room for 0"):
+        SupervisedPool(_Squarer, size=1, demand=WorkerDemand(1, 1.0, resources={"tiltloop_worker": 1}))
+
+
+def test_workers_are_placed_together_or_the_pool_fails_in_time(ray_session: str) -> None:
+    with SupervisedPool(_Squarer, size=2, demand=WorkerDemand(2, 1.0)) as pool:  # holds both CPUs
+        assert [r[0] for r in pool.map("run", [{"x": 3}, {"x": 4}])] == [9, 16]
+        with pytest.raises(WorkerPoolError, match=r"could not place all workers within "
+                                                  r"workers.placement_timeout_s = 1 s"):
+            SupervisedPool(_Squarer, size=1, demand=WorkerDemand(1, 1.0), placement_timeout_s=1.0)
+    # released with the first pool: the same demand is placed now
+    with SupervisedPool(_Squarer, size=1, demand=WorkerDemand(1, 1.0), placement_timeout_s=30) as pool:
+        assert pool.map("run", [{"x": 5}])[0][0] == 25
