@@ -100,6 +100,10 @@ class _StoppedWhileStarting(Exception):
     """SIGTERM arrived while Ray was starting."""
 
 
+#: Seconds a joined Ray head may be unreachable before ``tiltloop serve`` exits (status 4).
+HEAD_TIMEOUT_S = 20.0
+
+
 @contextmanager
 def _ray() -> Iterator[bool]:
     """Ray for the whole process: joined (``RAY_ADDRESS``) or started here; yields whether this
@@ -120,9 +124,18 @@ def _ray() -> Iterator[bool]:
             ray.shutdown()
         raise _StoppedWhileStarting from None
     started = not os.environ.get("RAY_ADDRESS")
+    watch = None
+    if not started:  # a joined cluster: a lost head ends the process, so its supervisor
+        # restarts it (a process whose Ray is gone would stay alive but never ready again)
+        from optimizer.workers.head_watch import HeadWatch
+
+        watch = HeadWatch(ray.get_runtime_context().gcs_address, campaign=None,
+                          timeout_s=HEAD_TIMEOUT_S).start()
     try:
         yield started
     finally:
+        if watch is not None:
+            watch.stop()
         # a joined cluster stays up; only this process's connection (and its actors) ends
         ray.shutdown()
 

@@ -41,10 +41,12 @@ class HeadWatch:
     """A daemon thread that ends the process once the head at ``address`` has been unreachable
     for ``timeout_s`` (see the module docstring). ``stop()`` (or leaving the ``with``) ends it."""
 
-    def __init__(self, address: str, *, campaign: str, timeout_s: float,
+    def __init__(self, address: str, *, campaign: str | None, timeout_s: float,
                  interval_s: float = 1.0) -> None:
         self.address = address
         self.campaign = campaign
+        # who speaks in the log: a campaign's driver, or ``tiltloop serve`` (campaign None)
+        self.who = f"campaign {campaign}" if campaign is not None else "tiltloop serve"
         self.timeout_s = float(timeout_s)
         self.interval_s = float(interval_s)
         self._stop = threading.Event()
@@ -56,24 +58,27 @@ class HeadWatch:
         while not self._stop.wait(self.interval_s):
             if head_reachable(self.address, timeout_s=min(2.0, self.interval_s * 2)):
                 if down_since is not None:
-                    log.warning("campaign %s: the Ray head at %s answers again", self.campaign,
-                                self.address)
+                    log.warning("%s: the Ray head at %s answers again", self.who, self.address)
                 down_since = None
                 continue
             now = time.monotonic()
             if down_since is None:
                 down_since = now
-                log.warning("campaign %s: the Ray head at %s does not answer; waiting up to "
-                            "ray.head_timeout_s = %g s", self.campaign, self.address, self.timeout_s)
+                log.warning("%s: the Ray head at %s does not answer; waiting up to %g s",
+                            self.who, self.address, self.timeout_s)
             elif now - down_since >= self.timeout_s and not self._stop.is_set():
                 self._give_up(now - down_since)
 
     def _give_up(self, seconds: float) -> None:
-        message = (f"campaign {self.campaign}: the Ray cluster's head at {self.address} has not "
-                   f"answered for {seconds:.0f} s (ray.head_timeout_s = {self.timeout_s:g}); this "
-                   "driver exits now. Every query is in the database (results already received "
-                   "are kept, queries at the oracle are re-polled, none is sent twice): once the "
-                   f"cluster is back, run `tiltloop resume {self.campaign}`")
+        if self.campaign is not None:
+            remedy = f"once the cluster is back, run `tiltloop resume {self.campaign}`"
+        else:  # the service: its supervisor restarts it and the leases hand campaigns back
+            remedy = ("restart `tiltloop serve` once the cluster is back (a supervisor does); its "
+                      "campaigns' leases expire and the drivers continue them")
+        message = (f"{self.who}: the Ray cluster's head at {self.address} has not answered for "
+                   f"{seconds:.0f} s (limit {self.timeout_s:g} s); this process exits now. Every "
+                   "query is in the database (results already received are kept, queries at the "
+                   f"oracle are re-polled, none is sent twice): {remedy}")
         log.error("%s", message)
         try:
             print(f"tiltloop: {message}", file=sys.stderr, flush=True)
