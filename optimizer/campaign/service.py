@@ -22,8 +22,14 @@ import ray
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.config_oracle import is_pull
-from optimizer.campaign.driver import CampaignDriver, CampaignStatus, DriverObserver, campaign_status
-from optimizer.campaign.lease import DEFAULT_TTL_S, DriverLease
+from optimizer.campaign.driver import (
+    CampaignDriver,
+    CampaignStatus,
+    DriverObserver,
+    campaign_status,
+    resume_command,
+)
+from optimizer.campaign.lease import DEFAULT_TTL_S, DriverLease, driver_owner
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
 from optimizer.campaign.rounds import RoundGenerator
 from optimizer.campaign.surrogate import SurrogateAdapter
@@ -34,6 +40,7 @@ from optimizer.workers.smc_worker import SMCWorker, worker_demand
 from storage import Storage
 from storage.errors import SchemaNotInitialized
 from storage.migrate import upgrade
+from storage.outage import OutageRetry
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -352,13 +359,20 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     For the service: ``lease_owner`` / ``lease_ttl_s`` name the replica holding the lease,
     ``should_stop`` ends the run at the next pass (shutdown), ``observer`` sees rounds and
     results (metrics), and ``pool_factory`` lends a shared worker pool (not shut down here)."""
-    rec = storage.load_campaign(config.name)
+    # the start rides out a database outage like every later unit of work (a supervisor that
+    # restarts `tiltloop resume` while the database is down does not loop on exit 2)
+    start = OutageRetry(config.storage.outage_window_s, campaign=config.name,
+                        should_stop=should_stop, resume_command=resume_command(config.name, storage),
+                        enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
+    rec = start.call(lambda: storage.load_campaign(config.name), "reading the campaign")
     if rec.status != "active":
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
     try:
-        lease = runtime.enter_context(DriverLease(storage, config.name, owner=lease_owner,
-                                                  ttl_s=lease_ttl_s))  # one driver per campaign
+        # one driver per campaign; taking it again after a lost reply renews it (same owner)
+        owner = lease_owner or driver_owner()
+        lease = start.call(lambda: runtime.enter_context(DriverLease(
+            storage, config.name, owner=owner, ttl_s=lease_ttl_s)), "taking the driver lease")
         while True:
             version = storage.current_config_version(config.name)
             driver, pools = _one_driver(config, storage, runtime, progress=progress,

@@ -11,6 +11,8 @@ connections (``tests/faults/pg_forwarder.py``), against the lab simulator over r
   the jobs): the ids are written once the database answers, and no key is POSTed again;
 - ``tiltloop serve``: its driver rides out a 2 s outage; ``/readyz`` answers 503 during it and
   200 after.
+- a driver started while the database is down waits for it (reading the campaign, taking the
+  lease), then drives the campaign to completion;
 - the engine's pool drops connections that died (reset while idle, or during an outage): the
   first query afterwards works without any retry.
 """
@@ -372,3 +374,28 @@ def test_outage_right_after_the_last_results_were_stored_still_completes(
         assert result["status"].status == "completed"
         assert all(r.status == "complete" for r in observer.list_rounds(name))
         assert_exactly_once(observer, name, lab)
+
+
+def test_a_driver_started_during_an_outage_waits_for_the_database_then_drives(
+        ray_session: str, tiny_prior_path: str, forwarder: PgForwarder, urls: tuple[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`tiltloop resume` restarted by a supervisor while the database is down: reading the
+    campaign and taking the lease ride out the outage like every later unit of work."""
+    from optimizer.campaign.service import drive, start_or_resume
+
+    via, direct = urls
+    name = "outage-at-start"
+    with LabSimulator(Bowl(seed=0, latency_s=0.2)) as lab, Storage.open(direct) as store, \
+            Storage.open(via) as campaign_store:
+        cfg = small_campaign(name, tiny_prior_path, lab, via, ray_session)
+        start_or_resume(cfg, store, source="test")
+        forwarder.outage(3.0)  # cut and refused now; back in 3 s
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            status = drive(cfg, campaign_store, timeout_s=240)
+        assert time.monotonic() - t0 >= 2.5  # it waited for the database
+        assert status.status == "completed", status
+        assert_exactly_once(store, name, lab)
+    waits = [r.getMessage() for r in caplog.records
+             if r.name == "storage.outage" and "retrying in" in r.getMessage()]
+    assert any("reading the campaign" in m for m in waits), waits
