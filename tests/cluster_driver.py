@@ -7,7 +7,8 @@ chunks' samples, pool replacements, seconds).
 
 SPEC: ``config`` (a campaign config dict), ``round`` (round index), ``marker`` (optional: a file
 written once every first chunk is submitted, so a test can kill a node mid-round),
-``where_after`` (optional: ask every actor again after the round, replacements included).
+``where_after`` (optional: after one more short round, which replaces any worker lost with
+the node, ask every actor again).
 """
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def main(spec_path: str, out_path: str) -> int:
             results = pool.map("run_chunk", chunks, on_event=on_event)
             seconds = time.perf_counter() - t1
             after = None
-            if spec.get("where_after"):  # every slot's actor (replacements too) answers again
+            if spec.get("where_after"):
+                # a replacement started before the cluster declared the killed node dead can be
+                # bound to it and die unstarted once the round no longer needs it; the next round
+                # replaces it (as a campaign's would): then every slot's actor answers
+                pool.map("run_chunk", chunks[:w.count])
                 after = ray.get([a.where.remote() for a in pool.actors], timeout=120)
             head = [n["NodeID"] for n in ray.nodes()
                     if n["Alive"] and n["Resources"].get("CPU", 0) == 0]

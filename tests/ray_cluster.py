@@ -25,6 +25,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 RAY = str(Path(sys.executable).with_name("ray"))
 #: Node-death detection within a few seconds (default: ~30 s), for a test's time budget.
 FAST_FAILURE_ENV = {
@@ -96,6 +98,11 @@ class RayCluster:
         env["TILTLOOP_TEST_CLUSTER"] = self.root.name
         env["TILTLOOP_TEST_NODE"] = node  # inherited by every process of that node
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # Ray puts a driver script's folder first on its workers' sys.path: for
+        # tests/cluster_driver.py that is tests/, whose optimizer/ (test folders, no __init__)
+        # would shadow the package as a namespace; the repository root first keeps the real one
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
         tmp = self.root / node / "tmp"  # each node its own temp dir, as on separate machines
         tmp.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(tmp)
