@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import sqlalchemy as sa  # noqa: E402
 from campaign_configs import campaign_config  # noqa: E402
 from campaign_oracles import Bowl  # noqa: E402
+from faults.lab_counts import count_posts  # noqa: E402
 from faults.pg_forwarder import PgForwarder  # noqa: E402
 from pg_schemas import PG_URL, admin_sql, postgres_schema_url  # noqa: E402
 
@@ -59,19 +59,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--window-s", type=float, default=3.0, help="window of the past-window case")
     p.add_argument("--lab-latency", type=float, default=0.5, help="seconds per evaluation")
     return p.parse_args()
-
-
-def count_posts(lab: LabSimulator) -> Counter[str]:
-    """Job POSTs per key, counted where the lab handles them."""
-    posts: Counter[str] = Counter()
-    create = lab.store.create
-
-    def counted(key: str, design: Any, metadata: dict[str, Any]) -> Any:
-        posts[key] += 1
-        return create(key, design, metadata)
-
-    lab.store.create = counted  # type: ignore[method-assign]
-    return posts
 
 
 def wait_mid_campaign(store: Storage, name: str, done: threading.Event, timeout_s: float = 180) -> bool:

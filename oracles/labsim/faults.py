@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,6 +30,23 @@ from oracles.errors import OracleConfigError
 
 REQUEST_FAULTS: tuple[str, ...] = ("429", "500", "timeout", "drop", "malformed")
 FAULT_KINDS: tuple[str, ...] = (*REQUEST_FAULTS, "nan")
+
+
+class Uniform(Protocol):
+    """A source of uniform draws in [0, 1): ``random.Random`` or ``numpy.random.Generator``."""
+
+    def random(self) -> float: ...
+
+
+def draw_fault(rng: Uniform, rates: Mapping[str, float], kinds: Iterable[str]) -> str | None:
+    """One draw: fault ``kind`` with probability ``rates[kind]`` (rates summing to at most 1),
+    else None (also used by the fault-injecting proxy of ``tests/faults``)."""
+    draw, edge = rng.random(), 0.0
+    for kind in kinds:
+        edge += rates.get(kind, 0.0)
+        if draw < edge:
+            return kind
+    return None
 
 
 class FaultPlan:
@@ -92,12 +109,7 @@ class FaultPlan:
                 self._position += 1
                 fault = None if fault == "ok" else fault
             else:
-                fault, draw, edge = None, self._rng.random(), 0.0
-                for kind in REQUEST_FAULTS:
-                    edge += self.rates.get(kind, 0.0)
-                    if draw < edge:
-                        fault = kind
-                        break
+                fault = draw_fault(self._rng, self.rates, REQUEST_FAULTS)
             if fault:
                 self.injected[fault] += 1
             return fault

@@ -45,8 +45,8 @@ def dispatcher(st: Storage, url: str) -> Dispatcher:
     return Dispatcher(st, CAMPAIGN, oracle, objectives=["y"], limit=8, limits=limits)
 
 
-def drive(d: Dispatcher, st: Storage, passes: int = 400) -> int:
-    """Dispatch and poll until nothing is in flight; the number of passes it took.
+def drive(d: Dispatcher, st: Storage, passes: int = 400, *, campaign: str = CAMPAIGN) -> int:
+    """Dispatch and poll until ``campaign`` has nothing in flight; the number of passes it took.
 
     Raises:
         AssertionError: still in flight after ``passes`` passes (a query stuck: a bug).
@@ -54,7 +54,7 @@ def drive(d: Dispatcher, st: Storage, passes: int = 400) -> int:
     for i in range(passes):
         d.dispatch()
         d.poll()
-        if st.in_flight_count(CAMPAIGN) == 0:
+        if st.in_flight_count(campaign) == 0:
             return i + 1
         threading.Event().wait(0.02)
-    raise AssertionError(f"still in flight after {passes} passes: {st.query_counts(CAMPAIGN)}")
+    raise AssertionError(f"still in flight after {passes} passes: {st.query_counts(campaign)}")

@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from oracles.labsim.faults import draw_fault
+
 FAULTS: tuple[str, ...] = ("503", "drop", "delay")
 #: response headers passed back to the client (hop-by-hop ones are the proxy's own)
 _PASS_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate")
@@ -114,12 +116,7 @@ class FaultProxy:
                 fault: str | None = self._script.pop(0)
                 fault = None if fault == "ok" else fault
             else:
-                fault, draw, edge = None, self._rng.random(), 0.0
-                for kind in FAULTS:
-                    edge += self._rates.get(kind, 0.0)
-                    if draw < edge:
-                        fault = kind
-                        break
+                fault = draw_fault(self._rng, self._rates, FAULTS)
             if fault:
                 self.injected[fault] += 1
             return fault

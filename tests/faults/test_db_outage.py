@@ -34,8 +34,10 @@ import pytest
 import sqlalchemy as sa
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
+from faults.lab_counts import count_posts
 from faults.pg_forwarder import PgForwarder
 from pg_schemas import PG_URL, postgres_schema_url
+from waits import wait_until
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_io import dump_toml
@@ -69,26 +71,27 @@ def urls(pg_schema: str, forwarder: PgForwarder) -> tuple[str, str]:
     return forwarder.url(direct), direct
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str,
-             detail: Callable[[], str] = lambda: "") -> Any:
-    """Poll ``check`` every 0.1 s until it is truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{detail()}",
-                        pytrace=False)
-        time.sleep(0.1)
-
-
 def small_campaign(name: str, prior: str, lab: LabSimulator, url: str, ray_address: str,
                    window_s: float = 120.0) -> CampaignConfig:
     return campaign_config(
         name, prior, lab.url, url, ray={"address": ray_address}, sampler={"num_steps": 6},
         workers={"count": 1}, storage={"url": url, "outage_window_s": window_s},
         budget={"q": 4, "max_in_flight": 8, "total": TOTAL, "poll_interval_s": 0.05})
+
+
+def start_driver(cfg: CampaignConfig, url: str) -> tuple[threading.Thread, dict[str, Any]]:
+    """``run_campaign`` in a thread; its dict gets "status" or "error" when the run ends."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["status"] = run_campaign(cfg, url=url)
+        except BaseException as exc:  # noqa: BLE001 — reported by the test
+            result["error"] = exc
+
+    driver = threading.Thread(target=run, name="driver", daemon=True)
+    driver.start()
+    return driver, result
 
 
 def mid_campaign(store: Storage, name: str) -> Callable[[], bool]:
@@ -100,20 +103,6 @@ def mid_campaign(store: Storage, name: str) -> Callable[[], bool]:
             return False
         return counts["succeeded"] >= 4 and counts["dispatched"] + counts["running"] > 0
     return check
-
-
-def count_posts(lab: LabSimulator) -> Counter[str]:
-    """Counts, per idempotency key, the job POSTs the lab received (each valid ``POST /jobs``
-    reaches ``JobStore.create``, which deduplicates by key)."""
-    posts: Counter[str] = Counter()
-    create = lab.store.create
-
-    def counted(key: str, design: Any, metadata: dict[str, Any]) -> Any:
-        posts[key] += 1
-        return create(key, design, metadata)
-
-    lab.store.create = counted  # type: ignore[method-assign]
-    return posts
 
 
 def assert_exactly_once(store: Storage, name: str, lab: LabSimulator,
@@ -139,18 +128,9 @@ def test_campaign_rides_out_an_outage_without_resume(
     with LabSimulator(Bowl(seed=0, latency_s=0.5)) as lab, Storage.open(direct) as store:
         posts = count_posts(lab)
         cfg = small_campaign(name, tiny_prior_path, lab, via, ray_session)
-        result: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                result["status"] = run_campaign(cfg, url=via)
-            except BaseException as exc:  # noqa: BLE001 — reported below
-                result["error"] = exc
-
-        driver = threading.Thread(target=run, name="driver", daemon=True)
         with caplog.at_level(logging.WARNING):
-            driver.start()
-            wait_for(lambda: mid_campaign(store, name)() or not driver.is_alive(), 180,
+            driver, result = start_driver(cfg, via)
+            wait_until(lambda: mid_campaign(store, name)() or not driver.is_alive(), 180,
                      "results stored with queries still in flight", lambda: str(result))
             assert driver.is_alive(), result
             forwarder.felt_outage(outage_s)
@@ -185,13 +165,13 @@ def test_outage_past_the_window_exits_with_the_resume_command_then_resume_finish
             proc = subprocess.Popen([sys.executable, "-m", "optimizer.cli", "run", str(path)],
                                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
             try:
-                wait_for(lambda: mid_campaign(store, name)() or proc.poll() is not None, 240,
+                wait_until(lambda: mid_campaign(store, name)() or proc.poll() is not None, 240,
                          "results stored with queries still in flight",
                          lambda: log.read_text(errors="replace")[-3000:])
                 assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
                 outage = threading.Thread(target=forwarder.felt_outage, args=(12.0,), daemon=True)
                 outage.start()
-                wait_for(lambda: forwarder.refused > 0, 60, "the driver to feel the outage")
+                wait_until(lambda: forwarder.refused > 0, 60, "the driver to feel the outage")
                 started = time.monotonic()
                 rc = proc.wait(timeout=60)
                 gave_up_after = time.monotonic() - started
@@ -263,7 +243,7 @@ def test_job_ids_of_an_accepted_submit_are_written_after_the_outage_not_resent(
             assert retry.retries > 0  # the job ids' write failed and was retried
             rows = observer.list_queries("ids")
             assert all(q.job_id for q in rows), rows  # written once the database answered
-            wait_for(lambda: retry.call(dispatcher.poll, "polling").finished == 0 and
+            wait_until(lambda: retry.call(dispatcher.poll, "polling").finished == 0 and
                      observer.query_counts("ids")["succeeded"] == 4, 30, "4 results")
         finally:
             dispatcher.close()
@@ -290,15 +270,15 @@ def test_serve_rides_out_a_2s_outage_and_readyz_follows_it(
             def ready() -> int:
                 return httpx.get(f"{serve.url}/readyz", timeout=10).status_code
 
-            wait_for(mid_campaign(store, name), 180, "results stored with queries in flight",
+            wait_until(mid_campaign(store, name), 180, "results stored with queries in flight",
                      serve.stderr_tail)
             assert ready() == 200
             outage = threading.Thread(target=forwarder.felt_outage, args=(2.0,), daemon=True)
             outage.start()
             during = ready()
             outage.join(timeout=130)
-            wait_for(lambda: ready() == 200, 30, "/readyz to answer 200 again", serve.stderr_tail)
-            wait_for(lambda: store.load_campaign(name).status == "completed", 180,
+            wait_until(lambda: ready() == 200, 30, "/readyz to answer 200 again", serve.stderr_tail)
+            wait_until(lambda: store.load_campaign(name).status == "completed", 180,
                      "the campaign to complete", serve.stderr_tail)
         finally:
             serve.close(timeout_s=60)
@@ -353,18 +333,9 @@ def test_outage_right_after_the_last_results_were_stored_still_completes(
                 forwarder.outage(1.0)
             return original(self, keys, *a, **kw)
 
-        result: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                result["status"] = run_campaign(cfg, url=via)
-            except BaseException as exc:  # noqa: BLE001 — reported below
-                result["error"] = exc
-
         Storage.get_queries = get_queries  # type: ignore[method-assign]
         try:
-            driver = threading.Thread(target=run, name="driver", daemon=True)
-            driver.start()
+            driver, result = start_driver(cfg, via)
             driver.join(timeout=90)
         finally:
             Storage.get_queries = original  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
+from faults.bad_lab_drive import drive
 
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.query_limits import QueryLimits
@@ -125,17 +126,6 @@ def _dispatcher(st: Storage, lab: BadLab, limits: QueryLimits, **kw: Any) -> Dis
     return Dispatcher(st, CAMPAIGN, oracle, objectives=["y"], limit=8, limits=limits, **kw)
 
 
-def _drive(d: Dispatcher, st: Storage, passes: int = 200) -> int:
-    """Dispatch and poll until nothing is in flight; returns the passes it took."""
-    for i in range(passes):
-        d.dispatch()
-        d.poll()
-        if st.in_flight_count(CAMPAIGN) == 0:
-            return i + 1
-        threading.Event().wait(0.02)
-    raise AssertionError(f"still in flight after {passes} passes: {st.query_counts(CAMPAIGN)}")
-
-
 def _warnings(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
     return [r.getMessage() for r in caplog.records
             if r.levelno == logging.WARNING and key in r.getMessage()]
@@ -172,7 +162,7 @@ def test_2xx_without_job_id_then_a_job_succeeds_after_retry(tmp_path: Path, bad_
     lab = bad_lab("no-id", ok_after=3)
     st = _storage(f"sqlite:///{tmp_path / 'd.db'}")
     d = _dispatcher(st, lab, QueryLimits(max_submit_attempts=3, **NO_BACKOFF))
-    _drive(d, st)
+    drive(d, st, campaign=CAMPAIGN, passes=200)
     (q,) = st.list_queries(CAMPAIGN)
     assert q.status == "succeeded" and q.values == {"y": 1.5} and q.attempts == 3
     assert lab.counts["POST"] == 3
@@ -210,7 +200,7 @@ def test_a_job_without_final_answer_fails_at_max_job_age(
     lab = bad_lab(mode)
     st = _storage(db_url, n=2)
     d = _dispatcher(st, lab, QueryLimits(max_submit_attempts=3, max_job_age_s=1.0, **NO_BACKOFF))
-    passes = _drive(d, st, passes=400)
+    passes = drive(d, st, campaign=CAMPAIGN, passes=400)
     queries = st.list_queries(CAMPAIGN)
     assert [q.status for q in queries] == ["failed", "failed"]
     for q in queries:

@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from campaign_configs import campaign_config
+from waits import wait_until  # noqa: F401 — the service tests import it from here
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.service import open_storage, start_or_resume
@@ -43,21 +42,6 @@ def create_campaigns(url: str, configs: list[CampaignConfig]) -> None:
     with open_storage(url, create=True) as storage:
         for cfg in configs:
             start_or_resume(cfg, storage, source=f"<{cfg.name}>")
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str,
-               detail: Callable[[], str] = lambda: "", every_s: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s`` saying
-    ``what`` was awaited and ``detail()`` (process logs, state)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{detail()}",
-                        pytrace=False)
-        time.sleep(every_s)
 
 
 def campaign_states(storage: Storage, names: list[str]) -> str:
