@@ -28,7 +28,7 @@ BLOCK_ELEMENTS = 4_000_000
 
 
 class PredictiveCache:
-    """The per-model constants of the exact GP posterior: `L`, `α` and the transforms.
+    """The per-model constants of the exact GP posterior: `L`, `L⁻¹`, `α` and the transforms.
 
     Args:
         model: a fitted ``SingleTaskGP`` in eval mode (one outcome; inputs already transformed in
@@ -46,7 +46,12 @@ class PredictiveCache:
             K = K + torch.diag_embed(noise)
             self.L = psd_safe_cholesky(K)
             resid = (y - model.mean_module(X)).unsqueeze(-1)
-            self.alpha = torch.cholesky_solve(resid, self.L).squeeze(-1)
+            alpha = torch.cholesky_solve(resid, self.L)
+            # `[L⁻ᵀ | α]`: one matmul per chunk gives `L⁻¹ k(X, z)` and `k(z, X) α` together (a
+            # GEMM runs about twice as fast as the triangular solve, with its backward too).
+            eye = torch.eye(n, dtype=K.dtype, device=K.device)
+            Linv_t = torch.linalg.solve_triangular(self.L, eye, upper=False).transpose(-1, -2)
+            self.proj = torch.cat([Linv_t, alpha], dim=-1).contiguous()
         self.train_X = X
         self.chunk_rows = max(16, BLOCK_ELEMENTS // max(n, 1))
 
@@ -58,9 +63,9 @@ class PredictiveCache:
         for Zc in Z.split(self.chunk_rows):
             T = model.transform_inputs(Zc)
             Ks = model.covar_module(T, self.train_X).to_dense()          # c x n
-            mu = model.mean_module(T) + Ks @ self.alpha
-            V = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)
-            var = model.covar_module(T, diag=True) - V.pow(2).sum(-2)
+            W = Ks @ self.proj                                               # c x (n + 1)
+            mu = model.mean_module(T) + W[:, -1]
+            var = model.covar_module(T, diag=True) - W[:, :-1].pow(2).sum(-1)
             means.append(mu)
             variances.append(var)
         mean, var = torch.cat(means), torch.cat(variances)
