@@ -318,6 +318,13 @@ class RayConfig(_Frozen):
         default=20.0, gt=0, le=55.0,
         description="a joined cluster's head unreachable this long: the driver exits with the "
                     "resume command (below Ray's own 60 s, after which Ray ends the process)")
+    worker_niceness: int | None = Field(
+        default=None, ge=-20, le=19,
+        description="niceness of a locally started Ray's workers (none: the driver's own; "
+                    "Ray's default puts them 15 above, where other load starves the sampler; "
+                    "below the driver's own needs root). A joined cluster keeps its nodes' "
+                    "setting: `ray start --system-config={\"worker_niceness\": 0}`, an "
+                    "increment over the niceness `ray start` runs at")
 
 
 class CampaignConfig(_Frozen):

@@ -209,7 +209,7 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
         yield
         return
     address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
-    ray_init(config.ray.address)
+    ray_init(config.ray.address, worker_niceness=config.ray.worker_niceness)
     watch = None
     if address is not None:  # a joined cluster: its head may go away under us
         from optimizer.workers.head_watch import HeadWatch
@@ -224,10 +224,15 @@ def ray_runtime(config: CampaignConfig) -> Iterator[None]:
         ray.shutdown()
 
 
-def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
+def ray_init(address: str | None = None, *, field: str = "ray.address",
+             worker_niceness: int | None = None) -> None:
     """Join ``address`` (else ``RAY_ADDRESS``), else start a local Ray bound to 127.0.0.1 only
     with one CPU per core and no dashboard (``ray_runtime``'s start, for a caller that keeps
     Ray up itself, as ``tiltloop serve`` does).
+
+    A local Ray runs its workers at niceness ``worker_niceness`` (default: this process's own),
+    not 15 above it (Ray's default), at which any other load on the host starves the sampler. A
+    joined cluster keeps the niceness its nodes were started with (``ray start --system-config``).
 
     Raises:
         PreflightError: naming ``field`` when the cluster cannot be joined or started.
@@ -238,6 +243,7 @@ def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
     if address is None:
         kwargs["num_cpus"] = max(1, os.cpu_count() or 1)
         kwargs["_node_ip_address"] = "127.0.0.1"
+        kwargs["_system_config"] = {"worker_niceness": _niceness_increment(worker_niceness)}
     try:
         with _quiet_stderr(), _loopback_node(address is None):
             ray.init(address=address, **kwargs)
@@ -245,6 +251,25 @@ def ray_init(address: str | None = None, *, field: str = "ray.address") -> None:
         if ray.is_initialized():
             ray.shutdown()
         raise PreflightError(f"field `{field}`: cannot join Ray at {address!r}: {exc}") from None
+
+
+def _niceness_increment(target: int | None) -> int:
+    """Ray's ``worker_niceness``: an increment its workers add to the raylet's niceness (which
+    is this process's), so a target niceness becomes ``target - os.nice(0)``.
+
+    Raises:
+        PreflightError: a target below this process's niceness without root (only a privileged
+            process may lower niceness; Ray would start the workers at its default instead).
+    """
+    own = os.nice(0)
+    if target is None:
+        return 0
+    if target < own and os.geteuid() != 0:
+        raise PreflightError(
+            f"field `ray.worker_niceness` = {target}: this process runs at niceness {own} and may "
+            f"not lower its workers' below that without privileges; use a value >= {own} or omit "
+            "it (workers at the driver's own niceness)")
+    return int(target) - own
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from optimizer.surrogate.fitting import (
     optimize_mll,
     subset_indices,
 )
+from optimizer.surrogate.predictive import PredictiveCache
 from optimizer.surrogate.scalarize import Scalarization, make_scalarization
 from optimizer.surrogate.state import STATE_VERSION, SurrogateState
 from optimizer.surrogate.validation import check_training_data, fingerprint
@@ -87,6 +88,7 @@ class Surrogate:
         self.design_shape = tuple(X.shape[1:])
         self.model: Model = models[0] if len(models) == 1 else ModelListGP(*models)
         self.model.eval()
+        self._predictive: list[PredictiveCache] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -256,6 +258,17 @@ class Surrogate:
             # these GP models return a GPyTorchPosterior, which has both.
             return post.mean, post.variance  # type: ignore[attr-defined]
 
+    def marginal_mean_var(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        """Like ``mean_var_features`` (`b x m` each, same values) from cached solves in chunks:
+        no `b x b` joint covariance, so memory stays `O(n)` per test point (``predictive.py``).
+        The caches (one Cholesky per objective) are built on the first call."""
+        if self._predictive is None:
+            with gpytorch.settings.max_cholesky_size(self.config.cholesky_max_size):
+                self._predictive = [PredictiveCache(m) for m in self.models]
+        pairs = [c.mean_var(Z) for c in self._predictive]
+        return (torch.stack([p[0] for p in pairs], dim=-1),
+                torch.stack([p[1] for p in pairs], dim=-1))
+
     def posterior_mean_std(self, X: Tensor, *, chunk_size: int = 4096) -> tuple[Tensor, Tensor]:
         """Posterior mean and std of each objective at `b x *design_shape` designs: `b x m` each."""
         Z = self.features(X).detach()
@@ -280,14 +293,16 @@ class Surrogate:
 
     def reward(self, beta: float | None = None, *, weights: tuple[float, ...] | None = None,
                scalarization: str | None = None,
-               maximize: bool | tuple[bool, ...] | None = None) -> SurrogateReward:
-        """The SMC reward `r̂(x) = g(s ⊙ μ(φ(x)) + β σ(φ(x)))` (see ``reward.SurrogateReward``)."""
+               maximize: bool | tuple[bool, ...] | None = None,
+               method: str = "cached") -> SurrogateReward:
+        """The SMC reward `r̂(x) = g(s ⊙ μ(φ(x)) + β σ(φ(x)))` (see ``reward.SurrogateReward``;
+        ``method="botorch"`` is the joint-posterior reference)."""
         from optimizer.surrogate.reward import SurrogateReward
 
         return SurrogateReward(self, beta=self.config.beta if beta is None else float(beta),
                                scalarization=self.scalarization(
                                    weights=weights, scalarization=scalarization,
-                                   maximize=maximize))
+                                   maximize=maximize), method=method)
 
     def state(self) -> SurrogateState:
         """The serializable state (hyperparameters, transforms, feature map; no training data)."""
