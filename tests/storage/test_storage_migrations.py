@@ -35,6 +35,14 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_downgrade_upgrade(empty_url: str) -> None:
     assert current(empty_url) is None
     assert _tables(empty_url) == set()
@@ -201,12 +209,7 @@ def test_0005_service_tables_downgrade_and_upgrade(storage_url: str) -> None:
         assert len(storage.claim_work("c1", "lab-1", "r1", 2, 30.0)) == 2
     assert downgrade(storage_url, "0004") == ("0007", "0004")
     assert _tables(storage_url) == TABLES - SERVICE
-    engine = create_engine(storage_url)
-    try:
-        columns = {c["name"] for c in sa.inspect(engine).get_columns("oracle_query")}
-    finally:
-        engine.dispose()
-    assert "pull_claim_id" not in columns
+    assert "pull_claim_id" not in _columns(storage_url, "oracle_query")
     assert upgrade(storage_url) == ("0004", "0007")
     with Storage.open(storage_url) as storage:
         queries = storage.list_queries("c1")
@@ -249,12 +252,7 @@ def test_0007_round_unique_ancestors_stored_and_downgraded(storage_url: str) -> 
                 storage.record_round("c1", 2, alpha=1.0, candidates=[NewCandidate(np.zeros(2))],
                                      unique_ancestors=bad)
     assert downgrade(storage_url, "0006") == ("0007", "0006")
-    engine = create_engine(storage_url)
-    try:
-        columns = {c["name"] for c in sa.inspect(engine).get_columns("round")}
-    finally:
-        engine.dispose()
-    assert "unique_ancestors" not in columns
+    assert "unique_ancestors" not in _columns(storage_url, "round")
     assert upgrade(storage_url) == ("0006", "0007")
     with Storage.open(storage_url) as storage:
         assert [r.unique_ancestors for r in storage.list_rounds("c1")] == [None, None]
