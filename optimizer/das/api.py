@@ -48,7 +48,10 @@ def sample(
     Args:
         prior: a ``DiffusionPrior`` (see ``optimizer.priors.base``).
         reward: `r(x)`: `B x *design_shape` → `B`, on decoded designs. Set the attribute
-            ``reward.differentiable = False`` for a black-box reward (gradient-free mode).
+            ``reward.differentiable = False`` for a black-box reward (gradient-free mode), and
+            ``reward.constant_value = c`` for a reward known to return `c` for every design
+            (e.g. 0: the plain prior); then `x̂0` is never decoded and the reward never called
+            (only `x_0`, for the samples), with the same result.
         num_particles: `P` per group.
         alpha: `α > 0`; smaller trusts the reward more.
         num_steps: `K`, independent of the prior's training steps.
@@ -167,6 +170,7 @@ def build_sampler(
         num_particles=config.num_particles, context=context, guided=guided,
         chunk_size=config.chunk_size, gradient_checkpointing=config.gradient_checkpointing,
         dtype=dtype, clip_sample=config.clip_sample,
+        constant_reward=getattr(reward, "constant_value", None),
     )
     sampler = DASSampler(target, tempering=schedule_obj, resampler=resampler,
                          ess_threshold=config.ess_threshold, generator=generator)

@@ -39,6 +39,18 @@ from optimizer.smc.model import Move
 Reward = Callable[[Tensor], Tensor]
 
 
+def _finite(value: object) -> float:
+    """``reward.constant_value`` as a float, or ``ConfigError`` if it is not a finite number."""
+    try:
+        c = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        c = math.nan
+    if isinstance(value, bool) or not math.isfinite(c):
+        raise ConfigError(f"reward.constant_value={value!r} must be a finite number (or unset "
+                          "for a non-constant reward)")
+    return c
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The prior and the reward evaluated at `G x P` positions `x_t` of step `k`.
@@ -106,6 +118,11 @@ class TiltedTarget:
             `ā_{t_0}` (``squaredcos_cap_v2``: `ā_{T-1} ≈ 1e-9`), where Tweedie's `x̂0` multiplies
             the network's error by `1/sqrt(ā)` and samples explode. The weights stay exact for
             the clipped sampler's own path measure (the same kernel enters `p` and `q`).
+        constant_reward: the value `c` of a reward known to be constant (``reward.constant_value``,
+            e.g. 0 for the plain prior), or None. Then `r(D(x̂0))` is `c` everywhere and its
+            gradient is 0, so ``evaluate`` neither decodes `x̂0` nor calls the reward nor
+            back-propagates, and ``final`` decodes `x_0` for the designs without calling the
+            reward: the weights and `log Ẑ` are those the reward would give, without the work.
     """
 
     #: The particle container; a subclass may add fields (they are carried and permuted too).
@@ -126,7 +143,9 @@ class TiltedTarget:
         gradient_checkpointing: bool = False,
         dtype: torch.dtype | None = None,
         clip_sample: float | None = None,
+        constant_reward: float | None = None,
     ) -> None:
+        self.constant_reward = None if constant_reward is None else _finite(constant_reward)
         if clip_sample is not None and not clip_sample > 0:
             raise ConfigError(f"clip_sample={clip_sample!r} must be None or > 0 (e.g. 1.0 for "
                                "images in [-1, 1])")
@@ -204,6 +223,13 @@ class TiltedTarget:
         t = self.schedule.timesteps[k]
         a = self.schedule.alpha_bar[k]
         ctx = None if self.context is None else self.context[rows]
+        if self.constant_reward is not None:
+            # Nothing reads D(x̂0) but the reward, whose value is known and whose gradient is 0.
+            with torch.no_grad():
+                eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
+                eps, x0 = self._x0(x, eps, a)
+            return Evaluation(eps=eps, x0_hat=x0, reward=self._constant(x.shape[0], x.device),
+                              grad=None)
         if not self.guided:
             with torch.no_grad():
                 eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
@@ -246,6 +272,11 @@ class TiltedTarget:
             )
         return r.to(self.reward_dtype)
 
+    def _constant(self, rows: int, device: torch.device) -> Tensor:
+        """`rows` copies of the constant reward, as ``_reward`` would return them."""
+        assert self.constant_reward is not None
+        return torch.full((rows,), self.constant_reward, dtype=self.reward_dtype, device=device)
+
     def final(self, x0: Tensor) -> FinalEvaluation:
         """Exact `r(D(x_0))` and the designs `D(x_0)` of clean `G x P` particles, no gradient."""
         flat = x0.reshape(self.G * self.P, *self.latent_shape)
@@ -254,7 +285,8 @@ class TiltedTarget:
         with torch.no_grad():
             for i in range(0, flat.shape[0], step):
                 design = self.prior.decode(flat[i:i + step].to(self.prior.dtype))
-                rewards.append(self._reward(design))
+                rewards.append(self._reward(design) if self.constant_reward is None
+                               else self._constant(design.shape[0], design.device))
                 designs.append(design)
         design = torch.cat(designs)
         return FinalEvaluation(reward=torch.cat(rewards).reshape(self.G, self.P),
