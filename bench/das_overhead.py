@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/das_overhead.py                     # CPU, 16x16 UNet, 50 steps
     .venv/bin/python bench/das_overhead.py --device cuda --steps 100 --repeats 5
+    .venv/bin/python bench/das_overhead.py --prior latent      # tiny SD-layout latent prior
 
 Prior: a small real diffusers ``UNet2DModel`` (random init, 3 x 16 x 16, block_out_channels
 (32, 64)) with a DDPM schedule, through ``optimizer.priors.diffusers_pixel.PixelDiffusersPrior``.
@@ -16,6 +17,14 @@ Reward: a cheap differentiable image score, so the figures measure the sampler, 
    CPU the growth of the peak resident set over the RSS after building the model, each
    configuration in a fresh subprocess (coarse: includes one-time allocator and library
    allocations, so compare modes with each other, not with tensor sizes).
+
+``--prior latent``: the tiny Stable-Diffusion-layout prior of the tests (``UNet2DConditionModel``
+latent 4 x 8 x 8, ``AutoencoderKL`` to 3 x 16 x 16, CLIP text encoder, classifier-free guidance)
+instead; it prints, per P, gradient-free DAS and zero-reward DAS over plain batched DDIM η=1 with
+the same prompts and steps. "zero, before" is a zero reward without ``constant_value`` (the
+sampler decodes `x̂0` and calls the reward every step, as before the flag existed); "zero, after"
+is the same reward flagged ``constant_value = 0.0`` (``optimizer.workers.components.zero_reward``
+once flagged). Wall and process CPU seconds, medians, modes interleaved, load before and after.
 """
 from __future__ import annotations
 
@@ -155,6 +164,90 @@ def peak_memory(device: str, mode: str, P: int, steps: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def make_latent_prior(device: str, tmp: Path):
+    from diffusers.utils import logging as diffusers_logging
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "optimizer" / "priors"))
+    from diffusers_dummies import dummy_latent_components, dummy_scheduler
+
+    from optimizer.priors.diffusers_latent import LatentDiffusersPrior
+
+    diffusers_logging.set_verbosity_error()
+    parts = dummy_latent_components(tokenizer_dir=tmp / "tokenizer")
+    return LatentDiffusersPrior(**parts, scheduler=dummy_scheduler(), guidance_scale=3.0,
+                                device=device)
+
+
+def zero_reward(flagged: bool):
+    def zero(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+    zero.differentiable = False  # type: ignore[attr-defined]
+    if flagged:
+        zero.constant_value = 0.0  # type: ignore[attr-defined]
+    return zero
+
+
+PROMPTS = ["a red cat", "a blue dog"]
+LATENT_MODES = ("ddim", "das-free", "zero-before", "zero-after")
+
+
+def latent_run(mode: str, prior, reward, P: int, steps: int, seed: int) -> torch.Tensor:
+    g = torch.Generator(device=prior.device).manual_seed(seed)
+    if mode == "ddim":  # plain DDIM η=1 over the same prompts, decoded once at the end
+        sched = DDIMSchedule(prior.alphas_cumprod, ScheduleConfig(num_steps=steps))
+        _, ctx = prior.prepare_context(PROMPTS, P)
+        x = torch.randn((len(PROMPTS) * P, *prior.latent_shape), generator=g, device=prior.device)
+        with torch.no_grad():
+            for k, t in enumerate(sched.timesteps):
+                a = sched.alpha_bar[k]
+                eps = prior.predict_noise(x, t, ctx)
+                x0 = (x - math.sqrt(1 - a) * eps) / math.sqrt(a)
+                x = sched.transition_mean(k, x0, eps)
+                if sched.sigmas[k] > 0:
+                    x = x + sched.sigmas[k] * torch.randn(x.shape, generator=g, device=x.device)
+            return reward(prior.decode(x))
+    r = {"das-free": reward, "zero-before": zero_reward(False), "zero-after": zero_reward(True)}
+    return sample(prior, r[mode], num_particles=P, alpha=0.01, num_steps=steps, guidance="none",
+                  conditions=PROMPTS, generator=g).rewards
+
+
+def latent_bench(args: argparse.Namespace) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prior = make_latent_prior(args.device, Path(tmp))
+    reward = make_reward(args.device)
+    print(f"DAS overhead bench, latent prior: device={args.device}, steps={args.steps}, "
+          f"{len(PROMPTS)} prompts, tiny UNet2DConditionModel 4x8x8 + AutoencoderKL 3x16x16, "
+          f"torch threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
+    for mode in LATENT_MODES:  # warm-up
+        latent_run(mode, prior, reward, 2, 3, seed=0)
+    for P in args.particles:
+        wall: dict[str, list[float]] = {m: [] for m in LATENT_MODES}
+        cpu: dict[str, list[float]] = {m: [] for m in LATENT_MODES}
+        for r in range(args.repeats):  # interleaved, so load changes hit every mode alike
+            for mode in LATENT_MODES:
+                _sync(args.device)
+                t0, c0 = time.perf_counter(), time.process_time()
+                latent_run(mode, prior, reward, P, args.steps, seed=r)
+                _sync(args.device)
+                wall[mode].append(time.perf_counter() - t0)
+                cpu[mode].append(time.process_time() - c0)
+        w = {m: statistics.median(v) for m, v in wall.items()}
+        c = {m: statistics.median(v) for m, v in cpu.items()}
+        print(f"\nP = {P} per prompt (median of {args.repeats}; wall s / process CPU s per "
+              f"{args.steps}-step run), load average {os.getloadavg()[0]:.2f}:", flush=True)
+        for m in LATENT_MODES:
+            print(f"  {m:<12s} {w[m]:8.3f} s wall {c[m]:8.3f} s CPU")
+        for m, label in (("das-free", "gradient-free DAS (ramp reward)"),
+                         ("zero-before", "zero-reward DAS, before (unflagged)"),
+                         ("zero-after", "zero-reward DAS, after (constant_value=0)")):
+            print(f"  {label:<42s} / plain DDIM = {w[m] / w['ddim']:.3f}x wall, "
+                  f"{c[m] / c['ddim']:.3f}x CPU  (goal <= 1.10x)")
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -164,6 +257,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: on a shared CPU, thread wake-ups "
                              "dominate small ops; 0 keeps torch's default)")
+    parser.add_argument("--prior", choices=("pixel", "latent"), default="pixel",
+                        help="pixel: the pixel UNet figures (default); latent: the tiny SD-layout "
+                             "prior, gradient-free and zero-reward DAS over plain DDIM")
     parser.add_argument("--_memory-child", dest="child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -171,6 +267,9 @@ def main() -> None:
     if args.child:
         spec = json.loads(args.child)
         print(peak_memory_child(args.device, spec["mode"], spec["P"], args.steps))
+        return
+    if args.prior == "latent":
+        latent_bench(args)
         return
 
     print(f"DAS overhead bench: device={args.device}, steps={args.steps}, "
