@@ -133,7 +133,7 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     from optimizer.campaign.rounds import TrainingData
     from optimizer.campaign.surrogate import SurrogateAdapter
     from optimizer.workers.components import load_prior_bundle
-    from optimizer.workers.smc_worker import SMCWorker, worker_options
+    from optimizer.workers.smc_worker import SMCWorker, worker_demand
 
     bundle = load_prior_bundle(prior, "prior")
     import torch
@@ -157,7 +157,7 @@ def speedup(prior: str, steps: int, particles: int, repeats: int) -> None:
     times = {}
     for size in (1, 2):
         pool = SupervisedPool(SMCWorker, size=size, actor_args=(prior, "prior"),
-                              actor_options=worker_options(1, "auto", size))
+                              actor_options=worker_demand(size, 1, "auto").actor_options())
         ray.get([a.ping.remote() for a in pool.actors])  # priors loaded
         pool.map("run_chunk", chunks)  # warm-up (imports, first forward)
         runs = []

@@ -191,8 +191,3 @@ def worker_demand(count: int, cpus: float, use_gpu: str,
                              "\"auto\" (a GPU when there is one) or \"off\"")
     share = min(1.0, gpus / max(1, count)) if gpus > 0 else 0.0
     return WorkerDemand(count=count, cpus=float(cpus), gpus=share, resources=dict(resources or {}))
-
-
-def worker_options(cpus: float, use_gpu: str, count: int = 1) -> dict[str, Any]:
-    """Ray actor options of :func:`worker_demand` (``num_cpus``, ``num_gpus`` when a GPU is used)."""
-    return worker_demand(count, cpus, use_gpu).actor_options()
