@@ -7,6 +7,8 @@ exception that would stop a campaign. Submit failures travel in the handle's met
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -112,9 +114,7 @@ def validate_result(result: Any, objectives: Sequence[str], expected_key: str) -
                              metadata=json_safe(result.metadata))
     if result.status != "succeeded":
         if result.error is not None and len(str(result.error)) > MAX_ERROR_CHARS:
-            result = QueryResult(key=result.key, status=result.status, values=result.values,
-                                 noise=result.noise, error=clip_error(str(result.error)),
-                                 metadata=result.metadata)
+            result = dataclasses.replace(result, error=clip_error(str(result.error)))
         return result
     try:
         values = validate_values(result.values, objectives)
