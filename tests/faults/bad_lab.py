@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from faults.http_proxy import QuietServer
+from faults.http_proxy import ServedInThread
 
 #: mode -> the requests it spoils
 MODES: dict[str, str] = {
@@ -55,7 +55,7 @@ HUGE_BYTES = 10 * 1024 * 1024
 _HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
-class BadLab:
+class BadLab(ServedInThread):
     """The fake lab (see the module docstring).
 
     Args:
@@ -81,13 +81,10 @@ class BadLab:
         self.reply: tuple[int, dict[str, str], bytes] = (200, {}, b"{}")
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread: threading.Thread | None = None
+        self._serve(self._handler_class(), f"bad-lab-{self.mode}")
 
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _wake(self) -> None:
+        self._release.set()  # held (``hang``) replies end at once
 
     def _spoil(self, method: str) -> bool:
         """Whether this request gets the bad reply (counts it)."""
@@ -236,27 +233,3 @@ class BadLab:
                 return self._send(200, json.dumps(lab.job(key)).encode())
 
         return Handler
-
-    def start(self) -> BadLab:
-        """Serve from a daemon thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05}, daemon=True,
-                                            name=f"bad-lab-{self.mode}")
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving; held (``hang``) replies end at once."""
-        self._release.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> BadLab:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

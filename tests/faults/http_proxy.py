@@ -32,7 +32,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from oracles.labsim.faults import draw_fault
@@ -54,6 +54,57 @@ class QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+_S = TypeVar("_S", bound="ServedInThread")
+
+
+class ServedInThread:
+    """A :class:`QuietServer` on ``127.0.0.1:ephemeral`` served from a daemon thread, as a
+    context manager. A subclass calls :meth:`_serve` with its handler and, in :meth:`_wake`,
+    ends any request it holds (delays, hangs) so that ``close`` returns at once."""
+
+    _server: QuietServer
+    _thread: threading.Thread | None
+    _thread_name: str
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], thread_name: str) -> None:
+        self._server = QuietServer(("127.0.0.1", 0), handler)
+        self._thread = None
+        self._thread_name = thread_name
+
+    def _wake(self) -> None:
+        """Release requests held by the handler (none here)."""
+
+    def start(self: _S) -> _S:
+        """Serve from a daemon thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.05}, daemon=True,
+                                            name=self._thread_name)
+            self._thread.start()
+        return self
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        """Stop serving: held requests end at once, the port is released."""
+        self._wake()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
 def design_digest(body: bytes) -> str | None:
     """SHA-256 of the request's ``design`` (canonical JSON), or None when the body has none."""
     try:
@@ -63,7 +114,7 @@ def design_digest(body: bytes) -> str | None:
     return hashlib.sha256(json.dumps(design, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-class FaultProxy:
+class FaultProxy(ServedInThread):
     """The proxy (see the module docstring).
 
     Args:
@@ -94,8 +145,10 @@ class FaultProxy:
         self.created_by_key: Counter[str] = Counter()
         self.created_by_design: Counter[str] = Counter()
         self.requests = 0
-        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread: threading.Thread | None = None
+        self._serve(self._handler_class(), "fault-proxy")
+
+    def _wake(self) -> None:
+        self._closing.set()  # delayed requests end at once
 
     # ---- configuration ---------------------------------------------------------------------
     def set_faults(self, rates: Mapping[str, float], script: Iterable[str] = ()) -> None:
@@ -217,32 +270,3 @@ class FaultProxy:
             do_GET = do_POST = _handle  # noqa: N815 - stdlib names
 
         return Handler
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the proxy."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FaultProxy:
-        """Serve from a daemon thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05}, daemon=True,
-                                            name="fault-proxy")
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving: delayed requests end at once, the port is released."""
-        self._closing.set()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
