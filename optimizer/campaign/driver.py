@@ -160,6 +160,17 @@ def resume_command(name: str, storage: Storage) -> str:
     return f"tiltloop resume {name} --url '{redact(url)}'"
 
 
+def outage_retry(config: CampaignConfig, storage: Storage, *,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_recovered: Callable[[], None] | None = None) -> OutageRetry:
+    """The driver's ride through a database outage: ``storage.outage_window_s``, the resume
+    command of this database, and off on SQLite (a file has no connection to lose)."""
+    return OutageRetry(config.storage.outage_window_s, campaign=config.name,
+                       should_stop=should_stop, on_recovered=on_recovered,
+                       resume_command=resume_command(config.name, storage),
+                       enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
+
+
 def paused_reason(storage: Storage, name: str) -> str | None:
     """The reason of the campaign's latest pause (from its event log)."""
     events = storage.list_events(name, kind="campaign.paused")
@@ -214,11 +225,8 @@ class CampaignDriver:
         self.observer = observer
         self.should_stop = should_stop
         #: retries each unit of work through a database outage (see the module docstring)
-        self.db = OutageRetry(config.storage.outage_window_s, campaign=config.name,
-                              should_stop=lambda: self.should_stop is not None and self.should_stop(),
-                              on_recovered=self._after_outage,
-                              resume_command=resume_command(config.name, storage),
-                              enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
+        self.db = outage_retry(config, storage, on_recovered=self._after_outage,
+                               should_stop=lambda: self.should_stop is not None and self.should_stop())
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have done its work before the connection broke

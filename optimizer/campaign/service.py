@@ -27,7 +27,7 @@ from optimizer.campaign.driver import (
     CampaignStatus,
     DriverObserver,
     campaign_status,
-    resume_command,
+    outage_retry,
 )
 from optimizer.campaign.lease import DEFAULT_TTL_S, DriverLease, driver_owner
 from optimizer.campaign.oracle import build_oracle, check_oracle_reachable
@@ -40,7 +40,6 @@ from optimizer.workers.smc_worker import SMCWorker, worker_demand
 from storage import Storage
 from storage.errors import SchemaNotInitialized
 from storage.migrate import upgrade
-from storage.outage import OutageRetry
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -329,7 +328,7 @@ def make_pool(config: CampaignConfig) -> SupervisedPool:
     """The supervised pool of SMC workers (each loads the prior once). The cluster is checked
     for room for every worker and a placement group reserves it (``optimizer.workers.placement``);
     a prior given as a local folder travels through the object store to nodes that cannot read
-    it (``optimizer.workers.prior_files``).
+    it (``optimizer.workers.prior_files``), when the cluster has nodes besides the driver's.
 
     Raises:
         WorkerPoolError: the cluster cannot hold the workers, or not within
@@ -341,7 +340,8 @@ def make_pool(config: CampaignConfig) -> SupervisedPool:
 
     w = config.workers
     demand = worker_demand(w.count, w.cpus_per_worker, w.use_gpu, w.resources)
-    packed = pack_prior(config.prior.name)
+    # one node (a local Ray): every worker reads the folder itself, nothing to read and ship
+    packed = pack_prior(config.prior.name) if _has_other_nodes() else None
     kwargs: dict[str, Any] = {"device": config.prior.device,
                               "num_threads": max(1, int(w.cpus_per_worker))}
     if packed is not None:
@@ -362,6 +362,12 @@ def make_generator(config: CampaignConfig, pool: SupervisedPool, *,
     bundle = load_feature_bundle(config.prior.name, config.feature_map.kind)
     surrogate = SurrogateAdapter(bundle, config.surrogate_for_loop())
     return RoundGenerator(config, pool, surrogate, on_event=on_event)
+
+
+def _has_other_nodes() -> bool:
+    """Whether the joined Ray cluster has a live node besides this driver's."""
+    here = ray.get_runtime_context().get_node_id()
+    return any(n.get("Alive") and n.get("NodeID") != here for n in ray.nodes())
 
 
 #: Makes (or lends) the worker pool of a campaign; ``tiltloop serve`` shares one per prior.
@@ -386,9 +392,7 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     results (metrics), and ``pool_factory`` lends a shared worker pool (not shut down here)."""
     # the start rides out a database outage like every later unit of work (a supervisor that
     # restarts `tiltloop resume` while the database is down does not loop on exit 2)
-    start = OutageRetry(config.storage.outage_window_s, campaign=config.name,
-                        should_stop=should_stop, resume_command=resume_command(config.name, storage),
-                        enabled=getattr(storage, "dialect", "postgresql") != "sqlite")
+    start = outage_retry(config, storage, should_stop=should_stop)
     rec = start.call(lambda: storage.load_campaign(config.name), "reading the campaign")
     if rec.status != "active":
         return campaign_status(storage, config.name, config)

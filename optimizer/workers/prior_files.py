@@ -5,7 +5,7 @@ puts it in Ray's object store; each worker calls :func:`prior_path_on_this_node`
 original path when that folder holds the same files (same digest), and otherwise rebuilds the
 folder under this node's temporary directory (once per node and digest; written to a scratch
 folder and renamed, so concurrent workers never see half a folder). Bundled priors ship inside
-the package and are not packed.
+the package and are not packed; nor is a folder when Ray has one node (``make_pool``).
 
     >>> packed = pack_prior("/models/my-ddpm")                 # doctest: +SKIP
     >>> ref = ray.put(packed)                                  # the driver, once
