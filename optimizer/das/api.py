@@ -35,6 +35,9 @@ def sample(
     dtype: torch.dtype | None = None,
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
     clip_sample: float | None = None,
+    rejuvenation: Literal["none", "mh", "mala"] = "none",
+    rejuvenation_steps: int = 1,
+    rejuvenation_step: float = 0.5,
 ) -> DASResult:
     r"""Sample `π(x) ∝ p_pre(x) exp(r(x)/α)` with tempered SMC over a diffusion prior (DAS).
 
@@ -74,6 +77,12 @@ def sample(
             linear schedules do not need it. The result then targets the clipped sampler's prior.
             Without clipping, ``timestep_spacing="leading"`` also avoids that step (it starts
             at `t = (K-1)·(T // K)`, `ā ≈ 2e-4` for the cosine schedule at `K = 100`).
+        rejuvenation: ``"none"`` (default), ``"mh"`` or ``"mala"``: after each resampling, an
+            MCMC move of `x_{t_k}` that leaves `π_k` invariant (``optimizer.das.rejuvenation``),
+            so copies of one parent spread apart without biasing the target.
+        rejuvenation_steps: moves per resampling event (each one more prior + reward call).
+        rejuvenation_step: `β` of ``"mh"`` (1: redraw from the parent's transition) or
+            `τ = h/σ²` of ``"mala"``, in (0, 1].
 
     Returns:
         A ``DASResult``: ``samples`` `[G x] P x *design_shape`, normalized ``log_weights``,
@@ -89,7 +98,8 @@ def sample(
         conditions=conditions, tempering=tempering, guidance=guidance, resampling=resampling,
         ess_threshold=ess_threshold, generator=generator, chunk_size=chunk_size,
         gradient_checkpointing=gradient_checkpointing, dtype=dtype,
-        timestep_spacing=timestep_spacing, clip_sample=clip_sample,
+        timestep_spacing=timestep_spacing, clip_sample=clip_sample, rejuvenation=rejuvenation,
+        rejuvenation_steps=rejuvenation_steps, rejuvenation_step=rejuvenation_step,
     )
     schedule = sampler.target.schedule
     run = sampler.run()
@@ -108,6 +118,7 @@ def sample(
         resampled=history.resampled,
         lookahead_reward=history.mean_reward,
         ancestors=history.ancestors,
+        accept_rate=history.accept_rate,
         log_normalizer=run.log_z,
         timesteps=tuple(schedule.timesteps),
         config=config,
@@ -132,6 +143,9 @@ def build_sampler(
     dtype: torch.dtype | None = None,
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
     clip_sample: float | None = None,
+    rejuvenation: Literal["none", "mh", "mala"] = "none",
+    rejuvenation_steps: int = 1,
+    rejuvenation_step: float = 0.5,
 ) -> tuple[DASSampler, DASConfig]:
     """Validate the options of ``sample`` and build its target and SMC sampler, unrun.
 
@@ -142,7 +156,9 @@ def build_sampler(
         num_particles=num_particles, alpha=alpha, num_steps=num_steps, guidance=guidance,
         resampling=resampling, ess_threshold=ess_threshold, chunk_size=chunk_size,
         gradient_checkpointing=gradient_checkpointing, timestep_spacing=timestep_spacing,
-        clip_sample=clip_sample, **({"tempering": tempering} if isinstance(tempering, str) else {}),
+        clip_sample=clip_sample, rejuvenation=rejuvenation, rejuvenation_steps=rejuvenation_steps,
+        rejuvenation_step=rejuvenation_step,
+        **({"tempering": tempering} if isinstance(tempering, str) else {}),
     )
     if not callable(reward):
         raise ConfigError(f"reward={reward!r} is not callable; pass a function x -> Tensor[B]")
@@ -171,7 +187,10 @@ def build_sampler(
         chunk_size=config.chunk_size, gradient_checkpointing=config.gradient_checkpointing,
         dtype=dtype, clip_sample=config.clip_sample,
         constant_reward=getattr(reward, "constant_value", None),
+        rejuvenation=config.rejuvenation, rejuvenation_step=config.rejuvenation_step,
     )
     sampler = DASSampler(target, tempering=schedule_obj, resampler=resampler,
-                         ess_threshold=config.ess_threshold, generator=generator)
+                         ess_threshold=config.ess_threshold, generator=generator,
+                         rejuvenation_steps=(0 if config.rejuvenation == "none"
+                                             else config.rejuvenation_steps))
     return sampler, config

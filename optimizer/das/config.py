@@ -15,7 +15,8 @@ class DASOptions(BaseModel):
     Attributes:
         num_steps: `K` sampling steps (network evaluations), at most the prior's `T_train`.
         tempering: how `λ` rises from 0 to 1: ``adaptive`` (next `λ` keeps the ESS at a target),
-            ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`) or ``polynomial``.
+            ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`), ``polynomial``, or
+            ``predictive`` (adaptive, also budgeting for the next move's look-ahead spread).
         guidance: ``gradient`` (guided proposal), ``none`` (prior transition), or ``auto``
             (``getattr(reward, "differentiable", True)``).
         resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
@@ -24,6 +25,13 @@ class DASOptions(BaseModel):
         gradient_checkpointing: recompute activations in the backward pass.
         timestep_spacing: how the `K` timesteps are picked (diffusers' names).
         clip_sample: clamp `x̂0` to `[-c, c]` (diffusers' ``clip_sample_range``), or None.
+        rejuvenation: MCMC move after each resampling that leaves the target invariant and
+            spreads copies of one parent apart: ``none``, ``mh`` (gradient-free) or ``mala``
+            (guided runs only). Costs one more network + reward evaluation per particle of a
+            resampled group and move.
+        rejuvenation_steps: moves after each resampling (when ``rejuvenation`` is not none).
+        rejuvenation_step: the move's step in (0, 1]: `β` of ``mh`` (1: redraw from the parent's
+            transition), `τ = h/σ²` of ``mala``; smaller is accepted more often but moves less.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -37,6 +45,9 @@ class DASOptions(BaseModel):
     gradient_checkpointing: bool = False
     timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace"
     clip_sample: float | None = Field(None, gt=0)
+    rejuvenation: Literal["none", "mh", "mala"] = "none"
+    rejuvenation_steps: int = Field(1, ge=1, le=100)
+    rejuvenation_step: float = Field(0.5, gt=0.0, le=1.0)
 
     @field_validator("resampling")
     @classmethod
@@ -71,7 +82,7 @@ class DASConfig(DASOptions):
 
 
 #: Tempering schedules by name (``optimizer.smc.tempering.make_tempering``).
-TEMPERING_NAMES = ("adaptive", "exponential", "polynomial")
+TEMPERING_NAMES = ("adaptive", "exponential", "polynomial", "predictive")
 
 _REMEDIES = {
     "num_particles": "pass an integer >= 1 (e.g. 16)",
@@ -80,9 +91,13 @@ _REMEDIES = {
     "ess_threshold": "pass κ in [0, 1] (0.5 is the usual choice)",
     "chunk_size": "pass None or an integer >= 1",
     "guidance": "pass 'auto', 'gradient' or 'none'",
-    "tempering": "pass 'adaptive', 'exponential' or 'polynomial' (or a TemperingSchedule object)",
+    "tempering": "pass 'adaptive', 'exponential', 'polynomial' or 'predictive' (or a "
+                 "TemperingSchedule object)",
     "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",
     "clip_sample": "pass None or the x̂0 range c > 0 (1.0 for pixel images in [-1, 1])",
+    "rejuvenation": "pass 'none', 'mh' (gradient-free) or 'mala' (guided runs only)",
+    "rejuvenation_steps": "pass an integer in [1, 100] (1-2 is usual)",
+    "rejuvenation_step": "pass a step in (0, 1] (0.5 is a good start)",
 }
 
 

@@ -25,6 +25,9 @@ class DiffusionParticles(Particles):
             and at the end).
         design: `G x P x *design_shape` decoded designs `D(x_0)` after the last move, None
             before (intermediate look-ahead designs are not kept).
+        parent_mean: `G x P x *latent_shape` mean `μ(x_{t_{k-1}})` of the prior transition
+            `x_{t_k}` was drawn from (rejuvenation proposes from it), or None when not
+            rejuvenating. A field, so resampling permutes it with the particle.
 
     >>> p = DiffusionParticles(log_w=torch.zeros(1, 3), origin=torch.arange(3).view(1, 3),
     ...                        x=torch.arange(3.).view(1, 3, 1), lookahead=torch.arange(3.)
@@ -39,3 +42,4 @@ class DiffusionParticles(Particles):
     eps: Tensor | None
     grad: Tensor | None
     design: Tensor | None
+    parent_mean: Tensor | None = None

@@ -30,6 +30,8 @@ class DASResult:
         lookahead_reward: `T x G` weighted mean look-ahead reward after step `k`.
         ancestors: `T x G x P` ancestor indices chosen after step `k` (identity if not resampled).
         log_normalizer: `G` estimate of `log E_{p_pre}[exp(r(x)/α)]`.
+        accept_rate: `T x G` fraction of rejuvenation moves accepted after step `k` (0 where
+            none ran), or None.
         timesteps: the `T` training timesteps visited.
         config: the options of the run.
     """
@@ -47,6 +49,7 @@ class DASResult:
     log_normalizer: Tensor
     timesteps: tuple[int, ...]
     config: DASConfig
+    accept_rate: Tensor | None = None
 
     @property
     def weights(self) -> Tensor:

@@ -32,9 +32,10 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from optimizer.das.particles import DiffusionParticles
+from optimizer.das.rejuvenation import check_rejuvenation, rejuvenate
 from optimizer.das.schedule import DDIMSchedule
 from optimizer.errors import ConfigError, SamplerError
-from optimizer.smc.model import Move
+from optimizer.smc.model import Move, Rejuvenation
 
 Reward = Callable[[Tensor], Tensor]
 
@@ -75,10 +76,12 @@ class Proposal:
     Attributes:
         x: `G x P x *latent_shape` new positions `x_s`.
         log_ratio: `G x P` `log p(x_s|x_t) - log q(x_s|x_t)` (zeros for prior moves).
+        mean: `G x P x *latent_shape` prior transition mean `μ(x_t)` (rejuvenation reuses it).
     """
 
     x: Tensor
     log_ratio: Tensor
+    mean: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ class TiltedTarget:
             gradient is 0, so ``evaluate`` neither decodes `x̂0` nor calls the reward nor
             back-propagates, and ``final`` decodes `x_0` for the designs without calling the
             reward: the weights and `log Ẑ` are those the reward would give, without the work.
+        rejuvenation: the `π_k`-invariant MCMC move ``rejuvenate`` makes after resampling
+            (``optimizer.das.rejuvenation.REJUVENATIONS``): ``"none"``, ``"mh"`` or ``"mala"``.
+        rejuvenation_step: the move's step in (0, 1]: `β` of ``"mh"`` (1: a fresh child of the
+            parent), `τ = h / σ²` of ``"mala"``.
     """
 
     #: The particle container; a subclass may add fields (they are carried and permuted too).
@@ -144,7 +151,14 @@ class TiltedTarget:
         dtype: torch.dtype | None = None,
         clip_sample: float | None = None,
         constant_reward: float | None = None,
+        rejuvenation: str = "none",
+        rejuvenation_step: float = 0.5,
     ) -> None:
+        self.rejuvenation = check_rejuvenation(rejuvenation, guided=guided)
+        if not 0 < rejuvenation_step <= 1:
+            raise ConfigError(f"rejuvenation_step={rejuvenation_step!r} must be in (0, 1]; "
+                              "try 0.5")
+        self.rejuvenation_step = float(rejuvenation_step)
         self.constant_reward = None if constant_reward is None else _finite(constant_reward)
         if clip_sample is not None and not clip_sample > 0:
             raise ConfigError(f"clip_sample={clip_sample!r} must be None or > 0 (e.g. 1.0 for "
@@ -187,6 +201,8 @@ class TiltedTarget:
         """`x_{t_{k+1}} ~ q(· | x_{t_k})`, evaluated there; the last move (`k = K - 1`) is the
         deterministic `x_0 = x̂0` and carries the exact reward `r(D(x_0))` and the designs."""
         prop = self.propose(particles, k, lam_next, generator)
+        if self.rejuvenation != "none" and k < self.num_steps - 1:
+            particles = particles.replace(parent_mean=prop.mean)  # the move's own parent
         if k == self.num_steps - 1:
             fin = self.final(prop.x)
             moved = particles.replace(x=prop.x, lookahead=fin.reward, x0_hat=prop.x, eps=None,
@@ -200,6 +216,13 @@ class TiltedTarget:
     def reward(self, particles: DiffusionParticles) -> Tensor:
         """`G x P` reward the target tilts by: the look-ahead (exact after the last move)."""
         return particles.lookahead
+
+    def rejuvenate(
+        self, particles: DiffusionParticles, k: int, lam: Tensor, mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Rejuvenation[DiffusionParticles]:
+        """A `π_k`-invariant MCMC move of `x_{t_k}` (``optimizer.das.rejuvenation``)."""
+        return rejuvenate(self, particles, k, lam, mask, generator)
 
     # -- the diffusion pieces ---------------------------------------------------------------
     def evaluate(self, x: Tensor, k: int) -> Evaluation:
@@ -309,10 +332,10 @@ class TiltedTarget:
         sigma = s.sigmas[k]
         log_ratio = torch.zeros_like(particles.log_w)
         if sigma == 0.0:
-            return Proposal(x=mean, log_ratio=log_ratio)
+            return Proposal(x=mean, log_ratio=log_ratio, mean=mean)
         z = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         if not self.guided or particles.grad is None:
-            return Proposal(x=mean + sigma * z, log_ratio=log_ratio)
+            return Proposal(x=mean + sigma * z, log_ratio=log_ratio, mean=mean)
         lam = lam_next.to(mean.dtype).reshape(self.G, 1, *([1] * len(self.latent_shape)))
         g = particles.grad
         x_next = mean + (sigma**2 / self.alpha) * lam * g + sigma * z
@@ -324,4 +347,5 @@ class TiltedTarget:
         gg = g.to(wd).square().sum(dim=dims)
         lam2 = lam_next.to(wd)[:, None]
         return Proposal(x=x_next, log_ratio=(-(sigma / self.alpha) * lam2 * zg
-                                             - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg))
+                                             - 0.5 * (sigma / self.alpha) ** 2 * lam2**2 * gg),
+                        mean=mean)

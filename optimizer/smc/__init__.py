@@ -6,7 +6,7 @@ without host synchronization, so a sampler loop built on it never waits on the a
 This package imports only torch and the standard library; its errors are in ``smc.errors``.
 """
 from optimizer.smc.errors import NonFiniteRewardError, SMCConfigError, SMCError
-from optimizer.smc.model import FeynmanKacModel, Move
+from optimizer.smc.model import FeynmanKacModel, Move, RejuvenatingModel, Rejuvenation
 from optimizer.smc.particles import Particles
 from optimizer.smc.resampling import RESAMPLERS, get_resampler, resample_groups
 from optimizer.smc.sampler import (
@@ -21,7 +21,9 @@ from optimizer.smc.sampler import (
 from optimizer.smc.tempering import (
     AdaptiveTempering,
     ExponentialTempering,
+    IncrementObserver,
     PolynomialTempering,
+    PredictiveTempering,
     TemperingSchedule,
     make_tempering,
 )
@@ -33,10 +35,14 @@ __all__ = [
     "ExponentialTempering",
     "FeynmanKacModel",
     "History",
+    "IncrementObserver",
     "Move",
     "NonFiniteRewardError",
     "Particles",
     "PolynomialTempering",
+    "PredictiveTempering",
+    "RejuvenatingModel",
+    "Rejuvenation",
     "SMCConfigError",
     "SMCError",
     "SMCResult",

@@ -18,6 +18,16 @@ log-ratio `log M - log Q`, the reward of each particle); the algorithm
 diagnostics. Map to DAS (``optimizer.das.target.TiltedTarget``): `x_k` ↔ the diffusion latent
 `x_{t_k}`, `M` ↔ the DDIM η=1 transition, `Q` ↔ the guided proposal, `r_k` ↔ the look-ahead
 reward `r(D(x̂0(x_{t_k})))` (the exact `r(D(x_0))` after the last move).
+
+A model may also offer *rejuvenation* (``RejuvenatingModel``): an MCMC move of the last
+coordinate `x_k` that leaves `π_k` invariant, which the algorithm applies after resampling
+(resample-move, Gilks & Berzuini 2001) to spread the copies of one parent apart without
+changing the target. Its conditional given the path so far is
+
+    `π_k(x_k | x_{0:k-1}) ∝ M_k(x_k | x_{k-1}) exp(λ_k r_k(x_k) / α)`,
+
+so a Metropolis–Hastings move on it needs only the parent's transition `M_k(· | x_{k-1})`,
+the reward and `λ_k`: what the move is (and what it costs) is the model's business.
 """
 from __future__ import annotations
 
@@ -45,6 +55,20 @@ class Move(Generic[ParticlesT]):
 
     particles: ParticlesT
     log_ratio: Tensor
+
+
+@dataclass(frozen=True)
+class Rejuvenation(Generic[ParticlesT]):
+    """What one rejuvenation move of the model returns.
+
+    Attributes:
+        particles: the particles after the move (``log_w`` and ``origin`` unchanged: a
+            `π_k`-invariant move keeps the weights and the lineage).
+        accepted: `G x P` bool Tensor, whether each particle moved.
+    """
+
+    particles: ParticlesT
+    accepted: Tensor
 
 
 @runtime_checkable
@@ -104,4 +128,31 @@ class FeynmanKacModel(Protocol[ParticlesT]):
 
     def reward(self, particles: ParticlesT) -> Tensor:
         """`G x P`-dim Tensor `r_k(x_k)` of the particles (not divided by `α`)."""
+        ...
+
+
+@runtime_checkable
+class RejuvenatingModel(Protocol[ParticlesT]):
+    """A ``FeynmanKacModel`` that also offers a `π_k`-invariant MCMC move of `x_k`.
+
+    >>> sampler = TemperedSMC(model, ..., rejuvenation_steps=2)  # 2 moves after each resampling
+    """
+
+    def rejuvenate(
+        self, particles: ParticlesT, k: int, lam: Tensor, mask: Tensor,
+        generator: torch.Generator | None,
+    ) -> Rejuvenation[ParticlesT]:
+        """One MCMC move of the step-`k` particles leaving `π_k(x_k | x_{0:k-1})` invariant.
+
+        Args:
+            particles: the particles at step `k` in `[1, K)` (just resampled).
+            k: the step index of the particles.
+            lam: `G`-dim Tensor `λ_k` of the target the move must leave invariant.
+            mask: `G`-dim bool Tensor; groups outside it must come back unchanged.
+            generator: the source of all randomness.
+
+        Returns:
+            A ``Rejuvenation``: the particles (every model field at the new `x_k`) and which
+            of them moved.
+        """
         ...

@@ -10,7 +10,13 @@ One step `k` (from `x_k` to `x_{k+1}`; `k = K - 1` is the last):
 3. `log w += log M - log Q + λ_{k+1} r_{k+1}/α - λ_k r_k/α` (``log_potential``);
 4. record ESS, `λ`, the weighted mean reward; unless last, resample the groups whose
    `ESS < κ P`, bank their mean weight into `log Ẑ`, and gather *every* carried field
-   through ``Particles.__getitem__``.
+   through ``Particles.__getitem__``;
+5. with ``rejuvenation_steps = n > 0`` (resample-move), apply the model's `π_{k+1}`-invariant
+   MCMC move ``n`` times to the resampled groups (``RejuvenatingModel.rejuvenate``): the
+   copies of one parent spread apart, the target and the weights stay as they are.
+
+A schedule that also implements ``IncrementObserver`` is shown the scaled increments
+`r_{k+1}/α - r_k/α` of every move (before reweighting), so it can predict the next one.
 
 After the last step `log Ẑ += log mean_p w_p`, an unbiased estimate of
 `E_{M}[exp(r_K(x_K)/α)]` (for a model whose moves are exact, `log M - log Q` correct).
@@ -18,7 +24,8 @@ After the last step `log Ẑ += log mean_p w_p`, an unbiased estimate of
 The loop is structurally free of host synchronization: no ``.item()``, ``.cpu()``,
 ``bool(tensor)`` or Python ``if`` on tensor values between the first and last step; per-group
 choices use ``torch.where`` and `K` is a Python int. The only synchronizing check (non-finite
-rewards) runs once after the loop.
+rewards) runs once after the loop. Rejuvenation is the exception: it reads one bool per step
+(did any group resample?) so that steps without resampling skip the move's network calls.
 """
 from __future__ import annotations
 
@@ -31,9 +38,10 @@ import torch
 from torch import Tensor
 
 from optimizer.smc.errors import NonFiniteRewardError
-from optimizer.smc.model import FeynmanKacModel, ParticlesT
+from optimizer.smc.errors import SMCConfigError
+from optimizer.smc.model import FeynmanKacModel, ParticlesT, RejuvenatingModel
 from optimizer.smc.resampling import Resampler, resample_groups
-from optimizer.smc.tempering import TemperingSchedule
+from optimizer.smc.tempering import IncrementObserver, TemperingSchedule
 from optimizer.smc.weights import normalize_log_weights
 
 
@@ -75,6 +83,7 @@ class StepRecord:
         ancestors: `G x P` long ancestors chosen (identity where not resampled).
         mean_reward: weighted mean of `r_{k+1}` after reweighting.
         nonfinite: bool, whether some `r_{k+1}` of the group is NaN or infinite.
+        accept_rate: float, fraction of the rejuvenation moves accepted (0 where none ran).
     """
 
     lam: Tensor
@@ -83,6 +92,7 @@ class StepRecord:
     ancestors: Tensor
     mean_reward: Tensor
     nonfinite: Tensor
+    accept_rate: Tensor
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,7 @@ class History:
     """The step records of a run stacked to `T x G` (`T = K`), row `k` for step `k`.
 
     Attributes:
-        lambdas, ess, resampled, mean_reward: `T x G` (see ``StepRecord``).
+        lambdas, ess, resampled, mean_reward, accept_rate: `T x G` (see ``StepRecord``).
         ancestors: `T x G x P`.
         nonfinite: `(T + 1) x G`; row 0 is the initial particles.
     """
@@ -109,6 +119,7 @@ class History:
     ancestors: Tensor
     mean_reward: Tensor
     nonfinite: Tensor
+    accept_rate: Tensor
 
     @classmethod
     def stack(cls, initial_nonfinite: Tensor, records: Sequence[StepRecord]) -> History:
@@ -120,6 +131,7 @@ class History:
             ancestors=torch.stack([r.ancestors for r in records]),
             mean_reward=torch.stack([r.mean_reward for r in records]),
             nonfinite=torch.stack([initial_nonfinite, *(r.nonfinite for r in records)]),
+            accept_rate=torch.stack([r.accept_rate for r in records]),
         )
 
 
@@ -147,6 +159,9 @@ class TemperedSMC(Generic[ParticlesT]):
         resampler: a scheme from ``optimizer.smc.RESAMPLERS``.
         ess_threshold: `κ`; a group is resampled when its `ESS < κ P`.
         generator: the source of all randomness.
+        rejuvenation_steps: MCMC moves after each resampling (0: none); the model must be a
+            ``RejuvenatingModel``. Each costs what the model's move costs (for DAS, one more
+            network and reward evaluation of every particle of the resampled groups).
 
     >>> sampler = TemperedSMC(model, tempering=AdaptiveTempering(), resampler=systematic,
     ...                       ess_threshold=0.5, generator=torch.Generator().manual_seed(0))
@@ -162,7 +177,16 @@ class TemperedSMC(Generic[ParticlesT]):
         resampler: Resampler,
         ess_threshold: float,
         generator: torch.Generator | None,
+        rejuvenation_steps: int = 0,
     ) -> None:
+        if not isinstance(rejuvenation_steps, int) or rejuvenation_steps < 0:
+            raise SMCConfigError(f"rejuvenation_steps={rejuvenation_steps!r} must be an integer "
+                                 ">= 0; try 1")
+        if rejuvenation_steps and not isinstance(model, RejuvenatingModel):
+            raise SMCConfigError(f"rejuvenation_steps={rejuvenation_steps} needs a model with a "
+                                 "rejuvenate(particles, k, lam, mask, generator) method; "
+                                 f"{type(model).__name__} has none (use 0)")
+        self.rejuvenation_steps = rejuvenation_steps
         self.model = model
         self.tempering = tempering
         self.resampler = resampler
@@ -180,6 +204,8 @@ class TemperedSMC(Generic[ParticlesT]):
         particles = m.initial(self.generator, log_w=zeros, origin=origin)
         lam = torch.zeros(G, device=dev, dtype=self.weight_dtype)
         log_z = torch.zeros(G, device=dev, dtype=self.weight_dtype)
+        if isinstance(self.tempering, IncrementObserver):
+            self.tempering.reset()  # a new run: forget the last run's increments
         return SMCState(particles=particles, lam=lam, log_z=log_z, k=0)
 
     def step(self, state: SMCState[ParticlesT]) -> StepOutput[ParticlesT]:
@@ -196,6 +222,8 @@ class TemperedSMC(Generic[ParticlesT]):
             lam_next = torch.maximum(lam_next.to(lam.dtype), lam).clamp(max=1.0)
         move = m.move(particles, k, lam_next, self.generator)
         r_next = m.reward(move.particles).to(wd)
+        if not last and isinstance(self.tempering, IncrementObserver):
+            self.tempering.observe(k + 1, (r_next - r_old) / m.alpha, particles.log_w)
         log_w = (particles.log_w + move.log_ratio.to(wd)
                  + log_potential(r_next, lam_next, m.alpha) - log_potential(r_old, lam, m.alpha))
         moved = move.particles.replace(log_w=log_w)
@@ -203,9 +231,7 @@ class TemperedSMC(Generic[ParticlesT]):
         threshold = 0.0 if last else self.ess_threshold
         ancestors, resampled, ess = resample_groups(log_w, threshold, self.resampler,
                                                     self.generator)
-        record = StepRecord(lam=lam_next, ess=ess, resampled=resampled, ancestors=ancestors,
-                            mean_reward=(log_W.exp() * r_next).sum(-1),
-                            nonfinite=~torch.isfinite(r_next).all(-1))
+        accept_rate = torch.zeros_like(ess)
         if not last:
             # Resampled groups bank their mean weight into log Ẑ and restart from equal weights.
             log_mean_w = torch.logsumexp(log_w, dim=-1) - math.log(m.num_particles)
@@ -213,8 +239,29 @@ class TemperedSMC(Generic[ParticlesT]):
             moved = moved[ancestors]  # every field follows its particle
             moved = moved.replace(log_w=torch.where(resampled[:, None],
                                                     torch.zeros_like(moved.log_w), moved.log_w))
+            # The one host read of a rejuvenating run: skip the moves' work when nothing resampled.
+            if self.rejuvenation_steps and bool(resampled.any()):
+                moved, accept_rate = self._rejuvenate(moved, k + 1, lam_next, resampled)
+        record = StepRecord(lam=lam_next, ess=ess, resampled=resampled, ancestors=ancestors,
+                            mean_reward=(log_W.exp() * r_next).sum(-1),
+                            nonfinite=~torch.isfinite(r_next).all(-1), accept_rate=accept_rate)
         return StepOutput(state=SMCState(particles=moved, lam=lam_next, log_z=log_z, k=k + 1),
                           record=record)
+
+    def _rejuvenate(
+        self, particles: ParticlesT, k: int, lam: Tensor, mask: Tensor
+    ) -> tuple[ParticlesT, Tensor]:
+        """``rejuvenation_steps`` model moves of the ``mask`` groups; returns the particles and
+        the `G`-dim fraction of moves accepted (0 outside ``mask``)."""
+        model = self.model
+        assert isinstance(model, RejuvenatingModel)  # checked in __init__
+        accepted = torch.zeros_like(particles.log_w)
+        for _ in range(self.rejuvenation_steps):
+            out = model.rejuvenate(particles, k, lam, mask, self.generator)
+            particles = out.particles
+            accepted = accepted + out.accepted.to(accepted.dtype)
+        rate = accepted.mean(-1) / self.rejuvenation_steps
+        return particles, torch.where(mask, rate, torch.zeros_like(rate))
 
     def run(self) -> SMCResult[ParticlesT]:
         """All `K` steps; raises ``NonFiniteRewardError`` if some reward was NaN or infinite."""

@@ -5,6 +5,10 @@ Intermediate target at step `k`: `π_k(x) ∝ p(x_{t_k}) exp(λ_k r(x̂0(x_{t_k}
 A schedule is any object with ``next_lambda(step, num_steps, current, scaled_reward, log_w)``
 returning the `G`-dim Tensor `λ_step`; fixed schedules ignore the particles, the adaptive one
 reads them. All return tensors on the particles' device, with no host synchronization.
+
+A schedule may also be an ``IncrementObserver``: the sampler then shows it the scaled reward
+increment `r_k/α - r_{k-1}/α` of every particle after each move, and ``PredictiveTempering``
+uses them to foresee how much the next move's look-ahead will spread.
 """
 from __future__ import annotations
 
@@ -35,6 +39,25 @@ class TemperingSchedule(Protocol):
 
         Returns:
             `G`-dim Tensor `λ_k` with `λ_{k-1} <= λ_k <= 1`.
+        """
+        ...
+
+
+@runtime_checkable
+class IncrementObserver(Protocol):
+    """A (stateful) schedule that watches the reward increments of the moves of one run."""
+
+    def reset(self) -> None:
+        """Forget everything observed: a new run starts."""
+        ...
+
+    def observe(self, step: int, increment: Tensor, log_w: Tensor) -> None:
+        """Record the move to step ``step``.
+
+        Args:
+            step: index `k` in `[1, K)` of the particles just moved to.
+            increment: `G x P`-dim Tensor `r_k(x_k)/α - r_{k-1}(x_{k-1})/α` of each particle.
+            log_w: `G x P`-dim Tensor of the log-weights before the move.
         """
         ...
 
@@ -151,6 +174,10 @@ class AdaptiveTempering:
         self.cap = ExponentialTempering() if cap == "default" else cap
         self.floor = PolynomialTempering(power=2.0) if floor == "default" else floor
 
+    def _log_penalty(self, lam: Tensor) -> Tensor | None:
+        """Extra `log` factor of the CESS at candidate `λ` (`G x M`); None: no factor."""
+        return None
+
     def next_lambda(
         self, step: int, num_steps: int, current: Tensor, scaled_reward: Tensor, log_w: Tensor
     ) -> Tensor:
@@ -165,6 +192,9 @@ class AdaptiveTempering:
         def feasible(delta: Tensor) -> Tensor:  # `G x M` candidate increments → `G x M` bool
             inc = delta[:, :, None] * r[:, None, :]
             frac = conditional_ess_fraction(log_W[:, None, :], inc, normalized=True)
+            penalty = self._log_penalty(cur[:, None] + delta)
+            if penalty is not None:
+                frac = frac * torch.exp(penalty)
             return frac >= self.target
 
         # Fractions 1/M .. M/M of the bracket; the bracket's lower end is always feasible.
@@ -184,7 +214,85 @@ class AdaptiveTempering:
         return lam.to(current.dtype)
 
 
-TEMPERING_NAMES = ("adaptive", "exponential", "polynomial")
+class PredictiveTempering(AdaptiveTempering):
+    r"""Adaptive tempering that also budgets for the next move's look-ahead spread.
+
+    The incremental log-weight of the move to step `k+1` is
+    `λ_{k+1} r_{k+1}/α - λ_k r_k/α = (λ_{k+1} - λ_k) r_k/α + λ_{k+1} d`, with `d = (r_{k+1} -
+    r_k)/α` the change of each particle's look-ahead over the move. ``AdaptiveTempering`` sees
+    only the first term; when `x̂0` sharpens (a digit "appears" mid-run) the second dominates,
+    and once `λ` is large it collapses the ESS whatever the next `λ`. Here `d` is predicted:
+
+    1. ``observe`` records `v_k = Var_W(d)` of every move (the weighted variance of the
+       increments just seen, per group);
+    2. the next move's `v̂ = v_k · clip(v_k / v_{k-1}, 1, growth_max)` (the spread's recent
+       growth, extrapolated one step, never predicted to shrink);
+    3. with `d_i ~ N(0, v̂)` independent of `r`, the expected CESS factorizes:
+       `E-CESS(λ') = CESS((λ' - λ_k) r/α) · exp(-λ'² v̂)`, and
+       `λ_{k+1} = max{λ' ∈ [λ_k, 1] : E-CESS(λ') >= ρ}` by the same batched bisection;
+    4. clamp to ``cap`` and ``floor`` as ``AdaptiveTempering`` does.
+
+    Compared with ``AdaptiveTempering`` it holds `λ` back exactly at the steps where the
+    look-ahead spreads fast; its default ``cap`` (`λ_k <= (k/K)^3`) keeps `λ` low while the
+    look-ahead is still uninformative (a jump in `d` is seen only after its first move, so a
+    large `λ` by then could not be undone), and its ``floor`` (`(k/K)^4`) makes it catch up
+    by the end. It is stateful (one run at a time); the sampler calls ``reset`` at ``init``.
+
+    Args:
+        target: `ρ` in (0, 1).
+        growth_max: largest one-step growth factor of `v` extrapolated (>= 1).
+        rounds, points, cap, floor: as ``AdaptiveTempering``.
+
+    >>> sched = PredictiveTempering()
+    >>> sched.reset(); sched.observe(1, torch.randn(1, 64), torch.zeros(1, 64))
+    >>> lam = sched.next_lambda(2, 10, torch.zeros(1), torch.randn(1, 64), torch.zeros(1, 64))
+    """
+
+    def __init__(
+        self,
+        target: float = 0.9,
+        growth_max: float = 4.0,
+        rounds: int = 5,
+        points: int = 16,
+        cap: ExponentialTempering | PolynomialTempering | None | Literal["default"] = "default",
+        floor: ExponentialTempering | PolynomialTempering | None | Literal["default"] = "default",
+    ) -> None:
+        super().__init__(
+            target=target, rounds=rounds, points=points,
+            cap=PolynomialTempering(power=3.0) if cap == "default" else cap,
+            floor=PolynomialTempering(power=4.0) if floor == "default" else floor)
+        if not growth_max >= 1:
+            raise SMCConfigError(f"predictive tempering growth_max={growth_max!r} must be >= 1; "
+                                 "try 4.0")
+        self.growth_max = float(growth_max)
+        self._var: Tensor | None = None
+        self._prev_var: Tensor | None = None
+
+    def reset(self) -> None:
+        self._var = self._prev_var = None
+
+    def observe(self, step: int, increment: Tensor, log_w: Tensor) -> None:
+        d = torch.nan_to_num(increment.to(log_w.dtype), nan=0.0, posinf=0.0, neginf=0.0)
+        W = torch.softmax(log_w, dim=-1)
+        mean = (W * d).sum(-1, keepdim=True)
+        self._prev_var, self._var = self._var, (W * (d - mean).square()).sum(-1)
+
+    def predicted_variance(self) -> Tensor | None:
+        """`v̂`, the `G`-dim predicted variance of the next move's scaled increments."""
+        if self._var is None:
+            return None
+        if self._prev_var is None:
+            return self._var
+        tiny = torch.finfo(self._var.dtype).tiny
+        growth = (self._var / self._prev_var.clamp_min(tiny)).clamp(1.0, self.growth_max)
+        return self._var * growth
+
+    def _log_penalty(self, lam: Tensor) -> Tensor | None:
+        v = self.predicted_variance()
+        return None if v is None else -lam.square() * v.to(lam.dtype)[:, None]
+
+
+TEMPERING_NAMES = ("adaptive", "exponential", "polynomial", "predictive")
 
 
 def make_tempering(spec: str | TemperingSchedule) -> TemperingSchedule:
@@ -196,6 +304,8 @@ def make_tempering(spec: str | TemperingSchedule) -> TemperingSchedule:
             return ExponentialTempering()
         if spec == "polynomial":
             return PolynomialTempering()
+        if spec == "predictive":
+            return PredictiveTempering()
         raise SMCConfigError(
             format_choice_error("tempering", spec, TEMPERING_NAMES)
             + ", or pass an object with a next_lambda(step, num_steps, current, "
