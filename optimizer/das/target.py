@@ -154,7 +154,10 @@ class TiltedTarget:
         rejuvenation: str = "none",
         rejuvenation_step: float = 0.5,
     ) -> None:
-        self.rejuvenation = check_rejuvenation(rejuvenation, guided=guided)
+        # A constant reward has a zero gradient: MALA needs no reward gradient then (the plain
+        # prior of a campaign's first round runs gradient-free whatever the configured move).
+        self.rejuvenation = check_rejuvenation(
+            rejuvenation, guided=guided or constant_reward is not None)
         if not 0 < rejuvenation_step <= 1:
             raise ConfigError(f"rejuvenation_step={rejuvenation_step!r} must be in (0, 1]; "
                               "try 0.5")

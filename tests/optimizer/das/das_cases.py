@@ -27,6 +27,39 @@ def paper_toy_prior(device, dtype=torch.float32) -> GaussianMixturePrior:
                                 .to(device, dtype), torch.ones(9, device=device, dtype=dtype))
 
 
+B_LINEAR = torch.tensor([1.0, 0.5])
+A_QUAD = torch.tensor([[0.6, 0.2], [0.2, 0.4]])
+C_QUAD = torch.tensor([2.0, 2.0])
+
+
+def linear(x: Tensor) -> Tensor:
+    """`r(x) = bᵀx`."""
+    return x @ B_LINEAR.to(x)
+
+
+def quadratic(x: Tensor) -> Tensor:
+    """`r(x) = -½ (x - c)ᵀ A (x - c)`."""
+    d = x - C_QUAD.to(x)
+    return -0.5 * ((d @ A_QUAD.to(x)) * d).sum(-1)
+
+
+def exact_tilt(gm: GaussianMixturePrior, name: str, alpha: float = 1.0):
+    """The exact ``TiltedMixture`` of ``gm`` tilted by ``linear`` or ``quadratic`` at `α`."""
+    dev = gm.device
+    return (gm.tilt_linear(B_LINEAR.to(dev), alpha) if name == "linear"
+            else gm.tilt_quadratic(A_QUAD.to(dev), C_QUAD.to(dev), alpha))
+
+
+def tilt_stats(res, exact: GaussianMixturePrior, weighted: bool = True) -> tuple[float, float]:
+    """(TV of the weighted mode occupancy, |weighted mean - exact mean|), averaged over groups."""
+    W = res.weights if weighted else torch.full_like(res.weights, 1.0 / res.weights.shape[-1])
+    resp = exact.responsibilities(res.samples.reshape(-1, 2)).reshape(*W.shape, -1)
+    occupancy = (W[..., None] * resp).sum(1).mean(0)
+    mean = (W[..., None] * res.samples).sum(1).mean(0)
+    tv = 0.5 * (occupancy - exact.weights).abs().sum().item()
+    return tv, (mean - exact.mean).norm().item()
+
+
 class ReferenceBugParticles(DiffusionParticles):
     """Resampling as the reference implementation does it: gradient and look-ahead stay put."""
 
