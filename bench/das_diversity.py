@@ -7,7 +7,7 @@ Per setting, averaged over groups and seeds, side by side (the settings interlea
 * ``minESS``: the smallest ESS fraction over the steps (issue 15's goal: >= 0.2);
 * ``resamp``: resampling events per group; ``acc``: mean acceptance of the rejuvenation moves;
 * ``founders``: distinct initial particles (``origin``) the final population descends from;
-* ``uniq``: distinct final images (rounded to 1e-3) among the `P` particles;
+* ``eff_fnd``: effective number of founders, `exp(entropy)` of the weight mass per founder;
 * ``dist/prior``: `Σ_ij W_i W_j |x_i - x_j|` of the final weighted population (the mean
   distance of two draws) over the same for plain prior samples of the same seed;
 * ``reward``: weighted mean `log p(target | x)`; ``ess_end``: final ESS fraction;
@@ -32,12 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/..
 from optimizer.das import sample  # noqa: E402
 from optimizer.priors.digits_embedding import DigitClassifier  # noqa: E402
 from optimizer.priors.registry import BUNDLED, load_prior  # noqa: E402
+from optimizer.smc import AdaptiveTempering, PolynomialTempering  # noqa: E402
 from optimizer.workers.components import zero_reward  # noqa: E402
 
 #: (label, guided, DAS options); the first of each mode is today's default.
 SETTINGS: list[tuple[str, bool, dict[str, Any]]] = [
     ("old: adaptive", False, {}),
     ("predictive", False, {"tempering": "predictive"}),
+    # ablation: predictive's cap (k/K)^3 and floor (k/K)^4 without its variance prediction
+    ("adaptive cubic-cap", False, {"tempering": "cubic-cap"}),
     ("adaptive + mh", False, {"rejuvenation": "mh"}),
     ("predictive + mh", False, {"tempering": "predictive", "rejuvenation": "mh"}),
     ("predictive + mh x2 b=1", False, {"tempering": "predictive", "rejuvenation": "mh",
@@ -70,14 +73,18 @@ def mean_distance(x: torch.Tensor, w: torch.Tensor) -> float:
 def run_one(prior: Any, reward: ClassifierReward, opts: dict[str, Any], args: argparse.Namespace,
             seed: int) -> dict[str, float]:
     gen = torch.Generator(device=prior.device).manual_seed(seed)
+    if opts.get("tempering") == "cubic-cap":
+        opts = {**opts, "tempering": AdaptiveTempering(cap=PolynomialTempering(power=3.0),
+                                                       floor=PolynomialTempering(power=4.0))}
     wall, cpu = time.perf_counter(), time.process_time()
     res = sample(prior, reward, num_particles=args.particles, alpha=args.alpha,
                  num_steps=args.steps, conditions=[None] * args.groups, generator=gen,
                  guidance="gradient" if reward.differentiable else "none", **opts)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     P = args.particles
-    uniq = [len({tuple(v) for v in (s.reshape(P, -1) * 1000).round().int().tolist()})
-            for s in res.samples]
+    mass = torch.zeros(args.groups, P, dtype=torch.float64).scatter_add_(
+        1, res.origin, res.weights.double())  # weight mass per founder
+    eff_founders = torch.exp(-(mass * torch.log(mass.clamp_min(1e-300))).sum(-1))
     resampled = res.resampled.double()
     acc = res.accept_rate
     return {
@@ -85,7 +92,7 @@ def run_one(prior: Any, reward: ClassifierReward, opts: dict[str, Any], args: ar
         "resamp": float(resampled.sum(0).mean()),
         "acc": float(acc.sum() / resampled.sum().clamp_min(1)) if acc is not None else 0.0,
         "founders": float(sum(len(set(o.tolist())) for o in res.origin) / args.groups),
-        "uniq": sum(uniq) / len(uniq),
+        "eff_fnd": float(eff_founders.mean()),
         "dist": mean_distance(res.samples, res.weights),
         "reward": float((res.weights * res.rewards).sum(-1).mean()),
         "ess_end": float((res.ess[-1] / P).mean()),
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[label].append(r)
             print(f"  seed {seed} {label:26s} " + " ".join(f"{k} {v:.3f}" for k, v in r.items()),
                   flush=True)
-    keys = ["minESS", "resamp", "acc", "founders", "uniq", "dist", "reward", "ess_end",
+    keys = ["minESS", "resamp", "acc", "founders", "eff_fnd", "dist", "reward", "ess_end",
             "wall", "cpu"]
     print(f"\nmeans over seeds (load after: {os.getloadavg()[0]:.2f})")
     print(f"{'setting':28s}" + "".join(f"{k if k != 'dist' else 'dist/prior':>11s}"
