@@ -84,7 +84,7 @@ def rejuvenate(
     none = torch.zeros_like(particles.log_w, dtype=torch.bool)
     if target.rejuvenation == "none" or sigma == 0.0 or particles.parent_mean is None:
         return Rejuvenation(particles=particles, accepted=none)
-    step = getattr(target, "rejuvenation_step", 1.0) if step_size is None else step_size
+    step = target.rejuvenation_step if step_size is None else step_size
     if target.rejuvenation == "mh":
         x_new, log_q_ratio = _crank_nicolson(particles, sigma, step, generator)
         ev = target.evaluate(x_new, k)

@@ -37,8 +37,7 @@ from typing import Generic
 import torch
 from torch import Tensor
 
-from optimizer.smc.errors import NonFiniteRewardError
-from optimizer.smc.errors import SMCConfigError
+from optimizer.smc.errors import NonFiniteRewardError, SMCConfigError
 from optimizer.smc.model import FeynmanKacModel, ParticlesT, RejuvenatingModel
 from optimizer.smc.resampling import Resampler, resample_groups
 from optimizer.smc.tempering import IncrementObserver, TemperingSchedule
