@@ -30,7 +30,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,15 +53,42 @@ class RoundInputs:
     imported: Sequence[QueryRecord]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Ready:
-    """A selected batch and the state it was selected in."""
+    """Batches selected together (each next one with the earlier ones as pending points), in
+    the order they go out, and the state they were selected in."""
 
-    plan: RoundPlan
-    population: int  # which population (``AsyncRounds.population_number``) it came from
-    sent: int  # batches sent when it was selected
-    finished: int  # finished queries when it was selected
+    plans: list[RoundPlan]
+    population: int  # which population (``AsyncRounds.population_number``) they came from
+    sent: int  # batches sent when they were selected
+    finished: int  # finished queries when they were selected
     seconds: float  # how long the selection took (fit included)
+    taken: int = 0  # batches of the list sent so far
+
+    @property
+    def next(self) -> RoundPlan | None:
+        return self.plans[self.taken] if self.taken < len(self.plans) else None
+
+
+def split_plan(plan: RoundPlan, q: int) -> list[RoundPlan]:
+    """Cut a plan whose ``selected`` holds several batches (greedy order) into plans of ``q``:
+    plan j is round ``plan.index + j``, its candidates are those not sent by plans before it."""
+    out: list[RoundPlan] = []
+    taken: set[int] = set()
+    rows = plan.population_rows
+    for j in range(0, len(plan.selected), q):
+        part = plan.selected[j:j + q]
+        keep = [i for i in range(len(plan.candidates)) if i not in taken]
+        where = {i: n for n, i in enumerate(keep)}
+        summary = dict(plan.summary)
+        if "population" in summary:
+            summary["population"] = {**summary["population"], "available": len(keep)}
+        timings = dict(plan.timings) if j == 0 else {k: 0.0 for k in plan.timings}
+        out.append(replace(plan, index=plan.index + j // q, candidates=[plan.candidates[i] for i in keep],
+                           selected=[where[i] for i in part], summary=summary, timings=timings,
+                           population_rows=None if rows is None else rows[j:j + q]))
+        taken.update(part)
+    return out
 
 
 class AsyncRounds:
@@ -121,7 +148,7 @@ class AsyncRounds:
             if ready is not None:
                 self._send(ready)
                 recorded = True
-        self._start_jobs(q, finished)
+        self._start_jobs(q, finished, remaining)
         return recorded
 
     def observe(self, records: Sequence[QueryRecord]) -> None:
@@ -177,9 +204,10 @@ class AsyncRounds:
             self.ready = selected.result()
 
     def _usable(self, q: int, finished: int) -> _Ready | None:
-        """The ready batch if it may go out now (see the module docstring)."""
+        """The ready list if its next batch may go out now (see the module docstring)."""
         ready = self.ready
-        if ready is None or ready.sent != self.sent or len(ready.plan.selected) != q:
+        if ready is None or ready.next is None or ready.sent + ready.taken != self.sent \
+                or len(ready.next.selected) != q:
             return None
         if ready.finished == finished or self.settings.rescore == "never":
             return ready
@@ -192,7 +220,8 @@ class AsyncRounds:
         return None if ready.seconds <= self.settings.rescore_fraction * latency else ready
 
     def _send(self, ready: _Ready) -> None:
-        plan = ready.plan
+        plan = ready.next
+        assert plan is not None  # _usable checked it
         wait = time.monotonic() - self._room_since if self._room_since is not None else 0.0
         plan.timings["oracle_wait_s"] = wait
         self._record(plan)
@@ -201,12 +230,12 @@ class AsyncRounds:
         if plan.population_rows is not None and ready.population == self.population_number:
             self.used[plan.population_rows] = True
         self.sent += 1
-        self.ready = None
+        ready.taken += 1
 
     def _eligible(self) -> int:
         return 0 if self.pool is None else int((~self.used).sum())
 
-    def _start_jobs(self, q: int, finished: int) -> None:
+    def _start_jobs(self, q: int, finished: int, remaining: int) -> None:
         if q <= 0:
             return
         new_results = finished - self.pool_finished
@@ -215,28 +244,34 @@ class AsyncRounds:
             inputs = self._read_inputs()
             self._gen_at = finished
             tag = f"population-{self.population_number + 1}"
-            self._gen_job = self._gen_pool.submit(self._generate, inputs, tag)
+            # built here, on the driver's thread (Ray start and signal handlers belong there)
+            self._gen_job = self._gen_pool.submit(self._generate, self._generator(), inputs, tag)
         if self._sel_job is None and self.pool is not None and self._eligible() >= q:
             ready = self.ready
-            fresh = (ready is not None and ready.sent == self.sent and ready.finished == finished
+            fresh = (ready is not None and ready.next is not None
+                     and ready.sent + ready.taken == self.sent and ready.finished == finished
                      and ready.population == self.population_number
-                     and len(ready.plan.selected) == q)
+                     and len(ready.next.selected) == q)
             if not fresh:
                 inputs = self._read_inputs()
+                # enough batches to refill every slot of the in-flight limit, and one more
+                batches = -(-self.config.budget.in_flight_limit // q) + 1
                 self._sel_job = self._sel_pool.submit(
-                    self._select, self.pool, self.population_number, ~self.used, inputs, q,
-                    self.sent, finished)
+                    self._select, self._generator(), self.pool, self.population_number, ~self.used,
+                    inputs, q, min(q * batches, remaining), self.sent, finished)
 
-    def _generate(self, inputs: RoundInputs, tag: str) -> Population:
-        return self._generator().generate(
+    @staticmethod
+    def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
+        return generator.generate(
             inputs.index, inputs.history, tilted_rounds_before=inputs.tilted_before,
             previous_state=inputs.previous_state, imported=inputs.imported, seed_tag=tag)
 
-    def _select(self, pop: Population, number: int, available: np.ndarray, inputs: RoundInputs,
-                q: int, sent: int, finished: int) -> _Ready:
+    @staticmethod
+    def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
+                inputs: RoundInputs, q: int, total: int, sent: int, finished: int) -> _Ready:
         t0 = time.perf_counter()
-        plan = self._generator().select(pop, inputs.index, inputs.history, q,
-                                        imported=inputs.imported, available=available,
-                                        previous_state=inputs.previous_state, refit="auto")
-        return _Ready(plan=plan, population=number, sent=sent, finished=finished,
+        plan = generator.select(pop, inputs.index, inputs.history, total,
+                                imported=inputs.imported, available=available,
+                                previous_state=inputs.previous_state, refit="auto")
+        return _Ready(plans=split_plan(plan, q), population=number, sent=sent, finished=finished,
                       seconds=time.perf_counter() - t0)

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from campaign_oracles import Bowl
-from optimizer.campaign.pipeline import AsyncRounds, _Ready
+from optimizer.campaign.pipeline import AsyncRounds, _Ready, split_plan
 from optimizer.campaign.rounds import RoundPlan
 from optimizer.campaign.service import run_campaign
 from oracles.labsim import LabSimulator
-from storage import Storage
+from storage import NewCandidate, Storage
 
-pytestmark = pytest.mark.slow  # whole campaigns on Ray
 
 
 def _sent_designs(st: Storage, name: str) -> list[tuple[float, ...]]:
@@ -24,6 +23,7 @@ def _sent_designs(st: Storage, name: str) -> list[tuple[float, ...]]:
             for q in (*st.load_history(name).completed, *st.load_history(name).failed)]
 
 
+@pytest.mark.slow  # a whole campaign on Ray
 def test_async_campaign_exactly_once_and_pools_reused(ray_session: str, tiny_prior_path: str,
                                                       db_url: str, make_config) -> None:
     lab = LabSimulator(Bowl(seed=0, latency_s=0.4)).start()
@@ -65,6 +65,7 @@ def test_async_campaign_exactly_once_and_pools_reused(ray_session: str, tiny_pri
         lab.close()
 
 
+@pytest.mark.slow  # a whole campaign on Ray
 def test_results_are_stored_while_a_population_is_generated(ray_session: str, tiny_prior_path: str,
                                                             tmp_path, make_config) -> None:
     """A slow SMC and a fast lab: in async mode results are polled and stored while
@@ -99,10 +100,35 @@ def _unix(t: datetime) -> float:
     return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
 
 
+def _plan(selected: list[int], candidates: int, index: int = 3) -> RoundPlan:
+    cands = [NewCandidate(design=np.array([float(i), 0.0]), group=0, particle=i)
+             for i in range(candidates)]
+    return RoundPlan(index=index, alpha=0.5, tilted=True, candidates=cands, selected=selected,
+                     surrogate_state=None, surrogate_blob=None, timings={"screen_s": 1.0},
+                     summary={"population": {"round": 1, "size": candidates, "available": candidates}},
+                     population_rows=np.asarray(selected) + 100)
+
+
 def _ready(selected: int, *, sent: int, finished: int, seconds: float) -> _Ready:
-    plan = RoundPlan(index=3, alpha=0.5, tilted=True, candidates=[], selected=list(range(selected)),
-                     surrogate_state=None, surrogate_blob=None, timings={})
-    return _Ready(plan=plan, population=1, sent=sent, finished=finished, seconds=seconds)
+    return _Ready(plans=[_plan(list(range(selected)), 10)], population=1, sent=sent,
+                  finished=finished, seconds=seconds)
+
+
+def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
+    """Batches selected together go out as consecutive rounds; each round's candidates are the
+    ones not sent by the rounds before it, and its selection points at the same designs."""
+    plan = _plan([7, 2, 5, 0, 9, 4], candidates=10)
+    parts = split_plan(plan, 2)
+    assert [p.index for p in parts] == [3, 4, 5]
+    sent: list[float] = []
+    for p in parts:
+        designs = [float(c.design[0]) for c in p.candidates]
+        assert not set(designs) & set(sent)  # what went out before is not offered again
+        assert p.summary["population"]["available"] == len(p.candidates)
+        sent += [designs[i] for i in p.selected]
+    assert sent == [7.0, 2.0, 5.0, 0.0, 9.0, 4.0]  # greedy order kept
+    assert [list(p.population_rows) for p in parts] == [[107, 102], [105, 100], [109, 104]]
+    assert parts[0].timings == {"screen_s": 1.0} and parts[1].timings == {"screen_s": 0.0}
 
 
 @pytest.mark.parametrize(("rescore", "seconds", "latency", "usable"), [
@@ -123,7 +149,7 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
     try:
         pipe.latencies.extend([latency] * 3)
         pipe.ready = _ready(4, sent=0, finished=4, seconds=seconds)
-        assert (pipe._usable(4, finished=4) is pipe.ready)  # fresh: always usable
+        assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
         assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
         assert pipe._usable(4, finished=4) is None
