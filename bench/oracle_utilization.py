@@ -77,7 +77,13 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str) -> di
             "storage": {"url": url},
         }, f"bench config {tag}")
         wall, cpu = time.perf_counter(), time.process_time()
-        status = run_campaign(cfg)
+        t_start = time.monotonic()
+
+        def say(line: str) -> None:
+            if args.verbose:
+                print(f"  [{mode} {time.monotonic() - t_start:7.2f} s] {line}", flush=True)
+
+        status = run_campaign(cfg, progress=say)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with Storage.open(url) as st:
         hist = st.load_history(tag, with_design=False)
@@ -101,6 +107,7 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=0.1, help="budget.poll_interval_s")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--modes", default="sync,async")
+    ap.add_argument("--verbose", action="store_true", help="print the drivers' progress lines")
     args = ap.parse_args()
     modes = args.modes.split(",")
     print(f"# oracle utilization: lab latency {args.latency:g} s, q {args.q}, max_in_flight "

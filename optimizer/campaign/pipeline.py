@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import math
 import statistics
 import time
 from collections import deque
@@ -63,6 +64,7 @@ class _Ready:
     sent: int  # batches sent when they were selected
     finished: int  # finished queries when they were selected
     seconds: float  # how long the selection took (fit included)
+    refit: bool = False  # whether it refitted the surrogate on new results
     taken: int = 0  # batches of the list sent so far
 
     @property
@@ -128,6 +130,8 @@ class AsyncRounds:
         self.ready: _Ready | None = None
         self.sent = 0
         self.latencies: deque[float] = deque(maxlen=64)
+        self.select_seconds: float | None = None  # the last selection's duration
+        self.refit_seconds: float | None = None  # the last selection's that refitted
         self._room_since: float | None = None
         #: seconds the oracle had room for a batch that was not ready yet, one entry per batch
         self.waits: list[float] = []
@@ -202,6 +206,9 @@ class AsyncRounds:
         if self._sel_job is not None and self._sel_job.done():
             selected, self._sel_job = self._sel_job, None
             self.ready = selected.result()
+            self.select_seconds = self.ready.seconds
+            if self.ready.refit:
+                self.refit_seconds = self.ready.seconds
 
     def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
@@ -213,11 +220,11 @@ class AsyncRounds:
             return ready
         if self.settings.rescore == "always":
             return None
-        # auto: wait for a refit only when it is cheap next to the oracle's own latency
-        if not self.latencies:
+        # auto: wait for a refit only when one is known to be cheap next to the oracle's latency
+        if not self.latencies or self.refit_seconds is None:
             return ready
         latency = statistics.median(self.latencies)
-        return None if ready.seconds <= self.settings.rescore_fraction * latency else ready
+        return None if self.refit_seconds <= self.settings.rescore_fraction * latency else ready
 
     def _send(self, ready: _Ready) -> None:
         plan = ready.next
@@ -254,11 +261,22 @@ class AsyncRounds:
                      and len(ready.next.selected) == q)
             if not fresh:
                 inputs = self._read_inputs()
-                # enough batches to refill every slot of the in-flight limit, and one more
-                batches = -(-self.config.budget.in_flight_limit // q) + 1
+                batches = self._batches_ahead(q)
                 self._sel_job = self._sel_pool.submit(
                     self._select, self._generator(), self.pool, self.population_number, ~self.used,
                     inputs, q, min(q * batches, remaining), self.sent, finished)
+
+    def _batches_ahead(self, q: int) -> int:
+        """How many batches one selection holds: enough to refill every slot of the in-flight
+        limit, plus as many as the oracle finishes while the next selection runs (its last
+        duration over the time the oracle takes per batch), at most four times the first."""
+        limit = self.config.budget.in_flight_limit
+        fill = -(-limit // q)
+        if not self.latencies or self.select_seconds is None:
+            return fill + 1
+        per_batch = statistics.median(self.latencies) * q / limit
+        behind = math.ceil(self.select_seconds / per_batch) if per_batch > 0 else fill
+        return min(4 * fill, fill + max(1, behind))
 
     @staticmethod
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
@@ -273,5 +291,6 @@ class AsyncRounds:
         plan = generator.select(pop, inputs.index, inputs.history, total,
                                 imported=inputs.imported, available=available,
                                 previous_state=inputs.previous_state, refit="auto")
+        refit = bool(plan.summary.get("population", {}).get("refit"))
         return _Ready(plans=split_plan(plan, q), population=number, sent=sent, finished=finished,
-                      seconds=time.perf_counter() - t0)
+                      seconds=time.perf_counter() - t0, refit=refit)

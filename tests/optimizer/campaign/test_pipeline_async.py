@@ -148,7 +148,10 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
                        say=lambda m: None)
     try:
         pipe.latencies.extend([latency] * 3)
-        pipe.ready = _ready(4, sent=0, finished=4, seconds=seconds)
+        pipe.ready = _ready(4, sent=0, finished=4, seconds=0.01)
+        if rescore == "auto":  # nothing known of a refit's cost yet: never wait for one
+            assert pipe._usable(4, finished=8) is pipe.ready
+        pipe.refit_seconds = seconds
         assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
         assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
