@@ -205,16 +205,23 @@ class AsyncRounds:
                      f"fit {pop.timings['fit_s']:.1f} s, SMC {pop.timings['smc_s']:.1f} s)")
         if self._sel_job is not None and self._sel_job.done():
             selected, self._sel_job = self._sel_job, None
-            self.ready = selected.result()
-            self.select_seconds = self.ready.seconds
-            if self.ready.refit:
-                self.refit_seconds = self.ready.seconds
+            new = selected.result()
+            self.select_seconds = new.seconds
+            if new.refit:
+                self.refit_seconds = new.seconds
+            # a batch went out while it ran: its pending points are out of date; the list it
+            # was to replace stays (still valid) and the next pass starts a new selection
+            if new.sent == self.sent or not self._valid(self.ready):
+                self.ready = new
+
+    def _valid(self, ready: _Ready | None) -> bool:
+        """Whether ``ready`` has a next batch selected with every batch sent since as pending."""
+        return ready is not None and ready.next is not None and ready.sent + ready.taken == self.sent
 
     def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
         ready = self.ready
-        if ready is None or ready.next is None or ready.sent + ready.taken != self.sent \
-                or len(ready.next.selected) != q:
+        if ready is None or not self._valid(ready) or len(ready.next.selected) != q:  # type: ignore[union-attr]
             return None
         if ready.finished == finished or self.settings.rescore == "never":
             return ready
@@ -255,10 +262,9 @@ class AsyncRounds:
             self._gen_job = self._gen_pool.submit(self._generate, self._generator(), inputs, tag)
         if self._sel_job is None and self.pool is not None and self._eligible() >= q:
             ready = self.ready
-            fresh = (ready is not None and ready.next is not None
-                     and ready.sent + ready.taken == self.sent and ready.finished == finished
+            fresh = (ready is not None and self._valid(ready) and ready.finished == finished
                      and ready.population == self.population_number
-                     and len(ready.next.selected) == q)
+                     and len(ready.next.selected) == q)  # type: ignore[union-attr]
             if not fresh:
                 inputs = self._read_inputs()
                 batches = self._batches_ahead(q)
