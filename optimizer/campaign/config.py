@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
+from optimizer.campaign.config_pipeline import PipelineConfig
 from optimizer.das.config import DASOptions
 from optimizer.surrogate.config import SurrogateConfig
 
@@ -344,6 +345,7 @@ class CampaignConfig(_Frozen):
     sampler: SamplerConfig = SamplerConfig()
     workers: WorkersConfig = WorkersConfig()
     budget: BudgetConfig = BudgetConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     history: HistoryConfig = HistoryConfig()
     storage: StorageConfig = StorageConfig()
     ray: RayConfig = RayConfig()

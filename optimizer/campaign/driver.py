@@ -38,9 +38,10 @@ from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
+from optimizer.campaign.pipeline import AsyncRounds, RoundInputs
 from optimizer.campaign.pull_dispatch import PullDispatcher
 from optimizer.campaign.query_limits import QueryLimits
-from optimizer.campaign.rounds import RoundGenerator
+from optimizer.campaign.rounds import RoundGenerator, RoundPlan
 from storage import History, QueryRecord, Storage
 from storage.outage import OutageRetry
 
@@ -227,6 +228,8 @@ class CampaignDriver:
         #: retries each unit of work through a database outage (see the module docstring)
         self.db = outage_retry(config, storage, on_recovered=self._after_outage,
                                should_stop=lambda: self.should_stop is not None and self.should_stop())
+        #: the asynchronous round pipeline while ``run`` runs with ``[pipeline] mode = "async"``
+        self.pipeline: AsyncRounds | None = None
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have done its work before the connection broke
@@ -247,6 +250,19 @@ class CampaignDriver:
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, *, once: bool = False, timeout_s: float | None = None) -> CampaignStatus:
         """Run until done (or one pass with ``once=True``: manual mode); returns the status."""
+        if self.config.pipeline.mode == "async" and not once:
+            self.pipeline = AsyncRounds(
+                self.config, lambda: self.generator,
+                lambda: self.db.call(self._round_inputs, "reading the history for the next round"),
+                self._record, self.say)
+        try:
+            return self._run(once=once, timeout_s=timeout_s)
+        finally:
+            if self.pipeline is not None:
+                self.pipeline.close()
+                self.pipeline = None
+
+    def _run(self, *, once: bool, timeout_s: float | None) -> CampaignStatus:
         cfg = self.config
         start = time.monotonic()
         unit = self.db.call
@@ -277,10 +293,14 @@ class CampaignDriver:
             created = sum(status.queries.values())
             remaining = cfg.budget.total - created
             if not status.target_reached and remaining > 0:
-                q = min(cfg.budget.q, remaining)
-                if status.in_flight + q <= cfg.budget.in_flight_limit:
-                    self._round(q)
-                    busy = True
+                if self.pipeline is not None and not once:
+                    busy |= self.pipeline.step(in_flight=status.in_flight, remaining=remaining,
+                                               finished=created - status.in_flight)
+                else:
+                    q = min(cfg.budget.q, remaining)
+                    if status.in_flight + q <= cfg.budget.in_flight_limit:
+                        self._round(q)
+                        busy = True
             busy |= unit(self.dispatcher.dispatch, "dispatching queries") > 0
             if busy or self._stale:
                 self._stale = False  # rounds closed and status read below (a new outage sets it)
@@ -295,10 +315,12 @@ class CampaignDriver:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 self.say(f"stopping after {timeout_s:.0f} s; `tiltloop resume {self.name}` continues")
                 return unit(self._final_status, "reading the campaign's status")
-            if not busy:
-                time.sleep(cfg.budget.poll_interval_s)
+            pause = cfg.budget.poll_interval_s if not busy else max(
+                0.0, min_pass_s - (time.monotonic() - pass_start))
+            if self.pipeline is not None and self.pipeline.busy:
+                self.pipeline.wait(pause)  # background work that finishes wakes the loop
             else:
-                time.sleep(max(0.0, min_pass_s - (time.monotonic() - pass_start)))
+                time.sleep(pause)
 
     def _poll(self) -> tuple[Any, GuardTrip | None]:
         """One poll and what it means for the best so far and the budget guard."""
@@ -322,22 +344,27 @@ class CampaignDriver:
     def _final_status(self) -> CampaignStatus:
         return self._status(final=True)
 
-    def _round_inputs(self) -> tuple[int, int, bytes | None, History, list[Any]]:
+    def _round_inputs(self) -> RoundInputs:
         """What a round is generated from: its index, the tilted rounds before it, the previous
         surrogate, the history and the imported results (all read from the database)."""
         rounds = self.storage.list_rounds(self.name)
         index = rounds[-1].index + 1 if rounds else 0
         tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
         previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
-        return index, len(tilted), previous, self.storage.load_history(self.name), self._imported()
+        return RoundInputs(index=index, tilted_before=len(tilted), previous_state=previous,
+                           history=self.storage.load_history(self.name), imported=self._imported())
 
     def _round(self, q: int) -> None:
-        index, tilted, previous, history, imported = self.db.call(
-            self._round_inputs, "reading the history for the next round")
-        self.say(f"round {index}: generating {self.config.workers.particles_per_round} particles "
-                 f"on {self.config.workers.count} worker(s)")
-        plan = self.generator.plan(index, history, q, tilted_rounds_before=tilted,
-                                   previous_state=previous, imported=imported)
+        inputs = self.db.call(self._round_inputs, "reading the history for the next round")
+        self.say(f"round {inputs.index}: generating {self.config.workers.particles_per_round} "
+                 f"particles on {self.config.workers.count} worker(s)")
+        self._record(self.generator.plan(
+            inputs.index, inputs.history, q, tilted_rounds_before=inputs.tilted_before,
+            previous_state=inputs.previous_state, imported=inputs.imported))
+
+    def _record(self, plan: RoundPlan) -> None:
+        """Record ``plan`` and its outbox in one transaction (the queries go out on dispatch)."""
+        index = plan.index
         # a write whose connection broke may have committed: written again with the same
         # content, the round is a no-op (so the SMC above is never redone for a database error)
         self.db.call(lambda: self.storage.record_round(
@@ -350,8 +377,11 @@ class CampaignDriver:
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
-        self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
-                 f"selected; fit {plan.timings['fit_s']:.1f} s, SMC {plan.timings['smc_s']:.1f} s")
+        pop = plan.summary.get("population")
+        source = f" from round {pop['round']}'s population" if pop and pop["round"] != index else ""
+        self.say(f"round {index}: {len(plan.candidates)} candidates{source} ({kind}), "
+                 f"{len(plan.selected)} selected; fit {plan.timings['fit_s']:.1f} s, "
+                 f"SMC {plan.timings['smc_s']:.1f} s")
 
     def _imported(self) -> list[Any]:
         """Succeeded queries of the campaigns named in ``history.import_from`` (read each round:
@@ -412,6 +442,8 @@ class CampaignDriver:
         new = self.storage.get_queries(keys)  # one statement however many finished
         if self.observer is not None:
             self.observer.queries_finished(self.name, new)
+        if self.pipeline is not None:
+            self.pipeline.observe(new)
         if self._best is not None and outcome.succeeded:
             self._best = best_of([q for q in new if q.status == "succeeded"], self.config, self._best)
         if not outcome.failed:

@@ -53,6 +53,42 @@ class RoundPlan:
     summary: dict[str, Any] = field(default_factory=dict)
     #: distinct founders of the final particles, summed over chunks (each has its own founders)
     unique_ancestors: int | None = None
+    #: the selected candidates' rows in the population they came from (the pipeline marks them used)
+    population_rows: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """One round's pooled SMC particles before selection (``RoundGenerator.generate``).
+
+    The synchronous loop selects one batch from it at once; the asynchronous pipeline
+    (``optimizer.campaign.pipeline``) keeps it as its candidate pool and selects several batches
+    from it, re-scored as results arrive.
+
+    Attributes:
+        index: the round it was generated for; alpha, tilted: its target.
+        designs, features, log_weights, group, particle: one row per particle.
+        fit: the surrogate fit that tilted it (``SurrogateFit``), None for a plain-prior round.
+        sampler: the SMC diagnostics stored in the round summary (ESS, λ, log Ẑ per chunk).
+        unique_ancestors: distinct founders of the final particles.
+        timings: ``fit_s`` and ``smc_s``; observations: results it was fitted on.
+    """
+
+    index: int
+    alpha: float
+    tilted: bool
+    designs: np.ndarray
+    features: np.ndarray
+    log_weights: np.ndarray
+    group: np.ndarray
+    particle: np.ndarray
+    fit: Any
+    sampler: dict[str, Any]
+    unique_ancestors: int
+    timings: dict[str, float]
+    observations: int
+    #: when the SMC chunks started and ended (Unix seconds)
+    smc_window: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,45 +156,92 @@ class RoundGenerator:
              imported: Sequence[QueryRecord] = ()) -> RoundPlan:
         """Generate round ``index`` selecting ``q`` designs (see the module docstring);
         ``imported``: other campaigns' results that warm-start the surrogate."""
+        pop = self.generate(index, history, tilted_rounds_before=tilted_rounds_before,
+                            previous_state=previous_state, imported=imported)
+        return self.select(pop, index, history, q, imported=imported)
+
+    def generate(self, index: int, history: History, *, tilted_rounds_before: int,
+                 previous_state: bytes | None = None, imported: Sequence[QueryRecord] = (),
+                 seed_tag: str | None = None) -> Population:
+        """Steps 1–4 of the module docstring: fit the surrogate and run the SMC chunks for round
+        ``index``. ``seed_tag`` (the asynchronous pipeline's population number) gives a second
+        population generated for the same round index its own random streams."""
         cfg = self.config
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
         tilted = data.n >= MIN_OBSERVATIONS and self.surrogate is not None
         surrogate = self.surrogate if tilted else None  # set exactly when tilted
         alpha = cfg.sampler.alpha_for_round(tilted_rounds_before)
-        state = state_meta = None
+        fit = None
         fit_s = 0.0
-        model = None
         if surrogate is not None:
-            fitted = surrogate.fit(data, previous_state=previous_state)
-            model, state, state_meta = fitted.model, fitted.state, fitted.summary
+            fit = surrogate.fit(data, previous_state=previous_state)
             fit_s = time.perf_counter() - t0
         das = cfg.sampler.das_options()
         chunks = [
             ChunkSpec(
-                round_index=index, chunk=c, seed=derive_seed(cfg.seed, index, c),
+                round_index=index, chunk=c,
+                seed=derive_seed(cfg.seed, index, c, "smc" if seed_tag is None else f"smc/{seed_tag}"),
                 num_particles=cfg.workers.particles_per_worker, alpha=alpha, das=das,
-                surrogate_state=state, surrogate=surrogate.config if surrogate is not None else None,
+                surrogate_state=fit.state if fit is not None else None,
+                surrogate=surrogate.config if surrogate is not None else None,
                 X=data.X if tilted else None, Y=data.Y if tilted else None,
                 Yvar=data.Yvar if tilted else None, die_flag=self.die_flag,
             )
             for c in range(cfg.workers.num_chunks)
         ]
-        t1 = time.perf_counter()
+        t1, started = time.perf_counter(), time.time()
         outs = self.pool.map("run_chunk", chunks, on_event=self._event)
         smc_s = time.perf_counter() - t1
-        designs = np.concatenate([o.samples for o in outs])
-        features = np.concatenate([o.features for o in outs])
-        logw = np.concatenate([o.log_weights - math.log(len(outs)) for o in outs])
-        group = np.concatenate([np.full(len(o.samples), o.chunk) for o in outs])
-        particle = np.concatenate([np.arange(len(o.samples)) for o in outs])
+        sampler = {
+            "particles": int(sum(len(o.samples) for o in outs)), "chunks": len(outs),
+            "ess": [o.ess.tolist() for o in outs],
+            "lambdas": [o.lambdas.tolist() for o in outs],
+            "log_normalizer": [o.log_normalizer for o in outs],
+            "worker_seconds": [o.seconds for o in outs],
+            "replacements": self.pool.replacements,
+        }
+        return Population(
+            index=index, alpha=alpha, tilted=tilted,
+            designs=np.concatenate([o.samples for o in outs]),
+            features=np.concatenate([o.features for o in outs]),
+            log_weights=np.concatenate([o.log_weights - math.log(len(outs)) for o in outs]),
+            group=np.concatenate([np.full(len(o.samples), o.chunk) for o in outs]),
+            particle=np.concatenate([np.arange(len(o.samples)) for o in outs]),
+            fit=fit, sampler=sampler, unique_ancestors=unique_ancestors(outs),
+            timings={"fit_s": fit_s, "smc_s": smc_s}, observations=data.n,
+            smc_window=(started, time.time()))
+
+    def select(self, pop: Population, index: int, history: History, q: int, *,
+               imported: Sequence[QueryRecord] = (), available: np.ndarray | None = None,
+               previous_state: bytes | None = None, refit: bool | str = False) -> RoundPlan:
+        """Step 5: pick ``q`` of the population's ``available`` candidates (all by default) for
+        round ``index`` against ``history``'s pending points; the round's candidates are the
+        available ones. ``refit``: fit the surrogate on ``history`` again (warm-started from
+        ``previous_state``, else from the population's fit) instead of using the population's
+        fit — the asynchronous pipeline's re-scoring after new results; ``"auto"``: refit when
+        ``history`` has a different number of results than the population was fitted on."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        data = training_data(history, cfg, imported)
+        rows = np.arange(len(pop.designs)) if available is None else np.flatnonzero(available)
+        designs, features = pop.designs[rows], pop.features[rows]
+        own = pop.index == index  # the population was generated for this round
+        fit, fit_s = pop.fit, float(pop.timings.get("fit_s", 0.0)) if own else 0.0
+        if refit == "auto":
+            refit = data.n != pop.observations
+        if refit and self.surrogate is not None and data.n >= MIN_OBSERVATIONS:
+            warm = previous_state if previous_state is not None else (
+                pop.fit.state if pop.fit is not None else None)
+            fit = self.surrogate.fit(data, previous_state=warm)
+            fit_s = time.perf_counter() - t0
         t2 = time.perf_counter()
         note = ""
         acq = mean = std = None
-        if surrogate is not None:
-            res = surrogate.screen(model, designs, q, pending=data.X_pending,
-                                   observed=data.X_failed,
-                                   seed=derive_seed(cfg.seed, index, 0, "screen"))
+        if fit is not None and self.surrogate is not None:
+            res = self.surrogate.screen(fit.model, designs, q, pending=data.X_pending,
+                                        observed=data.X_failed,
+                                        seed=derive_seed(cfg.seed, index, 0, "screen"))
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
             excluded, reasons = res.excluded, res.reasons
         else:
@@ -178,32 +261,35 @@ class RoundGenerator:
         screen_s = time.perf_counter() - t2
         candidates = [
             NewCandidate(
-                design=designs[i], features=features[i], log_weight=float(logw[i]),
-                group=int(group[i]), particle=int(particle[i]),
+                design=designs[i], features=features[i], log_weight=float(pop.log_weights[r]),
+                group=int(pop.group[r]), particle=int(pop.particle[r]),
                 surrogate_mean=None if mean is None else float(mean[i]),
                 surrogate_std=None if std is None else float(std[i]),
                 acquisition=None if acq is None else _finite_or_none(acq[i]),
                 excluded_reason=reasons[i] if reasons else None,
             )
-            for i in range(len(designs))
+            for i, r in enumerate(rows)
         ]
         summary = {
-            "tilted": tilted, "screen_note": note, "observations": data.n,
+            "tilted": pop.tilted, "screen_note": note, "observations": data.n,
             "pending": int(len(data.X_pending)),
             "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
-            "particles": int(len(designs)), "chunks": len(outs),
-            "ess": [o.ess.tolist() for o in outs],
-            "lambdas": [o.lambdas.tolist() for o in outs],
-            "log_normalizer": [o.log_normalizer for o in outs],
-            "worker_seconds": [o.seconds for o in outs],
-            "replacements": self.pool.replacements,
+            **pop.sampler,
         }
+        if not own or available is not None:
+            summary["population"] = {"round": pop.index, "size": len(pop.designs),
+                                     "available": len(rows), "refit": bool(refit),
+                                     "smc_window": list(pop.smc_window)}
+        smc_s = float(pop.timings.get("smc_s", 0.0)) if own else 0.0
+        before = float(sum(pop.timings.values())) if own and not refit else 0.0
         timings = {"fit_s": fit_s, "smc_s": smc_s, "screen_s": screen_s,
-                   "total_s": time.perf_counter() - t0}
-        return RoundPlan(index=index, alpha=alpha, tilted=tilted, candidates=candidates,
-                         selected=[int(i) for i in sel], surrogate_state=state_meta,
-                         surrogate_blob=state, timings=timings, summary=summary,
-                         unique_ancestors=unique_ancestors(outs))
+                   "total_s": before + time.perf_counter() - t0}
+        return RoundPlan(index=index, alpha=pop.alpha, tilted=pop.tilted, candidates=candidates,
+                         selected=[int(i) for i in sel],
+                         surrogate_state=fit.summary if fit is not None else None,
+                         surrogate_blob=fit.state if fit is not None else None,
+                         timings=timings, summary=summary, unique_ancestors=pop.unique_ancestors,
+                         population_rows=rows[np.asarray(sel, dtype=np.int64)])
 
     def _event(self, event: PoolEvent) -> None:
         if event.kind == "submit":

@@ -1,0 +1,53 @@
+"""``[pipeline]`` of a campaign config: how rounds overlap the oracle (``optimizer.campaign.pipeline``).
+
+    [pipeline]
+    mode = "async"          # generate and screen on background threads; the driver keeps polling
+    regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
+    rescore = "auto"        # re-screen the pool with the new results before a batch goes out
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PipelineConfig(BaseModel):
+    """How round generation overlaps the oracle.
+
+    ``mode = "sync"``: the driver generates a round on its own thread when the in-flight limit
+    leaves room for ``q`` more queries; nothing is polled or sent while it fits, samples and
+    screens. ``mode = "async"``: SMC populations are generated on a background thread while the
+    driver keeps polling, storing results and sending; a population is a pool of candidates from
+    which several batches are selected (each recorded as its own round), re-screened with the
+    surrogate refitted on the results that arrived since, pending points respected, so a batch
+    is ready the moment slots free up. A fresh population is generated after
+    ``regenerate_every`` new results, or when fewer than ``min_pool`` candidates are left.
+
+    ``rescore``: before a batch goes out, re-screen the pool with results that arrived since it
+    was last screened: ``always`` (the batch waits for the refit), ``never`` (the newest screened
+    batch goes at once; the refit follows for the next one), ``auto`` (waits only when the last
+    re-screening took at most ``rescore_fraction`` of the oracle's median latency: a lab that
+    takes hours always gets fresh batches; a 5-second simulation is never kept waiting)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    mode: Literal["sync", "async"] = Field(
+        default="sync", description='"async": generate and screen while the oracle works '
+                                    '(keeps the oracle busy); "sync": one round at a time')
+    regenerate_every: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="async: a fresh SMC population after this many new results (default budget.q)")
+    min_pool: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="async: a fresh population when fewer unused candidates are left (default 2·q)")
+    rescore: Literal["auto", "always", "never"] = Field(
+        default="auto", description="async: re-screen the pool with new results before a batch goes out")
+    rescore_fraction: float = Field(
+        default=0.05, gt=0.0, le=1.0,
+        description="auto: wait for a re-screening when it takes at most this fraction of the "
+                    "oracle's median latency")
+    stop_wait_s: float = Field(
+        default=600.0, gt=0.0, le=86_400.0,
+        description="async: seconds a stopping driver waits for a background generation to end "
+                    "(then it leaves it, with a warning; nothing it made was sent)")
