@@ -26,7 +26,7 @@ def sample(
     num_steps: int = 100,
     conditions: Sequence[Any] | None = None,
     tempering: str | TemperingSchedule = "adaptive",
-    guidance: Literal["auto", "gradient", "none"] = "auto",
+    guidance: Literal["auto", "gradient", "tweedie", "none"] = "auto",
     resampling: str = "systematic",
     ess_threshold: float = 0.5,
     generator: torch.Generator | None = None,
@@ -58,8 +58,12 @@ def sample(
         conditions: one entry per group (prompts, contexts); None → one group.
         tempering: ``"adaptive"`` (default), ``"exponential"``, ``"polynomial"`` or a
             ``TemperingSchedule`` object.
-        guidance: ``"gradient"``, ``"none"``, or ``"auto"`` (``reward.differentiable``, default
-            True).
+        guidance: ``"gradient"``, ``"tweedie"``, ``"none"``, or ``"auto"`` (``"gradient"`` if
+            ``reward.differentiable``, default True, else ``"none"``). ``"tweedie"`` shifts the
+            proposal by `∇_{x̂0} r(D(x̂0)) / sqrt(ā_t)` (Tweedie's formula with `ε̂` held
+            fixed): one backward pass through the decoder and reward, none through the
+            denoiser; the weights keep the target exact, the ESS may be lower than with
+            ``"gradient"`` (``optimizer.das.guidance``).
         resampling: ``"systematic"`` (default), ``"stratified"``, ``"multinomial"``,
             ``"residual"`` or ``"ssp"``.
         ess_threshold: `κ` in `[0, 1]`.
@@ -123,7 +127,7 @@ def build_sampler(
     num_steps: int = 100,
     conditions: Sequence[Any] | None = None,
     tempering: str | TemperingSchedule = "adaptive",
-    guidance: Literal["auto", "gradient", "none"] = "auto",
+    guidance: Literal["auto", "gradient", "tweedie", "none"] = "auto",
     resampling: str = "systematic",
     ess_threshold: float = 0.5,
     generator: torch.Generator | None = None,
@@ -151,7 +155,7 @@ def build_sampler(
         resampler = get_resampler(config.resampling)
     except SMCConfigError as exc:
         raise ConfigError(str(exc)) from exc
-    guided = (config.guidance == "gradient" or
+    guided = (config.guidance in ("gradient", "tweedie") or
               (config.guidance == "auto" and bool(getattr(reward, "differentiable", True))))
     if conditions is not None and isinstance(conditions, (str, bytes)):
         raise ConfigError(
@@ -171,6 +175,7 @@ def build_sampler(
         chunk_size=config.chunk_size, gradient_checkpointing=config.gradient_checkpointing,
         dtype=dtype, clip_sample=config.clip_sample,
         constant_reward=getattr(reward, "constant_value", None),
+        tweedie=config.guidance == "tweedie",
     )
     sampler = DASSampler(target, tempering=schedule_obj, resampler=resampler,
                          ess_threshold=config.ess_threshold, generator=generator)

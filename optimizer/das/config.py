@@ -16,8 +16,10 @@ class DASOptions(BaseModel):
         num_steps: `K` sampling steps (network evaluations), at most the prior's `T_train`.
         tempering: how `λ` rises from 0 to 1: ``adaptive`` (next `λ` keeps the ESS at a target),
             ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`) or ``polynomial``.
-        guidance: ``gradient`` (guided proposal), ``none`` (prior transition), or ``auto``
-            (``getattr(reward, "differentiable", True)``).
+        guidance: ``gradient`` (guided proposal), ``tweedie`` (guided by `∇_{x̂0} r / sqrt(ā)`:
+            no backward pass through the denoiser, the weights keep the target exact),
+            ``none`` (prior transition), or ``auto`` (``gradient`` if
+            ``getattr(reward, "differentiable", True)``, else ``none``).
         resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
         ess_threshold: `κ`; a group is resampled when its `ESS < κ P`.
         chunk_size: rows per prior/reward call (None: all at once).
@@ -30,7 +32,7 @@ class DASOptions(BaseModel):
 
     num_steps: int = Field(100, ge=1, le=10_000)
     tempering: str = "adaptive"
-    guidance: Literal["auto", "gradient", "none"] = "auto"
+    guidance: Literal["auto", "gradient", "tweedie", "none"] = "auto"
     resampling: str = "systematic"
     ess_threshold: float = Field(0.5, ge=0.0, le=1.0)
     chunk_size: int | None = Field(None, ge=1, le=2**31 - 1)
@@ -79,7 +81,8 @@ _REMEDIES = {
     "num_steps": "pass an integer >= 1 (e.g. 100)",
     "ess_threshold": "pass κ in [0, 1] (0.5 is the usual choice)",
     "chunk_size": "pass None or an integer >= 1",
-    "guidance": "pass 'auto', 'gradient' or 'none'",
+    "guidance": "pass 'auto', 'gradient', 'tweedie' (no backward pass through the denoiser) or "
+                "'none'",
     "tempering": "pass 'adaptive', 'exponential' or 'polynomial' (or a TemperingSchedule object)",
     "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",
     "clip_sample": "pass None or the x̂0 range c > 0 (1.0 for pixel images in [-1, 1])",
