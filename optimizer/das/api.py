@@ -60,10 +60,10 @@ def sample(
             ``TemperingSchedule`` object.
         guidance: ``"gradient"``, ``"tweedie"``, ``"none"``, or ``"auto"`` (``"gradient"`` if
             ``reward.differentiable``, default True, else ``"none"``). ``"tweedie"`` shifts the
-            proposal by `∇_{x̂0} r(D(x̂0)) / sqrt(ā_t)` (Tweedie's formula with `ε̂` held
-            fixed): one backward pass through the decoder and reward, none through the
-            denoiser; the weights keep the target exact, the ESS may be lower than with
-            ``"gradient"`` (``optimizer.das.guidance``).
+            proposal by `sqrt(ā_t) ∇_{x̂0} r(D(x̂0))` (Tweedie's `∂x̂0/∂x_t` for a
+            unit-variance prior instead of the denoiser's Jacobian): one backward pass through
+            the decoder and reward, none through the denoiser; the weights keep the target
+            exact, the ESS may be lower than with ``"gradient"`` (``optimizer.das.guidance``).
         resampling: ``"systematic"`` (default), ``"stratified"``, ``"multinomial"``,
             ``"residual"`` or ``"ssp"``.
         ess_threshold: `κ` in `[0, 1]`.

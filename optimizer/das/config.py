@@ -16,8 +16,9 @@ class DASOptions(BaseModel):
         num_steps: `K` sampling steps (network evaluations), at most the prior's `T_train`.
         tempering: how `λ` rises from 0 to 1: ``adaptive`` (next `λ` keeps the ESS at a target),
             ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`) or ``polynomial``.
-        guidance: ``gradient`` (guided proposal), ``tweedie`` (guided by `∇_{x̂0} r / sqrt(ā)`:
-            no backward pass through the denoiser, the weights keep the target exact),
+        guidance: ``gradient`` (guided proposal), ``tweedie`` (guided by `sqrt(ā) ∇_{x̂0} r`,
+            Tweedie's Jacobian: no backward pass through the denoiser; the weights keep the
+            target exact),
             ``none`` (prior transition), or ``auto`` (``gradient`` if
             ``getattr(reward, "differentiable", True)``, else ``none``).
         resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
