@@ -252,13 +252,22 @@ class _Clock:
         return timed
 
 
+PROFILE_PARTS = ("unet", "decode", "reward", "tempering", "resampling")
+
+
 def latent_profile(prior, reward, mode: str, P: int, steps: int, device: str) -> dict[str, float]:
     """Seconds per component of one run: UNet forward (CFG: both branches), VAE decode
-    forward, reward forward, and the rest (backward passes, proposal, weights, resampling)."""
+    forward, reward forward, choosing `λ` (tempering), resampling, and the rest (backward
+    passes, proposals, weights, gathering the resampled particles)."""
+    import optimizer.smc.sampler as smc_sampler
+    from optimizer.das import build_sampler
+
     clock = _Clock(device)
     predict, decode = prior.predict_noise, prior.decode
     prior.predict_noise = clock.wrap("unet", predict)
     prior.decode = clock.wrap("decode", decode)
+    resample_groups = smc_sampler.resample_groups
+    smc_sampler.resample_groups = clock.wrap("resampling", resample_groups)
     r = {"zero-before": zero_reward(False), "zero-after": zero_reward(True)}.get(mode, reward)
     try:
         _sync(device)
@@ -268,13 +277,18 @@ def latent_profile(prior, reward, mode: str, P: int, steps: int, device: str) ->
         else:
             g = torch.Generator(device=prior.device).manual_seed(0)
             guidance = mode if mode in ("gradient", "tweedie") else "none"
-            sample(prior, clock.wrap("reward", r), num_particles=P, alpha=0.01, num_steps=steps,
-                   guidance=guidance, conditions=PROMPTS, generator=g)
+            sampler, _ = build_sampler(prior, clock.wrap("reward", r), num_particles=P,
+                                       alpha=0.01, num_steps=steps, guidance=guidance,
+                                       conditions=PROMPTS, generator=g)
+            sampler.tempering.next_lambda = clock.wrap(  # type: ignore[method-assign]
+                "tempering", sampler.tempering.next_lambda)
+            sampler.run()
         _sync(device)
         total = clock.now() - t0
     finally:
         del prior.predict_noise, prior.decode  # back to the class's methods
-    parts = {k: clock.seconds.get(k, 0.0) for k in ("unet", "decode", "reward")}
+        smc_sampler.resample_groups = resample_groups
+    parts = {k: clock.seconds.get(k, 0.0) for k in PROFILE_PARTS}
     return {**parts, "rest": total - sum(parts.values()), "total": total}
 
 
@@ -324,12 +338,13 @@ def latent_bench(args: argparse.Namespace) -> None:
         print(f"  profile of one run per mode ({unit}, one pass, not interleaved; "
               f"load average {os.getloadavg()[0]:.2f}):")
         print(f"    {'mode':<12s} {'UNet fwd':>9s} {'decode fwd':>11s} {'reward fwd':>11s} "
-              f"{'rest':>8s} {'total':>8s}   rest = backward passes, proposal, weights, "
-              f"resampling")
+              f"{'tempering':>10s} {'resampling':>11s} {'rest':>8s} {'total':>8s}   rest = "
+              f"backward passes, proposals, weights, gathers")
         for m in LATENT_MODES:
             p = latent_profile(prior, reward, m, P, args.steps, args.device)
             print(f"    {m:<12s} {p['unet']:9.3f} {p['decode']:11.3f} {p['reward']:11.3f} "
-                  f"{p['rest']:8.3f} {p['total']:8.3f}", flush=True)
+                  f"{p['tempering']:10.3f} {p['resampling']:11.3f} {p['rest']:8.3f} "
+                  f"{p['total']:8.3f}", flush=True)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
