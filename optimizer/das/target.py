@@ -61,7 +61,8 @@ class Evaluation:
         eps: `G x P x *latent_shape` predicted noise `ε̂(x_t)` (consistent with a clipped `x̂0`).
         x0_hat: `G x P x *latent_shape` Tweedie estimate `x̂0(x_t)`.
         reward: `G x P` look-ahead reward `r(D(x̂0(x_t)))`.
-        grad: `G x P x *latent_shape` `∇_{x_t} r(D(x̂0(x_t)))`, or None (gradient-free).
+        grad: `G x P x *latent_shape` `∇_{x_t} r(D(x̂0(x_t)))` (``tweedie``: its denoiser-free
+            stand-in `sqrt(ā) ∇_{x̂0} r`), or None (gradient-free).
     """
 
     eps: Tensor
