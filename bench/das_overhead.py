@@ -20,11 +20,16 @@ Reward: a cheap differentiable image score, so the figures measure the sampler, 
 
 ``--prior latent``: the tiny Stable-Diffusion-layout prior of the tests (``UNet2DConditionModel``
 latent 4 x 8 x 8, ``AutoencoderKL`` to 3 x 16 x 16, CLIP text encoder, classifier-free guidance)
-instead; it prints, per P, gradient-free DAS and zero-reward DAS over plain batched DDIM η=1 with
-the same prompts and steps. "zero, before" is a zero reward without ``constant_value`` (the
-sampler decodes `x̂0` and calls the reward every step, as before the flag existed); "zero, after"
-is the same reward flagged ``constant_value = 0.0`` (``optimizer.workers.components.zero_reward``
-once flagged). Wall and process CPU seconds, medians, modes interleaved, load before and after.
+instead; it prints, per P, every DAS mode over plain batched DDIM η=1 with the same prompts and
+steps: gradient-free with the ramp reward, zero reward ("zero-before": without
+``constant_value``, so the sampler decodes `x̂0` and calls the reward every step, as before the
+flag existed; "zero-after": flagged ``constant_value = 0.0``, as
+``optimizer.workers.components.zero_reward``), and guided with ``guidance="gradient"`` (backward
+through UNet and decoder every step) and ``guidance="tweedie"`` (backward through the decoder
+only). Wall and process CPU seconds, medians, modes interleaved, load before and after; the ESS
+(min, mean, final over the steps) of the two guided modes on the same reward and seeds; and a
+per-component profile of one run per mode (UNet forward, VAE decode forward, reward forward,
+and the rest: backward passes and the sampler's own work).
 """
 from __future__ import annotations
 
@@ -189,10 +194,20 @@ def zero_reward(flagged: bool):
 
 
 PROMPTS = ["a red cat", "a blue dog"]
-LATENT_MODES = ("ddim", "das-free", "zero-before", "zero-after")
+LATENT_MODES = ("ddim", "das-free", "zero-before", "zero-after", "gradient", "tweedie")
+LATENT_LABELS = {
+    "das-free": "gradient-free DAS (ramp reward)",
+    "zero-before": "zero-reward DAS, before (unflagged)",
+    "zero-after": "zero-reward DAS, after (constant_value=0)",
+    "gradient": "guided DAS, guidance='gradient'",
+    "tweedie": "guided DAS, guidance='tweedie'",
+}
+LATENT_GOALS = {"das-free": 1.10, "zero-before": 1.10, "zero-after": 1.10, "gradient": 2.0,
+                "tweedie": 2.0}
 
 
-def latent_run(mode: str, prior, reward, P: int, steps: int, seed: int) -> torch.Tensor:
+def latent_run(mode: str, prior, reward, P: int, steps: int, seed: int):
+    """One run; plain DDIM returns the final rewards, DAS modes their ``DASResult``."""
     g = torch.Generator(device=prior.device).manual_seed(seed)
     if mode == "ddim":  # plain DDIM η=1 over the same prompts, decoded once at the end
         sched = DDIMSchedule(prior.alphas_cumprod, ScheduleConfig(num_steps=steps))
@@ -207,9 +222,74 @@ def latent_run(mode: str, prior, reward, P: int, steps: int, seed: int) -> torch
                 if sched.sigmas[k] > 0:
                     x = x + sched.sigmas[k] * torch.randn(x.shape, generator=g, device=x.device)
             return reward(prior.decode(x))
-    r = {"das-free": reward, "zero-before": zero_reward(False), "zero-after": zero_reward(True)}
-    return sample(prior, r[mode], num_particles=P, alpha=0.01, num_steps=steps, guidance="none",
-                  conditions=PROMPTS, generator=g).rewards
+    r = {"zero-before": zero_reward(False), "zero-after": zero_reward(True)}.get(mode, reward)
+    guidance = mode if mode in ("gradient", "tweedie") else "none"
+    return sample(prior, r, num_particles=P, alpha=0.01, num_steps=steps, guidance=guidance,
+                  conditions=PROMPTS, generator=g)
+
+
+class _Clock:
+    """Seconds spent inside wrapped callables, by name: process CPU seconds on the CPU (robust
+    to a loaded machine with one torch thread), synchronized wall seconds on CUDA."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.now = time.perf_counter if device.startswith("cuda") else time.process_time
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            _sync(self.device)
+            t0 = self.now()
+            out = fn(*args, **kwargs)
+            _sync(self.device)
+            self.seconds[name] = self.seconds.get(name, 0.0) + self.now() - t0
+            return out
+
+        for attr in ("differentiable", "constant_value"):  # the reward's flags
+            if hasattr(fn, attr):
+                setattr(timed, attr, getattr(fn, attr))
+        return timed
+
+
+PROFILE_PARTS = ("unet", "decode", "reward", "tempering", "resampling")
+
+
+def latent_profile(prior, reward, mode: str, P: int, steps: int, device: str) -> dict[str, float]:
+    """Seconds per component of one run: UNet forward (CFG: both branches), VAE decode
+    forward, reward forward, choosing `λ` (tempering), resampling, and the rest (backward
+    passes, proposals, weights, gathering the resampled particles)."""
+    import optimizer.smc.sampler as smc_sampler
+    from optimizer.das import build_sampler
+
+    clock = _Clock(device)
+    predict, decode = prior.predict_noise, prior.decode
+    prior.predict_noise = clock.wrap("unet", predict)
+    prior.decode = clock.wrap("decode", decode)
+    resample_groups = smc_sampler.resample_groups
+    smc_sampler.resample_groups = clock.wrap("resampling", resample_groups)
+    r = {"zero-before": zero_reward(False), "zero-after": zero_reward(True)}.get(mode, reward)
+    try:
+        _sync(device)
+        t0 = clock.now()
+        if mode == "ddim":
+            latent_run(mode, prior, clock.wrap("reward", r), P, steps, seed=0)
+        else:
+            g = torch.Generator(device=prior.device).manual_seed(0)
+            guidance = mode if mode in ("gradient", "tweedie") else "none"
+            sampler, _ = build_sampler(prior, clock.wrap("reward", r), num_particles=P,
+                                       alpha=0.01, num_steps=steps, guidance=guidance,
+                                       conditions=PROMPTS, generator=g)
+            sampler.tempering.next_lambda = clock.wrap(  # type: ignore[method-assign]
+                "tempering", sampler.tempering.next_lambda)
+            sampler.run()
+        _sync(device)
+        total = clock.now() - t0
+    finally:
+        del prior.predict_noise, prior.decode  # back to the class's methods
+        smc_sampler.resample_groups = resample_groups
+    parts = {k: clock.seconds.get(k, 0.0) for k in PROFILE_PARTS}
+    return {**parts, "rest": total - sum(parts.values()), "total": total}
 
 
 def latent_bench(args: argparse.Namespace) -> None:
@@ -226,25 +306,45 @@ def latent_bench(args: argparse.Namespace) -> None:
     for P in args.particles:
         wall: dict[str, list[float]] = {m: [] for m in LATENT_MODES}
         cpu: dict[str, list[float]] = {m: [] for m in LATENT_MODES}
+        ess: dict[str, list[torch.Tensor]] = {"gradient": [], "tweedie": []}
         for r in range(args.repeats):  # interleaved, so load changes hit every mode alike
             for mode in LATENT_MODES:
                 _sync(args.device)
                 t0, c0 = time.perf_counter(), time.process_time()
-                latent_run(mode, prior, reward, P, args.steps, seed=r)
+                out = latent_run(mode, prior, reward, P, args.steps, seed=r)
                 _sync(args.device)
                 wall[mode].append(time.perf_counter() - t0)
                 cpu[mode].append(time.process_time() - c0)
+                if mode in ess:
+                    ess[mode].append(out.ess.float().cpu())
         w = {m: statistics.median(v) for m, v in wall.items()}
         c = {m: statistics.median(v) for m, v in cpu.items()}
         print(f"\nP = {P} per prompt (median of {args.repeats}; wall s / process CPU s per "
               f"{args.steps}-step run), load average {os.getloadavg()[0]:.2f}:", flush=True)
         for m in LATENT_MODES:
             print(f"  {m:<12s} {w[m]:8.3f} s wall {c[m]:8.3f} s CPU")
-        for m, label in (("das-free", "gradient-free DAS (ramp reward)"),
-                         ("zero-before", "zero-reward DAS, before (unflagged)"),
-                         ("zero-after", "zero-reward DAS, after (constant_value=0)")):
+        for m, label in LATENT_LABELS.items():
             print(f"  {label:<42s} / plain DDIM = {w[m] / w['ddim']:.3f}x wall, "
-                  f"{c[m] / c['ddim']:.3f}x CPU  (goal <= 1.10x)")
+                  f"{c[m] / c['ddim']:.3f}x CPU  (goal <= {LATENT_GOALS[m]:.2f}x)")
+        print(f"  ESS over the {args.steps} steps, same ramp reward and seeds, "
+              f"{len(PROMPTS)} groups x {P} particles (mean over runs):")
+        for m, runs in ess.items():
+            e = torch.stack(runs)  # runs x T x G
+            print(f"    {m:<9s} min {e.amin(dim=(1, 2)).mean():7.2f}   mean "
+                  f"{e.mean(dim=(1, 2)).mean():7.2f}   final {e[:, -1].mean():7.2f}  "
+                  f"(of {P}; CPU per unit of mean ESS "
+                  f"{c[m] / e.mean().item():.3f} s)")
+        unit = "wall s" if args.device.startswith("cuda") else "process CPU s"
+        print(f"  profile of one run per mode ({unit}, one pass, not interleaved; "
+              f"load average {os.getloadavg()[0]:.2f}):")
+        print(f"    {'mode':<12s} {'UNet fwd':>9s} {'decode fwd':>11s} {'reward fwd':>11s} "
+              f"{'tempering':>10s} {'resampling':>11s} {'rest':>8s} {'total':>8s}   rest = "
+              f"backward passes, proposals, weights, gathers")
+        for m in LATENT_MODES:
+            p = latent_profile(prior, reward, m, P, args.steps, args.device)
+            print(f"    {m:<12s} {p['unet']:9.3f} {p['decode']:11.3f} {p['reward']:11.3f} "
+                  f"{p['tempering']:10.3f} {p['resampling']:11.3f} {p['rest']:8.3f} "
+                  f"{p['total']:8.3f}", flush=True)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
@@ -259,7 +359,7 @@ def main() -> None:
                              "dominate small ops; 0 keeps torch's default)")
     parser.add_argument("--prior", choices=("pixel", "latent"), default="pixel",
                         help="pixel: the pixel UNet figures (default); latent: the tiny SD-layout "
-                             "prior, gradient-free and zero-reward DAS over plain DDIM")
+                             "prior, every DAS mode over plain DDIM, guided ESS, a profile")
     parser.add_argument("--_memory-child", dest="child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:

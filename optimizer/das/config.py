@@ -17,8 +17,11 @@ class DASOptions(BaseModel):
         tempering: how `λ` rises from 0 to 1: ``adaptive`` (next `λ` keeps the ESS at a target),
             ``exponential`` (the paper's `λ_i = min((1+γ)^i − 1, 1)`), ``polynomial``, or
             ``predictive`` (adaptive, also budgeting for the next move's look-ahead spread).
-        guidance: ``gradient`` (guided proposal), ``none`` (prior transition), or ``auto``
-            (``getattr(reward, "differentiable", True)``).
+        guidance: ``gradient`` (guided proposal), ``tweedie`` (guided by `sqrt(ā) ∇_{x̂0} r`,
+            Tweedie's Jacobian: no backward pass through the denoiser; the weights keep the
+            target exact),
+            ``none`` (prior transition), or ``auto`` (``gradient`` if
+            ``getattr(reward, "differentiable", True)``, else ``none``).
         resampling: name of a scheme in ``optimizer.smc.RESAMPLERS``.
         ess_threshold: `κ`; a group is resampled when its `ESS < κ P`.
         chunk_size: rows per prior/reward call (None: all at once).
@@ -38,7 +41,7 @@ class DASOptions(BaseModel):
 
     num_steps: int = Field(100, ge=1, le=10_000)
     tempering: str = "adaptive"
-    guidance: Literal["auto", "gradient", "none"] = "auto"
+    guidance: Literal["auto", "gradient", "tweedie", "none"] = "auto"
     resampling: str = "systematic"
     ess_threshold: float = Field(0.5, ge=0.0, le=1.0)
     chunk_size: int | None = Field(None, ge=1, le=2**31 - 1)
@@ -90,7 +93,8 @@ _REMEDIES = {
     "num_steps": "pass an integer >= 1 (e.g. 100)",
     "ess_threshold": "pass κ in [0, 1] (0.5 is the usual choice)",
     "chunk_size": "pass None or an integer >= 1",
-    "guidance": "pass 'auto', 'gradient' or 'none'",
+    "guidance": "pass 'auto', 'gradient', 'tweedie' (no backward pass through the denoiser) or "
+                "'none'",
     "tempering": "pass 'adaptive', 'exponential', 'polynomial' or 'predictive' (or a "
                  "TemperingSchedule object)",
     "timestep_spacing": "pass 'linspace', 'leading' or 'trailing'",

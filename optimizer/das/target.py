@@ -8,7 +8,8 @@ Pieces (paper: Kim, Kim & Park, ICLR 2025, "Test-time Alignment of Diffusion Mod
 Reward Over-optimization"):
 
 1. initial draw `x_{t_0} ~ N(0, I)` (`λ_0 = 0`, so the initial weights are uniform);
-2. proposal `q(x_s | x_t) = N(μ(x_t) + σ² λ_{k+1} ∇_{x_t} r(D(x̂0(x_t))) / α, σ² I)` when guided,
+2. proposal `q(x_s | x_t) = N(μ(x_t) + σ² λ_{k+1} ∇_{x_t} r(D(x̂0(x_t))) / α, σ² I)` when guided
+   (``tweedie``: with Tweedie's `∂x̂0/∂x_t` for the denoiser's, ``optimizer.das.guidance``),
    the prior transition `p(x_s | x_t) = N(μ(x_t), σ² I)` when gradient-free;
 3. log-potential `λ r / α`, so the incremental log-weight is
    `log p(x_s|x_t) - log q(x_s|x_t) + λ_{k+1} r(x̂0(x_s))/α - λ_k r(x̂0(x_t))/α`;
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from optimizer.das.guidance import tweedie_lookahead
 from optimizer.das.particles import DiffusionParticles
 from optimizer.das.rejuvenation import check_rejuvenation, rejuvenate
 from optimizer.das.schedule import DDIMSchedule
@@ -60,7 +62,8 @@ class Evaluation:
         eps: `G x P x *latent_shape` predicted noise `ε̂(x_t)` (consistent with a clipped `x̂0`).
         x0_hat: `G x P x *latent_shape` Tweedie estimate `x̂0(x_t)`.
         reward: `G x P` look-ahead reward `r(D(x̂0(x_t)))`.
-        grad: `G x P x *latent_shape` `∇_{x_t} r(D(x̂0(x_t)))`, or None (gradient-free).
+        grad: `G x P x *latent_shape` `∇_{x_t} r(D(x̂0(x_t)))` (``tweedie``: its denoiser-free
+            stand-in `sqrt(ā) ∇_{x̂0} r`), or None (gradient-free).
     """
 
     eps: Tensor
@@ -111,6 +114,9 @@ class TiltedTarget:
         context: `G*P x ...` conditioning from ``prior.prepare_context`` (or None); it must be
             the same for every particle of a group, since resampling permutes within groups.
         guided: use the gradient proposal (the reward must be differentiable).
+        tweedie: with ``guided``, shift by the denoiser-Jacobian-free `sqrt(ā) ∇_{x̂0} r`
+            (``optimizer.das.guidance``: back-propagates through the decoder and the reward
+            only) instead of the exact `∇_{x_t} r(D(x̂0(x_t)))`.
         chunk_size: rows per prior/reward call (None: all `G*P` at once).
         gradient_checkpointing: recompute the prior and decoder in the backward pass, so
             the peak memory is one segment's activations instead of all of them.
@@ -153,6 +159,7 @@ class TiltedTarget:
         constant_reward: float | None = None,
         rejuvenation: str = "none",
         rejuvenation_step: float = 0.5,
+        tweedie: bool = False,
     ) -> None:
         # A constant reward has a zero gradient: MALA needs no reward gradient then (the plain
         # prior of a campaign's first round runs gradient-free whatever the configured move).
@@ -174,6 +181,7 @@ class TiltedTarget:
         self.G, self.P = num_groups, num_particles
         self.context = context
         self.guided = guided
+        self.tweedie = tweedie
         self.chunk_size = chunk_size
         self.checkpointing = gradient_checkpointing
         self.dtype = dtype or prior.dtype
@@ -262,6 +270,14 @@ class TiltedTarget:
                 eps, x0 = self._x0(x, eps, a)
                 r = self._reward(self.prior.decode(x0.to(self.prior.dtype)))
                 return Evaluation(eps=eps, x0_hat=x0, reward=r, grad=None)
+        if self.tweedie:
+            with torch.no_grad():  # ε̂ and x̂0 exactly as gradient-free; no denoiser graph
+                eps = self.prior.predict_noise(x.to(self.prior.dtype), t, ctx).to(self.dtype)
+                eps, x0 = self._x0(x, eps, a)
+            r, grad = tweedie_lookahead(
+                x0, a, decode=self.prior.decode, reward=self._reward, model_dtype=self.prior.dtype,
+                clip_sample=self.clip_sample, checkpointing=self.checkpointing)
+            return Evaluation(eps=eps, x0_hat=x0, reward=r, grad=grad)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             xm = xg.to(self.prior.dtype)

@@ -65,7 +65,7 @@ def test_first_cosine_step_has_vanishing_alpha_bar(device):
     assert cosine_prior(device).alphas_cumprod[-1].item() < 1e-8
 
 
-@pytest.mark.parametrize("guidance", ["gradient", "none"])
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie", "none"])
 def test_clip_keeps_an_imperfect_prior_in_range(device, guidance):
     gm = cosine_prior(device)
     exact = gm.tilt_linear(B.to(device), 1.0).mixture
@@ -78,7 +78,7 @@ def test_clip_keeps_an_imperfect_prior_in_range(device, guidance):
     assert tv <= 0.05 and err <= 0.3, (tv, err)
 
 
-@pytest.mark.parametrize("guidance", ["gradient", "none"])
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie", "none"])
 def test_clip_leaves_an_exact_prior_exact(device, guidance):
     gm = cosine_prior(device)
     tv, err = _stats(_run(gm, guidance, CLIP), gm.tilt_linear(B.to(device), 1.0).mixture)

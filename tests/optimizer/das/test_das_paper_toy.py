@@ -63,7 +63,7 @@ def test_exact_tilted_mean_reward_matches_the_paper(device):
     assert toy_reward(x).item() == pytest.approx(-0.5 * (x @ A * x).sum().item())
 
 
-@pytest.mark.parametrize("guidance", ["gradient", "none"])
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie", "none"])
 def test_das_reaches_the_exact_mean_reward(device, guidance):
     gm = _prior(device)
     exact = _exact(gm)

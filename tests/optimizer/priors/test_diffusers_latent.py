@@ -223,8 +223,9 @@ def _run(prior, reward, seed: int, **options):
     return sample(prior, reward, alpha=0.05, num_steps=4, generator=gen, **options)
 
 
-def test_das_guided_prompts_times_particles(prior) -> None:
-    res = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS)
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie"])
+def test_das_guided_prompts_times_particles(prior, guidance) -> None:
+    res = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS, guidance=guidance)
     assert res.samples.shape == (2, 3, 3, 16, 16) and res.latents.shape == (2, 3, 4, 8, 8)
     assert torch.isfinite(res.samples).all() and torch.isfinite(res.log_weights).all()
     total = res.log_weights.logsumexp(-1).cpu()
@@ -233,8 +234,42 @@ def test_das_guided_prompts_times_particles(prior) -> None:
     seen = _redness(res.samples.flatten(0, 1)).reshape(2, 3).to(res.rewards.dtype)
     torch.testing.assert_close(res.rewards, seen, rtol=1e-4, atol=1e-5)
     # prompt rows are sliced with the particles: chunked evaluation gives the same run
-    chunked = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS, chunk_size=2)
+    chunked = _run(prior, _redness, seed=0, num_particles=3, conditions=PROMPTS, chunk_size=2,
+                   guidance=guidance)
     torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-3, atol=1e-4)
+
+
+def test_das_tweedie_direction_is_sqrt_alpha_bar_times_the_vae_reward_gradient(folder, device):
+    """``guidance="tweedie"`` on the latent prior: `g̃ = sqrt(ā) ∇_{x̂0} r(VAE(x̂0))` (float64
+    central differences through the real VAE decoder), with ε̂ and x̂0 as gradient-free."""
+    from optimizer.das import build_sampler
+
+    prior64 = LatentDiffusersPrior.from_pretrained(folder, device=device, dtype=torch.float64,
+                                                   guidance_scale=3.0)
+
+    def target(guidance):
+        sampler, _ = build_sampler(prior64, _redness, num_particles=2, alpha=0.05, num_steps=4,
+                                   conditions=PROMPTS, guidance=guidance)
+        return sampler.target
+
+    tw = target("tweedie")
+    x = torch.randn(2, 2, *prior64.latent_shape, generator=torch.Generator().manual_seed(3),
+                    dtype=torch.float64).to(device)
+    k = 1
+    ev, free = tw.evaluate(x, k), target("none").evaluate(x, k)
+    torch.testing.assert_close(ev.x0_hat, free.x0_hat, rtol=0, atol=0)
+    torch.testing.assert_close(ev.reward, free.reward, rtol=0, atol=0)
+    v = torch.randn(ev.x0_hat.shape, generator=torch.Generator().manual_seed(4),
+                    dtype=torch.float64).to(device)
+    h = 1e-5
+
+    def r(z):
+        return _redness(prior64.decode(z.flatten(0, 1))).reshape(2, 2)
+
+    fd = (r(ev.x0_hat + h * v) - r(ev.x0_hat - h * v)) / (2 * h)
+    a = tw.schedule.alpha_bar[k]
+    torch.testing.assert_close((ev.grad * v).sum(dim=(2, 3, 4)), a**0.5 * fd,
+                               rtol=1e-6, atol=1e-9)
 
 
 def test_das_gradient_free_single_prompt(load) -> None:

@@ -89,12 +89,14 @@ def test_chunked_lazy_run_decodes_only_x0_in_chunks(prior, monkeypatch) -> None:
     _same(lazy, full)
 
 
-def test_constant_reward_needs_no_backward_pass_when_guided(prior, monkeypatch) -> None:
-    """guidance="gradient" with a flagged constant: no decode of x̂0, no autograd, and the
-    prior's moves (the gradient of a constant is 0, so the guided proposal is the prior's)."""
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie"])
+def test_constant_reward_needs_no_backward_pass_when_guided(prior, monkeypatch, guidance) -> None:
+    """guidance="gradient" or "tweedie" with a flagged constant: no decode of x̂0, no autograd,
+    and the prior's moves (the gradient of a constant is 0, so the guided proposal is the
+    prior's)."""
     count = Counting(prior, monkeypatch)
     free = _run(prior, count.reward(flagged=True, value=2.0), guidance="none")
     count.decoded.clear()
-    guided = _run(prior, count.reward(flagged=True, value=2.0), guidance="gradient")
+    guided = _run(prior, count.reward(flagged=True, value=2.0), guidance=guidance)
     assert count.decoded == [2 * P] and count.rewarded == []
     _same(guided, free)

@@ -259,7 +259,7 @@ def test_das_gradient_free_groups_times_particles(class_prior) -> None:
     torch.testing.assert_close(chunked.samples, res.samples, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("guidance", ["gradient", "none"])
+@pytest.mark.parametrize("guidance", ["gradient", "tweedie", "none"])
 def test_das_tilts_toward_the_reward(prior, guidance: str) -> None:
     """α → ∞ returns the prior (uniform weights, no resampling); a small α moves the weighted
     reward far above the prior's mean (by more than one prior standard deviation)."""
