@@ -38,9 +38,13 @@ class SurrogateConfig(BaseModel):
             the single-candidate EI maximizer (None: all candidates).
         screen_max_baseline: qLogNEI's baseline is at most this many observations, those that
             can plausibly be the best (`μ + 3σ ≥ max(μ − 3σ)`; None: all conditioned ones).
-        screen_exact_max_observations: above this many conditioned observations screening
-            conditions on a local subset of this size (the best quarter plus the candidates'
-            nearest observations) instead of all of them (None: always exact).
+        screen_local_size: above this many conditioned observations the prefilter's cheap
+            score (mean, std of every candidate) conditions on a local subset of this size (the
+            best eighth by outcome plus the candidates' nearest observations; None: all).
+        screen_exact_max_observations: the acquisition (qLogNEI / qUCB over the kept
+            candidates) uses the exact posterior up to this many conditioned observations, and a
+            local subset of ``screen_local_size`` chosen around the kept candidates above it
+            (None: always exact).
         screen_family_keep: candidates kept per ancestor family (SMC founder per chunk) before
             the prefilter, so one family after an ESS collapse cannot fill the prefilter.
         screen_family_margin: a second (third, ...) member of a family already in the batch is
@@ -69,6 +73,7 @@ class SurrogateConfig(BaseModel):
     cholesky_max_size: int = Field(10_000, ge=1)
     screen_prefilter_size: int | None = Field(128, ge=1)
     screen_max_baseline: int | None = Field(64, ge=1)
+    screen_local_size: int | None = Field(2000, ge=2)
     screen_exact_max_observations: int | None = Field(2000, ge=2)
     screen_family_keep: int = Field(2, ge=1)
     screen_family_margin: float = Field(1.0, ge=0.0)

@@ -13,7 +13,7 @@ unchanged at `O(|S|)` per candidate instead of GPyTorch's `O(r² (B + q))` solve
 
 The conditioning rows `R` are the surrogate's own (exact) or, above
 ``SurrogateConfig.screen_exact_max_observations``, a data-chosen subset of all observations
-(``local_rows``): the best quarter by observed outcome plus the nearest observations of the query
+(``local_rows``): the best eighth by observed outcome plus the nearest observations of the query
 points, with the surrogate's hyperparameters and standardization (a "subset of data" GP whose
 subset is local to the queries; error against the exact GP printed by ``bench/screening_bench.py``).
 
@@ -124,7 +124,7 @@ class Conditioning:
 def local_rows(sur: Surrogate, Zq: Tensor, size: int, score: Tensor) -> Tensor:
     """A data-chosen conditioning subset of ``size`` observation rows for queries ``Zq``.
 
-    The best ``size // 4`` observations by ``score`` (the scalarized observed outcome: they
+    The best ``size // 8`` observations by ``score`` (the scalarized observed outcome: they
     decide the incumbent), then the nearest observations of every query point in the GP's
     normalized input space, round-robin by neighbour rank (every query gets its 1st nearest,
     then its 2nd, ...), until ``size`` rows. Sorted indices; all rows when `n ≤ size`.
@@ -136,7 +136,7 @@ def local_rows(sur: Surrogate, Zq: Tensor, size: int, score: Tensor) -> Tensor:
     with torch.no_grad():
         Xq = model.transform_inputs(Zq)
         Xa = model.transform_inputs(sur.train_Z)
-        top = torch.argsort(score, descending=True, stable=True)[: size // 4]
+        top = torch.argsort(score, descending=True, stable=True)[: size // 8]
         taken = torch.zeros(n, dtype=torch.bool)
         taken[top] = True
         k = min(n, max(1, -(-size // max(Xq.shape[0], 1)) + 1))

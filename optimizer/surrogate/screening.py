@@ -4,15 +4,20 @@ r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 
 Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
 
-1. exclude duplicates as below; condition the GP on the surrogate's observations, or above
-   ``config.screen_exact_max_observations`` on a data-chosen local subset of that size;
-2. cheap score: posterior mean and std of every candidate (one triangular solve), scalarized;
+1. exclude duplicates as below;
+2. cheap score: posterior mean and std of every candidate (one triangular solve), scalarized,
+   from the GP conditioned on the surrogate's observations, or when there are more than
+   ``config.screen_local_size`` on a data-chosen local subset of that size around the candidates
+   (``finite.local_rows``);
    per ancestor family (``families``) keep the ``screen_family_keep`` best by Pareto layers of
    (mean, std), then the ``screen_prefilter_size`` best overall the same way (the layers hold
    the single-candidate EI maximizer whatever the incumbent, ``prefilter.py``);
 3. qLogNEI's baseline: at most ``screen_max_baseline`` observations that can plausibly be the
    best (below); qLogNEI / qUCB run on the exact joint posterior of the finite set
    {kept candidates, baseline, pending} (``FiniteSetModel``), so a candidate costs `O(B + q)`;
+   that posterior conditions on all the surrogate's observations, or above
+   ``config.screen_exact_max_observations`` on a local subset (``screen_local_size``) chosen
+   around the kept candidates, baseline and pending designs;
 4. sequential greedy: each pick becomes pending for the next; a candidate whose family already
    has more picks than the least-picked family left is taken only when its acquisition beats
    that family's best by ``screen_family_margin`` (log units for qLogNEI: e-fold expected
@@ -88,7 +93,8 @@ class ScreeningResult:
         batch_families: distinct ancestor families among the picks (None without ``families``).
         num_scored: candidates given to the acquisition; num_baseline: qLogNEI's baseline size
             before BoTorch's pruning (0 for qUCB); conditioned_on: observations the posterior
-            used; approximate: True when that was a local subset (``finite.local_rows``).
+            used for the acquisition; approximate: True when that was a local subset
+            (``finite.local_rows``).
     """
 
     selected: Tensor
@@ -292,13 +298,14 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
     M = Z.shape[0]
     eligible = ~excluded
     observed_score = g(sur.train_Y.to(sur.dtype))
+    n_cond = sur.cond_idx.numel()
+    local = cfg.screen_local_size
     exact_max = cfg.screen_exact_max_observations
-    approximate = exact_max is not None and sur.cond_idx.numel() > exact_max
+    approximate = exact_max is not None and n_cond > exact_max
     with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size), torch.no_grad():
-        if approximate:
-            assert exact_max is not None
+        if local is not None and n_cond > local:  # the cheap score: a local subset
             queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
-            rows = local_rows(sur, queries, exact_max, observed_score)
+            rows = local_rows(sur, queries, local, observed_score)
         else:
             rows = sur.cond_idx
         cond = Conditioning.build(sur, rows)
@@ -316,7 +323,15 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
                                cfg.screen_max_baseline or sur.train_Z.shape[0])
                 if acquisition == "qlognei" else torch.zeros(0, dtype=torch.long))
         parts = [Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else [])
-        model = cond.finite_model(torch.cat(parts))
+        S = torch.cat(parts)
+        # the acquisition's posterior: exact, or a local subset chosen around the few points
+        # it sees
+        stage2 = (local_rows(sur, S, local or n_cond, observed_score) if approximate
+                  else sur.cond_idx)
+        if not torch.equal(stage2, rows):
+            rows = stage2
+            cond = Conditioning.build(sur, rows)
+        model = cond.finite_model(S)
         K, B = cand.numel(), base.numel()
         P = 0 if Z_pending is None else Z_pending.shape[0]
         index = torch.arange(K + B + P, dtype=Z.dtype).unsqueeze(-1)    # the model's inputs
@@ -333,7 +348,8 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
                                          objective=objective, X_pending=pend_arg)
 
         first = make(None)
-        solo = torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
+        solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
+                if K else torch.zeros(0, dtype=Z.dtype))
         acq_values = torch.full((M,), float("nan"), dtype=Z.dtype)
         acq_values[cand] = solo
         top = torch.arange(K)
