@@ -152,13 +152,15 @@ class RoundGenerator:
         logw = np.concatenate([o.log_weights - math.log(len(outs)) for o in outs])
         group = np.concatenate([np.full(len(o.samples), o.chunk) for o in outs])
         particle = np.concatenate([np.arange(len(o.samples)) for o in outs])
+        family = ancestor_families(outs)
         t2 = time.perf_counter()
         note = ""
         acq = mean = std = None
         if surrogate is not None:
             res = surrogate.screen(model, designs, q, pending=data.X_pending,
                                    observed=data.X_failed,
-                                   seed=derive_seed(cfg.seed, index, 0, "screen"))
+                                   seed=derive_seed(cfg.seed, index, 0, "screen"),
+                                   families=family)
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
             excluded, reasons = res.excluded, res.reasons
         else:
@@ -197,6 +199,8 @@ class RoundGenerator:
             "log_normalizer": [o.log_normalizer for o in outs],
             "worker_seconds": [o.seconds for o in outs],
             "replacements": self.pool.replacements,
+            # distinct (chunk, founder) families in the selected batch (diverse batches)
+            "batch_families": int(len(np.unique(family[np.asarray(sel, dtype=np.int64)]))),
         }
         timings = {"fit_s": fit_s, "smc_s": smc_s, "screen_s": screen_s,
                    "total_s": time.perf_counter() - t0}
@@ -216,6 +220,15 @@ def unique_ancestors(outs: Sequence[ChunkResult]) -> int:
     """How many distinct founders the chunks' final particles descend from (``origin`` indexes a
     chunk's own initial particles, so the per-chunk counts add up)."""
     return int(sum(len(np.unique(np.asarray(o.origin).reshape(-1))) for o in outs))
+
+
+def ancestor_families(outs: Sequence[ChunkResult]) -> np.ndarray:
+    """One id per pooled particle for its (chunk, founder) family: particles resampled from the
+    same initial particle of the same chunk share it (ids are dense, `0..F-1`)."""
+    pairs = np.concatenate([
+        np.stack([np.full(len(o.samples), o.chunk), np.asarray(o.origin).reshape(-1)], axis=1)
+        for o in outs]) if outs else np.zeros((0, 2), dtype=np.int64)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _stack_features(gen: RoundGenerator, data: TrainingData) -> np.ndarray | None:

@@ -49,8 +49,9 @@ class SurrogateConfig(BaseModel):
             the prefilter, so one family after an ESS collapse cannot fill the prefilter.
         screen_family_margin: a second (third, ...) member of a family already in the batch is
             picked over the best candidate of a less-picked family only when its acquisition is
-            higher by this margin (qLogNEI: log units, 1.0 = e-fold expected improvement;
-            qUCB: in units of the std of the scalarized observed outcomes).
+            higher by this margin (qLogNEI: expected improvement given the earlier picks, as a
+            fraction of the first pick's; qUCB: in units of the std of the scalarized observed
+            outcomes).
         seed: seed of the subset choice (reproducible fits).
         dtype: the GP's floating dtype (float64 recommended).
     """
@@ -76,7 +77,7 @@ class SurrogateConfig(BaseModel):
     screen_local_size: int | None = Field(2000, ge=2)
     screen_exact_max_observations: int | None = Field(2000, ge=2)
     screen_family_keep: int = Field(2, ge=1)
-    screen_family_margin: float = Field(1.0, ge=0.0)
+    screen_family_margin: float = Field(0.2, ge=0.0)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     dtype: Literal["float64", "float32"] = "float64"
 

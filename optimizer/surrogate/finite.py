@@ -153,9 +153,9 @@ def local_rows(sur: Surrogate, Zq: Tensor, size: int, score: Tensor) -> Tensor:
         uniq, inv = torch.unique(fresh, return_inverse=True)
         first = torch.full((uniq.numel(),), fresh.numel(), dtype=torch.long)
         first.scatter_reduce_(0, inv, torch.arange(fresh.numel()), reduce="amin")
-        extra = uniq[torch.argsort(first)][: size - int(taken.sum())]
+        extra = uniq[torch.argsort(first)][: size - size // 4 - int(taken.sum())]
         taken[extra] = True
-        if int(taken.sum()) < size:  # few queries: fill with a seeded random rest
+        if int(taken.sum()) < size:  # a seeded random quarter: the long-range trend
             rest = torch.nonzero(~taken).flatten()
             g = torch.Generator().manual_seed(sur.config.seed)
             taken[rest[torch.randperm(rest.numel(), generator=g)[: size - int(taken.sum())]]] = True

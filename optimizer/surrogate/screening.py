@@ -9,8 +9,8 @@ Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
    from the GP conditioned on the surrogate's observations, or when there are more than
    ``config.screen_local_size`` on a data-chosen local subset of that size around the candidates
    (``finite.local_rows``);
-   per ancestor family (``families``) keep the ``screen_family_keep`` best by Pareto layers of
-   (mean, std), then the ``screen_prefilter_size`` best overall the same way (the layers hold
+   per ancestor family (``families``) keep the best `max(screen_family_keep, ⌈P / F⌉)` by
+   Pareto layers of (mean, std) (`P` = ``screen_prefilter_size``, `F` families), then the ``screen_prefilter_size`` best overall the same way (the layers hold
    the single-candidate EI maximizer whatever the incumbent, ``prefilter.py``);
 3. qLogNEI's baseline: at most ``screen_max_baseline`` observations that can plausibly be the
    best (below); qLogNEI / qUCB run on the exact joint posterior of the finite set
@@ -20,9 +20,10 @@ Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
    around the kept candidates, baseline and pending designs;
 4. sequential greedy: each pick becomes pending for the next; a candidate whose family already
    has more picks than the least-picked family left is taken only when its acquisition beats
-   that family's best by ``screen_family_margin`` (log units for qLogNEI: e-fold expected
-   improvement at the default 1.0; for qUCB the margin is in units of the scalarized observed
-   outcomes' std).
+   that family's best by ``screen_family_margin``: for qLogNEI in expected improvement (given
+   the earlier picks) as a fraction of the first pick's (0.2: the same family must promise a
+   fifth of the best candidate's improvement more; differences among negligible improvements
+   never count), for qUCB in units of the scalarized observed outcomes' std.
 
 Why a bounded baseline is sound for NEI: qNEI's incumbent is `max_{x∈baseline} f(x)` sampled
 jointly with the candidates; an observation contributes only in samples where it is that max.
@@ -314,8 +315,14 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         gm, gs = _scalar_mean_std(g, mean, std)
         ucb = gm + beta * gs
         keep = eligible.clone()
-        if families is not None:
-            keep = family_keep(gm, gs, ucb, families, cfg.screen_family_keep, among=keep)
+        if families is not None and bool(keep.any()):
+            # at least screen_family_keep per family, more when few families would leave the
+            # acquisition fewer candidates than the prefilter allows (a full collapse to one
+            # family still offers screen_prefilter_size candidates)
+            n_fam = int(torch.unique(families[keep]).numel())
+            target = cfg.screen_prefilter_size or int(keep.sum())
+            per = max(cfg.screen_family_keep, -(-target // n_fam))
+            keep = family_keep(gm, gs, ucb, families, per, among=keep)
         if cfg.screen_prefilter_size is not None:
             keep = pareto_keep(gm, gs, ucb, cfg.screen_prefilter_size, among=keep)
         cand = torch.nonzero(keep).flatten()
@@ -360,7 +367,8 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         if acquisition == "qucb":
             spread = float(observed_score.std()) if observed_score.numel() > 1 else 1.0
             margin *= spread if math.isfinite(spread) and spread > 0 else 1.0
-        picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), margin, max_batch_size)
+        picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), margin,
+                              acquisition == "qlognei", max_batch_size)
         sel = cand[top[picks]]
     return ScreeningResult(
         selected=sel, selected_values=vals, acq_values=acq_values, mean=mean, std=std,
@@ -370,10 +378,11 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
 
 
 def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,
-            margin: float, max_batch_size: int) -> tuple[Tensor, Tensor]:
+            margin: float, log_values: bool, max_batch_size: int) -> tuple[Tensor, Tensor]:
     """Sequential greedy over ``choices`` (`K x d`): each pick is pending for the next. With
     families ``fam``, a pick from a family with more picks than the least-picked family left
-    needs a value above that family's best by ``margin``."""
+    needs a gain above that family's best by ``margin``: in units of the first pick's value
+    when ``log_values`` (log-EI: `e^{v − v₁} − e^{v' − v₁} > margin`), else in value units."""
     K = choices.shape[0]
     free = torch.ones(K, dtype=torch.bool)
     count = None if fam is None else torch.zeros(K, dtype=torch.long)
@@ -388,7 +397,11 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
             fewest = int(count[free].min())
             fresh = free & (count == fewest)
             alt = int(torch.argmax(v.masked_fill(~fresh, -float("inf"))))
-            if int(count[best]) > fewest and not bool(v[best] - v[alt] > margin):
+            if log_values and vals:
+                gain = torch.exp(v[best] - vals[0]) - torch.exp(v[alt] - vals[0])
+            else:
+                gain = v[best] - v[alt]
+            if int(count[best]) > fewest and not bool(gain > margin):
                 best = alt
         picks.append(best)
         vals.append(v[best])
