@@ -26,6 +26,8 @@ import math
 import time
 
 import torch
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.sampling import SobolQMCNormalSampler
 
 from optimizer.surrogate import Surrogate, SurrogateConfig, screen
 from optimizer.surrogate.finite import Conditioning, local_rows
@@ -47,6 +49,73 @@ def timed(fn):
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
+def bench_size(n: int, args: argparse.Namespace, cfg: SurrogateConfig) -> None:
+    """Time and compare both paths at ``n`` observations (module docstring)."""
+    d, q = args.d, args.q
+    g = torch.Generator().manual_seed(n)
+    X = torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1
+    Y = truth(X) + 0.05 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    sur = Surrogate.fit(X, Y)
+    best = X[torch.argsort(Y[:, 0], descending=True)[:50]]
+    C = (best[torch.randint(0, 50, (args.M,), generator=g)]
+         + 0.15 * torch.randn(args.M, d, generator=g, dtype=torch.float64)).clamp(-1, 1)
+    pend = C[:2].clone() + 0.01
+    run_before = n <= args.before_up_to
+    t_b, c_b, t_a, c_a = [], [], [], []
+    before = after = None
+    for _ in range(args.repeats):  # interleaved
+        if run_before:
+            before, t, c = timed(lambda: screen(sur, C, q, pending=pend, seed=0,
+                                                method="botorch"))
+            t_b.append(t)
+            c_b.append(c)
+        after, t, c = timed(lambda: screen(sur, C, q, pending=pend, seed=0))
+        t_a.append(t)
+        c_a.append(c)
+    assert after is not None
+    # quality under the reference acquisition (exact GP, full baseline, same seed)
+    gsc = sur.scalarization()
+    obj = GenericMCObjective(lambda s, X=None: gsc(s))
+    Z, Zp = sur.features(C), sur.features(pend)
+    with torch.no_grad():
+        ref = _acqf(sur, "qlognei", obj, 1.0,
+                    SobolQMCNormalSampler(torch.Size([512]), seed=1), Zp)
+        v_after = float(ref(Z[after.selected].unsqueeze(0)))
+        v_before = float(ref(Z[before.selected].unsqueeze(0))) if before else float("nan")
+    f_after = float(truth(C[after.selected]).mean())
+    f_before = float(truth(C[before.selected]).mean()) if before else float("nan")
+    same = (sorted(after.selected.tolist()) == sorted(before.selected.tolist())
+            if before else "-")
+    line = (f"n={n:>6} (cond {sur.cond_idx.numel()}): "
+            f"before {min(t_b) if t_b else float('nan'):6.2f} s (cpu "
+            f"{min(c_b) if c_b else float('nan'):6.2f})  after {min(t_a):5.2f} s (cpu "
+            f"{min(c_a):5.2f})  speed-up {min(t_b) / min(t_a) if t_b else float('nan'):5.1f}x"
+            f" | batch qLogNEI (ref) before {v_before:7.3f} after {v_after:7.3f} | "
+            f"true mean f before {f_before:6.3f} after {f_after:6.3f} | "
+            f"after: scored {after.num_scored}, baseline {after.num_baseline}, "
+            f"conditioned on {after.conditioned_on}{' (local subset)' if after.approximate else ''}"
+            f"; same picks {same}")
+    print(line, flush=True)
+    if after.approximate:
+        exact = Conditioning.build(sur, sur.cond_idx)
+        size = cfg.screen_exact_max_observations
+        assert size is not None
+        kept = torch.nonzero(torch.isfinite(after.acq_values)).flatten()
+        for label, Q in (("all M candidates (prefilter stage)", Z),
+                         (f"the {kept.numel()} kept candidates (acquisition stage)", Z[kept])):
+            local = Conditioning.build(sur, local_rows(sur, torch.cat([Q, Zp]), size,
+                                                       gsc(sur.train_Y)))
+            me, ve = exact.mean_var(Q)
+            ml, vl = local.mean_var(Q)
+            se, sl = ve.sqrt(), vl.sqrt()
+            ft = truth(C[:Q.shape[0]] if Q is Z else C[kept])
+            print(f"         local-subset posterior vs exact (cond {sur.cond_idx.numel()}) at "
+                  f"{label}: RMSE(Δμ) {float((ml - me).pow(2).mean().sqrt()):.4f} (mean σ "
+                  f"{float(se.mean()):.4f}), max |Δσ|/σ {float(((sl - se).abs() / se).max()):.3f}"
+                  f"; RMSE vs truth: exact {float((me - ft).pow(2).mean().sqrt()):.4f}, "
+                  f"local {float((ml - ft).pow(2).mean().sqrt()):.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000, 10000])
@@ -64,69 +133,7 @@ def main() -> None:
           f"exact_max={cfg.screen_exact_max_observations}, "
           f"max_conditioning_size={cfg.max_conditioning_size}; load {loadavg()}")
     for n in args.sizes:
-        g = torch.Generator().manual_seed(n)
-        X = torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1
-        Y = truth(X) + 0.05 * torch.randn(n, 1, generator=g, dtype=torch.float64)
-        sur = Surrogate.fit(X, Y)
-        best = X[torch.argsort(Y[:, 0], descending=True)[:50]]
-        C = (best[torch.randint(0, 50, (args.M,), generator=g)]
-             + 0.15 * torch.randn(args.M, d, generator=g, dtype=torch.float64)).clamp(-1, 1)
-        pend = C[:2].clone() + 0.01
-        run_before = n <= args.before_up_to
-        t_b, c_b, t_a, c_a = [], [], [], []
-        before = after = None
-        for _ in range(args.repeats):  # interleaved
-            if run_before:
-                before, t, c = timed(lambda: screen(sur, C, q, pending=pend, seed=0,
-                                                    method="botorch"))
-                t_b.append(t)
-                c_b.append(c)
-            after, t, c = timed(lambda: screen(sur, C, q, pending=pend, seed=0))
-            t_a.append(t)
-            c_a.append(c)
-        assert after is not None
-        # quality under the reference acquisition (exact GP, full baseline, same seed)
-        from botorch.acquisition.objective import GenericMCObjective
-        from botorch.sampling import SobolQMCNormalSampler
-
-        gsc = sur.scalarization()
-        obj = GenericMCObjective(lambda s, X=None: gsc(s))
-        Z, Zp = sur.features(C), sur.features(pend)
-        with torch.no_grad():
-            ref = _acqf(sur, "qlognei", obj, 1.0,
-                        SobolQMCNormalSampler(torch.Size([512]), seed=1), Zp)
-            v_after = float(ref(Z[after.selected].unsqueeze(0)))
-            v_before = float(ref(Z[before.selected].unsqueeze(0))) if before else float("nan")
-        f_after = float(truth(C[after.selected]).mean())
-        f_before = float(truth(C[before.selected]).mean()) if before else float("nan")
-        line = (f"n={n:>6} (cond {sur.cond_idx.numel()}): "
-                f"before {min(t_b) if t_b else float('nan'):6.2f} s (cpu "
-                f"{min(c_b) if c_b else float('nan'):6.2f})  after {min(t_a):5.2f} s (cpu "
-                f"{min(c_a):5.2f})  speed-up {min(t_b) / min(t_a) if t_b else float('nan'):5.1f}x"
-                f" | batch qLogNEI (ref) before {v_before:7.3f} after {v_after:7.3f} | "
-                f"true mean f before {f_before:6.3f} after {f_after:6.3f} | "
-                f"after: scored {after.num_scored}, baseline {after.num_baseline}, "
-                f"conditioned on {after.conditioned_on}{' (local subset)' if after.approximate else ''}"
-                f"; same picks {sorted(after.selected.tolist()) == sorted(before.selected.tolist()) if before else '-'}")
-        print(line, flush=True)
-        if after.approximate:
-            exact = Conditioning.build(sur, sur.cond_idx)
-            size = cfg.screen_exact_max_observations
-            assert size is not None
-            kept = torch.nonzero(torch.isfinite(after.acq_values)).flatten()
-            for label, Q in (("all M candidates (prefilter stage)", Z),
-                             (f"the {kept.numel()} kept candidates (acquisition stage)", Z[kept])):
-                local = Conditioning.build(sur, local_rows(sur, torch.cat([Q, Zp]), size,
-                                                           gsc(sur.train_Y)))
-                me, ve = exact.mean_var(Q)
-                ml, vl = local.mean_var(Q)
-                se, sl = ve.sqrt(), vl.sqrt()
-                ft = truth(C[:Q.shape[0]] if Q is Z else C[kept])
-                print(f"         local-subset posterior vs exact (cond {sur.cond_idx.numel()}) at "
-                      f"{label}: RMSE(Δμ) {float((ml - me).pow(2).mean().sqrt()):.4f} (mean σ "
-                      f"{float(se.mean()):.4f}), max |Δσ|/σ {float(((sl - se).abs() / se).max()):.3f}"
-                      f"; RMSE vs truth: exact {float((me - ft).pow(2).mean().sqrt()):.4f}, "
-                      f"local {float((ml - ft).pow(2).mean().sqrt()):.4f}", flush=True)
+        bench_size(n, args, cfg)
     print(f"load after: {loadavg()}")
 
 

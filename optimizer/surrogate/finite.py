@@ -24,6 +24,7 @@ subset is local to the queries; error against the exact GP printed by ``bench/sc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gpytorch
 import torch
@@ -69,7 +70,7 @@ class Conditioning:
         with torch.no_grad(), gpytorch.settings.max_cholesky_size(sur.config.cholesky_max_size):
             for j, model in enumerate(sur.models):
                 X = model.transform_inputs(sur.train_Z[rows])
-                tf = model.outcome_transform
+                tf: Any = model.outcome_transform  # ``Standardize`` (``fitting.build_gp``)
                 shift = tf.means.reshape(())
                 scale = tf.stdvs.reshape(())
                 y = (Y[rows, j] - shift) / scale

@@ -17,6 +17,7 @@ one family's hundreds of copies cannot crowd every other family out of the qLogN
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,9 +42,7 @@ def pareto_layers(mean: Tensor, std: Tensor) -> Tensor:
     return layer
 
 
-def _lexsort(mean: Tensor, std: Tensor):
-    import numpy as np
-
+def _lexsort(mean: Tensor, std: Tensor) -> np.ndarray:
     return np.lexsort((-std.double().cpu().numpy(), -mean.double().cpu().numpy()))
 
 

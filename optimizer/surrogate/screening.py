@@ -8,10 +8,10 @@ Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
 2. cheap score: posterior mean and std of every candidate (one triangular solve), scalarized,
    from the GP conditioned on the surrogate's observations, or when there are more than
    ``config.screen_local_size`` on a data-chosen local subset of that size around the candidates
-   (``finite.local_rows``);
-   per ancestor family (``families``) keep the best `max(screen_family_keep, ⌈P / F⌉)` by
-   Pareto layers of (mean, std) (`P` = ``screen_prefilter_size``, `F` families), then the ``screen_prefilter_size`` best overall the same way (the layers hold
-   the single-candidate EI maximizer whatever the incumbent, ``prefilter.py``);
+   (``finite.local_rows``); per ancestor family (``families``) keep the best
+   `max(screen_family_keep, ⌈P / F⌉)` by Pareto layers of (mean, std) (`P` =
+   ``screen_prefilter_size``, `F` families), then the `P` best overall the same way (the
+   layers hold the single-candidate EI maximizer whatever the incumbent, ``prefilter.py``);
 3. qLogNEI's baseline: at most ``screen_max_baseline`` observations that can plausibly be the
    best (below); qLogNEI / qUCB run on the exact joint posterior of the finite set
    {kept candidates, baseline, pending} (``FiniteSetModel``), so a candidate costs `O(B + q)`;
