@@ -12,10 +12,11 @@ these as a BoTorch model whose input is the row index into `S`, so BoTorch's qLo
 unchanged at `O(|S|)` per candidate instead of GPyTorch's `O(r² (B + q))` solves per call.
 
 The conditioning rows `R` are the surrogate's own (exact) or, above
-``SurrogateConfig.screen_exact_max_observations``, a data-chosen subset of all observations
-(``local_rows``): the best eighth by observed outcome plus the nearest observations of the query
-points, with the surrogate's hyperparameters and standardization (a "subset of data" GP whose
-subset is local to the queries; error against the exact GP printed by ``bench/screening_bench.py``).
+``SurrogateConfig.screen_local_size`` / ``screen_exact_max_observations``, a data-chosen subset
+of all observations (``local_rows``): the best eighth by observed outcome, the nearest
+observations of the query points and a seeded random quarter (the long-range trend), with the
+surrogate's hyperparameters and standardization (a "subset of data" GP whose subset is local to
+the queries; error against the exact GP printed by ``bench/screening_bench.py``).
 
 >>> cond = Conditioning.build(sur, rows)                 # rows: observation indices
 >>> mean, var = cond.mean_var(Z)                         # `b x m` each, marginals only
@@ -127,8 +128,9 @@ def local_rows(sur: Surrogate, Zq: Tensor, size: int, score: Tensor) -> Tensor:
 
     The best ``size // 8`` observations by ``score`` (the scalarized observed outcome: they
     decide the incumbent), then the nearest observations of every query point in the GP's
-    normalized input space, round-robin by neighbour rank (every query gets its 1st nearest,
-    then its 2nd, ...), until ``size`` rows. Sorted indices; all rows when `n ≤ size`.
+    normalized input space scaled by the kernel's lengthscales, round-robin by neighbour rank
+    (every query gets its 1st nearest, then its 2nd, ...), until three quarters of ``size``;
+    then a seeded random rest (the long-range trend). Sorted indices; all rows when `n ≤ size`.
     """
     n = sur.train_Z.shape[0]
     if n <= size:
