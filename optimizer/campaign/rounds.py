@@ -82,6 +82,8 @@ class Population:
     log_weights: np.ndarray
     group: np.ndarray
     particle: np.ndarray
+    #: (chunk, founder) family id per particle (``ancestor_families``), for diverse batches
+    family: np.ndarray
     fit: Any
     sampler: dict[str, Any]
     unique_ancestors: int
@@ -208,6 +210,7 @@ class RoundGenerator:
             log_weights=np.concatenate([o.log_weights - math.log(len(outs)) for o in outs]),
             group=np.concatenate([np.full(len(o.samples), o.chunk) for o in outs]),
             particle=np.concatenate([np.arange(len(o.samples)) for o in outs]),
+            family=ancestor_families(outs),
             fit=fit, sampler=sampler, unique_ancestors=unique_ancestors(outs),
             timings={"fit_s": fit_s, "smc_s": smc_s}, observations=data.n,
             smc_window=(started, time.time()))
@@ -225,7 +228,7 @@ class RoundGenerator:
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
         rows = np.arange(len(pop.designs)) if available is None else np.flatnonzero(available)
-        designs, features = pop.designs[rows], pop.features[rows]
+        designs, features, family = pop.designs[rows], pop.features[rows], pop.family[rows]
         own = pop.index == index  # the population was generated for this round
         fit, fit_s = pop.fit, float(pop.timings.get("fit_s", 0.0)) if own else 0.0
         if refit == "auto":
@@ -241,7 +244,8 @@ class RoundGenerator:
         if fit is not None and self.surrogate is not None:
             res = self.surrogate.screen(fit.model, designs, q, pending=data.X_pending,
                                         observed=data.X_failed,
-                                        seed=derive_seed(cfg.seed, index, 0, "screen"))
+                                        seed=derive_seed(cfg.seed, index, 0, "screen"),
+                                        families=family)
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
             excluded, reasons = res.excluded, res.reasons
         else:
@@ -275,6 +279,8 @@ class RoundGenerator:
             "pending": int(len(data.X_pending)),
             "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
             **pop.sampler,
+            # distinct (chunk, founder) families in the selected batch (diverse batches)
+            "batch_families": int(len(np.unique(family[np.asarray(sel, dtype=np.int64)]))),
         }
         if not own or available is not None:
             summary["population"] = {"round": pop.index, "size": len(pop.designs),
@@ -302,6 +308,15 @@ def unique_ancestors(outs: Sequence[ChunkResult]) -> int:
     """How many distinct founders the chunks' final particles descend from (``origin`` indexes a
     chunk's own initial particles, so the per-chunk counts add up)."""
     return int(sum(len(np.unique(np.asarray(o.origin).reshape(-1))) for o in outs))
+
+
+def ancestor_families(outs: Sequence[ChunkResult]) -> np.ndarray:
+    """One id per pooled particle for its (chunk, founder) family: particles resampled from the
+    same initial particle of the same chunk share it (ids are dense, `0..F-1`)."""
+    pairs = np.concatenate([
+        np.stack([np.full(len(o.samples), o.chunk), np.asarray(o.origin).reshape(-1)], axis=1)
+        for o in outs]) if outs else np.zeros((0, 2), dtype=np.int64)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _stack_features(gen: RoundGenerator, data: TrainingData) -> np.ndarray | None:

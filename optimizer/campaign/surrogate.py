@@ -46,6 +46,8 @@ class Screened:
     #: why each candidate was left out (None: eligible), stored with the candidate
     reasons: tuple[str | None, ...] = ()
     note: str = ""
+    #: distinct ancestor families among the selected (None when no families were given)
+    batch_families: int | None = None
 
 
 class SurrogateAdapter:
@@ -88,19 +90,26 @@ class SurrogateAdapter:
         return SurrogateFit(model=model, state=blob, summary=summary)
 
     def screen(self, model: Any, designs: np.ndarray, q: int, *, pending: np.ndarray,
-               observed: np.ndarray, seed: int) -> Screened:
-        """Pick up to q of ``designs`` by the acquisition; values for all candidates."""
+               observed: np.ndarray, seed: int, families: np.ndarray | None = None) -> Screened:
+        """Pick up to q of ``designs`` by the acquisition; values for the scored candidates
+        (NaN for those the prefilter left out). ``families``: one ancestor-family id per design
+        (diverse batches, ``optimizer.surrogate.screening``)."""
+        import torch
+
         from optimizer.surrogate.screening import screen
 
         with torch_threads(self.threads):
             res = screen(model, as_tensor(designs), q,
                          pending=as_tensor(pending) if pending.ndim > 1 and len(pending) else None,
                          observed=as_tensor(observed) if observed.ndim > 1 and len(observed) else None,
-                         acquisition=self.acquisition, seed=int(seed) % (2**31))
+                         acquisition=self.acquisition, seed=int(seed) % (2**31),
+                         families=None if families is None else torch.as_tensor(
+                             np.asarray(families, dtype=np.int64)))
         return Screened(selected=res.selected.numpy().astype(np.int64),
                         acquisition=_np(res.acq_values), mean=_np(res.mean[:, 0]),
                         std=_np(res.std[:, 0]), excluded=res.excluded.numpy().astype(bool),
-                        reasons=_reasons(res.exclusions, len(designs)), note=res.note)
+                        reasons=_reasons(res.exclusions, len(designs)), note=res.note,
+                        batch_families=res.batch_families)
 
     def features(self, designs: np.ndarray) -> np.ndarray:
         """φ(designs) as a float64 `B x k` array (space-filling, candidate logging)."""

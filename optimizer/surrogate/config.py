@@ -33,6 +33,25 @@ class SurrogateConfig(BaseModel):
             the fit depend on machine speed, so it is off by default for reproducibility).
         num_mc_samples: quasi-MC samples for qLogNEI / qUCB.
         cholesky_max_size: GPyTorch uses Cholesky (exact, deterministic) up to this many points.
+        screen_prefilter_size: screening gives qLogNEI / qUCB at most this many candidates,
+            chosen by Pareto layers of the scalarized posterior (mean, std), which always hold
+            the single-candidate EI maximizer (None: all candidates).
+        screen_max_baseline: qLogNEI's baseline is at most this many observations, those that
+            can plausibly be the best (`μ + 3σ ≥ max(μ − 3σ)`; None: all conditioned ones).
+        screen_local_size: above this many conditioned observations the prefilter's cheap
+            score (mean, std of every candidate) conditions on a local subset of this size (the
+            best eighth by outcome plus the candidates' nearest observations; None: all).
+        screen_exact_max_observations: the acquisition (qLogNEI / qUCB over the kept
+            candidates) uses the exact posterior up to this many conditioned observations, and a
+            local subset of ``screen_local_size`` chosen around the kept candidates above it
+            (None: always exact).
+        screen_family_keep: candidates kept per ancestor family (SMC founder per chunk) before
+            the prefilter, so one family after an ESS collapse cannot fill the prefilter.
+        screen_family_margin: a second (third, ...) member of a family already in the batch is
+            picked over the best candidate of a less-picked family only when its acquisition is
+            higher by this margin (qLogNEI: expected improvement given the earlier picks, as a
+            fraction of the first pick's; qUCB: in units of the std of the scalarized observed
+            outcomes).
         seed: seed of the subset choice (reproducible fits).
         dtype: the GP's floating dtype (float64 recommended).
     """
@@ -53,6 +72,12 @@ class SurrogateConfig(BaseModel):
     fit_timeout_s: float | None = Field(None, gt=0.0)
     num_mc_samples: int = Field(128, ge=1)
     cholesky_max_size: int = Field(10_000, ge=1)
+    screen_prefilter_size: int | None = Field(128, ge=1)
+    screen_max_baseline: int | None = Field(64, ge=1)
+    screen_local_size: int | None = Field(2000, ge=2)
+    screen_exact_max_observations: int | None = Field(2000, ge=2)
+    screen_family_keep: int = Field(2, ge=1)
+    screen_family_margin: float = Field(0.2, ge=0.0)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     dtype: Literal["float64", "float32"] = "float64"
 

@@ -1,6 +1,38 @@
 r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 
-`S = argmax_{S ⊂ C', |S| = q} α(S | X_pending)`, greedily (``optimize_acqf_discrete``).
+`S = argmax_{S ⊂ C', |S| = q} α(S | X_pending)`, greedily.
+
+Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
+
+1. exclude duplicates as below;
+2. cheap score: posterior mean and std of every candidate (one triangular solve), scalarized,
+   from the GP conditioned on the surrogate's observations, or when there are more than
+   ``config.screen_local_size`` on a data-chosen local subset of that size around the candidates
+   (``finite.local_rows``); per ancestor family (``families``) keep the best
+   `max(screen_family_keep, ⌈P / F⌉)` by Pareto layers of (mean, std) (`P` =
+   ``screen_prefilter_size``, `F` families), then the `P` best overall the same way (the
+   layers hold the single-candidate EI maximizer whatever the incumbent, ``prefilter.py``);
+3. qLogNEI's baseline: at most ``screen_max_baseline`` observations that can plausibly be the
+   best (below); qLogNEI / qUCB run on the exact joint posterior of the finite set
+   {kept candidates, baseline, pending} (``FiniteSetModel``), so a candidate costs `O(B + q)`;
+   that posterior conditions on all the surrogate's observations, or above
+   ``config.screen_exact_max_observations`` on a local subset (``screen_local_size``) chosen
+   around the kept candidates, baseline and pending designs;
+4. sequential greedy: each pick becomes pending for the next; a candidate whose family already
+   has more picks than the least-picked family left is taken only when its acquisition beats
+   that family's best by ``screen_family_margin``: for qLogNEI in expected improvement (given
+   the earlier picks) as a fraction of the first pick's (0.2: the same family must promise a
+   fifth of the best candidate's improvement more; differences among negligible improvements
+   never count), for qUCB in units of the scalarized observed outcomes' std.
+
+Why a bounded baseline is sound for NEI: qNEI's incumbent is `max_{x∈baseline} f(x)` sampled
+jointly with the candidates; an observation contributes only in samples where it is that max.
+The baseline keeps the observations whose upper bound `μ + 3σ` reaches the largest lower bound
+`max (μ − 3σ)`, highest upper bound first (from the ``4 B`` best by observed outcome): the others
+are the max with probability below ~1e-3 each, and BoTorch's own ``prune_inferior_points`` would
+then drop most of them anyway, after paying a joint posterior over all `n`.
+
+Reference path (``method="botorch"``, the behaviour before the fast path; ``families`` ignored):
 
 1. exclude candidates within ``dedup_tol`` of a training design, an ``observed`` (queried) design,
    a pending (in-flight) design or an earlier candidate (``dedup.find_duplicates``; the reason is
@@ -19,6 +51,8 @@ r"""Pre-screening: pick the `q` of `M` particles worth an oracle query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import gpytorch
@@ -31,9 +65,15 @@ from torch import Tensor
 
 from optimizer.errors import ConfigError, SurrogateError, format_choice_error
 from optimizer.surrogate.dedup import Exclusion, find_duplicates
+from optimizer.surrogate.finite import Conditioning, local_rows
 from optimizer.surrogate.gp import Surrogate
+from optimizer.surrogate.prefilter import family_keep, pareto_keep
+from optimizer.surrogate.scalarize import Scalarization
 
 ACQUISITIONS = ("qlognei", "qucb")
+METHODS = ("fast", "botorch")
+#: baseline observations pass when `μ + Z σ ≥ max(μ − Z σ)` (NEI soundness, module docstring)
+BASELINE_Z = 3.0
 
 
 @dataclass(frozen=True)
@@ -43,13 +83,19 @@ class ScreeningResult:
     Attributes:
         selected: `q'`-dim long Tensor of candidate indices, in pick order (`q' ≤ q`).
         selected_values: `q'`-dim Tensor, each pick's acquisition value given the earlier picks.
-        acq_values: `M`-dim Tensor, `α({x_i} | X_pending)` for every candidate (excluded too).
+        acq_values: `M`-dim Tensor, `α({x_i} | X_pending)` for every scored candidate (NaN for
+            one the fast path's prefilter left out, or an excluded one there).
         mean: `M x m`-dim Tensor, posterior mean per objective (raw sign).
         std: `M x m`-dim Tensor, posterior (latent) std per objective.
         excluded: `M`-dim bool Tensor, True where a candidate was ineligible.
         exclusions: why each excluded candidate was dropped.
         acquisition: the acquisition used; seed: its quasi-MC seed.
         note: empty, or why fewer than `q` were selected.
+        batch_families: distinct ancestor families among the picks (None without ``families``).
+        num_scored: candidates given to the acquisition; num_baseline: qLogNEI's baseline size
+            before BoTorch's pruning (0 for qUCB); conditioned_on: observations the posterior
+            used for the acquisition; approximate: True when that was a local subset
+            (``finite.local_rows``).
     """
 
     selected: Tensor
@@ -62,6 +108,11 @@ class ScreeningResult:
     acquisition: str
     seed: int
     note: str = ""
+    batch_families: int | None = None
+    num_scored: int = 0
+    num_baseline: int = 0
+    conditioned_on: int = 0
+    approximate: bool = False
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-able row per candidate for the database log (selected or not)."""
@@ -70,8 +121,9 @@ class ScreeningResult:
         rows = []
         for i in range(self.acq_values.shape[0]):
             e = why.get(i)
+            v = float(self.acq_values[i])
             rows.append({
-                "index": i, "acq_value": float(self.acq_values[i]),
+                "index": i, "acq_value": v if math.isfinite(v) else None,
                 "mean": self.mean[i].tolist(), "std": self.std[i].tolist(),
                 "selected": i in rank, "pick_rank": rank.get(i),
                 "excluded_reason": None if e is None else e.reason,
@@ -98,7 +150,8 @@ def screen(
     scalarization: str | None = None, maximize: bool | tuple[bool, ...] | None = None,
     dedup_tol: float = 1e-5, generator: torch.Generator | None = None, seed: int | None = None,
     num_mc_samples: int | None = None, max_batch_size: int = 1024,
-    max_choices: int | None | Literal["auto"] = "auto",
+    max_choices: int | None | Literal["auto"] = "auto", families: Tensor | None = None,
+    method: Literal["fast", "botorch"] = "fast",
 ) -> ScreeningResult:
     """Select up to ``q`` of `M` candidate designs for the oracle (see module docstring).
 
@@ -119,13 +172,19 @@ def screen(
         max_batch_size: candidates per acquisition evaluation.
         max_choices: greedy selection runs over this many eligible candidates of highest solo
             value (``"auto"``: `max(256, 32 q)`; None: all eligible).
+        families: `M` ints, the ancestor family of each candidate (e.g. one id per (chunk,
+            founder)); the fast path thins and caps families (module docstring).
+        method: ``"fast"`` (default) or ``"botorch"`` (the reference: all candidates, the full
+            baseline, GPyTorch's posterior).
 
-    >>> res = screen(sur, particles, q=4, pending=in_flight)
+    >>> res = screen(sur, particles, q=4, pending=in_flight, families=fam)
     >>> particles[res.selected]                  # to the oracle
     >>> res.records()                            # log every candidate
     """
     if acquisition not in ACQUISITIONS:
         raise ConfigError(format_choice_error("acquisition", acquisition, ACQUISITIONS))
+    if method not in METHODS:
+        raise ConfigError(format_choice_error("method", method, METHODS))
     if not isinstance(q, int) or q < 1:
         raise ConfigError(f"q={q!r} must be a positive int (designs per oracle batch)")
     sur._check_designs(candidates, "candidates")
@@ -137,10 +196,15 @@ def screen(
         bad = torch.nonzero(~torch.isfinite(candidates.reshape(candidates.shape[0], -1)).all(1))
         raise SurrogateError(f"candidates rows {bad.flatten().tolist()[:10]} are not finite; drop "
                              "them before screening")
+    M = candidates.shape[0]
+    if families is not None:
+        families = torch.as_tensor(families).reshape(-1).long()
+        if families.shape[0] != M:
+            raise ConfigError(f"families has {families.shape[0]} entries for {M} candidates; "
+                              "pass one family id per candidate")
     if seed is None:
         seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
                 if generator is not None else sur.config.seed)
-    M = candidates.shape[0]
     exclusions = find_duplicates(
         candidates, [("observed", sur.train_X), ("queried", observed), ("pending", pending)],
         tol=dedup_tol)
@@ -159,23 +223,27 @@ def screen(
     Z = sur.features(candidates).detach()
     Z_pending = (sur.features(pending).detach()
                  if pending is not None and pending.shape[0] > 0 else None)
+    beta_v = sur.config.beta if beta is None else float(beta)
+    eligible = torch.nonzero(~excluded).flatten()
+    q_eff = min(q, int(eligible.numel()))
+    note = "" if q_eff == q else (
+        f"only {q_eff} of q={q} selected: {M - eligible.numel()} of {M} candidates are "
+        "duplicates of observed, pending or other candidates (see exclusions)")
+    if max_choices == "auto":
+        max_choices = max(256, 32 * q)
+    if method == "fast":
+        return _screen_fast(sur, Z, Z_pending, q_eff, g, objective, sampler, acquisition, beta_v,
+                            excluded, exclusions, families, max_choices, max_batch_size,
+                            int(seed), note)
     with gpytorch.settings.max_cholesky_size(sur.config.cholesky_max_size), torch.no_grad():
-        acqf = _acqf(sur, acquisition, objective,
-                     sur.config.beta if beta is None else float(beta), sampler, Z_pending)
+        acqf = _acqf(sur, acquisition, objective, beta_v, sampler, Z_pending)
         acq_values = torch.cat([acqf(Zc.unsqueeze(-2)) for Zc in Z.split(max_batch_size)])
         mean, std = sur.posterior_mean_std(candidates)
-        eligible = torch.nonzero(~excluded).flatten()
-        if max_choices == "auto":
-            max_choices = max(256, 32 * q)
         if max_choices is not None and eligible.numel() > max_choices:
             order = torch.argsort(acq_values[eligible].cpu(), descending=True, stable=True)
             top = eligible[order[:max_choices]]
         else:
             top = eligible
-        q_eff = min(q, int(eligible.numel()))
-        note = "" if q_eff == q else (
-            f"only {q_eff} of q={q} selected: {M - eligible.numel()} of {M} candidates are "
-            "duplicates of observed, pending or other candidates (see exclusions)")
         if q_eff == 0:
             sel, sel_vals = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=Z.dtype)
         else:
@@ -186,7 +254,163 @@ def screen(
     return ScreeningResult(selected=sel, selected_values=sel_vals.reshape(-1).detach(),
                            acq_values=acq_values.detach(), mean=mean, std=std,
                            excluded=excluded, exclusions=tuple(exclusions),
-                           acquisition=acquisition, seed=int(seed), note=note)
+                           acquisition=acquisition, seed=int(seed), note=note,
+                           batch_families=_count_families(families, sel),
+                           num_scored=int(eligible.numel()),
+                           num_baseline=int(sur.cond_idx.numel()) if acquisition == "qlognei"
+                           else 0, conditioned_on=int(sur.cond_idx.numel()))
+
+
+def _count_families(families: Tensor | None, sel: Tensor) -> int | None:
+    return None if families is None else int(torch.unique(families[sel]).numel())
+
+
+def _scalar_mean_std(g: Scalarization, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+    """`g(μ)` and the std of `g` to first order, `√Σ_j (g(μ + σ_j e_j) − g(μ))²` (exact for a
+    weighted sum; a local slope for Chebyshev)."""
+    gm = g(mean)
+    parts = []
+    for j in range(mean.shape[-1]):
+        bumped = mean.clone()
+        bumped[:, j] += std[:, j]
+        parts.append(g(bumped) - gm)
+    return gm, torch.stack(parts, -1).pow(2).sum(-1).sqrt()
+
+
+def _baseline_rows(sur: Surrogate, cond: Conditioning, g: Scalarization, observed_score: Tensor,
+                   size: int) -> Tensor:
+    """At most ``size`` observation rows that can plausibly be the best (module docstring)."""
+    pool = torch.argsort(observed_score, descending=True, stable=True)[: 4 * size]
+    mu, var = cond.mean_var(sur.train_Z[pool])
+    gm, gs = _scalar_mean_std(g, mu, var.sqrt())
+    upper, lower = gm + BASELINE_Z * gs, gm - BASELINE_Z * gs
+    ok = upper >= lower.max()
+    cand = pool[ok][torch.argsort(upper[ok], descending=True, stable=True)]
+    return cand[:size]
+
+
+def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int,
+                 g: Scalarization, objective: GenericMCObjective,
+                 sampler: SobolQMCNormalSampler, acquisition: str, beta: float,
+                 excluded: Tensor, exclusions: list[Exclusion], families: Tensor | None,
+                 max_choices: int | None, max_batch_size: int, seed: int,
+                 note: str) -> ScreeningResult:
+    cfg = sur.config
+    M = Z.shape[0]
+    eligible = ~excluded
+    observed_score = g(sur.train_Y.to(sur.dtype))
+    n_cond = sur.cond_idx.numel()
+    local = cfg.screen_local_size
+    exact_max = cfg.screen_exact_max_observations
+    approximate = exact_max is not None and n_cond > exact_max
+    with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size), torch.no_grad():
+        if local is not None and n_cond > local:  # the cheap score: a local subset
+            queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
+            rows = local_rows(sur, queries, local, observed_score)
+        else:
+            rows = sur.cond_idx
+        cond = Conditioning.build(sur, rows)
+        mean, var = cond.mean_var(Z)
+        std = var.sqrt()
+        gm, gs = _scalar_mean_std(g, mean, std)
+        ucb = gm + beta * gs
+        keep = eligible.clone()
+        if families is not None and bool(keep.any()):
+            # at least screen_family_keep per family, more when few families would leave the
+            # acquisition fewer candidates than the prefilter allows (a full collapse to one
+            # family still offers screen_prefilter_size candidates)
+            n_fam = int(torch.unique(families[keep]).numel())
+            target = cfg.screen_prefilter_size or int(keep.sum())
+            per = max(cfg.screen_family_keep, -(-target // n_fam))
+            keep = family_keep(gm, gs, ucb, families, per, among=keep)
+        if cfg.screen_prefilter_size is not None:
+            keep = pareto_keep(gm, gs, ucb, cfg.screen_prefilter_size, among=keep)
+        cand = torch.nonzero(keep).flatten()
+        base = (_baseline_rows(sur, cond, g, observed_score,
+                               cfg.screen_max_baseline or sur.train_Z.shape[0])
+                if acquisition == "qlognei" else torch.zeros(0, dtype=torch.long))
+        parts = [Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else [])
+        S = torch.cat(parts)
+        # the acquisition's posterior: exact, or a local subset chosen around the few points
+        # it sees
+        stage2 = (local_rows(sur, S, local or n_cond, observed_score) if approximate
+                  else sur.cond_idx)
+        if not torch.equal(stage2, rows):
+            rows = stage2
+            cond = Conditioning.build(sur, rows)
+        model = cond.finite_model(S)
+        K, B = cand.numel(), base.numel()
+        P = 0 if Z_pending is None else Z_pending.shape[0]
+        index = torch.arange(K + B + P, dtype=Z.dtype).unsqueeze(-1)    # the model's inputs
+        choices, base_x, pend_x = index[:K], index[K:K + B], index[K + B:]
+
+        def make(extra: Tensor | None) -> Any:
+            pend = torch.cat([pend_x] + ([extra] if extra is not None else []))
+            pend_arg = pend if pend.shape[0] else None
+            if acquisition == "qlognei":
+                return qLogNoisyExpectedImprovement(
+                    model=model, X_baseline=base_x, sampler=sampler, objective=objective,
+                    X_pending=pend_arg, prune_baseline=True, cache_root=False)
+            return qUpperConfidenceBound(model=model, beta=beta ** 2, sampler=sampler,
+                                         objective=objective, X_pending=pend_arg)
+
+        first = make(None)
+        solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
+                if K else torch.zeros(0, dtype=Z.dtype))
+        acq_values = torch.full((M,), float("nan"), dtype=Z.dtype)
+        acq_values[cand] = solo
+        top = torch.arange(K)
+        if max_choices is not None and K > max_choices:
+            top = torch.argsort(solo, descending=True, stable=True)[:max_choices]
+        fam = None if families is None else families[cand[top]]
+        margin = cfg.screen_family_margin
+        if acquisition == "qucb":
+            spread = float(observed_score.std()) if observed_score.numel() > 1 else 1.0
+            margin *= spread if math.isfinite(spread) and spread > 0 else 1.0
+        picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), margin,
+                              acquisition == "qlognei", max_batch_size)
+        sel = cand[top[picks]]
+    return ScreeningResult(
+        selected=sel, selected_values=vals, acq_values=acq_values, mean=mean, std=std,
+        excluded=excluded, exclusions=tuple(exclusions), acquisition=acquisition, seed=seed,
+        note=note, batch_families=_count_families(families, sel), num_scored=K, num_baseline=B,
+        conditioned_on=int(rows.numel()), approximate=approximate)
+
+
+def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,
+            margin: float, log_values: bool, max_batch_size: int) -> tuple[Tensor, Tensor]:
+    """Sequential greedy over ``choices`` (`K x d`): each pick is pending for the next. With
+    families ``fam``, a pick from a family with more picks than the least-picked family left
+    needs a gain above that family's best by ``margin``: in units of the first pick's value
+    when ``log_values`` (log-EI: `e^{v − v₁} − e^{v' − v₁} > margin`), else in value units."""
+    K = choices.shape[0]
+    free = torch.ones(K, dtype=torch.bool)
+    count = None if fam is None else torch.zeros(K, dtype=torch.long)
+    picks: list[int] = []
+    vals: list[Tensor] = []
+    for _ in range(q):
+        acqf = make(choices[picks] if picks else None)
+        v = torch.full((K,), -float("inf"), dtype=choices.dtype)
+        v[free] = torch.cat([acqf(c.unsqueeze(-2)) for c in choices[free].split(max_batch_size)])
+        best = int(torch.argmax(v))
+        if fam is not None and count is not None:
+            fewest = int(count[free].min())
+            fresh = free & (count == fewest)
+            alt = int(torch.argmax(v.masked_fill(~fresh, -float("inf"))))
+            if log_values and vals:
+                gain = torch.exp(v[best] - vals[0]) - torch.exp(v[alt] - vals[0])
+            else:
+                gain = v[best] - v[alt]
+            if int(count[best]) > fewest and not bool(gain > margin):
+                best = alt
+        picks.append(best)
+        vals.append(v[best])
+        free[best] = False
+        if fam is not None and count is not None:
+            count[fam == fam[best]] += 1
+    dtype = choices.dtype
+    return (torch.tensor(picks, dtype=torch.long),
+            torch.stack(vals) if vals else torch.zeros(0, dtype=dtype))
 
 
 def _match_rows(picks: Tensor, choices: Tensor, eligible: Tensor) -> Tensor:
