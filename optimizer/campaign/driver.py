@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from optimizer.campaign.auto_alpha import AutoAlphaInputs, read_auto_inputs
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.crashpoints import crash_point
@@ -70,6 +71,9 @@ class CampaignStatus:
     #: why the campaign is paused (a budget guard, or an operator), when it is
     paused_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per-round sampler diagnostics and batch figures
+    #: (``optimizer.campaign.round_summary.campaign_round_diagnostics``), when asked for
+    diagnostics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +89,10 @@ class CampaignStatus:
         if self.failures:
             text += "\n  failures by cause:\n" + "\n".join(
                 f"    {n}× {cause}" for cause, n, _ in self.failures[:5])
+        if self.diagnostics:
+            from optimizer.campaign.round_summary import status_lines
+
+            text += "".join("\n" + ln for ln in status_lines(self.diagnostics))
         return text
 
 
@@ -116,10 +124,12 @@ def best_of(records: Any, config: CampaignConfig, best: Best = (None, None)) -> 
 
 def campaign_status(storage: Storage, name: str, config: CampaignConfig,
                     history: History | None = None, *, best: Best | None = None,
-                    with_failures: bool = True) -> CampaignStatus:
+                    with_failures: bool = True, with_diagnostics: bool = False) -> CampaignStatus:
     """Summarize a stored campaign (``best``: the best so far when the caller tracks it; else it
     is read from the history, without designs). ``with_failures=False`` skips reading and
-    grouping the failure reasons (the driver's per-pass progress line needs only the counts)."""
+    grouping the failure reasons (the driver's per-pass progress line needs only the counts);
+    ``with_diagnostics=True`` adds the per-round sampler diagnostics and the batch figures
+    (``tiltloop status``: it reads every round and result)."""
     rec = storage.load_campaign(name)
     counts = storage.query_counts(name)
     obj = config.primary_objective
@@ -141,7 +151,15 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
         results=counts["succeeded"], best=best_value, best_key=best_key, objective=obj.name,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
         paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
+        diagnostics=_diagnostics(storage, name, config) if with_diagnostics else None,
     )
+
+
+def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
+    from optimizer.campaign.round_summary import campaign_round_diagnostics
+
+    obj = config.primary_objective
+    return campaign_round_diagnostics(storage, name, obj.name, obj.direction)
 
 
 def resume_command(name: str, storage: Storage) -> str:
@@ -322,22 +340,27 @@ class CampaignDriver:
     def _final_status(self) -> CampaignStatus:
         return self._status(final=True)
 
-    def _round_inputs(self) -> tuple[int, int, bytes | None, History, list[Any]]:
+    def _round_inputs(self) -> tuple[int, int, bytes | None, History, list[Any],
+                                     AutoAlphaInputs | None]:
         """What a round is generated from: its index, the tilted rounds before it, the previous
-        surrogate, the history and the imported results (all read from the database)."""
+        surrogate, the history, the imported results and (``alpha = "auto"``) the prior sample
+        and last round's gap (all read from the database)."""
         rounds = self.storage.list_rounds(self.name)
         index = rounds[-1].index + 1 if rounds else 0
         tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
         previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
-        return index, len(tilted), previous, self.storage.load_history(self.name), self._imported()
+        auto = (read_auto_inputs(self.storage, self.name, rounds, self.config)
+                if self.config.sampler.alpha_auto else None)
+        return (index, len(tilted), previous, self.storage.load_history(self.name), self._imported(),
+                auto)
 
     def _round(self, q: int) -> None:
-        index, tilted, previous, history, imported = self.db.call(
+        index, tilted, previous, history, imported, auto = self.db.call(
             self._round_inputs, "reading the history for the next round")
         self.say(f"round {index}: generating {self.config.workers.particles_per_round} particles "
                  f"on {self.config.workers.count} worker(s)")
         plan = self.generator.plan(index, history, q, tilted_rounds_before=tilted,
-                                   previous_state=previous, imported=imported)
+                                   previous_state=previous, imported=imported, auto=auto)
         # a write whose connection broke may have committed: written again with the same
         # content, the round is a no-op (so the SMC above is never redone for a database error)
         self.db.call(lambda: self.storage.record_round(
@@ -350,6 +373,9 @@ class CampaignDriver:
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
+        chosen = plan.summary.get("alpha_auto")
+        if chosen and chosen.get("kl") is not None:
+            kind += f" auto, est. KL {chosen['kl']:.3g} nats" + (", braked" if chosen["brake"] else "")
         self.say(f"round {index}: {len(plan.candidates)} candidates ({kind}), {len(plan.selected)} "
                  f"selected; fit {plan.timings['fit_s']:.1f} s, SMC {plan.timings['smc_s']:.1f} s")
 

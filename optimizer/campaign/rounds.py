@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.campaign.auto_alpha import AlphaChoice, AutoAlphaInputs, choose_alpha
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
+from optimizer.campaign.round_diagnostics import round_diagnostics
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
@@ -117,9 +119,11 @@ class RoundGenerator:
 
     def plan(self, index: int, history: History, q: int, *, tilted_rounds_before: int,
              previous_state: bytes | None = None,
-             imported: Sequence[QueryRecord] = ()) -> RoundPlan:
+             imported: Sequence[QueryRecord] = (),
+             auto: AutoAlphaInputs | None = None) -> RoundPlan:
         """Generate round ``index`` selecting ``q`` designs (see the module docstring);
-        ``imported``: other campaigns' results that warm-start the surrogate."""
+        ``imported``: other campaigns' results that warm-start the surrogate; ``auto``: what
+        ``alpha = "auto"`` chooses α from (``optimizer.campaign.auto_alpha``)."""
         cfg = self.config
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
@@ -133,6 +137,12 @@ class RoundGenerator:
             fitted = surrogate.fit(data, previous_state=previous_state)
             model, state, state_meta = fitted.model, fitted.state, fitted.summary
             fit_s = time.perf_counter() - t0
+        choice: AlphaChoice | None = None
+        if model is not None and surrogate is not None and cfg.sampler.alpha_auto:
+            choice = choose_alpha(model.reward(beta=surrogate.config.beta), cfg.sampler,
+                                  auto.prior if auto else None, auto.gap if auto else None,
+                                  campaign=cfg.name)
+            alpha = choice.alpha
         das = cfg.sampler.das_options()
         chunks = [
             ChunkSpec(
@@ -197,7 +207,11 @@ class RoundGenerator:
             "log_normalizer": [o.log_normalizer for o in outs],
             "worker_seconds": [o.seconds for o in outs],
             "replacements": self.pool.replacements,
+            "diagnostics": round_diagnostics(outs, alpha, tilted=tilted, selected=sel,
+                                             features=features),
         }
+        if choice is not None:
+            summary["alpha_auto"] = choice.to_json()
         timings = {"fit_s": fit_s, "smc_s": smc_s, "screen_s": screen_s,
                    "total_s": time.perf_counter() - t0}
         return RoundPlan(index=index, alpha=alpha, tilted=tilted, candidates=candidates,
