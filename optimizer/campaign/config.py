@@ -88,7 +88,7 @@ class SamplerConfig(DASOptions):
     estimated `KL(π_α‖p_pre)` equals ``kl_budget`` nats (estimated on the plain-prior round's
     samples, α within ``[alpha_min, alpha_max]``), multiplied by ``overopt_factor`` when the
     surrogate over-estimated the last completed round's results by more than ``overopt_gap``
-    result standard deviations. The auto-only fields are refused with a numeric ``alpha``.
+    result standard deviations. An auto-only field set to other than its default is refused with a numeric ``alpha``.
     """
 
     alpha: float | list[float] | Literal["auto"] = Field(
@@ -139,7 +139,10 @@ class SamplerConfig(DASOptions):
     @model_validator(mode="after")
     def _auto_fields(self) -> SamplerConfig:
         if not self.alpha_auto:
-            given = sorted(set(AUTO_ALPHA_FIELDS) & self.model_fields_set)
+            # a default is fine (the stored JSON snapshot carries every field); a changed value
+            # would be silently ignored
+            given = [f for f in AUTO_ALPHA_FIELDS
+                     if getattr(self, f) != type(self).model_fields[f].default]
             if given:
                 raise ValueError(
                     f"[sampler.{given[0]}] is only used with alpha = \"auto\" (alpha is "
