@@ -339,7 +339,8 @@ def _quiet_ax() -> None:
 
 def make_method(name: str, problem: Problem, q: int, seed: int, settings: MethodSettings) -> _Base:
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
-    classes = {"tiltloop": TiltLoop, "tiltloop-auto": TiltLoopAuto, "das-groups": DASGroups, "prior-screened": PriorScreened,
+    classes = {"tiltloop": TiltLoop, "tiltloop-auto": TiltLoopAuto, "das-groups": DASGroups,
+               "prior-screened": PriorScreened,
                "ax": AxRaw, "botorch-raw": BoTorchRaw, "random": RandomPrior}
     if name not in classes:
         raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")

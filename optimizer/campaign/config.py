@@ -88,7 +88,8 @@ class SamplerConfig(DASOptions):
     estimated `KL(π_α‖p_pre)` equals ``kl_budget`` nats (estimated on the plain-prior round's
     samples, α within ``[alpha_min, alpha_max]``), multiplied by ``overopt_factor`` when the
     surrogate over-estimated the last completed round's results by more than ``overopt_gap``
-    result standard deviations. An auto-only field set to other than its default is refused with a numeric ``alpha``.
+    result standard deviations. An auto-only field set to other than its default is refused with
+    a numeric ``alpha``.
     """
 
     alpha: float | list[float] | Literal["auto"] = Field(

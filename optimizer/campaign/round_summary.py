@@ -35,8 +35,9 @@ def round_rows(rounds: Any, results: dict[int, list[float]]) -> list[dict[str, A
     out = []
     for r in rounds:
         s = r.summary or {}
-        diag = s.get("diagnostics") if isinstance(s.get("diagnostics"), dict) else {}
-        auto = s.get("alpha_auto") if isinstance(s.get("alpha_auto"), dict) else None
+        found, chosen = s.get("diagnostics"), s.get("alpha_auto")
+        diag: dict[str, Any] = found if isinstance(found, dict) else {}
+        auto: dict[str, Any] | None = chosen if isinstance(chosen, dict) else None
         row: dict[str, Any] = {"index": r.index, "tilted": bool(s.get("tilted")),
                                "alpha": _finite(r.alpha), "alpha_auto": auto is not None,
                                "unique_ancestors": r.unique_ancestors}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from optimizer.campaign.auto_alpha import (MAX_PRIOR_SAMPLES, OveroptGap, PriorSample, choose_alpha, last_round_gap,
-                                           solve_alpha)
+from optimizer.campaign.auto_alpha import (MAX_PRIOR_SAMPLES, OveroptGap, PriorSample, choose_alpha,
+                                           last_round_gap, solve_alpha)
 from optimizer.campaign.config import SamplerConfig
 from optimizer.campaign.config_io import parse_config
 from optimizer.errors import CampaignConfigError
