@@ -102,3 +102,28 @@ def test_wasted_batches_use_the_running_median_at_the_time() -> None:
               (3, []),                # no results: not judged
               (4, [1.4])]             # median of 7 values [0,.5,1,1.5,2,2.5,3] = 1.5 → wasted
     assert wasted_batches(rounds) == (2, 3, [1, 4])
+
+
+def _rec(index: int, summary: dict | None, alpha: float = 0.5, anc: int | None = 8) -> SimpleNamespace:
+    return SimpleNamespace(index=index, summary=summary, alpha=alpha, unique_ancestors=anc)
+
+
+def test_round_rows_and_status_lines_read_old_and_new_rounds() -> None:
+    from optimizer.campaign.round_summary import batch_figures, round_rows, status_lines
+
+    diag = {"min_ess_fraction": 0.25, "resampling_events": 3, "kl": 0.8, "batch_diversity": 2.0,
+            "batch_families": 3}
+    auto = {"alpha": 0.5, "kl": 1.0, "kl_budget": 1.0, "brake": True, "reason": "budget met"}
+    rounds = [_rec(0, {"tilted": False}, anc=None),  # written before diagnostics existed
+              _rec(1, {"tilted": True, "diagnostics": diag, "alpha_auto": auto}),
+              _rec(2, {"tilted": True, "diagnostics": {**diag, "batch_diversity": 4.0}})]
+    rows = round_rows(rounds, {0: [1.0, 2.0, 3.0], 1: [0.0, 1.0], 2: [5.0]})
+    assert [r["wasted"] for r in rows] == [None, True, False]
+    assert rows[0]["kl"] is None and rows[1]["brake"] is True and rows[2]["alpha_auto"] is False
+    figures = batch_figures(rows)
+    assert figures == {"wasted_batches": 1, "judged_batches": 2, "batch_diversity": 3.0,
+                       "batch_families": 3.0}
+    lines = status_lines({**figures, "rounds": rows})
+    assert lines == ["  round 2: α=0.5, KL≈0.8 nats, min ESS 25%, 3 resamplings, 8 ancestors",
+                     "  batches: 1/2 wasted, diversity 3, 3 ancestor families per batch"]
+    assert status_lines({**batch_figures(rows[:1]), "rounds": rows[:1]}) == []
