@@ -151,6 +151,7 @@ def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: Over
     lo, hi, budget = float(sampler.alpha_min), float(sampler.alpha_max), float(sampler.kl_budget)
     n = 0
     kl: float | None
+    r = lw = None
     if prior is None or len(prior.designs) == 0:
         alpha, kl, why = hi, None, "no plain-prior round stored to estimate KL on: alpha_max"
     else:
@@ -166,8 +167,7 @@ def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: Over
         assert gap is not None
         why += (f"; over-optimization brake: round {gap.round_index}'s surrogate-vs-oracle gap is "
                 f"{rel:.3g} result std (> {sampler.overopt_gap:g}), α x {sampler.overopt_factor:g}")
-        if prior is not None and n:
-            r, lw = _rewards_on(reward, prior)
+        if r is not None:
             kl = kl_of_tilt(r, alpha, lw)
         log.warning("campaign %s: over-optimization brake: the surrogate over-estimated round %d's "
                     "results by %.3g result std (> %g); α raised from %.4g to %.4g",
