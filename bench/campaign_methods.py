@@ -7,6 +7,9 @@ over-optimization gap), ``tell`` gets their true values. They reuse the loop's p
 
 1. ``tiltloop`` — DAS on `p_pre · exp(r̂/α)`, `r̂ = μ + β σ`, then GP screening; round 0: plain
    prior particles, space-filling pick (the campaign loop's round logic, in one process);
+   ``tiltloop-auto`` — the same with ``alpha = "auto"`` (``optimizer.campaign.auto_alpha``: α
+   from a KL budget of ``kl_budget`` nats, estimated on the round-0 prior particles, and the
+   over-optimization brake on the last round's gap);
 2. ``das-groups`` — DAS with `G = q` groups, each group's highest-weight particle sent;
 3. ``prior-screened`` — plain prior particles screened by the same GP (`λ = 0`);
 4. ``ax`` — Ax ``Client`` with its default generation strategy, raw box (optional dependency);
@@ -28,7 +31,7 @@ from torch import Tensor
 
 from bench.campaign_problems import Problem
 
-METHODS = ("tiltloop", "das-groups", "prior-screened", "ax", "botorch-raw", "random")
+METHODS = ("tiltloop", "tiltloop-auto", "das-groups", "prior-screened", "ax", "botorch-raw", "random")
 AX_MISSING = "Ax: not installed (pip install -e '.[bench]')"
 
 
@@ -43,6 +46,7 @@ class MethodSettings(BaseModel):
     beta: float = Field(1.0, ge=0, description="β of r̂ = μ + β σ")
     raw_restarts: int = Field(4, ge=1, description="optimize_acqf restarts (botorch-raw)")
     raw_samples: int = Field(256, ge=8, description="optimize_acqf raw samples (botorch-raw)")
+    kl_budget: float = Field(1.0, gt=0, description="tiltloop-auto: KL budget per round (nats)")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Proposal:
 
     designs: Tensor
     predicted: np.ndarray | None = None
+    #: distinct ancestor families (founders) of the batch; None: the method has no lineage
+    families: int | None = None
 
 
 def ax_available() -> bool:
@@ -133,6 +139,7 @@ class _Surrogated(_Base):
         sel = [int(i) for i in res.selected]
         if len(sel) < self.q:  # too few eligible (duplicates): fill space-filling, like the loop
             sel = self._space_filling(r, particles, sel, res.excluded)
+        self._last_selected = sel
         pred = model.posterior_mean_std(particles[sel].double())[0][:, 0].numpy()
         return Proposal(particles[sel], pred)
 
@@ -145,17 +152,64 @@ class _Data:  # the fields SurrogateAdapter.fit reads (the loop's ``TrainingData
 
 
 class TiltLoop(_Surrogated):
+    prior_sample: Tensor | None = None  # the round-0 plain prior particles
+
     def ask(self, r: int) -> Proposal:
         from optimizer.das import sample
 
         if len(self.Y) < 2:
             particles = self._prior_particles(r, self.s.num_particles)
-            return Proposal(particles[self._space_filling(r, particles, [])])
+            self.prior_sample = particles
+            return Proposal(particles[self._space_filling(r, particles, [])],
+                            families=self.q)  # plain prior: every particle is its own founder
         model = self._fit()
         res = sample(self.problem.prior, model.reward(beta=self.s.beta),
-                     num_particles=self.s.num_particles, alpha=self._alpha(),
+                     num_particles=self.s.num_particles, alpha=self._round_alpha(model),
                      num_steps=self.s.num_steps, generator=self._gen(r, "smc"))
-        return self._screened(r, model, res.samples.detach())
+        prop = self._screened(r, model, res.samples.detach())
+        picked = [int(i) for i in self._last_selected]
+        return Proposal(prop.designs, prop.predicted,
+                        families=len(set(res.origin.reshape(-1)[picked].tolist())))
+
+    def _round_alpha(self, model) -> float:
+        return self._alpha()
+
+
+class TiltLoopAuto(TiltLoop):
+    """``alpha = "auto"``: the loop's ``choose_alpha`` on the round-0 particles, with the brake
+    fed by the previous round's gap (its predictions against its true values)."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._gap = None
+        self._pred: np.ndarray | None = None
+        self.alphas: list[float] = []
+
+    def _round_alpha(self, model) -> float:
+        from optimizer.campaign.auto_alpha import PriorSample, choose_alpha
+        from optimizer.campaign.config import SamplerConfig
+
+        assert self.prior_sample is not None
+        prior = PriorSample(self.prior_sample.double().numpy(), None, 0)
+        choice = choose_alpha(model.reward(beta=self.s.beta),
+                              SamplerConfig(alpha="auto", kl_budget=self.s.kl_budget), prior,
+                              self._gap, campaign=f"bench-{self.problem.name}-{self.seed}")
+        self.alphas.append(choice.alpha)
+        return choice.alpha
+
+    def ask(self, r: int) -> Proposal:
+        prop = super().ask(r)
+        self._pred = prop.predicted
+        return prop
+
+    def tell(self, designs: Tensor, values: Tensor) -> None:
+        from optimizer.campaign.auto_alpha import OveroptGap
+
+        super().tell(designs, values)
+        if self._pred is not None:
+            self._gap = OveroptGap(round_index=len(self.alphas),
+                                   gap=float(np.mean(self._pred - values.numpy())),
+                                   scale=float(np.std(self.Y)))
 
 
 class DASGroups(_Surrogated):
@@ -173,7 +227,7 @@ class DASGroups(_Surrogated):
         best = res.log_weights.argmax(dim=1)
         designs = res.samples[torch.arange(self.q), best].detach()
         pred = model.posterior_mean_std(designs.double())[0][:, 0].numpy() if fitted else None
-        return Proposal(designs, pred)
+        return Proposal(designs, pred, families=self.q)  # one design per group
 
 
 class PriorScreened(_Surrogated):
@@ -285,7 +339,8 @@ def _quiet_ax() -> None:
 
 def make_method(name: str, problem: Problem, q: int, seed: int, settings: MethodSettings) -> _Base:
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
-    classes = {"tiltloop": TiltLoop, "das-groups": DASGroups, "prior-screened": PriorScreened,
+    classes = {"tiltloop": TiltLoop, "tiltloop-auto": TiltLoopAuto, "das-groups": DASGroups,
+               "prior-screened": PriorScreened,
                "ax": AxRaw, "botorch-raw": BoTorchRaw, "random": RandomPrior}
     if name not in classes:
         raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")

@@ -10,6 +10,9 @@ Figures per (problem, method), mean ± standard error over seeds:
 * best-so-far true value vs queries (plot) and the final best;
 * support: fraction of queried designs on the prior's support (the rule is printed);
 * diversity: mean pairwise Euclidean distance within each queried batch (design space);
+* wasted: fraction of rounds (from round 1) whose every result is below the running median of
+  the earlier rounds' results (``optimizer.campaign.round_diagnostics.wasted_batches``);
+* families: distinct ancestor families (SMC founders) per batch, for methods with a lineage;
 * gap: mean of (surrogate mean − true value) on the designs a surrogate picked (rounds ≥ 1;
   over-optimization shows as a large positive gap; "n/a" for methods without a surrogate).
 
@@ -55,6 +58,7 @@ class RunResult:
         diversity: per-round mean pairwise distance of the batch.
         gaps: (surrogate mean − true value) of every design a surrogate picked (may be empty).
         seconds: wall time of the whole campaign.
+        families: per-round distinct ancestor families of the batch (NaN: no lineage).
     """
 
     problem: str
@@ -65,10 +69,21 @@ class RunResult:
     diversity: np.ndarray
     gaps: np.ndarray
     seconds: float
+    families: np.ndarray | None = None
 
     @property
     def best_so_far(self) -> np.ndarray:
         return np.maximum.accumulate(self.values)
+
+    @property
+    def wasted_fraction(self) -> float:
+        """Wasted batches over the rounds judged (all but the first)."""
+        from optimizer.campaign.round_diagnostics import wasted_batches
+
+        q = len(self.values) // max(1, len(self.diversity))
+        wasted, judged, _ = wasted_batches(
+            [(k, self.values[k * q:(k + 1) * q].tolist()) for k in range(len(self.diversity))])
+        return wasted / judged if judged else float("nan")
 
 
 def run_campaign(problem: Problem, method: str, seed: int, *, rounds: int, q: int,
@@ -82,7 +97,7 @@ def run_campaign(problem: Problem, method: str, seed: int, *, rounds: int, q: in
     """
     t0 = time.perf_counter()
     m = make_method(method, problem, q, seed, settings)
-    values, support, diversity, gaps = [], [], [], []
+    values, support, diversity, gaps, families = [], [], [], [], []
     for r in range(rounds):
         prop = m.ask(r)
         designs = prop.designs
@@ -94,11 +109,12 @@ def run_campaign(problem: Problem, method: str, seed: int, *, rounds: int, q: in
         values.append(y.numpy())
         support.append(problem.on_support(designs).numpy())
         diversity.append(mean_pairwise_distance(designs))
+        families.append(float("nan") if prop.families is None else float(prop.families))
         if prop.predicted is not None:
             gaps.append(np.asarray(prop.predicted, dtype=np.float64) - y.numpy())
     return RunResult(problem.name, method, seed, np.concatenate(values), np.concatenate(support),
                      np.asarray(diversity), np.concatenate(gaps) if gaps else np.zeros(0),
-                     time.perf_counter() - t0)
+                     time.perf_counter() - t0, np.asarray(families))
 
 
 def _mse(x: list[float]) -> tuple[float, float]:
@@ -127,6 +143,9 @@ def summarize(results: list[RunResult]) -> dict[tuple[str, str], dict[str, objec
             "support": _mse([float(r.on_support.mean()) for r in rs]),
             "diversity": _mse([float(np.nanmean(r.diversity)) for r in rs]),
             "gap": _mse([float(r.gaps.mean()) if len(r.gaps) else float("nan") for r in rs]),
+            "wasted": _mse([r.wasted_fraction for r in rs]),
+            "families": _mse([float(np.nanmean(r.families)) if r.families is not None
+                              and np.isfinite(r.families).any() else float("nan") for r in rs]),
             "seconds": _mse([r.seconds for r in rs]),
             "curve": curves.mean(0),
             "curve_se": (curves.std(0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1
@@ -141,12 +160,15 @@ def table(summary: dict, problems: dict[str, Problem]) -> str:
     for name in dict.fromkeys(p for p, _ in summary):
         lines += [f"\n### {name}  (support: {problems[name].support.description}; "
                   f"known optimum: {problems[name].optimum})\n",
-                  "| method | final best | on support | batch diversity | surrogate − oracle gap "
-                  "| s / campaign |", "|---|---|---|---|---|---|"]
+                  "| method | final best | on support | batch diversity | wasted batches "
+                  "| families / batch | surrogate − oracle gap | s / campaign |",
+                  "|---|---|---|---|---|---|---|---|"]
         for (p, m), s in summary.items():
             if p == name:
                 lines.append(f"| {m} | {_fmt(*s['final'])} | {_fmt(*s['support'], 2)} | "
-                             f"{_fmt(*s['diversity'])} | {_fmt(*s['gap'])} | {_fmt(*s['seconds'], 1)} |")
+                             f"{_fmt(*s['diversity'])} | {_fmt(*s['wasted'], 2)} | "
+                             f"{_fmt(*s['families'], 1)} | {_fmt(*s['gap'])} | "
+                             f"{_fmt(*s['seconds'], 1)} |")
     return "\n".join(lines)
 
 
@@ -158,7 +180,8 @@ def goals(summary: dict) -> list[str]:
         if tl is None:
             lines.append(f"SKIP [{name}] tiltloop not run")
             continue
-        base = {m: s for (p, m), s in summary.items() if p == name and m != "tiltloop"}
+        base = {m: s for (p, m), s in summary.items()
+                if p == name and m not in ("tiltloop", "tiltloop-auto")}  # (a variant, not a baseline)
         f_tl = tl["final"][0]
         beaten = [m for m, s in base.items() if not f_tl > s["final"][0]]
         lines.append(f"{'PASS' if not beaten else 'FAIL'} [{name}] tiltloop final best {f_tl:.4f} "
@@ -225,7 +248,9 @@ def save_runs(path: Path, args: argparse.Namespace, settings: MethodSettings,
     what it measured; ``complete`` is False until the last run)."""
     rows = [{"problem": r.problem, "method": r.method, "seed": r.seed, "values": r.values.tolist(),
              "on_support": r.on_support.tolist(), "diversity": r.diversity.tolist(),
-             "gaps": r.gaps.tolist(), "seconds": r.seconds} for r in results]
+             "gaps": r.gaps.tolist(), "seconds": r.seconds,
+             "families": None if r.families is None else
+             [None if not math.isfinite(f) else f for f in r.families.tolist()]} for r in results]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"complete": complete, "args": {k: str(v) for k, v in vars(args).items()},
                                 "settings": settings.model_dump(), "runs": rows}))
@@ -239,7 +264,10 @@ def load_runs(path: Path) -> list[RunResult]:
         raise SystemExit(f"--from-runs {path}: not a runs.json written by this script ({exc})") from exc
     return [RunResult(r["problem"], r["method"], int(r["seed"]), np.asarray(r["values"], dtype=float),
                       np.asarray(r["on_support"], dtype=bool), np.asarray(r["diversity"], dtype=float),
-                      np.asarray(r["gaps"], dtype=float), float(r["seconds"])) for r in rows]
+                      np.asarray(r["gaps"], dtype=float), float(r["seconds"]),
+                      None if r.get("families") is None else
+                      np.asarray([np.nan if f is None else f for f in r["families"]], dtype=float))
+            for r in rows]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -312,7 +340,9 @@ def report(loaded: dict[str, Problem], results: list[RunResult], args: argparse.
     print("\nDefinitions: support = the problem's rule above, over all queried designs; diversity = "
           "mean pairwise Euclidean distance within each batch (design space), averaged over rounds; "
           "gap = mean(surrogate posterior mean - true value) over the designs a method's own GP "
-          "picked (rounds >= 1), > 0 = over-optimistic.\n")
+          "picked (rounds >= 1), > 0 = over-optimistic; wasted = fraction of rounds >= 1 whose every "
+          "result is below the running median of the earlier results; families = distinct SMC "
+          "founders per batch (n/a: no lineage).\n")
     lines = goals(summary)
     print("\n".join(lines))
     paths = plot(summary, args.out)

@@ -103,7 +103,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     with open_storage(_url(args), create=False) as storage:
         names = [args.name] if args.name else [c.name for c in storage.list_campaigns()]
-        statuses = [campaign_status(storage, n, load_campaign_config(storage, n)) for n in names]
+        statuses = [campaign_status(storage, n, load_campaign_config(storage, n),
+                                    with_diagnostics=True) for n in names]
     if args.json:
         print(json.dumps([s.to_json() for s in statuses] if not args.name else statuses[0].to_json(),
                          indent=2, default=str))

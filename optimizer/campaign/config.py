@@ -79,19 +79,53 @@ FeatureMapConfig = Annotated[PriorFeatures | IdentityFeatures, Field(discriminat
 
 
 class SamplerConfig(DASOptions):
-    """DAS settings (``optimizer.das.DASOptions``) plus ``alpha``, one value or a schedule: entry
-    j is used at tilted round j. The particle count comes from ``[workers]``.
+    """DAS settings (``optimizer.das.DASOptions``) plus ``alpha``: one value, a schedule (entry
+    j is used at tilted round j), or ``"auto"``. The particle count comes from ``[workers]``.
 
     Round 0 (and any round before two results exist) samples the plain prior, so the schedule
     counts tilted rounds only; its last value repeats.
+
+    ``alpha = "auto"`` (``optimizer.campaign.auto_alpha``): each tilted round takes the α whose
+    estimated `KL(π_α‖p_pre)` equals ``kl_budget`` nats (estimated on the plain-prior round's
+    samples, α within ``[alpha_min, alpha_max]``), multiplied by ``overopt_factor`` when the
+    surrogate over-estimated the last completed round's results by more than ``overopt_gap``
+    result standard deviations. An auto-only field set to other than its default is refused with
+    a numeric ``alpha``.
     """
 
-    alpha: float | list[float] = Field(
-        default=0.1, description="α of `p_pre·exp(r̂/α)`: one value, or one per tilted round")
+    alpha: float | list[float] | Literal["auto"] = Field(
+        default=0.1, description='α of `p_pre·exp(r̂/α)`: one value, one per tilted round, or '
+                                 '"auto" (from kl_budget and the over-optimization brake)')
+    kl_budget: float = Field(
+        default=1.0, gt=0, le=100,
+        description='alpha = "auto": nats of KL(π‖p_pre) a round\'s target may move from the prior')
+    alpha_min: float = Field(default=1e-4, gt=0, le=1e12,
+                             description='alpha = "auto": the smallest α (strongest tilt) allowed')
+    alpha_max: float = Field(default=1e4, gt=0, le=1e12,
+                             description='alpha = "auto": the largest α (weakest tilt) allowed')
+    overopt_gap: float = Field(
+        default=1.0, gt=0, le=1e6,
+        description='alpha = "auto": the brake fires when the surrogate over-estimated the last '
+                    'completed round\'s results by more than this many result std')
+    overopt_factor: float = Field(
+        default=2.0, gt=1, le=1000,
+        description='alpha = "auto": α is multiplied by this when the brake fires')
+
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _alpha_word(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "auto":
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError('alpha must be a number > 0, a list of them, or "auto"') from None
+        return v
 
     @field_validator("alpha")
     @classmethod
-    def _alpha_positive(cls, v: float | list[float]) -> float | list[float]:
+    def _alpha_positive(cls, v: float | list[float] | str) -> float | list[float] | str:
+        if isinstance(v, str):
+            return v  # "auto" (the Literal admits nothing else)
         values = v if isinstance(v, list) else [v]
         if not values:
             raise ValueError("the alpha schedule is empty; give one positive number or a non-empty list")
@@ -99,19 +133,48 @@ class SamplerConfig(DASOptions):
             if not math.isfinite(a) or a <= 0:
                 raise ValueError(
                     f"alpha must be a finite number > 0 (got {a}); α is the KL brake of the tilt "
-                    "p_pre·exp(r̂/α): smaller means a stronger tilt, e.g. alpha = 0.1"
+                    "p_pre·exp(r̂/α): smaller means a stronger tilt, e.g. alpha = 0.1, or "
+                    'alpha = "auto"'
                 )
         return v
 
+    @model_validator(mode="after")
+    def _auto_fields(self) -> SamplerConfig:
+        if not self.alpha_auto:
+            # a default is fine (the stored JSON snapshot carries every field); a changed value
+            # would be silently ignored
+            given = [f for f in AUTO_ALPHA_FIELDS
+                     if getattr(self, f) != type(self).model_fields[f].default]
+            if given:
+                raise ValueError(
+                    f"[sampler.{given[0]}] is only used with alpha = \"auto\" (alpha is "
+                    f"{self.alpha!r}); remove it or set alpha = \"auto\"")
+        if self.alpha_min >= self.alpha_max:
+            raise ValueError(f"[sampler.alpha_min] {self.alpha_min:g} must be below "
+                             f"sampler.alpha_max = {self.alpha_max:g}")
+        return self
+
+    @property
+    def alpha_auto(self) -> bool:
+        """True for ``alpha = "auto"`` (α chosen per round by ``optimizer.campaign.auto_alpha``)."""
+        return self.alpha == "auto"
+
     def alpha_for_round(self, tilted_round: int) -> float:
-        """α for the ``tilted_round``-th round that uses the surrogate (0-based)."""
+        """α for the ``tilted_round``-th round that uses the surrogate (0-based); with
+        ``alpha = "auto"``, the α of a plain-prior round (its reward is 0: α does not matter)."""
         if isinstance(self.alpha, list):
             return float(self.alpha[min(tilted_round, len(self.alpha) - 1)])
+        if isinstance(self.alpha, str):
+            return min(max(1.0, self.alpha_min), self.alpha_max)
         return float(self.alpha)
 
     def das_options(self) -> DASOptions:
         """The options every chunk's ``sample`` call gets (α is per round)."""
-        return DASOptions.model_validate(self.model_dump(exclude={"alpha"}))
+        return DASOptions.model_validate(self.model_dump(exclude={"alpha", *AUTO_ALPHA_FIELDS}))
+
+
+#: The ``[sampler]`` fields that only ``alpha = "auto"`` reads.
+AUTO_ALPHA_FIELDS = ("kl_budget", "alpha_min", "alpha_max", "overopt_gap", "overopt_factor")
 
 
 class WorkersConfig(_Frozen):

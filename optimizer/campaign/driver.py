@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from optimizer.campaign.auto_alpha import read_auto_inputs
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.crashpoints import crash_point
@@ -71,6 +72,9 @@ class CampaignStatus:
     #: why the campaign is paused (a budget guard, or an operator), when it is
     paused_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per-round sampler diagnostics and batch figures
+    #: (``optimizer.campaign.round_summary.campaign_round_diagnostics``), when asked for
+    diagnostics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +90,10 @@ class CampaignStatus:
         if self.failures:
             text += "\n  failures by cause:\n" + "\n".join(
                 f"    {n}× {cause}" for cause, n, _ in self.failures[:5])
+        if self.diagnostics:
+            from optimizer.campaign.round_summary import status_lines
+
+            text += "".join("\n" + ln for ln in status_lines(self.diagnostics))
         return text
 
 
@@ -117,10 +125,12 @@ def best_of(records: Any, config: CampaignConfig, best: Best = (None, None)) -> 
 
 def campaign_status(storage: Storage, name: str, config: CampaignConfig,
                     history: History | None = None, *, best: Best | None = None,
-                    with_failures: bool = True) -> CampaignStatus:
+                    with_failures: bool = True, with_diagnostics: bool = False) -> CampaignStatus:
     """Summarize a stored campaign (``best``: the best so far when the caller tracks it; else it
     is read from the history, without designs). ``with_failures=False`` skips reading and
-    grouping the failure reasons (the driver's per-pass progress line needs only the counts)."""
+    grouping the failure reasons (the driver's per-pass progress line needs only the counts);
+    ``with_diagnostics=True`` adds the per-round sampler diagnostics and the batch figures
+    (``tiltloop status``: it reads every round and result)."""
     rec = storage.load_campaign(name)
     counts = storage.query_counts(name)
     obj = config.primary_objective
@@ -142,7 +152,15 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
         results=counts["succeeded"], best=best_value, best_key=best_key, objective=obj.name,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
         paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
+        diagnostics=_diagnostics(storage, name, config) if with_diagnostics else None,
     )
+
+
+def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
+    from optimizer.campaign.round_summary import campaign_round_diagnostics
+
+    obj = config.primary_objective
+    return campaign_round_diagnostics(storage, name, obj.name, obj.direction)
 
 
 def resume_command(name: str, storage: Storage) -> str:
@@ -346,13 +364,17 @@ class CampaignDriver:
 
     def _round_inputs(self) -> RoundInputs:
         """What a round is generated from: its index, the tilted rounds before it, the previous
-        surrogate, the history and the imported results (all read from the database)."""
+        surrogate, the history, the imported results and (``alpha = "auto"``) the prior sample
+        and last round's gap (all read from the database)."""
         rounds = self.storage.list_rounds(self.name)
         index = rounds[-1].index + 1 if rounds else 0
         tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
         previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
+        auto = (read_auto_inputs(self.storage, self.name, rounds, self.config)
+                if self.config.sampler.alpha_auto else None)
         return RoundInputs(index=index, tilted_before=len(tilted), previous_state=previous,
-                           history=self.storage.load_history(self.name), imported=self._imported())
+                           history=self.storage.load_history(self.name), imported=self._imported(),
+                           auto=auto)
 
     def _round(self, q: int) -> None:
         inputs = self.db.call(self._round_inputs, "reading the history for the next round")
@@ -360,7 +382,7 @@ class CampaignDriver:
                  f"particles on {self.config.workers.count} worker(s)")
         self._record(self.generator.plan(
             inputs.index, inputs.history, q, tilted_rounds_before=inputs.tilted_before,
-            previous_state=inputs.previous_state, imported=inputs.imported))
+            previous_state=inputs.previous_state, imported=inputs.imported, auto=inputs.auto))
 
     def _record(self, plan: RoundPlan) -> None:
         """Record ``plan`` and its outbox in one transaction (the queries go out on dispatch)."""
@@ -377,6 +399,9 @@ class CampaignDriver:
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)
         kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
+        chosen = plan.summary.get("alpha_auto")
+        if chosen and chosen.get("kl") is not None:
+            kind += f" auto, est. KL {chosen['kl']:.3g} nats" + (", braked" if chosen["brake"] else "")
         pop = plan.summary.get("population")
         source = f" from round {pop['round']}'s population" if pop and pop["round"] != index else ""
         self.say(f"round {index}: {len(plan.candidates)} candidates{source} ({kind}), "

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.campaign.auto_alpha import AutoAlphaInputs
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.rounds import Population, RoundGenerator, RoundPlan
 from storage import History, QueryRecord
@@ -52,6 +53,8 @@ class RoundInputs:
     previous_state: bytes | None
     history: History
     imported: Sequence[QueryRecord]
+    #: what ``alpha = "auto"`` chooses α from (None unless α is auto)
+    auto: AutoAlphaInputs | None = None
 
 
 @dataclass
@@ -288,7 +291,8 @@ class AsyncRounds:
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
         return generator.generate(
             inputs.index, inputs.history, tilted_rounds_before=inputs.tilted_before,
-            previous_state=inputs.previous_state, imported=inputs.imported, seed_tag=tag)
+            previous_state=inputs.previous_state, imported=inputs.imported, seed_tag=tag,
+            auto=inputs.auto)
 
     @staticmethod
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,

@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.campaign.auto_alpha import AlphaChoice, AutoAlphaInputs, choose_alpha
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
+from optimizer.campaign.round_diagnostics import batch_figures, sampler_diagnostics
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
@@ -89,6 +91,8 @@ class Population:
     unique_ancestors: int
     timings: dict[str, float]
     observations: int
+    #: min ESS fraction, resampling events, unique ancestors, estimated KL (``round_diagnostics``)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     #: when the SMC chunks started and ended (Unix seconds)
     smc_window: tuple[float, float] = (0.0, 0.0)
 
@@ -155,16 +159,18 @@ class RoundGenerator:
 
     def plan(self, index: int, history: History, q: int, *, tilted_rounds_before: int,
              previous_state: bytes | None = None,
-             imported: Sequence[QueryRecord] = ()) -> RoundPlan:
+             imported: Sequence[QueryRecord] = (),
+             auto: AutoAlphaInputs | None = None) -> RoundPlan:
         """Generate round ``index`` selecting ``q`` designs (see the module docstring);
-        ``imported``: other campaigns' results that warm-start the surrogate."""
+        ``imported``: other campaigns' results that warm-start the surrogate; ``auto``: what
+        ``alpha = "auto"`` chooses α from (``optimizer.campaign.auto_alpha``)."""
         pop = self.generate(index, history, tilted_rounds_before=tilted_rounds_before,
-                            previous_state=previous_state, imported=imported)
+                            previous_state=previous_state, imported=imported, auto=auto)
         return self.select(pop, index, history, q, imported=imported)
 
     def generate(self, index: int, history: History, *, tilted_rounds_before: int,
                  previous_state: bytes | None = None, imported: Sequence[QueryRecord] = (),
-                 seed_tag: str | None = None) -> Population:
+                 seed_tag: str | None = None, auto: AutoAlphaInputs | None = None) -> Population:
         """Steps 1–4 of the module docstring: fit the surrogate and run the SMC chunks for round
         ``index``. ``seed_tag`` (the asynchronous pipeline's population number) gives a second
         population generated for the same round index its own random streams."""
@@ -179,6 +185,12 @@ class RoundGenerator:
         if surrogate is not None:
             fit = surrogate.fit(data, previous_state=previous_state)
             fit_s = time.perf_counter() - t0
+        choice: AlphaChoice | None = None
+        if fit is not None and surrogate is not None and cfg.sampler.alpha_auto:
+            choice = choose_alpha(fit.model.reward(beta=surrogate.config.beta), cfg.sampler,
+                                  auto.prior if auto else None, auto.gap if auto else None,
+                                  campaign=cfg.name)
+            alpha = choice.alpha
         das = cfg.sampler.das_options()
         chunks = [
             ChunkSpec(
@@ -203,6 +215,8 @@ class RoundGenerator:
             "worker_seconds": [o.seconds for o in outs],
             "replacements": self.pool.replacements,
         }
+        if choice is not None:
+            sampler["alpha_auto"] = choice.to_json()
         return Population(
             index=index, alpha=alpha, tilted=tilted,
             designs=np.concatenate([o.samples for o in outs]),
@@ -212,6 +226,7 @@ class RoundGenerator:
             particle=np.concatenate([np.arange(len(o.samples)) for o in outs]),
             family=ancestor_families(outs),
             fit=fit, sampler=sampler, unique_ancestors=unique_ancestors(outs),
+            diagnostics=sampler_diagnostics(outs, alpha, tilted=tilted),
             timings={"fit_s": fit_s, "smc_s": smc_s}, observations=data.n,
             smc_window=(started, time.time()))
 
@@ -279,9 +294,10 @@ class RoundGenerator:
             "pending": int(len(data.X_pending)),
             "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
             **pop.sampler,
-            # distinct (chunk, founder) families in the selected batch (diverse batches)
-            "batch_families": int(len(np.unique(family[np.asarray(sel, dtype=np.int64)]))),
         }
+        picked = np.asarray(sel, dtype=np.int64)
+        summary["diagnostics"] = {**pop.diagnostics,
+                                  **batch_figures(features[picked], family[picked])}
         if not own or available is not None:
             summary["population"] = {"round": pop.index, "size": len(pop.designs),
                                      "available": len(rows), "refit": bool(refit),

@@ -14,8 +14,10 @@ each view has one implementation (its JS module) and one data source.
 - ``rounds``: (in a delta: only the rounds recorded or updated since, or with a changed query;
   the page replaces them by index) per round α, the ESS fraction and λ traces (mean over the
   workers' chunks, per SMC step), log-normalizer, unique ancestors (stored since revision
-  0007), timings, the results' box statistics and best, and the surrogate-vs-oracle gap (see
-  :func:`gap_warning`);
+  0007), timings, the results' box statistics and best, the surrogate-vs-oracle gap (see
+  :func:`gap_warning`), and ``diagnostics`` (``optimizer.campaign.round_summary.round_rows``:
+  min ESS fraction, resampling events, estimated KL, α auto's choice, batch diversity and
+  families, wasted); ``batches``: the campaign's wasted batches and mean batch diversity;
 - ``pareto``: with two or more objectives, the non-dominated succeeded queries and the
   hypervolume over queries (BoTorch's box decomposition, any number of objectives);
 - ``top``: the best succeeded designs with their values and designs (table and gallery);
@@ -35,6 +37,7 @@ import numpy as np
 
 from optimizer.campaign.export import stored_objectives
 from optimizer.campaign.failures import group_failures
+from optimizer.campaign.round_summary import batch_figures, round_rows
 from storage import QueryPoint, Storage
 
 #: Keys whose values never leave the server (any nesting level, case-insensitive).
@@ -245,7 +248,10 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
     campaign = detail(storage, name, best=best).model_dump(mode="json")
     campaign.pop("config", None)  # the raw stored config: served redacted below instead
     rounds: list[dict[str, Any]] = []
-    for rec in storage.list_rounds(name):
+    records = storage.list_rounds(name)
+    diag = {d["index"]: d for d in round_rows(
+        records, {i: [sign * v for v, _ in res] for i, res in by_round.items()})}
+    for rec in records:
         s = rec.summary or {}
         results = by_round.get(rec.index, [])
         diffs = [sign * (m - v) for v, m in results if m is not None]
@@ -262,6 +268,8 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
             "best": (max if sign > 0 else min)(v for v, _ in results) if results else None,
             "gap": float(np.mean(diffs)) if diffs else None,
             "abs_gap": float(np.mean(np.abs(diffs))) if diffs else None,
+            "diagnostics": {k: v for k, v in diag[rec.index].items()
+                            if k not in ("index", "tilted", "alpha", "unique_ancestors")},
             "created_at": rec.created_at.isoformat()})
 
     failures = group_failures((r.key, r.error) for r in rows if r.status in ("failed", "cancelled"))
@@ -278,6 +286,7 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
         "points": points,
         "rounds": rounds if touched is None else [r for r in rounds if r["index"] in touched],
         "gap_warning": gap_warning([r["gap"] for r in rounds]),
+        "batches": batch_figures(list(diag.values())),
         "pareto": _pareto(objectives, keys, values),
         "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
                  "values": rows[i].values or {}, "surrogate_mean": cols["surrogate_mean"][i],

@@ -40,7 +40,7 @@ def test_campaign_completes_exactly_once(ray_session: str, tiny_prior_path: str,
                 # prefilter kept, the selected among them
                 assert all(c.surrogate_mean is not None for c in cands)
                 assert all(c.acquisition is not None for c in selected)
-                assert r.summary["batch_families"] >= 1
+                assert r.summary["diagnostics"]["batch_families"] >= 1
             keys.update(c.query_key for c in selected)
         history = st.load_history(name)
         assert len(history.completed) == 12 and all(q.values for q in history.completed)

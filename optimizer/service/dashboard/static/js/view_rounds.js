@@ -1,10 +1,42 @@
 // Results per round: their spread (a box per round, its statistics computed by the server), the
-// round's best, and its unique ancestors (distinct founders of its final particles; right axis).
+// round's best, and its unique ancestors (distinct founders of its final particles; right axis);
+// below, the round table: α (auto: its estimated KL, the brake), the sampler's diagnostics
+// (min ESS fraction, resamplings, estimated KL(π‖p_pre)), batch diversity, families, wasted.
 (function () {
   "use strict";
   const TL = window.TL;
+  const pct = (v) => (v === null || v === undefined ? "—" : (100 * v).toFixed(0) + "%");
+
+  function table(body, b) {
+    const el = TL.el;
+    const old = body.querySelector(".rounds-table-wrap");
+    if (old) old.remove();
+    const cols = ["round", "α", "est. KL (nats)", "min ESS", "resamplings", "ancestors", "batch diversity",
+                  "families", "wasted"];
+    const rows = b.rounds.map((r) => {
+      const d = r.diagnostics || {};
+      const alpha = TL.fmt(r.alpha) + (d.alpha_auto ? (d.brake ? " (auto, braked)" : " (auto)") : "");
+      const kl = TL.fmt(d.kl, 3) + (d.kl_budget !== undefined && d.kl_budget !== null ? " / " + TL.fmt(d.kl_budget) : "");
+      return el("tr", {},
+        el("td", { class: "num", text: r.index }), el("td", { class: "num", text: alpha, title: d.alpha_reason || null }),
+        el("td", { class: "num", text: kl }), el("td", { class: "num", text: pct(d.min_ess_fraction) }),
+        el("td", { class: "num", text: TL.fmt(d.resampling_events) }), el("td", { class: "num", text: TL.fmt(r.unique_ancestors) }),
+        el("td", { class: "num", text: TL.fmt(d.batch_diversity, 3) }), el("td", { class: "num", text: TL.fmt(d.batch_families) }),
+        el("td", { text: d.wasted === null || d.wasted === undefined ? "—" : (d.wasted ? "yes" : "no") }));
+    });
+    const s = b.batches || {};
+    body.append(el("div", { class: "table-wrap rounds-table-wrap" },
+      el("table", { id: "rounds-table" }, el("thead", {}, el("tr", {}, cols.map((h) => el("th", { text: h })))),
+         el("tbody", {}, rows)),
+      el("p", { class: "note", id: "batches-note", text: "wasted batches (every result below the running median of the " +
+        "earlier rounds): " + TL.fmt(s.wasted_batches) + " of " + TL.fmt(s.judged_batches) + "; mean batch diversity " +
+        "(pairwise distance in feature space) " + TL.fmt(s.batch_diversity, 3) + "; ancestor families per batch " +
+        TL.fmt(s.batch_families, 3) + ". KL: estimated from the round's weights (E_π[r]/α − log Ẑ); " +
+        "with α auto, KL / budget." })));
+  }
+
   TL.views.rounds = {
-    key(b) { return JSON.stringify(b.rounds.map((r) => [r.index, r.box, r.best, r.unique_ancestors])); },
+    key(b) { return JSON.stringify([b.batches, b.rounds.map((r) => [r.index, r.box, r.best, r.unique_ancestors, r.diagnostics])]); },
     render(body, b) {
       const r = b.rounds.filter((x) => x.box);
       const bx = r.map((x) => x.box);
@@ -27,6 +59,7 @@
                      visible: anc.length > 0 } });
       TL.note(body, "count", anc.length ? "unique ancestors: how many founders (initial particles) each round's final particles descend from"
                                         : "unique ancestors: not stored by these rounds (written before schema 0007)");
+      table(body, b);
     },
   };
 })();
