@@ -72,8 +72,8 @@ def to_records(rows: Sequence[Any]) -> list[QueryRecord]:
     parsed = json.loads("[" + ",".join(parts) + "]")
     with_design = len(rows[0]) > _DESIGN_AT
     designs = decode_designs(rows) if with_design else [None] * len(rows)
-    return [QueryRecord(*r[:_VALUES], parsed[2 * i], parsed[2 * i + 1],
-                        *r[_NOISE + 1:_DESIGN_AT], designs[i])
+    return [QueryRecord(*[*r[:_VALUES], parsed[2 * i], parsed[2 * i + 1],
+                          *r[_NOISE + 1:_DESIGN_AT], designs[i]])
             for i, r in enumerate(rows)]
 
 
