@@ -172,7 +172,7 @@ def test_reads_per_round_do_not_grow_with_campaign_length(db_url: str, lab) -> N
     assert len(set(statements["long"][1:])) == 1, figures  # and the same every round
     if storage.dialect == "postgresql":  # sqlite3's rowcount is -1 for a SELECT
         assert figures["short"] == figures["long"], figures
-        assert max(r for _, r in figures["long"]) < 40, figures  # not ~1,200
+        assert max(r for _, r in figures["long"]) < 100, figures  # not ~1,200
 
 
 def test_cache_follows_discarded_rounds_and_refresh_reads_little(tmp_path) -> None:
