@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from storage.errors import InvalidValue
 from storage.models import Candidate, OracleQuery
-from storage.queries import query_select, to_records
+from storage.queries import collector_paused, query_select, to_records
 from storage.records import IN_FLIGHT, History, QueryRecord
 from storage.session import StorageBase
 
@@ -32,14 +32,14 @@ class HistoryMixin(StorageBase):
         >>> h = storage.load_history("c1")
         >>> X, Y = h.X(), h.Y(["yield"])
         """
-        with self.session() as session:
+        with self.session() as session, collector_paused():
             cid = self._campaign_id(session, campaign)
             # Core execution (no ORM result layer): plain rows for 10,000s of queries.
             rows = session.connection().execute(
                 query_select(with_design=with_design).where(OracleQuery.campaign_id == cid)
                 .order_by(OracleQuery.id)
             ).all()
-        return split_history(campaign, to_records(rows))
+            return split_history(campaign, to_records(rows))
 
     def history_changes(self, campaign: str, *, after_id: int,
                         ids: Sequence[int] = ()) -> list[tuple[int, QueryRecord]]:

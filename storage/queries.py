@@ -6,8 +6,10 @@ Leases are timed by the database clock, never by a host's clock.
 """
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 import numpy as np
@@ -65,6 +67,25 @@ def to_records(rows: Sequence[Any]) -> list[QueryRecord]:
     """
     if not rows:
         return []
+    with collector_paused():
+        return _to_records(rows)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while 10,000s of records are built: each full
+    collection it would trigger walks every object of the process (a driver holds millions:
+    torch, Ray), which made a 100,000-query load super-linear. Records hold no cycles."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _to_records(rows: Sequence[Any]) -> list[QueryRecord]:
     parts: list[str] = []
     for r in rows:
         parts.append(r[_VALUES] or "null")
