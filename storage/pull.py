@@ -31,7 +31,7 @@ from storage.errors import InvalidValue, NotFound, WorkNotHeld
 from storage.leases import check_owner, check_seconds, insert_ignoring_conflicts
 from storage.lifecycle import check_objectives
 from storage.models import QUERY_TABLE, OracleQuery, PullClaim
-from storage.queries import lifecycle_changes, query_select, to_record
+from storage.queries import lifecycle_changes, query_select, to_records
 from storage.records import QueryRecord
 from storage.session import StorageBase
 
@@ -190,7 +190,7 @@ class PullMixin(StorageBase):
                 OracleQuery.pull_claim_id.in_(mine.scalar_subquery()))
             if statuses is not None:
                 stmt = stmt.where(OracleQuery.status.in_(list(statuses)))
-            return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+            return to_records(session.execute(stmt.order_by(OracleQuery.id)).all())
 
     def _replay(self, session: Session, claim_id: int, keys: list[str], client_id: str,
                 lease: float) -> list[QueryRecord]:
@@ -205,7 +205,7 @@ class PullMixin(StorageBase):
     def _records(self, session: Session, keys: list[str]) -> list[QueryRecord]:
         rows = session.execute(query_select(with_design=True)
                                .where(OracleQuery.idempotency_key.in_(keys))).all()
-        by_key = {r.idempotency_key: to_record(r) for r in rows}
+        by_key = {q.key: q for q in to_records(rows)}
         return [by_key[k] for k in keys if k in by_key]
 
     def _move(self, session: Session, cid: int, ids: list[int], expected: str, new: str,

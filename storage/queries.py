@@ -6,9 +6,13 @@ Leases are timed by the database clock, never by a host's clock.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -21,20 +25,28 @@ from storage.records import IN_FLIGHT, TERMINAL, QueryPoint, QueryRecord
 from storage.session import StorageBase
 
 _QUERY = OracleQuery.__table__.c
+# In the order of QueryRecord's fields: a row becomes a record positionally. The JSON columns
+# come back as their text and are parsed together in one json.loads per batch (see
+# :func:`to_records`): per-value JSON decoding by the driver was most of a 100,000-query
+# history load (bench/storage_bench.py).
 _COLUMNS = (
     _QUERY.idempotency_key, Campaign.name.label("campaign"), Round.round_index,
     Candidate.candidate_index, _QUERY.oracle_name, _QUERY.status, _QUERY.external_job_id,
-    _QUERY.attempts, _QUERY.result_values, _QUERY.noise, _QUERY.error, _QUERY.lease_owner,
+    _QUERY.attempts, sa.cast(_QUERY.result_values, sa.Text).label("result_values"),
+    sa.cast(_QUERY.noise, sa.Text).label("noise"), _QUERY.error, _QUERY.lease_owner,
     _QUERY.lease_expires_at, _QUERY.created_at, _QUERY.updated_at, _QUERY.dispatched_at,
     _QUERY.finished_at,
 )
-_DESIGN = (Candidate.design, Candidate.design_dtype, Candidate.design_shape)
+_VALUES, _NOISE, _DESIGN_AT = 8, 9, len(_COLUMNS)
+_DESIGN = (Candidate.design, Candidate.design_dtype,
+           sa.cast(Candidate.design_shape, sa.Text).label("design_shape"))
 
 
 def query_select(*, with_design: bool) -> sa.Select:
     """SELECT of query columns with campaign name, round and candidate index (and the design).
 
     Plain columns, not ORM entities: building 10,000 records this way is several times faster.
+    Turn its rows into records with :func:`to_records` (JSON columns come back as text).
     """
     cols: tuple[Any, ...] = _COLUMNS + (_DESIGN if with_design else ())
     return (
@@ -45,21 +57,86 @@ def query_select(*, with_design: bool) -> sa.Select:
     )
 
 
-def to_record(row: sa.Row) -> QueryRecord:
+def to_records(rows: Sequence[Any]) -> list[QueryRecord]:
+    """Result rows of :func:`query_select` as :class:`QueryRecord` s, decoded in bulk.
+
+    1. every row's values and noise (JSON text) are parsed by ONE ``json.loads`` of a JSON
+       array (300,000 separate loads cost seconds at 100,000 queries);
+    2. designs of one dtype, shape and npy header (a campaign's usual case) are cut out of one
+       joined buffer as rows of one array (see :func:`decode_designs`).
+    """
+    if not rows:
+        return []
+    with collector_paused():
+        return _to_records(rows)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while 10,000s of records are built: each full
+    collection it would trigger walks every object of the process (a driver holds millions:
+    torch, Ray), which made a 100,000-query load super-linear. Records hold no cycles."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _to_records(rows: Sequence[Any]) -> list[QueryRecord]:
+    parts: list[str] = []
+    for r in rows:
+        parts.append(r[_VALUES] or "null")
+        parts.append(r[_NOISE] or "null")
+    parsed = json.loads("[" + ",".join(parts) + "]")
+    with_design = len(rows[0]) > _DESIGN_AT
+    designs = decode_designs(rows) if with_design else [None] * len(rows)
+    return [QueryRecord(*[*r[:_VALUES], parsed[2 * i], parsed[2 * i + 1],
+                          *r[_NOISE + 1:_DESIGN_AT], designs[i]])
+            for i, r in enumerate(rows)]
+
+
+def to_record(row: Any) -> QueryRecord:
     """A result row of :func:`query_select` as a :class:`QueryRecord`."""
-    m = row._mapping
-    design = None
-    if "design" in m:
-        design = decode_array(m["design"], m["design_dtype"], m["design_shape"])
-    return QueryRecord(
-        key=m["idempotency_key"], campaign=m["campaign"], round_index=m["round_index"],
-        candidate_index=m["candidate_index"], oracle_name=m["oracle_name"], status=m["status"],
-        job_id=m["external_job_id"], attempts=m["attempts"], values=m["result_values"],
-        noise=m["noise"], error=m["error"], lease_owner=m["lease_owner"],
-        lease_expires_at=m["lease_expires_at"], created_at=m["created_at"],
-        updated_at=m["updated_at"], dispatched_at=m["dispatched_at"],
-        finished_at=m["finished_at"], design=design,
-    )
+    return to_records([row])[0]
+
+
+def decode_designs(rows: Sequence[Any]) -> list[np.ndarray | None]:
+    """The designs of rows of ``query_select(with_design=True)``, in row order (None where the
+    row's design columns are NULL).
+
+    Blobs with the same dtype, shape, length and npy header size are joined and cut as one
+    ``n x *shape`` array (each design a row of it: one copy, no per-row header parse); any
+    other blob goes through :func:`decode_array`.
+    """
+    out: list[Any] = [None] * len(rows)
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    shapes: dict[str, list[int]] = {}
+    at = _DESIGN_AT
+    for i, r in enumerate(rows):
+        if r[at] is None:  # not asked for on this row (Storage.history_changes)
+            continue
+        if r[at + 1] is None or r[at + 2] is None or r[at][:6] != b"\x93NUMPY":
+            out[i] = decode_array(r[at])
+            continue
+        groups.setdefault((r[at + 1], r[at + 2], len(r[at])), []).append(i)
+    for (dtype, shape_text, size), members in groups.items():
+        # one writer (encode_array), one dtype and shape, one length: one header size
+        blob = rows[members[0]][at]
+        offset = (10 + int.from_bytes(blob[8:10], "little") if blob[6] == 1
+                  else 12 + int.from_bytes(blob[8:12], "little"))
+        if shape_text not in shapes:
+            shapes[shape_text] = [int(n) for n in json.loads(shape_text)]
+        joined = np.frombuffer(b"".join([rows[i][_DESIGN_AT] for i in members]), dtype=np.uint8)
+        body = joined.reshape(len(members), size)[:, offset:].copy()  # owns its memory, writable
+        block = body.view(np.dtype(dtype)).reshape(len(members), *shapes[shape_text])
+        # 0-d designs: block[j, ...] keeps them arrays (block[j] would be a numpy scalar)
+        views = list(block) if block.ndim > 1 else [block[j, ...] for j in range(len(members))]
+        for i, view in zip(members, views, strict=True):
+            out[i] = view
+    return out
 
 
 class QueriesMixin(StorageBase):
@@ -250,7 +327,7 @@ class QueriesMixin(StorageBase):
                 query_select(with_design=True).where(OracleQuery.id.in_(ids))
                 .order_by(OracleQuery.id)
             ).all()
-            return [to_record(r) for r in rows]
+            return to_records(rows)
 
     def release_lease(self, key: str, *, owner: str) -> bool:
         """Give a lease back early; False if ``owner`` does not hold it."""
@@ -288,7 +365,7 @@ class QueriesMixin(StorageBase):
                 stmt = stmt.where(OracleQuery.status.in_(list(statuses)))
             if round_index is not None:
                 stmt = stmt.where(Round.round_index == round_index)
-            return [to_record(r) for r in session.execute(stmt.order_by(OracleQuery.id)).all()]
+            return to_records(session.execute(stmt.order_by(OracleQuery.id)).all())
 
     def query_points(self, campaign: str) -> list[QueryPoint]:
         """A campaign's queries as plots need them (status, values, error, the surrogate's
@@ -311,7 +388,7 @@ class QueriesMixin(StorageBase):
         with self.session() as session:
             rows = session.execute(query_select(with_design=with_design)
                                    .where(OracleQuery.idempotency_key.in_(list(keys)))).all()
-        by_key = {r.idempotency_key: to_record(r) for r in rows}
+        by_key = {q.key: q for q in to_records(rows)}
         return [by_key[k] for k in keys if k in by_key]
 
     def rounds_in_flight(self, campaign: str) -> set[int]:

@@ -282,27 +282,51 @@ class RoundsMixin(StorageBase):
             row = self._round_row(session, campaign, index)
             return _round_record(session, campaign, row, blob=True)
 
-    def round_states(self, campaign: str) -> list[tuple[int, str]]:
-        """``(index, status)`` of every round in index order: one narrow SELECT (the driver's
-        every-pass question; :meth:`list_rounds` reads every query key)."""
+    def round_states(self, campaign: str, *, status: str | None = None) -> list[tuple[int, str]]:
+        """``(index, status)`` of every round (or of those in ``status``, e.g. the ``"open"``
+        ones the driver closes: a handful however long the campaign) in index order: one narrow
+        SELECT (:meth:`list_rounds` reads every query key)."""
+        if status is not None and status not in ROUND_STATUSES:
+            raise InvalidValue(f"round status {status!r} is not one of {', '.join(ROUND_STATUSES)}")
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
+            which = [Round.campaign_id == cid]
+            if status is not None:
+                which.append(Round.status == status)
             rows = session.execute(sa.select(Round.round_index, Round.status)
-                                   .where(Round.campaign_id == cid)
-                                   .order_by(Round.round_index)).all()
+                                   .where(*which).order_by(Round.round_index)).all()
             return [(int(i), str(st)) for i, st in rows]
 
-    def list_rounds(self, campaign: str) -> list[RoundRecord]:
-        """Every round of a campaign in index order (without surrogate blobs)."""
+    def round_tally(self, campaign: str) -> tuple[int, int]:
+        """``(number of rounds, highest round index)`` (``(0, -1)`` with none): one aggregate,
+        the same size however long the campaign (what a per-round read needs to see whether
+        rounds were added or discarded since it last looked)."""
         with self.session() as session:
             cid = self._campaign_id(session, campaign)
+            count, top = session.execute(
+                sa.select(sa.func.count(), sa.func.max(Round.round_index))
+                .where(Round.campaign_id == cid)).one()
+            return int(count), -1 if top is None else int(top)
+
+    def list_rounds(self, campaign: str, *, after_index: int | None = None) -> list[RoundRecord]:
+        """Every round of a campaign in index order (without surrogate blobs); with
+        ``after_index``, only the rounds with a higher index (what changed since a reader's
+        last look: its size does not grow with the campaign)."""
+        if after_index is not None and (isinstance(after_index, bool)
+                                        or not isinstance(after_index, int)):
+            raise InvalidValue(f"after_index: expected an integer or None, got {after_index!r}")
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            which = [Round.campaign_id == cid]
+            if after_index is not None:
+                which.append(Round.round_index > after_index)
             # The surrogate blob is not needed here: leave it unloaded (it can be megabytes).
             rows = session.scalars(
-                sa.select(Round).where(Round.campaign_id == cid).order_by(Round.round_index)
+                sa.select(Round).where(*which).order_by(Round.round_index)
                 .options(defer(Round.surrogate_blob))
             ).all()
-            of_campaign = Candidate.round_id.in_(sa.select(Round.id).where(Round.campaign_id == cid))
-            return _round_records(session, campaign, rows, blob=False, scope=of_campaign)
+            of_rounds = Candidate.round_id.in_(sa.select(Round.id).where(*which))
+            return _round_records(session, campaign, rows, blob=False, scope=of_rounds)
 
     def update_round(
         self,

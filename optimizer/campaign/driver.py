@@ -39,6 +39,7 @@ from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
+from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.pipeline import AsyncRounds, RoundInputs
 from optimizer.campaign.pull_dispatch import PullDispatcher
 from optimizer.campaign.query_limits import QueryLimits
@@ -141,13 +142,13 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     best_value, best_key = best
     target = config.budget.stop_target
     reached = target is not None and best_value is not None and sign * best_value >= sign * target
-    rounds = storage.round_states(name)
+    rounds, _ = storage.round_tally(name)
     failures: list[tuple[str, int, str]] = []
     if counts["failed"] and with_failures:
         failures = [(g.cause, g.count, g.example_key)
                     for g in group_failures(storage.failure_reasons(name))]
     return CampaignStatus(
-        name=name, status=rec.status, budget=config.budget.total, rounds=len(rounds),
+        name=name, status=rec.status, budget=config.budget.total, rounds=rounds,
         queries=counts, in_flight=counts["pending"] + counts["dispatched"] + counts["running"],
         results=counts["succeeded"], best=best_value, best_key=best_key, objective=obj.name,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
@@ -246,6 +247,9 @@ class CampaignDriver:
         #: retries each unit of work through a database outage (see the module docstring)
         self.db = outage_retry(config, storage, on_recovered=self._after_outage,
                                should_stop=lambda: self.should_stop is not None and self.should_stop())
+        #: the campaign's history and rounds in memory, refreshed by reading only what changed
+        self.history = HistoryCache(storage, config.name)
+        self._imports: dict[str, HistoryCache] = {}
         #: the asynchronous round pipeline while ``run`` runs with ``[pipeline] mode = "async"``
         self.pipeline: AsyncRounds | None = None
 
@@ -365,16 +369,17 @@ class CampaignDriver:
     def _round_inputs(self) -> RoundInputs:
         """What a round is generated from: its index, the tilted rounds before it, the previous
         surrogate, the history, the imported results and (``alpha = "auto"``) the prior sample
-        and last round's gap (all read from the database)."""
-        rounds = self.storage.list_rounds(self.name)
-        index = rounds[-1].index + 1 if rounds else 0
-        tilted = [r for r in rounds if (r.summary or {}).get("tilted")]
-        previous = self.storage.load_round(self.name, tilted[-1].index).surrogate_blob if tilted else None
-        auto = (read_auto_inputs(self.storage, self.name, rounds, self.config)
-                if self.config.sampler.alpha_auto else None)
-        return RoundInputs(index=index, tilted_before=len(tilted), previous_state=previous,
-                           history=self.storage.load_history(self.name), imported=self._imported(),
-                           auto=auto)
+        and last round's gap (the history cache reads only what changed since its last refresh;
+        the previous surrogate is one round's row)."""
+        self.history.refresh()
+        tilted = self.history.tilted_rounds
+        previous = self.storage.load_round(self.name, tilted[-1]).surrogate_blob if tilted else None
+        # α auto reads the round-0 candidates and the last round's results (only when auto)
+        auto = (read_auto_inputs(self.storage, self.name, self.storage.list_rounds(self.name),
+                                 self.config) if self.config.sampler.alpha_auto else None)
+        return RoundInputs(index=self.history.next_round_index, tilted_before=len(tilted),
+                           previous_state=previous, history=self.history.history(),
+                           imported=self._imported(), auto=auto)
 
     def _round(self, q: int) -> None:
         inputs = self.db.call(self._round_inputs, "reading the history for the next round")
@@ -416,21 +421,24 @@ class CampaignDriver:
 
         out: list[Any] = []
         for source in self.config.history.import_from:
+            cache = self._imports.setdefault(source, HistoryCache(self.storage, source))
             try:
-                out += self.storage.load_history(source).completed
+                cache.refresh()
+                out += cache.history().completed
             except NotFound:
+                self._imports.pop(source, None)  # re-created later: read it afresh
                 log.warning("campaign %s: history.import_from names campaign %s, which no longer "
                             "exists; its results no longer warm-start the surrogate", self.name, source)
         return out
 
     def _status(self, *, final: bool = False) -> CampaignStatus:
-        """The status, with the best so far tracked here: the full history (without designs) is
-        read once per driver, then only each poll's new results (Optuna-style slowdown at 10^5
-        queries came from re-reading every result every pass). Failure causes are grouped only
-        for the ``final`` status a run returns, not on every pass."""
+        """The status, with the best so far tracked here: from the history cache (brought up to
+        date) once per driver and after an outage, then from each poll's new results
+        (Optuna-style slowdown at 10^5 queries came from re-reading every result every pass).
+        Failure causes are grouped only for the ``final`` status a run returns."""
         if self._best is None:
-            hist = self.storage.load_history(self.name, with_design=False)
-            self._best = best_of(hist.completed, self.config)
+            self.history.refresh()
+            self._best = best_of(self.history.history().completed, self.config)
         return campaign_status(self.storage, self.name, self.config, best=self._best,
                                with_failures=final)
 
@@ -474,8 +482,8 @@ class CampaignDriver:
         if not outcome.failed:
             self.guard.observe(new, {})
             return None
-        sizes = {r.index: len(r.query_keys) for r in self.storage.list_rounds(self.name)}
-        return self.guard.observe(new, sizes)
+        self.history.refresh()  # round sizes never change once recorded: the cache counts them
+        return self.guard.observe(new, self.history.round_sizes())
 
     def _pause(self, trip: GuardTrip) -> CampaignStatus:
         """Stop dispatching: mark the campaign paused with the reason and the grouped causes."""
@@ -492,7 +500,7 @@ class CampaignDriver:
         return self._status(final=True)
 
     def _close_rounds(self) -> None:
-        open_rounds = [i for i, st in self.storage.round_states(self.name) if st == "open"]
+        open_rounds = [i for i, _ in self.storage.round_states(self.name, status="open")]
         if not open_rounds:
             return
         # Only in-flight queries matter: a round is complete when none of its queries is left

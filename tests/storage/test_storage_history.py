@@ -100,3 +100,49 @@ def test_hot_queries_use_indexes_on_postgres(pg_schema: str) -> None:
     for name, plan in plans.items():
         assert "Seq Scan on oracle_query" not in plan, (name, plan)
         assert "Seq Scan on candidate" not in plan, (name, plan)
+
+
+def test_bulk_decode_keeps_every_design_and_value(storage: Storage) -> None:
+    """Designs of several dtypes and shapes (a 0-d one too) in one history, and values with
+    nulls, decode as written (the bulk path groups designs by dtype, shape and length)."""
+    from storage import NewCandidate
+
+    designs = [np.arange(6, dtype=np.float32).reshape(2, 3), np.float64(2.5), np.arange(4),
+               np.ones(3, dtype=np.float16), np.arange(6, dtype=np.float32).reshape(3, 2) + 1,
+               np.arange(6, dtype=np.float32).reshape(2, 3) - 7]
+    storage.create_campaign("mix", {})
+    keys = storage.record_round("mix", 0, alpha=0.5, candidates=[NewCandidate(d) for d in designs],
+                                selected=range(len(designs)), oracle_name="lab").query_keys
+    for i, key in enumerate(keys[:4]):
+        storage.transition_query(key, expected="pending", new="dispatched")
+        storage.transition_query(key, expected="dispatched", new="succeeded",
+                                 values={"y": 1.0 / (i + 3), "z": -2.5e-7},
+                                 noise={"y": 0.5} if i % 2 else None)
+    history = storage.load_history("mix")
+    got = [q.design for q in (*history.completed, *history.in_flight)]
+    for want, have in zip(designs, got, strict=True):
+        assert isinstance(have, np.ndarray) and have.dtype == np.asarray(want).dtype
+        assert have.shape == np.asarray(want).shape and np.array_equal(have, want)
+        assert have.flags.writeable
+    assert [q.values for q in history.completed] == [{"y": 1.0 / (i + 3), "z": -2.5e-7}
+                                                     for i in range(4)]
+    assert [q.noise for q in history.completed] == [None, {"y": 0.5}, None, {"y": 0.5}]
+    assert all(q.values is None and q.noise is None for q in history.in_flight)
+
+
+def test_history_changes_reads_new_and_named_rows(storage: Storage) -> None:
+    keys = setup_round(storage, num=6, selected=(0, 1, 2, 3))
+    everything = storage.history_changes("c1", after_id=0)
+    assert [r.key for _, r in everything] == keys and all(r.design is not None for _, r in everything)
+    ids = [i for i, _ in everything]
+    storage.transition_query(keys[1], expected="pending", new="cancelled", error="operator")
+    changed = storage.history_changes("c1", after_id=ids[-1], ids=[ids[1], ids[2]])
+    assert [(i, r.key, r.status) for i, r in changed] == [
+        (ids[1], keys[1], "cancelled"), (ids[2], keys[2], "pending")]
+    assert all(r.design is None for _, r in changed)  # a design never changes: not re-read
+    assert storage.history_changes("c1", after_id=ids[-1]) == []
+    assert storage.round_tally("c1") == (1, 0)
+    assert [r.index for r in storage.list_rounds("c1", after_index=0)] == []
+    assert [r.index for r in storage.list_rounds("c1", after_index=-1)] == [0]
+    assert storage.round_states("c1", status="open") == [(0, "open")]
+    assert storage.round_states("c1", status="complete") == []

@@ -89,8 +89,9 @@ class _RecordingStorage(Storage):
 
 
 def test_loop_reads_stay_flat_in_campaign_size(tmp_path: Path, lab) -> None:
-    """Dispatch decodes only the designs it sends; the driver reads the history once (no designs)
-    and then only each poll's new results; rounds close from the in-flight queries alone."""
+    """Dispatch decodes only the designs it sends; the driver never loads the whole history (its
+    cache reads what changed) and then follows each poll's new results; rounds close from the
+    in-flight queries alone."""
     from optimizer.campaign.config_io import parse_config
     from optimizer.campaign.driver import CampaignDriver, campaign_status
 
@@ -118,7 +119,7 @@ def test_loop_reads_stay_flat_in_campaign_size(tmp_path: Path, lab) -> None:
     assert max(lab.store.evaluations.values()) == 1
     driver_reads = st.reads[:-1]  # the last one is ours
     histories = [kw for name, kw in driver_reads if name == "load_history"]
-    assert histories == [{"with_design": False}]
+    assert histories == []  # the history cache reads only what changed (history_changes)
     listed = [kw for name, kw in driver_reads if name == "list_queries"]
     assert listed and not any(kw.get("with_design") for kw in listed)
     assert all(kw.get("statuses") and set(kw["statuses"]) <= {"pending", "dispatched", "running"}
