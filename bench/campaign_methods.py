@@ -7,6 +7,8 @@ over-optimization gap), ``tell`` gets their true values. They reuse the loop's p
 
 1. ``tiltloop`` — DAS on `p_pre · exp(r̂/α)`, `r̂ = μ + β σ`, then GP screening; round 0: plain
    prior particles, space-filling pick (the campaign loop's round logic, in one process);
+   ``tiltloop-new`` — the loop's defaults since issue 15 (``predictive`` tempering, diverse
+   batches by ancestor family); ``tiltloop`` keeps the earlier ``adaptive`` tempering, no families;
    ``tiltloop-auto`` — the same with ``alpha = "auto"`` (``optimizer.campaign.auto_alpha``: α
    from a KL budget of ``kl_budget`` nats, estimated on the round-0 prior particles, and the
    over-optimization brake on the last round's gap);
@@ -31,7 +33,8 @@ from torch import Tensor
 
 from bench.campaign_problems import Problem
 
-METHODS = ("tiltloop", "tiltloop-auto", "das-groups", "prior-screened", "ax", "botorch-raw", "random")
+METHODS = ("tiltloop", "tiltloop-new", "tiltloop-auto", "das-groups", "prior-screened", "ax",
+           "botorch-raw", "random")
 AX_MISSING = "Ax: not installed (pip install -e '.[bench]')"
 
 
@@ -130,12 +133,12 @@ class _Surrogated(_Base):
                                avoid=np.concatenate(avoid) if avoid else None)
         return list(taken) + [int(free[i]) for i in extra]
 
-    def _screened(self, r: int, model, particles: Tensor) -> Proposal:
+    def _screened(self, r: int, model, particles: Tensor, families: np.ndarray | None = None) -> Proposal:
         from optimizer.seeds import derive_seed
 
         res = self.adapter.screen(model, particles.double().numpy(), self.q,
                                   pending=np.zeros((0,)), observed=np.zeros((0,)),
-                                  seed=derive_seed(self.seed, r, 0, "screen"))
+                                  seed=derive_seed(self.seed, r, 0, "screen"), families=families)
         sel = [int(i) for i in res.selected]
         if len(sel) < self.q:  # too few eligible (duplicates): fill space-filling, like the loop
             sel = self._space_filling(r, particles, sel, res.excluded)
@@ -153,6 +156,10 @@ class _Data:  # the fields SurrogateAdapter.fit reads (the loop's ``TrainingData
 
 class TiltLoop(_Surrogated):
     prior_sample: Tensor | None = None  # the round-0 plain prior particles
+    #: the sampler's tempering and whether screening sees ancestor families (diverse batches):
+    #: the settings before issue 15; ``TiltLoopNew`` has the loop's current defaults
+    tempering = "adaptive"
+    diverse = False
 
     def ask(self, r: int) -> Proposal:
         from optimizer.das import sample
@@ -165,14 +172,24 @@ class TiltLoop(_Surrogated):
         model = self._fit()
         res = sample(self.problem.prior, model.reward(beta=self.s.beta),
                      num_particles=self.s.num_particles, alpha=self._round_alpha(model),
-                     num_steps=self.s.num_steps, generator=self._gen(r, "smc"))
-        prop = self._screened(r, model, res.samples.detach())
+                     num_steps=self.s.num_steps, generator=self._gen(r, "smc"),
+                     tempering=self.tempering)
+        origin = res.origin.reshape(-1).cpu().numpy().astype(np.int64)
+        prop = self._screened(r, model, res.samples.detach(), origin if self.diverse else None)
         picked = [int(i) for i in self._last_selected]
         return Proposal(prop.designs, prop.predicted,
                         families=len(set(res.origin.reshape(-1)[picked].tolist())))
 
     def _round_alpha(self, model) -> float:
         return self._alpha()
+
+
+class TiltLoopNew(TiltLoop):
+    """The loop's defaults since issue 15: predictive tempering, screening with ancestor families
+    (at most a few candidates per founder family unless the acquisition clearly prefers more)."""
+
+    tempering = "predictive"
+    diverse = True
 
 
 class TiltLoopAuto(TiltLoop):
@@ -339,8 +356,8 @@ def _quiet_ax() -> None:
 
 def make_method(name: str, problem: Problem, q: int, seed: int, settings: MethodSettings) -> _Base:
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
-    classes = {"tiltloop": TiltLoop, "tiltloop-auto": TiltLoopAuto, "das-groups": DASGroups,
-               "prior-screened": PriorScreened,
+    classes = {"tiltloop": TiltLoop, "tiltloop-new": TiltLoopNew, "tiltloop-auto": TiltLoopAuto,
+               "das-groups": DASGroups, "prior-screened": PriorScreened,
                "ax": AxRaw, "botorch-raw": BoTorchRaw, "random": RandomPrior}
     if name not in classes:
         raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")

@@ -47,6 +47,9 @@ from bench.campaign_problems import PROBLEMS, Problem, load_problem, mean_pairwi
 RAW_METHODS = ("ax", "botorch-raw")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "campaigns"
 
+#: tiltloop's own variants: compared with the baselines' rows, never counted as baselines
+VARIANTS = ("tiltloop", "tiltloop-new", "tiltloop-auto")
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -181,7 +184,7 @@ def goals(summary: dict) -> list[str]:
             lines.append(f"SKIP [{name}] tiltloop not run")
             continue
         base = {m: s for (p, m), s in summary.items()
-                if p == name and m not in ("tiltloop", "tiltloop-auto")}  # (a variant, not a baseline)
+                if p == name and m not in VARIANTS}  # (variants of tiltloop, not baselines)
         f_tl = tl["final"][0]
         beaten = [m for m, s in base.items() if not f_tl > s["final"][0]]
         lines.append(f"{'PASS' if not beaten else 'FAIL'} [{name}] tiltloop final best {f_tl:.4f} "
