@@ -17,7 +17,8 @@ from bench.campaign_problems import load_problem, mean_pairwise_distance  # noqa
 from bench.campaigns import RunResult, goals, main, run_campaign, summarize  # noqa: E402
 
 TINY = MethodSettings(num_particles=32, num_steps=6, raw_restarts=2, raw_samples=32)
-SURROGATED = {"tiltloop", "das-groups", "prior-screened", "botorch-raw"}
+SURROGATED = {"tiltloop", "tiltloop-new", "tiltloop-auto", "das-groups", "prior-screened",
+              "botorch-raw"}
 
 
 @pytest.fixture(scope="module")
