@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.driver import CampaignDriver
 from storage import NewCandidate, QueryRecord, Storage, upgrade
+from storage.read_counter import ReadCounter
 from storage.arrays import decode_array
 from storage.history import split_history
 from storage.models import Campaign, Candidate, OracleQuery, Round
@@ -139,23 +140,6 @@ def history_loads(storage: Storage, sizes: list[int], repeat: int) -> None:
                   f"{ac:>7.3f} {bw / aw:>7.1f} {bc / ac:>6.1f}", flush=True)
 
 
-class _Reads:
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine, self.statements, self.rows = engine, 0, 0
-
-    def _after(self, conn: Any, cursor: Any, statement: str, *_a: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            self.statements += 1
-            self.rows += max(cursor.rowcount, 0)
-
-    def __enter__(self) -> _Reads:
-        sa.event.listen(self.engine, "after_cursor_execute", self._after)
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        sa.event.remove(self.engine, "after_cursor_execute", self._after)
-
-
 def _legacy_round_reads(storage: Storage, name: str) -> None:
     """The reads the driver made around one round before the history cache."""
     rounds = storage.list_rounds(name)  # _round_inputs: index, tilted rounds
@@ -197,9 +181,9 @@ def round_reads(storage: Storage, url: str, lengths: list[int], lab_url: str) ->
         storage.record_round(name, index, alpha=0.1,
                              candidates=[NewCandidate(x) for x in rng.normal(size=(4, 32))],
                              selected=[0, 1, 2, 3], oracle_name="lab", summary={"tilted": True})
-        with _Reads(storage.engine) as before:
+        with ReadCounter(storage.engine) as before:
             bw = _timed(functools.partial(_legacy_round_reads, storage, name))[0]
-        with _Reads(storage.engine) as after:
+        with ReadCounter(storage.engine) as after:
             aw = _timed(functools.partial(_driver_round_reads, driver))[0]
         driver.close()
         per_length[n] = (after.statements, after.rows)

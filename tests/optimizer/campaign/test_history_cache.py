@@ -5,7 +5,6 @@ campaign's length (statements and rows counted at the DBAPI cursor)."""
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.service import _one_driver, open_storage
 from oracles.factory import build_oracle
 from storage import History, NewCandidate, QueryRecord, Storage
+from storage.read_counter import ReadCounter
 from storage.migrate import upgrade
 
 _FIELDS = ("key", "campaign", "round_index", "candidate_index", "oracle_name", "status", "job_id",
@@ -110,25 +110,6 @@ def _seed(storage: Storage, name: str, rounds: int, q: int, rng: np.random.Gener
                                 "'{\"y\": 1.5}' WHERE campaign_id = :cid"), {"cid": cid})
 
 
-class _Reads:
-    """Statements and (on Postgres, whose cursor knows it) rows read through an engine."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine, self.statements, self.rows = engine, 0, 0
-
-    def _after(self, conn: Any, cursor: Any, statement: str, *_a: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            self.statements += 1
-            self.rows += max(cursor.rowcount, 0)
-
-    def __enter__(self) -> _Reads:
-        sa.event.listen(self.engine, "after_cursor_execute", self._after)
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        sa.event.remove(self.engine, "after_cursor_execute", self._after)
-
-
 def _one_round_of_reads(storage: Storage, driver: CampaignDriver, index: int,
                         rng: np.random.Generator) -> tuple[int, int]:
     """What the driver reads around one round (the inputs of the next round, the closing of
@@ -140,12 +121,12 @@ def _one_round_of_reads(storage: Storage, driver: CampaignDriver, index: int,
     for key in keys[:2]:
         storage.transition_query(key, expected="pending", new="dispatched")
         storage.transition_query(key, expected="dispatched", new="succeeded", values={"y": 2.0})
-    with _Reads(storage.engine) as reads:
+    with ReadCounter(storage.engine) as reads:
         inputs = driver._round_inputs()
         driver._close_rounds()
         driver._status()
-    assert inputs[0] == index + 1 and inputs[1] == index  # next index; tilted rounds before it
-    assert_same_history(inputs[3], storage.load_history(driver.name))
+    assert inputs.index == index + 1 and inputs.tilted_before == index  # next index; tilted before it
+    assert_same_history(inputs.history, storage.load_history(driver.name))
     return reads.statements, reads.rows
 
 
@@ -163,7 +144,7 @@ def test_reads_per_round_do_not_grow_with_campaign_length(db_url: str, lab) -> N
             driver = CampaignDriver(cfg, storage, build_oracle("http", {
                 "base_url": lab.url, "objectives": ["y"]}))
             first = driver._round_inputs()  # a fresh driver reads everything once
-            assert len(first[3].completed) == 20 * rounds
+            assert len(first.history.completed) == 20 * rounds
             figures[name] = [_one_round_of_reads(storage, driver, rounds + i, rng)
                              for i in range(3)]
             driver.close()
