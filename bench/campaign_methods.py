@@ -35,6 +35,8 @@ from bench.campaign_problems import Problem
 
 METHODS = ("tiltloop", "tiltloop-new", "tiltloop-auto", "das-groups", "prior-screened", "ax",
            "botorch-raw", "random")
+#: ablations of tiltloop-new, run only when named in --methods
+ABLATIONS = ("tiltloop-predictive", "tiltloop-diverse")
 AX_MISSING = "Ax: not installed (pip install -e '.[bench]')"
 
 
@@ -189,6 +191,18 @@ class TiltLoopNew(TiltLoop):
     (at most a few candidates per founder family unless the acquisition clearly prefers more)."""
 
     tempering = "predictive"
+    diverse = True
+
+
+class TiltLoopPredictive(TiltLoop):
+    """Ablation of ``tiltloop-new``: predictive tempering only."""
+
+    tempering = "predictive"
+
+
+class TiltLoopDiverse(TiltLoop):
+    """Ablation of ``tiltloop-new``: diverse batches only."""
+
     diverse = True
 
 
@@ -357,10 +371,11 @@ def _quiet_ax() -> None:
 def make_method(name: str, problem: Problem, q: int, seed: int, settings: MethodSettings) -> _Base:
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
     classes = {"tiltloop": TiltLoop, "tiltloop-new": TiltLoopNew, "tiltloop-auto": TiltLoopAuto,
+               "tiltloop-predictive": TiltLoopPredictive, "tiltloop-diverse": TiltLoopDiverse,
                "das-groups": DASGroups, "prior-screened": PriorScreened,
                "ax": AxRaw, "botorch-raw": BoTorchRaw, "random": RandomPrior}
     if name not in classes:
-        raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")
+        raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS + ABLATIONS)}")
     if name == "ax" and not ax_available():
         raise ImportError(AX_MISSING)
     return classes[name](problem, q, seed, settings)

@@ -41,14 +41,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/campaigns.py`
 
 from bench.campaign_methods import (  # noqa: E402
-    AX_MISSING, METHODS, MethodSettings, ax_available, make_method)
+    ABLATIONS, AX_MISSING, METHODS, MethodSettings, ax_available, make_method)
 from bench.campaign_problems import PROBLEMS, Problem, load_problem, mean_pairwise_distance  # noqa: E402
 
 RAW_METHODS = ("ax", "botorch-raw")
+ALL = METHODS + ABLATIONS
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "campaigns"
 
 #: tiltloop's own variants: compared with the baselines' rows, never counted as baselines
-VARIANTS = ("tiltloop", "tiltloop-new", "tiltloop-auto")
+VARIANTS = ("tiltloop", "tiltloop-new", "tiltloop-auto", "tiltloop-predictive", "tiltloop-diverse")
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _fmt(m: float, se: float, fixed: int | None = None) -> str:
 def summarize(results: list[RunResult]) -> dict[tuple[str, str], dict[str, object]]:
     """Per (problem, method): mean ± s.e. over seeds of every figure, and the mean curve."""
     out: dict[tuple[str, str], dict[str, object]] = {}
-    for key in sorted({(r.problem, r.method) for r in results}, key=lambda k: (k[0], METHODS.index(k[1]))):
+    for key in sorted({(r.problem, r.method) for r in results}, key=lambda k: (k[0], ALL.index(k[1]))):
         rs = [r for r in results if (r.problem, r.method) == key]
         curves = np.stack([r.best_so_far for r in rs])
         out[key] = {
@@ -221,7 +222,7 @@ def plot(summary: dict, out: Path) -> list[Path]:
         for ax in axes:
             for m, s in rows.items():
                 x = np.arange(1, len(s["curve"]) + 1)
-                c = f"C{METHODS.index(m)}"  # one color per method in every plot
+                c = f"C{ALL.index(m)}"  # one color per method in every plot
                 ax.plot(x, s["curve"], label=m, color=c, lw=2.2 if m == "tiltloop" else 1.3)
                 ax.fill_between(x, s["curve"] - s["curve_se"], s["curve"] + s["curve_se"],
                                 color=c, alpha=0.15)
@@ -305,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = [p.strip() for p in args.problems.split(",") if p.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in METHODS:
-            raise SystemExit(f"--methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m not in ALL:
+            raise SystemExit(f"--methods: unknown method {m!r}; choose from {', '.join(ALL)}")
     if "ax" in methods and not ax_available():
         print(AX_MISSING)
         methods.remove("ax")

@@ -93,13 +93,6 @@ class SamplerConfig(DASOptions):
     a numeric ``alpha``.
     """
 
-    # A campaign's rounds use predictive tempering (the library's ``sample`` keeps "adaptive"):
-    # on the digits prior it keeps the minimum ESS at 20-30 % of the particles instead of 4-5 %
-    # at the same cost (bench/das_diversity.py).
-    tempering: str = Field(
-        default="predictive",
-        description='how λ rises from 0 to 1: "predictive" (adaptive, also budgeting for the '
-                    'next step\'s look-ahead spread), "adaptive", "exponential" or "polynomial"')
     alpha: float | list[float] | Literal["auto"] = Field(
         default=0.1, description='α of `p_pre·exp(r̂/α)`: one value, one per tilted round, or '
                                  '"auto" (from kl_budget and the over-optimization brake)')
