@@ -277,15 +277,16 @@ class AsyncRounds:
 
     def _batches_ahead(self, q: int) -> int:
         """How many batches one selection holds: enough to refill every slot of the in-flight
-        limit, plus as many as the oracle finishes while the next selection runs (its last
-        duration over the time the oracle takes per batch), at most four times the first."""
+        limit twice (the batches sent together come back together), or, once the oracle's pace is
+        known, once plus as many as it finishes while the next selection runs (that selection's
+        last duration over the oracle's time per batch); at most four times the limit."""
         limit = self.config.budget.in_flight_limit
         fill = -(-limit // q)
         if not self.latencies or self.select_seconds is None:
-            return fill + 1
+            return 2 * fill
         per_batch = statistics.median(self.latencies) * q / limit
         behind = math.ceil(self.select_seconds / per_batch) if per_batch > 0 else fill
-        return min(4 * fill, fill + max(1, behind))
+        return min(4 * fill, fill + max(fill, behind))
 
     @staticmethod
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
