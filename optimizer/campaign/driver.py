@@ -403,7 +403,8 @@ class CampaignDriver:
         crash_point("outbox")
         if self.observer is not None:
             self.observer.round_recorded(self.name, plan.timings)
-        kind = f"tilted, α={plan.alpha:g}" if plan.tilted else "plain prior, space-filling"
+        kind = (f"tilted, α={plan.alpha:g}" if plan.tilted else
+                "plain prior, screened" if plan.surrogate_state else "plain prior, space-filling")
         chosen = plan.summary.get("alpha_auto")
         if chosen and chosen.get("kl") is not None:
             kind += f" auto, est. KL {chosen['kl']:.3g} nats" + (", braked" if chosen["brake"] else "")
