@@ -11,12 +11,17 @@
     const el = TL.el;
     const old = body.querySelector(".rounds-table-wrap");
     if (old) old.remove();
-    const cols = ["round", "α", "est. KL (nats)", "min ESS", "resamplings", "ancestors", "batch diversity",
-                  "families", "wasted"];
+    // short headers (the card is half the page wide); the full name is each header's tooltip
+    const cols = [["round", "round"], ["α", "α of the round"], ["KL", "estimated KL(π‖p_pre), nats"],
+                  ["ESS min", "minimum ESS fraction over the SMC steps"], ["resampl.", "resampling events"],
+                  ["anc.", "unique ancestors of the final particles"],
+                  ["diversity", "batch diversity: mean pairwise distance in feature space"],
+                  ["fam.", "ancestor families in the batch"], ["wasted", "every result below the running median"]];
     const rows = b.rounds.map((r) => {
       const d = r.diagnostics || {};
       const alpha = TL.fmt(r.alpha) + (d.alpha_auto ? (d.brake ? " (auto, braked)" : " (auto)") : "");
-      const kl = TL.fmt(d.kl, 3) + (d.kl_budget !== undefined && d.kl_budget !== null ? " / " + TL.fmt(d.kl_budget) : "");
+      // a small negative estimate is noise around 0 (a KL is never negative)
+      const kl = TL.fmt(d.kl === null || d.kl === undefined ? d.kl : Math.max(0, d.kl), 3) + (d.kl_budget !== undefined && d.kl_budget !== null ? " / " + TL.fmt(d.kl_budget) : "");
       return el("tr", {},
         el("td", { class: "num", text: r.index }), el("td", { class: "num", text: alpha, title: d.alpha_reason || null }),
         el("td", { class: "num", text: kl }), el("td", { class: "num", text: pct(d.min_ess_fraction) }),
@@ -26,7 +31,7 @@
     });
     const s = b.batches || {};
     body.append(el("div", { class: "table-wrap rounds-table-wrap" },
-      el("table", { id: "rounds-table" }, el("thead", {}, el("tr", {}, cols.map((h) => el("th", { text: h })))),
+      el("table", { id: "rounds-table" }, el("thead", {}, el("tr", {}, cols.map(([h, t]) => el("th", { text: h, title: t })))),
          el("tbody", {}, rows)),
       el("p", { class: "note", id: "batches-note", text: "wasted batches (every result below the running median of the " +
         "earlier rounds): " + TL.fmt(s.wasted_batches) + " of " + TL.fmt(s.judged_batches) + "; mean batch diversity " +
