@@ -93,8 +93,8 @@ class Population:
     observations: int
     #: min ESS fraction, resampling events, unique ancestors, estimated KL (``round_diagnostics``)
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    #: when the SMC chunks started and ended (Unix seconds)
-    smc_window: tuple[float, float] = (0.0, 0.0)
+    #: when its generation (surrogate fit, then the SMC chunks) started and ended (Unix seconds)
+    generated: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,7 +175,7 @@ class RoundGenerator:
         ``index``. ``seed_tag`` (the asynchronous pipeline's population number) gives a second
         population generated for the same round index its own random streams."""
         cfg = self.config
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         data = training_data(history, cfg, imported)
         tilted = data.n >= MIN_OBSERVATIONS and self.surrogate is not None
         surrogate = self.surrogate if tilted else None  # set exactly when tilted
@@ -204,7 +204,7 @@ class RoundGenerator:
             )
             for c in range(cfg.workers.num_chunks)
         ]
-        t1, started = time.perf_counter(), time.time()
+        t1 = time.perf_counter()
         outs = self.pool.map("run_chunk", chunks, on_event=self._event)
         smc_s = time.perf_counter() - t1
         sampler = {
@@ -228,7 +228,7 @@ class RoundGenerator:
             fit=fit, sampler=sampler, unique_ancestors=unique_ancestors(outs),
             diagnostics=sampler_diagnostics(outs, alpha, tilted=tilted),
             timings={"fit_s": fit_s, "smc_s": smc_s}, observations=data.n,
-            smc_window=(started, time.time()))
+            generated=(started, time.time()))
 
     def select(self, pop: Population, index: int, history: History, q: int, *,
                imported: Sequence[QueryRecord] = (), available: np.ndarray | None = None,
@@ -301,7 +301,7 @@ class RoundGenerator:
         if not own or available is not None:
             summary["population"] = {"round": pop.index, "size": len(pop.designs),
                                      "available": len(rows), "refit": bool(refit),
-                                     "smc_window": list(pop.smc_window)}
+                                     "generated": list(pop.generated)}
         smc_s = float(pop.timings.get("smc_s", 0.0)) if own else 0.0
         before = float(sum(pop.timings.values())) if own and not refit else 0.0
         timings = {"fit_s": fit_s, "smc_s": smc_s, "screen_s": screen_s,

@@ -48,7 +48,7 @@ def test_async_campaign_exactly_once_and_pools_reused(ray_session: str, tiny_pri
             by_pop: dict[tuple[float, ...], list[dict]] = {}
             for r in rounds:
                 pop = r.summary["population"]
-                by_pop.setdefault(tuple(pop["smc_window"]), []).append(pop)
+                by_pop.setdefault(tuple(pop["generated"]), []).append(pop)
             shared = [pops for pops in by_pop.values() if len(pops) > 1]
             assert shared, by_pop
             for pops in shared:
@@ -69,8 +69,8 @@ def test_async_campaign_exactly_once_and_pools_reused(ray_session: str, tiny_pri
 def test_results_are_stored_while_a_population_is_generated(ray_session: str, tiny_prior_path: str,
                                                             tmp_path, make_config) -> None:
     """A slow SMC and a fast lab: in async mode results are polled and stored while
-    a population is generated (in sync mode no result can be stored inside that window: the
-    driver's one thread is in the SMC)."""
+    a population is generated — its surrogate fit and SMC (in sync mode no result can be stored
+    inside that window: the driver's one thread is generating)."""
     lab = LabSimulator(Bowl(seed=1, latency_s=0.1)).start()
     url = f"sqlite:///{tmp_path / 'overlap.db'}"
     try:
@@ -87,7 +87,7 @@ def test_results_are_stored_while_a_population_is_generated(ray_session: str, ti
         with Storage.open(url) as st:
             finished = [_unix(q.finished_at) for q in st.load_history(name).completed
                         if q.finished_at is not None]
-            windows = {tuple(r.summary["population"]["smc_window"]) for r in st.list_rounds(name)}
+            windows = {tuple(r.summary["population"]["generated"]) for r in st.list_rounds(name)}
         inside = [f for f in finished if any(a < f < b for a, b in windows)]
         assert len(windows) >= 2 and inside, (windows, finished)
         assert max(lab.store.evaluations.values()) == 1
