@@ -119,9 +119,23 @@ class RayCluster:
             # machine without that folder would (a private mount namespace; needs CAP_SYS_ADMIN)
             mounts = " && ".join(f"mount -t tmpfs tiltloop-hidden {shlex.quote(h)}" for h in self.hide)
             cmd = ["unshare", "--mount", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
-        out = subprocess.run(cmd, env=self._env(node), capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:
-            raise RuntimeError(f"`ray start` for node {node} failed:\n{out.stdout}\n{out.stderr}")
+        # a loaded 2-core machine can miss `ray start`'s own startup waits (raylet / GCS); a
+        # retry after clearing what that attempt left behind is what an operator would do
+        errors = []
+        for attempt in range(3):
+            try:
+                out = subprocess.run(cmd, env=self._env(node), capture_output=True, text=True,
+                                     timeout=120)
+            except subprocess.TimeoutExpired as exc:
+                errors.append(f"attempt {attempt + 1}: timed out after 120 s: {exc.stderr!r}")
+            else:
+                if out.returncode == 0:
+                    break
+                errors.append(f"attempt {attempt + 1}:\n{out.stdout}\n{out.stderr}")
+            self.kill(node)
+            time.sleep(2.0)
+        else:
+            raise RuntimeError(f"`ray start` for node {node} failed 3 times:\n" + "\n".join(errors))
         if node not in self.nodes:
             self.nodes.append(node)
 
