@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_constraints import recorded_outputs
 from optimizer.campaign.driver import CampaignStatus, campaign_status
 from optimizer.errors import CampaignStateError
 from storage import Storage
@@ -174,7 +175,7 @@ class Campaign:
                         (line, f"key {rows[line - 1].get('key')!r}: {msg}" if 0 < line <= len(rows)
                          else msg) for line, msg in exc.problems]) from None
             d = Dispatcher(self._storage, self.name, oracle,
-                           objectives=[o.name for o in self.config.objectives],
+                           objectives=recorded_outputs(self.config),
                            limit=self.config.budget.in_flight_limit)
             d.restore()
             d.poll()

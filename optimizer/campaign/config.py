@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from optimizer.campaign.config_constraints import (ConstraintConfig, check_constraints,
+                                                   constraint_names)
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
 from optimizer.campaign.config_pipeline import PipelineConfig
@@ -403,6 +405,9 @@ class CampaignConfig(_Frozen):
     prior: PriorConfig
     oracle: OracleConfig
     objectives: list[ObjectiveConfig] = Field(min_length=1, max_length=16)
+    constraints: list[ConstraintConfig] = Field(
+        default_factory=list, max_length=16,
+        description="outcome constraints on oracle outputs (`optimizer.campaign.config_constraints`)")
     feature_map: FeatureMapConfig = PriorFeatures()
     surrogate: SurrogateConfig = SurrogateConfig()
     sampler: SamplerConfig = SamplerConfig()
@@ -426,6 +431,7 @@ class CampaignConfig(_Frozen):
         objectives = data.get("objectives")
         names = ([o.get("name") for o in objectives if isinstance(o, dict)]
                  if isinstance(objectives, list) else [])
+        names += constraint_names(data.get("constraints"))  # the oracle reports them too
         data["oracle"] = fill_objectives(data.get("oracle"), [n for n in names if isinstance(n, str)])
         # A person measuring by hand takes one batch at a time (`ask`, measure, `tell`): there is
         # no latency to overlap, and a second plain batch before any result would spend budget.
@@ -463,12 +469,13 @@ class CampaignConfig(_Frozen):
                 f"[oracle] the oracle reports {list(reported)} but the campaign's objectives need "
                 f"{missing}; name the objectives as the oracle reports them (or set the oracle's "
                 "objective names)")
+        check_constraints(self.constraints, names, reported, self.oracle.kind)
         if self.name in self.history.import_from:
             raise ValueError("[history.import_from] a campaign cannot import its own history")
-        for field in sorted({"seed", "maximize"} & self.surrogate.model_fields_set):
+        for field in sorted({"seed", "maximize", "num_constraints"} & self.surrogate.model_fields_set):
             raise ValueError(
                 f"[surrogate.{field}] is set by the loop (seed: the campaign seed; maximize: "
-                "objectives.direction); remove it")
+                "objectives.direction; num_constraints: [[constraints]]); remove it")
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
         return self
@@ -481,12 +488,13 @@ class CampaignConfig(_Frozen):
         """The surrogate config the loop fits with: the seed from the campaign seed (GP subset
         choice and quasi-MC draws are reproducible); ``maximize`` stays True because the loop
         sign-flips minimized objectives before fitting (``rounds.training_data``)."""
-        return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31)})
+        return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31),
+                                                 "num_constraints": len(self.constraints)})
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON snapshot stored with the campaign (a storage URL's password is redacted)."""
         data = self.model_dump(mode="json")
-        for derived in ("seed", "maximize"):  # set by the loop (surrogate_for_loop), not stored
+        for derived in ("seed", "maximize", "num_constraints"):  # set by the loop (surrogate_for_loop), not stored
             data["surrogate"].pop(derived, None)
         if data["storage"]["url"]:
             from storage.engine import redact

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from optimizer.campaign.auto_alpha import read_auto_inputs
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_constraints import recorded_outputs
 from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
@@ -226,11 +227,11 @@ class CampaignDriver:
         self.dispatcher: Dispatcher | PullDispatcher
         if is_pull(config.oracle):  # labs claim and report through the service; read their reports
             self.dispatcher = PullDispatcher(storage, config.name,
-                                             objectives=[o.name for o in config.objectives],
+                                             objectives=recorded_outputs(config),
                                              on_change=self.say)
         else:
             self.dispatcher = Dispatcher(storage, config.name, oracle,
-                                         objectives=[o.name for o in config.objectives],
+                                         objectives=recorded_outputs(config),
                                          limit=config.budget.in_flight_limit, on_change=self.say,
                                          limits=QueryLimits.from_config(config))
         self._last_line = ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_constraints import recorded_outputs
 from optimizer.campaign.config_oracle import PullOracleConfig
 from oracles.manual import ManualOracle
 from oracles.protocol import JobHandle, QueryRequest
@@ -41,7 +42,7 @@ def held_by(storage: Storage, name: str, client_id: str, *, reported: bool = Fal
 
 def _as_manual(directory: Path, config: CampaignConfig, held: list[QueryRecord]) -> ManualOracle:
     """A manual oracle over ``held``: its exporter and row validator are the file format."""
-    oracle = ManualOracle(directory, [o.name for o in config.objectives],
+    oracle = ManualOracle(directory, recorded_outputs(config),
                           name=f"campaign {config.name}",
                           where=f"the designs this client holds in campaign {config.name!r}")
     oracle.submit([QueryRequest(q.key, q.design) for q in held if q.design is not None])

@@ -116,20 +116,27 @@ def training_data(history: History, config: CampaignConfig,
                   imported: Sequence[QueryRecord] = ()) -> TrainingData:
     """`X`, `Y` (sign-flipped for minimized objectives), `Yvar` (when every row reports noise)
     and `X_pending` from a stored history; ``imported``: succeeded queries of the campaigns in
-    ``history.import_from`` (warm start), appended to the training set."""
+    ``history.import_from`` (warm start), appended to the training set. Outcome constraints add
+    one column each after the objectives: the slack `c ≤ 0` ⇔ feasible
+    (``ConstraintConfig.slack``); a result without every output is left out."""
     names = [o.name for o in config.objectives]
     signs = np.array([1.0 if o.direction == "maximize" else -1.0 for o in config.objectives])
+    cons = config.constraints
+    names_all = names + [c.name for c in cons]  # the noise of a slack is its output's
     done = [q for q in (*history.completed, *imported)
-            if q.values and all(n in q.values for n in names)]
+            if q.values and all(n in q.values for n in names_all)]
     if done:
         X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
         Y = np.array([[q.values[n] for n in names] for q in done if q.values is not None],
                      dtype=np.float64) * signs  # (every row of done has values)
+        if cons:
+            Y = np.hstack([Y, np.array([[c.slack(float(q.values[c.name])) for c in cons]
+                                        for q in done if q.values is not None])])
     else:
-        X, Y = np.zeros((0,)), np.zeros((0, len(names)))
+        X, Y = np.zeros((0,)), np.zeros((0, len(names_all)))
     Yvar = None
-    if done and all(q.noise and all(n in q.noise for n in names) for q in done):
-        Yvar = np.array([[q.noise[n] for n in names] for q in done], dtype=np.float64)  # type: ignore[index]
+    if done and all(q.noise and all(n in q.noise for n in names_all) for q in done):
+        Yvar = np.array([[q.noise[n] for n in names_all] for q in done], dtype=np.float64)  # type: ignore[index]
     pend = [q.design for q in history.in_flight if q.design is not None]
     X_pending = np.stack([np.asarray(d, dtype=np.float64) for d in pend]) if pend else np.zeros((0,))
     bad = [q.design for q in history.failed if q.design is not None]

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_constraints import recorded_outputs
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.driver import (
@@ -171,11 +172,12 @@ def _check_oracle_matches(config: CampaignConfig, oracle: Any, shape: tuple[int,
     except OracleError as exc:
         raise PreflightError(f"{source}: field `oracle`: {exc}") from None
     if desc is not None and desc.objectives is not None:
-        missing = [o.name for o in config.objectives if o.name not in desc.objectives]
+        missing = [n for n in recorded_outputs(config) if n not in desc.objectives]
         if missing:
+            field = "objectives" if missing[0] in [o.name for o in config.objectives] else "constraints"
             raise PreflightError(
-                f"{source}: field `objectives`: {where} reports objectives {list(desc.objectives)} "
-                f"but the campaign needs {missing}; name the [[objectives]] as the oracle reports them")
+                f"{source}: field `{field}`: {where} reports objectives {list(desc.objectives)} "
+                f"but the campaign needs {missing}; name the [[{field}]] as the oracle reports them")
 
 
 def open_storage(url: str, *, create: bool) -> Storage:

@@ -52,6 +52,11 @@ class SurrogateConfig(BaseModel):
             higher by this margin (qLogNEI: expected improvement given the earlier picks, as a
             fraction of the first pick's; qUCB: in units of the std of the scalarized observed
             outcomes).
+        num_constraints: the last this many output columns of `Y` are outcome constraints
+            (signed: feasible ⇔ `c(x) ≤ 0`), modelled by their own GPs and left out of the
+            scalarization; reward and acquisition weigh by the probability of feasibility
+            (``optimizer.surrogate.constraints``). Set by the campaign loop from
+            ``[[constraints]]``.
         seed: seed of the subset choice (reproducible fits).
         dtype: the GP's floating dtype (float64 recommended).
     """
@@ -78,6 +83,7 @@ class SurrogateConfig(BaseModel):
     screen_exact_max_observations: int | None = Field(2000, ge=2)
     screen_family_keep: int = Field(2, ge=1)
     screen_family_margin: float = Field(0.2, ge=0.0)
+    num_constraints: int = Field(0, ge=0, le=16)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     dtype: Literal["float64", "float32"] = "float64"
 

@@ -119,8 +119,9 @@ class Surrogate:
         Z, Yd, Yvd = cls._features(fm, X, dtype), Y.to(dtype), cls._noise(Yvar, Y, dtype, cfg)
         n, m = Yd.shape
         # One subset for all objectives, ranked by the scalarized signed outcome.
-        score = make_scalarization(Yd, maximize=cfg.maximize, weights=cfg.weights,
-                                   kind=cfg.scalarization, rho=cfg.chebyshev_rho)(Yd)
+        Yo = Yd[:, :m - cfg.num_constraints]  # constraint columns: not part of the score
+        score = make_scalarization(Yo, maximize=cfg.maximize, weights=cfg.weights,
+                                   kind=cfg.scalarization, rho=cfg.chebyshev_rho)(Yo)
         fit_idx = subset_indices(score, cfg.fit_subset_size, cfg.seed).to(Z.device)
         cond_idx = subset_indices(score, cfg.max_conditioning_size, cfg.seed + 1).to(Z.device)
         bounds = input_bounds(Z[cond_idx])
@@ -285,24 +286,27 @@ class Surrogate:
                       maximize: bool | tuple[bool, ...] | None = None) -> Scalarization:
         """The scalarization `g` (config defaults, overridable), ranged on the training data."""
         cfg = self.config
-        return make_scalarization(
-            self.train_Y.to(self.dtype),
+        m = self.num_objectives - cfg.num_constraints  # objective columns (constraints follow)
+        g = make_scalarization(
+            self.train_Y[:, :m].to(self.dtype),
             maximize=cfg.maximize if maximize is None else maximize,
             weights=cfg.weights if weights is None else weights,
             kind=scalarization or cfg.scalarization, rho=cfg.chebyshev_rho)
+        return dataclasses.replace(g, columns=m) if cfg.num_constraints else g
 
     def reward(self, beta: float | None = None, *, weights: tuple[float, ...] | None = None,
                scalarization: str | None = None,
                maximize: bool | tuple[bool, ...] | None = None,
-               method: str = "cached") -> SurrogateReward:
+               method: str = "cached", alpha: float | None = None) -> SurrogateReward:
         """The SMC reward `r̂(x) = g(s ⊙ μ(φ(x)) + β σ(φ(x)))` (see ``reward.SurrogateReward``;
-        ``method="botorch"`` is the joint-posterior reference)."""
+        ``method="botorch"`` is the joint-posterior reference); with outcome constraints and
+        ``alpha``, plus `α log PoF(x)` (``optimizer.surrogate.constraints``)."""
         from optimizer.surrogate.reward import SurrogateReward
 
         return SurrogateReward(self, beta=self.config.beta if beta is None else float(beta),
                                scalarization=self.scalarization(
                                    weights=weights, scalarization=scalarization,
-                                   maximize=maximize), method=method)
+                                   maximize=maximize), method=method, alpha=alpha)
 
     def state(self) -> SurrogateState:
         """The serializable state (hyperparameters, transforms, feature map; no training data)."""

@@ -14,6 +14,8 @@ one family's hundreds of copies cannot crowd every other family out of the qLogN
 
 >>> keep = family_keep(mean, std, ucb, families, 2)     # bool mask
 >>> keep &= pareto_keep(mean, std, ucb, 128, among=keep)
+
+``extra`` (outcome constraints: log PoF, ``constraints.py``) adds a third maximized axis.
 """
 from __future__ import annotations
 
@@ -47,16 +49,18 @@ def _lexsort(mean: Tensor, std: Tensor) -> np.ndarray:
 
 
 def pareto_keep(mean: Tensor, std: Tensor, tiebreak: Tensor, size: int,
-                among: Tensor | None = None) -> Tensor:
+                among: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
     """Mask of the ``size`` points (of those in ``among``) with the lowest Pareto layer of
-    (``mean``, ``std``), ties within the last layer broken by ``tiebreak`` (higher first)."""
+    (``mean``, ``std``[, ``extra``]), ties within the last layer broken by ``tiebreak`` (higher
+    first)."""
     b = mean.shape[0]
     idx = torch.arange(b) if among is None else torch.nonzero(among).flatten()
     keep = torch.zeros(b, dtype=torch.bool)
     if idx.numel() <= size:
         keep[idx] = True
         return keep
-    layer = pareto_layers(mean[idx], std[idx])
+    layer = pareto_layers(mean[idx], std[idx]) if extra is None else _layers3(
+        mean[idx], std[idx], extra[idx])
     # order by (layer, -tiebreak): a stable sort by tiebreak, then by layer
     o1 = torch.argsort(tiebreak[idx], descending=True, stable=True)
     o2 = torch.argsort(layer[o1], stable=True)
@@ -65,7 +69,7 @@ def pareto_keep(mean: Tensor, std: Tensor, tiebreak: Tensor, size: int,
 
 
 def family_keep(mean: Tensor, std: Tensor, tiebreak: Tensor, families: Tensor, per_family: int,
-                among: Tensor | None = None) -> Tensor:
+                among: Tensor | None = None, extra: Tensor | None = None) -> Tensor:
     """Mask keeping at most ``per_family`` points of each family (``families``: `b` ids), chosen
     per family like ``pareto_keep``."""
     b = mean.shape[0]
@@ -76,5 +80,16 @@ def family_keep(mean: Tensor, std: Tensor, tiebreak: Tensor, families: Tensor, p
     keep |= ok & small
     for f in torch.nonzero(counts > per_family).flatten().tolist():
         members = ok & (inv == f)
-        keep |= pareto_keep(mean, std, tiebreak, per_family, among=members)
+        keep |= pareto_keep(mean, std, tiebreak, per_family, among=members, extra=extra)
     return keep
+
+
+def _layers3(mean: Tensor, std: Tensor, extra: Tensor) -> Tensor:
+    """Pareto layers of (mean, std, extra); past ``MAX_ND_POINTS`` points, of (mean + extra ·
+    spread of mean, std), an approximation that bounds memory."""
+    from optimizer.surrogate.constraints import MAX_ND_POINTS, pareto_layers_nd
+
+    if mean.shape[0] <= MAX_ND_POINTS:
+        return pareto_layers_nd(torch.stack([mean, std, extra], -1))
+    spread = float(mean.std()) if mean.numel() > 1 else 1.0
+    return pareto_layers(mean + extra * spread, std)

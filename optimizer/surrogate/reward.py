@@ -9,6 +9,10 @@ or Chebyshev, ``scalarize.py``). `μ` and `σ²` are the exact marginals from ca
 joint posterior would build a `B x B` covariance only to read its diagonal.
 With one objective to maximize and `w = 1`: `r̂ = μ + β σ`.
 
+Outcome constraints (``config.num_constraints`` trailing output columns) are left out of `g`;
+given the round's ``alpha``, the reward adds `α log PoF(x)` (``constraints.py``), so the SMC
+target `p_pre · exp(r̂/α)` becomes `p_pre · exp(r̂/α) · PoF` (differentiable: guidance works).
+
 The DAS sampler tilts the prior by `exp(r̂/α)`; it reads ``reward.differentiable`` (copied from
 `φ`) to choose guided (gradient proposal) or gradient-free SMC.
 """
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from optimizer.surrogate.constraints import log_pof
 from optimizer.surrogate.scalarize import Scalarization
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ class SurrogateReward:
         scalarization: `g` (from ``Surrogate.scalarization``).
         method: ``"cached"`` (default: ``Surrogate.marginal_mean_var``) or ``"botorch"`` (the
             joint ``model.posterior``, `O(B²)` memory: the reference the tests and bench compare to).
+        alpha: `α` of the round, the weight of `log PoF` when the surrogate has constraint
+            columns (None: the objective part only, e.g. for ``alpha = "auto"``'s KL estimate).
 
     Attributes:
         differentiable: True when the feature map is; gradients flow to the designs.
@@ -43,13 +50,15 @@ class SurrogateReward:
     """
 
     def __init__(self, surrogate: Surrogate, *, beta: float, scalarization: Scalarization,
-                 method: str = "cached") -> None:
+                 method: str = "cached", alpha: float | None = None) -> None:
         if method not in ("cached", "botorch"):
             raise ValueError(f"SurrogateReward method={method!r}: use 'cached' or 'botorch'")
         self.surrogate = surrogate
         self.method = method
         self.beta = float(beta)
         self.scalarization = scalarization
+        self.alpha = None if alpha is None else float(alpha)
+        self.num_constraints = int(surrogate.config.num_constraints)
         self.differentiable = bool(getattr(surrogate.feature_map, "differentiable", True))
 
     def __call__(self, X: Tensor) -> Tensor:
@@ -59,11 +68,16 @@ class SurrogateReward:
         Z = sur.features(X)
         mu, var = (sur.marginal_mean_var(Z) if self.method == "cached"
                    else sur.mean_var_features(Z))
+        k = self.num_constraints
+        m = mu.shape[-1] - k
         # Clamp before sqrt: a zero variance (at a noiseless training point) has no gradient.
-        v = self.scalarization.signed(mu) + self.beta * var.clamp_min(1e-12).sqrt()
-        return self.scalarization.apply_signed(v).to(torch.promote_types(X.dtype, torch.float32))
+        v = self.scalarization.signed(mu[..., :m]) + self.beta * var[..., :m].clamp_min(1e-12).sqrt()
+        r = self.scalarization.apply_signed(v)
+        if k and self.alpha is not None:
+            r = r + self.alpha * log_pof(mu[..., m:], var[..., m:])
+        return r.to(torch.promote_types(X.dtype, torch.float32))
 
     def __repr__(self) -> str:
         return (f"SurrogateReward(beta={self.beta}, scalarization={self.scalarization.kind!r}, "
-                f"objectives={self.surrogate.num_objectives}, "
+                f"objectives={self.surrogate.num_objectives}, constraints={self.num_constraints}, "
                 f"differentiable={self.differentiable})")

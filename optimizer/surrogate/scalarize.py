@@ -29,13 +29,16 @@ class Scalarization:
     lo: Tensor
     scale: Tensor
     rho: float
+    #: outcomes beyond the first ``columns`` (outcome constraints) are ignored (None: none)
+    columns: int | None = None
 
     def signed(self, Y: Tensor) -> Tensor:
         """`v = s ⊙ y` for `... x m` outcomes."""
-        return Y * self.signs.to(Y)
+        return Y[..., :self.columns] * self.signs.to(Y)
 
     def apply_signed(self, V: Tensor) -> Tensor:
         """`g(v)` for `... x m` signed values (already sign-flipped)."""
+        V = V[..., :self.columns]
         w = self.weights.to(V)
         if self.kind == "weighted_sum":
             return (V * w).sum(-1)

@@ -25,6 +25,12 @@ Fast path (``method="fast"``, default; ``finite.py``, ``prefilter.py``):
    fifth of the best candidate's improvement more; differences among negligible improvements
    never count), for qUCB in units of the scalarized observed outcomes' std.
 
+Outcome constraints (``config.num_constraints`` trailing outputs; ``constraints.py``): qLogNEI
+gets BoTorch's ``constraints`` (smooth feasibility weight on posterior samples, the best
+feasible baseline point as incumbent), qUCB the feasibility-weighted objective
+`(g + M) · Π sigmoid(−c_j/η) − M`; the fast prefilter keeps Pareto layers of (mean, std, log
+PoF) and ranks infeasible observations below feasible ones for the baseline.
+
 Why a bounded baseline is sound for NEI: qNEI's incumbent is `max_{x∈baseline} f(x)` sampled
 jointly with the candidates; an observation contributes only in samples where it is that max.
 The baseline keeps the observations whose upper bound `μ + 3σ` reaches the largest lower bound
@@ -64,6 +70,7 @@ from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
 from optimizer.errors import ConfigError, SurrogateError, format_choice_error
+from optimizer.surrogate import constraints as con
 from optimizer.surrogate.dedup import Exclusion, find_duplicates
 from optimizer.surrogate.finite import Conditioning, local_rows
 from optimizer.surrogate.gp import Surrogate
@@ -134,11 +141,11 @@ class ScreeningResult:
 
 
 def _acqf(sur: Surrogate, kind: str, objective: GenericMCObjective, beta: float,
-          sampler: SobolQMCNormalSampler, Z_pending: Tensor | None):
+          sampler: SobolQMCNormalSampler, Z_pending: Tensor | None, con_kw: dict[str, Any]):
     if kind == "qlognei":
         return qLogNoisyExpectedImprovement(
             model=sur.model, X_baseline=sur.train_Z[sur.cond_idx], sampler=sampler,
-            objective=objective, X_pending=Z_pending, prune_baseline=True)
+            objective=objective, X_pending=Z_pending, prune_baseline=True, **con_kw)
     return qUpperConfidenceBound(model=sur.model, beta=beta ** 2, sampler=sampler,
                                  objective=objective, X_pending=Z_pending)
 
@@ -214,10 +221,7 @@ def screen(
 
     g = sur.scalarization(weights=weights, scalarization=scalarization, maximize=maximize)
 
-    def scalarized(samples: Tensor, X: Tensor | None = None) -> Tensor:
-        return g(samples)
-
-    objective = GenericMCObjective(scalarized)
+    objective, con_kw = con.mc_objective(sur, g, acquisition)  # constraints: module docstring
     sampler = SobolQMCNormalSampler(
         sample_shape=torch.Size([num_mc_samples or sur.config.num_mc_samples]), seed=seed)
     Z = sur.features(candidates).detach()
@@ -234,9 +238,9 @@ def screen(
     if method == "fast":
         return _screen_fast(sur, Z, Z_pending, q_eff, g, objective, sampler, acquisition, beta_v,
                             excluded, exclusions, families, max_choices, max_batch_size,
-                            int(seed), note)
+                            int(seed), note, con_kw)
     with gpytorch.settings.max_cholesky_size(sur.config.cholesky_max_size), torch.no_grad():
-        acqf = _acqf(sur, acquisition, objective, beta_v, sampler, Z_pending)
+        acqf = _acqf(sur, acquisition, objective, beta_v, sampler, Z_pending, con_kw)
         acq_values = torch.cat([acqf(Zc.unsqueeze(-2)) for Zc in Z.split(max_batch_size)])
         mean, std = sur.posterior_mean_std(candidates)
         if max_choices is not None and eligible.numel() > max_choices:
@@ -284,6 +288,9 @@ def _baseline_rows(sur: Surrogate, cond: Conditioning, g: Scalarization, observe
     mu, var = cond.mean_var(sur.train_Z[pool])
     gm, gs = _scalar_mean_std(g, mu, var.sqrt())
     upper, lower = gm + BASELINE_Z * gs, gm - BASELINE_Z * gs
+    lp = con.surrogate_log_pof(sur, mu, var)
+    if lp is not None and bool((lp > math.log(0.5)).any()):  # the incumbent is a feasible point
+        lower = lower.masked_fill(lp <= math.log(0.5), -math.inf)
     ok = upper >= lower.max()
     cand = pool[ok][torch.argsort(upper[ok], descending=True, stable=True)]
     return cand[:size]
@@ -294,11 +301,11 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
                  sampler: SobolQMCNormalSampler, acquisition: str, beta: float,
                  excluded: Tensor, exclusions: list[Exclusion], families: Tensor | None,
                  max_choices: int | None, max_batch_size: int, seed: int,
-                 note: str) -> ScreeningResult:
+                 note: str, con_kw: dict[str, Any]) -> ScreeningResult:
     cfg = sur.config
     M = Z.shape[0]
     eligible = ~excluded
-    observed_score = g(sur.train_Y.to(sur.dtype))
+    observed_score = con.feasible_first(g(sur.train_Y.to(sur.dtype)), sur)
     n_cond = sur.cond_idx.numel()
     local = cfg.screen_local_size
     exact_max = cfg.screen_exact_max_observations
@@ -314,6 +321,9 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         std = var.sqrt()
         gm, gs = _scalar_mean_std(g, mean, std)
         ucb = gm + beta * gs
+        lp = con.surrogate_log_pof(sur, mean, var)  # None without constraints
+        if lp is not None:  # the last layer's tiebreak: ucb, feasibility-weighted
+            ucb = ucb + lp * (float(observed_score.std()) if observed_score.numel() > 1 else 1.0)
         keep = eligible.clone()
         if families is not None and bool(keep.any()):
             # at least screen_family_keep per family, more when few families would leave the
@@ -322,9 +332,9 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
             n_fam = int(torch.unique(families[keep]).numel())
             target = cfg.screen_prefilter_size or int(keep.sum())
             per = max(cfg.screen_family_keep, -(-target // n_fam))
-            keep = family_keep(gm, gs, ucb, families, per, among=keep)
+            keep = family_keep(gm, gs, ucb, families, per, among=keep, extra=lp)
         if cfg.screen_prefilter_size is not None:
-            keep = pareto_keep(gm, gs, ucb, cfg.screen_prefilter_size, among=keep)
+            keep = pareto_keep(gm, gs, ucb, cfg.screen_prefilter_size, among=keep, extra=lp)
         cand = torch.nonzero(keep).flatten()
         base = (_baseline_rows(sur, cond, g, observed_score,
                                cfg.screen_max_baseline or sur.train_Z.shape[0])
@@ -350,7 +360,7 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
             if acquisition == "qlognei":
                 return qLogNoisyExpectedImprovement(
                     model=model, X_baseline=base_x, sampler=sampler, objective=objective,
-                    X_pending=pend_arg, prune_baseline=True, cache_root=False)
+                    X_pending=pend_arg, prune_baseline=True, cache_root=False, **con_kw)
             return qUpperConfidenceBound(model=model, beta=beta ** 2, sampler=sampler,
                                          objective=objective, X_pending=pend_arg)
 

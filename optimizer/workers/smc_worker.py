@@ -151,12 +151,12 @@ class SMCWorkerImpl:
         if spec.surrogate_state is None:
             return zero_reward
         beta = spec.surrogate.beta if spec.surrogate is not None else SurrogateConfig().beta
-        key = (spec.round_index, hash(spec.surrogate_state), beta)
+        key = (spec.round_index, hash(spec.surrogate_state), beta, spec.alpha)
         if self._reward_cache is None or self._reward_cache[0] != key:
             # a chunk with a surrogate state carries its training arrays (the driver sends both)
             assert spec.X is not None and spec.Y is not None
             reward = rebuild_reward(self.bundle, spec.surrogate_state, spec.X, spec.Y, spec.Yvar,
-                                    beta=beta)
+                                    beta=beta, alpha=spec.alpha)
             self._reward_cache = (key, reward)
         return self._reward_cache[1]
 
