@@ -494,7 +494,8 @@ class CampaignConfig(_Frozen):
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON snapshot stored with the campaign (a storage URL's password is redacted)."""
         data = self.model_dump(mode="json")
-        for derived in ("seed", "maximize", "num_constraints"):  # set by the loop (surrogate_for_loop), not stored
+        # set by the loop (surrogate_for_loop), not stored
+        for derived in ("seed", "maximize", "num_constraints"):
             data["surrogate"].pop(derived, None)
         if data["storage"]["url"]:
             from storage.engine import redact

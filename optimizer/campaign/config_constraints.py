@@ -95,6 +95,13 @@ def is_feasible(values: Mapping[str, float] | None,
     return True
 
 
+def feasibility_counts(records: Any, constraints: Sequence[ConstraintConfig]) -> dict[str, int]:
+    """``{"feasible": n, "infeasible": m}`` over the records with values (succeeded results)."""
+    flags = [is_feasible(q.values, constraints) for q in records]
+    return {"feasible": sum(1 for f in flags if f is True),
+            "infeasible": sum(1 for f in flags if f is False)}
+
+
 def stored_constraints(config: Mapping[str, Any] | None) -> list[ConstraintConfig]:
     """The constraints of a stored config JSON (none for a campaign stored before them)."""
     raw = (config or {}).get("constraints") or []

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from optimizer.campaign.auto_alpha import read_auto_inputs
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.config_constraints import recorded_outputs
+from optimizer.campaign.config_constraints import feasibility_counts, is_feasible, recorded_outputs
 from optimizer.campaign.config_oracle import is_pull
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
@@ -87,6 +87,10 @@ class CampaignStatus:
                 f"{sum(self.queries.values())}/{self.budget} ({self.results} results, "
                 f"{self.queries.get('failed', 0)} failed, {self.in_flight} in flight), "
                 f"best {self.objective} = {best}")
+        feas = self.extra.get("feasibility")
+        if feas:  # [[constraints]]: the best above is the best feasible result
+            text += (f"\n  constraints: {feas['feasible']} feasible, {feas['infeasible']} infeasible "
+                     "results (best: the best feasible)")
         if self.paused_reason:
             text += f"\n  paused: {self.paused_reason}"
         if self.failures:
@@ -114,11 +118,14 @@ class DriverObserver(Protocol):
 
 
 def best_of(records: Any, config: CampaignConfig, best: Best = (None, None)) -> Best:
-    """The best primary-objective value (and its key) among ``records`` and ``best``."""
+    """The best primary-objective value (and its key) among ``records`` and ``best``: the best
+    feasible one when the campaign has ``[[constraints]]``."""
     obj = config.primary_objective
     sign = 1.0 if obj.direction == "maximize" else -1.0
     value, key = best
     for q in records:
+        if config.constraints and not is_feasible(q.values, config.constraints):
+            continue
         v = (q.values or {}).get(obj.name)
         if v is not None and (value is None or sign * v > sign * value):
             value, key = float(v), q.key
@@ -137,9 +144,9 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
     counts = storage.query_counts(name)
     obj = config.primary_objective
     sign = 1.0 if obj.direction == "maximize" else -1.0
-    if best is None:
+    if best is None or (config.constraints and with_failures):
         history = history or storage.load_history(name, with_design=False)
-        best = best_of(history.completed, config)
+        best = best_of(history.completed, config) if best is None else best
     best_value, best_key = best
     target = config.budget.stop_target
     reached = target is not None and best_value is not None and sign * best_value >= sign * target
@@ -155,6 +162,8 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
         paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
         diagnostics=_diagnostics(storage, name, config) if with_diagnostics else None,
+        extra={"feasibility": feasibility_counts(history.completed, config.constraints)}
+        if config.constraints and history is not None else {},
     )
 
 

@@ -11,6 +11,8 @@ the design.
 3. join each row with its candidate's screening values (:meth:`Storage.list_candidates`, once per
    round that has an exported row); ``surrogate_mean`` is given in the primary objective's
    orientation (the loop's surrogate maximizes: the stored mean is negated for ``minimize``);
+   with ``[[constraints]]``, each row's constraint outputs follow the objective columns and a
+   ``feasible`` column says whether every constraint holds; ``top`` ranks feasible rows first;
 4. write: ``csv`` (``shape`` column like ``8x8`` and flattened ``x0..x{d-1}``), ``json``
    (``design`` nested, ``design_shape``) or ``npy`` (a folder: ``designs.npy``, `N x *shape`,
    the stored dtype bit for bit, plus ``rows.json`` / ``rows.csv`` in the same row order).
@@ -38,6 +40,7 @@ from typing import Any, Literal, TextIO
 
 import numpy as np
 
+from optimizer.campaign.config_constraints import ConstraintConfig, is_feasible, stored_constraints
 from optimizer.errors import CampaignStateError, ConfigError, format_choice_error
 from storage import Storage
 from storage.models import QUERY_STATUSES
@@ -64,6 +67,8 @@ class ExportRow:
     acquisition: float | None
     error: str | None
     design: np.ndarray
+    #: every constraint holds on the values (None: no values, or a campaign without constraints)
+    feasible: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,13 @@ def load_export_rows(
     statuses: Sequence[str] | None = None,
     top: int | None = None,
     imported: Sequence[str] = (),
+    constraints: Sequence[ConstraintConfig] | None = None,
 ) -> list[ExportRow]:
     """The rows :func:`export_campaign` writes (steps 1-3 of the module docstring);
     ``imported``: campaigns whose succeeded results warm-started this one (``history.import_from``)
-    — their rows come too, each with ``source`` naming the campaign it came from."""
+    — their rows come too, each with ``source`` naming the campaign it came from;
+    ``constraints``: default, those stored with the campaign."""
+    cons = _constraints(storage, name, constraints)
     objectives = _check_objectives(objectives)
     primary, direction = objectives[0]
     if statuses is not None:
@@ -122,7 +130,9 @@ def load_export_rows(
     sign = 1.0 if direction == "maximize" else -1.0
     if top is not None:
         ranked = [q for q in queries if (q.values or {}).get(primary) is not None]
-        ranked.sort(key=lambda q: -sign * q.values[primary])  # type: ignore[index]  # stable
+        # stable; feasible rows first when the campaign has constraints
+        ranked.sort(key=lambda q: (bool(cons) and not is_feasible(q.values, cons),
+                                   -sign * q.values[primary]))  # type: ignore[index]
         queries = ranked[:top]
     screening: dict[str, tuple[float | None, float | None, float | None]] = {}
     for campaign, r in sorted({(q.campaign, q.round_index) for q in queries}):
@@ -136,8 +146,16 @@ def load_export_rows(
         assert q.design is not None  # loaded with_design=True
         rows.append(ExportRow(key=q.key, round=q.round_index, status=q.status, source=q.campaign,
                               values=q.values, noise=q.noise, surrogate_mean=mean,
-                              surrogate_std=std, acquisition=acq, error=q.error, design=q.design))
+                              surrogate_std=std, acquisition=acq, error=q.error, design=q.design,
+                              feasible=is_feasible(q.values, cons) if cons else None))
     return rows
+
+
+def _constraints(storage: Storage, name: str,
+                 given: Sequence[ConstraintConfig] | None) -> list[ConstraintConfig]:
+    if given is not None:
+        return list(given)
+    return stored_constraints(storage.load_campaign(name).config)
 
 
 def export_campaign(
@@ -172,18 +190,22 @@ def export_campaign(
     if to_stream and format == "npy":
         raise ConfigError("format=npy writes a folder (designs.npy, rows.json, rows.csv); "
                           "give --out DIR")
+    cons = _constraints(storage, name, None)
     rows = load_export_rows(storage, name, objectives=objectives, statuses=statuses, top=top,
-                            imported=imported)
-    names = [o for o, _ in _check_objectives(objectives)]
-    columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS)
+                            imported=imported, constraints=cons)
+    # constraint outputs are value columns after the objectives, then `feasible`
+    names = [o for o, _ in _check_objectives(objectives)] + [c.name for c in cons]
+    columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names),
+               *(("feasible",) if cons else ()), *TAIL_COLUMNS)
     shapes = {tuple(r.design.shape) for r in rows}
     shape = next(iter(shapes)) if len(shapes) == 1 else None
     if format == "npy":
         assert out is not None
-        _write_npy(name, rows, names, columns, Path(out))
+        _write_npy(name, rows, names, columns, Path(out), len(cons))
     else:
         text = _csv_text(rows, names, columns, design=True) if format == "csv" else \
-            json.dumps(_json_doc(name, rows, names, design=True), indent=1) + "\n"
+            json.dumps(_json_doc(name, rows, names, columns, design=True,
+                                 n_constraints=len(cons)), indent=1) + "\n"
         if to_stream:
             (stream or sys.stdout).write(text)
         else:
@@ -206,11 +228,11 @@ def _check_objectives(objectives: Sequence[tuple[str, str]]) -> list[tuple[str, 
     return objs
 
 
-def _cells(row: ExportRow, names: Sequence[str]) -> list[Any]:
+def _cells(row: ExportRow, names: Sequence[str], columns: Sequence[str]) -> list[Any]:
     values, noise = row.values or {}, row.noise or {}
     return [row.key, row.round, row.status, row.source, *(values.get(o) for o in names),
-            *(noise.get(o) for o in names), row.surrogate_mean, row.surrogate_std,
-            row.acquisition, row.error]
+            *(noise.get(o) for o in names), *((row.feasible,) if "feasible" in columns else ()),
+            row.surrogate_mean, row.surrogate_std, row.acquisition, row.error]
 
 
 def _csv_text(rows: Sequence[ExportRow], names: Sequence[str], columns: Sequence[str], *,
@@ -220,29 +242,32 @@ def _csv_text(rows: Sequence[ExportRow], names: Sequence[str], columns: Sequence
     width = max((r.design.size for r in rows), default=0) if design else 0
     writer.writerow([*columns, *(["shape", *(f"x{i}" for i in range(width))] if design else [])])
     for r in rows:
-        cells = ["" if c is None else c for c in _cells(r, names)]
+        cells = ["" if c is None else c for c in _cells(r, names, columns)]
         if design:
             cells += ["x".join(map(str, r.design.shape)), *r.design.reshape(-1).tolist()]
         writer.writerow(cells)
     return buffer.getvalue()
 
 
-def _json_doc(name: str, rows: Sequence[ExportRow], names: Sequence[str], *,
-              design: bool) -> dict[str, Any]:
-    keys = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS)
+def _json_doc(name: str, rows: Sequence[ExportRow], names: Sequence[str],
+              columns: Sequence[str], *, design: bool, n_constraints: int = 0) -> dict[str, Any]:
     items = []
     for r in rows:
-        item = dict(zip(keys, _cells(r, names)))
+        item = dict(zip(columns, _cells(r, names, columns)))
         item["design_shape"] = list(r.design.shape)
         item["design_dtype"] = r.design.dtype.str
         if design:
             item["design"] = r.design.tolist()
         items.append(item)
-    return {"campaign": name, "objectives": list(names), "rows": items}
+    n_obj = len(names) - n_constraints  # the constraint outputs end the value names
+    doc: dict[str, Any] = {"campaign": name, "objectives": list(names[:n_obj]), "rows": items}
+    if n_constraints:
+        doc["constraints"] = list(names[n_obj:])
+    return doc
 
 
 def _write_npy(name: str, rows: Sequence[ExportRow], names: Sequence[str],
-               columns: Sequence[str], folder: Path) -> None:
+               columns: Sequence[str], folder: Path, n_constraints: int = 0) -> None:
     kinds = {(tuple(r.design.shape), r.design.dtype.str) for r in rows}
     if len(kinds) > 1:
         raise CampaignStateError(
@@ -251,7 +276,7 @@ def _write_npy(name: str, rows: Sequence[ExportRow], names: Sequence[str],
     designs = np.stack([r.design for r in rows]) if rows else np.zeros((0,))
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "designs.npy", designs, allow_pickle=False)
-    doc = _json_doc(name, rows, names, design=False)
+    doc = _json_doc(name, rows, names, columns, design=False, n_constraints=n_constraints)
     (folder / "rows.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (folder / "rows.csv").write_text(_csv_text(rows, names, columns, design=False),
                                      encoding="utf-8")

@@ -89,7 +89,10 @@ def feasible_first(score: Tensor, sur: Any) -> Tensor:
 
 def botorch_constraints(m: int, k: int) -> list[Callable[[Tensor], Tensor]]:
     """BoTorch constraint callables, `samples[..., m + j]` for `j < k` (feasible when `≤ 0`)."""
-    return [lambda Y, i=m + j: Y[..., i] for j in range(k)]
+    def column(i: int) -> Callable[[Tensor], Tensor]:
+        return lambda Y: Y[..., i]
+
+    return [column(m + j) for j in range(k)]
 
 
 def mc_objective(sur: Any, g: Callable[[Tensor], Tensor],
