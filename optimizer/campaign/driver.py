@@ -171,7 +171,7 @@ def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[st
     from optimizer.campaign.round_summary import campaign_round_diagnostics
 
     obj = config.primary_objective
-    return campaign_round_diagnostics(storage, name, obj.name, obj.direction)
+    return campaign_round_diagnostics(storage, name, obj.name, obj.direction, config.constraints)
 
 
 def resume_command(name: str, storage: Storage) -> str:

@@ -10,6 +10,7 @@ median of the earlier rounds' results).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,17 +52,27 @@ def round_rows(rounds: Any, results: dict[int, list[float]]) -> list[dict[str, A
 
 
 def campaign_round_diagnostics(storage: Any, name: str, objective: str,
-                               direction: str) -> dict[str, Any]:
+                               direction: str, constraints: Sequence[Any] = ()) -> dict[str, Any]:
     """Per-round rows (:func:`round_rows`) and the campaign's batch figures: wasted batches
     (of those judged), mean batch diversity and ancestor families over the rounds that store them.
-    Reads the rounds and the query results (no designs)."""
+    With ``constraints`` (``ConstraintConfig``), each row also counts its ``feasible`` and
+    ``infeasible`` results. Reads the rounds and the query results (no designs)."""
+    from optimizer.campaign.config_constraints import is_feasible
+
     sign = 1.0 if direction == "maximize" else -1.0
     results: dict[int, list[float]] = {}
+    feasible: dict[int, list[bool]] = {}
     for p in storage.query_points(name):
         v = (p.values or {}).get(objective) if p.status == "succeeded" else None
         if v is not None and math.isfinite(v):
             results.setdefault(p.round_index, []).append(sign * float(v))
+        if constraints and p.status == "succeeded":
+            feasible.setdefault(p.round_index, []).append(bool(is_feasible(p.values, constraints)))
     rows = round_rows(storage.list_rounds(name), results)
+    if constraints:
+        for row in rows:
+            flags = feasible.get(row["index"], [])
+            row["feasible"], row["infeasible"] = sum(flags), len(flags) - sum(flags)
     return {**batch_figures(rows), "rounds": rows}
 
 
@@ -103,6 +114,11 @@ def status_lines(diag: dict[str, Any]) -> list[str]:
         if diag["batch_families"] is not None:
             text += f", {diag['batch_families']:.3g} ancestor families per batch"
         lines.append(text)
+    counted = [r for r in diag["rounds"] if r.get("feasible") is not None
+               and r["feasible"] + r["infeasible"]]
+    if counted:  # [[constraints]]: feasible results per round, the last eight rounds
+        lines.append("  feasible results per round: " + ", ".join(
+            f"r{r['index']} {r['feasible']}/{r['feasible'] + r['infeasible']}" for r in counted[-8:]))
     return lines
 
 

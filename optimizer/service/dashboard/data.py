@@ -5,7 +5,8 @@ The live page (``GET /v1/campaigns/{name}/dashboard``) and the self-contained HT
 each view has one implementation (its JS module) and one data source.
 
 - ``points``: the oracle queries in creation order as columns (key, round, status, each
-  objective's value, the surrogate's prediction in the primary objective's orientation); no
+  objective's value, the surrogate's prediction in the primary objective's orientation, and with
+  ``[[constraints]]`` whether each result is ``feasible``; the best is the best feasible); no
   designs. With ``after`` (an event id: the ``cursor`` of the previous answer) only the queries
   that changed since come (``delta: true``): those named by ``query.transition`` events and those
   of newly recorded rounds, in creation order; the page merges them by key (a known key is
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer.campaign.config_constraints import ConstraintConfig, is_feasible, stored_constraints
 from optimizer.campaign.export import stored_objectives
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.round_summary import batch_figures, round_rows
@@ -160,10 +162,13 @@ def _pareto(objectives: list[tuple[str, str]], keys: list[str],
 
 
 def _columns(rows: Sequence[QueryPoint], objectives: list[tuple[str, str]],
-             sign: float) -> dict[str, Any]:
+             sign: float, constraints: Sequence[ConstraintConfig] = ()) -> dict[str, Any]:
     """The ``points`` columns of ``rows`` (the surrogate's mean in the primary objective's
-    orientation: the stored one maximizes)."""
-    return {
+    orientation: the stored one maximizes); with ``constraints``, ``feasible`` per point (None
+    without a result)."""
+    extra = {"feasible": [is_feasible(r.values, constraints) if r.status == "succeeded" else None
+                          for r in rows]} if constraints else {}
+    return {**extra,
         "key": [r.key for r in rows], "round": [r.round_index for r in rows],
         "status": [r.status for r in rows],
         "values": {o: [_finite((r.values or {}).get(o)) if r.status == "succeeded" else None
@@ -228,22 +233,24 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
     sign = 1.0 if direction == "maximize" else -1.0
     rows = storage.query_points(name)
     keys = [r.key for r in rows]
-    cols = _columns(rows, objectives, sign)
+    cons = stored_constraints(storage.load_campaign(name).config)
+    cols = _columns(rows, objectives, sign, cons)
     values: dict[str, list[float | None]] = cols["values"]
     touched: set[int] | None = None  # the rounds whose entry may differ (None: all)
     if changed is None:
         points = cols
     else:
         keep = [i for i, r in enumerate(rows) if r.key in changed[0] or r.round_index in changed[1]]
-        points = _columns([rows[i] for i in keep], objectives, sign)
+        points = _columns([rows[i] for i in keep], objectives, sign, cons)
         touched = {rows[i].round_index for i in keep} | changed[1] | changed[2]
 
     best: tuple[float | None, str | None] = (None, None)
     by_round: dict[int, list[tuple[float, float | None]]] = {}
-    for r, v, m, k in zip(cols["round"], values[primary], cols["surrogate_mean"], keys):
+    feasible = cols.get("feasible") or [None] * len(keys)
+    for r, v, m, k, ok in zip(cols["round"], values[primary], cols["surrogate_mean"], keys, feasible):
         if v is not None:
             by_round.setdefault(r, []).append((v, m))
-            if best[0] is None or sign * v > sign * best[0]:
+            if ok is not False and (best[0] is None or sign * v > sign * best[0]):  # best feasible
                 best = (v, k)
     campaign = detail(storage, name, best=best).model_dump(mode="json")
     campaign.pop("config", None)  # the raw stored config: served redacted below instead
@@ -275,13 +282,15 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
     failures = group_failures((r.key, r.error) for r in rows if r.status in ("failed", "cancelled"))
     # the top designs as load_export_rows(top=…) ranks them (stable: ties keep creation order)
     ranked = sorted((i for i, v in enumerate(values[primary]) if v is not None),
-                    key=lambda i: -sign * values[primary][i])[:top]  # type: ignore[operator]
+                    key=lambda i: (feasible[i] is False,  # feasible first, as the export ranks
+                                   -sign * values[primary][i]))[:top]  # type: ignore[operator]
     designs = {q.key: np.asarray(q.design) for q in storage.get_queries(
         [keys[i] for i in ranked], with_design=True) if q.design is not None}
     current = storage.load_campaign(name).config
     return {
         "name": name, "cursor": cursor, "delta": changed is not None,
         "objectives": [{"name": o, "direction": d} for o, d in objectives],
+        "constraints": [c.model_dump() for c in cons],
         "primary": primary, "direction": direction, "campaign": campaign,
         "points": points,
         "rounds": rounds if touched is None else [r for r in rounds if r["index"] in touched],
@@ -289,7 +298,8 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
         "batches": batch_figures(list(diag.values())),
         "pareto": _pareto(objectives, keys, values),
         "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
-                 "values": rows[i].values or {}, "surrogate_mean": cols["surrogate_mean"][i],
+                 "values": rows[i].values or {}, "feasible": feasible[i],
+                 "surrogate_mean": cols["surrogate_mean"][i],
                  "surrogate_std": cols["surrogate_std"][i],
                  "shape": list(designs[keys[i]].shape),
                  "design": designs[keys[i]].astype(float).reshape(-1).tolist()}

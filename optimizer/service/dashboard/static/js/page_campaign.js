@@ -59,6 +59,7 @@
       p.key[i] = q.key[j]; p.round[i] = q.round[j]; p.status[i] = q.status[j];
       p.surrogate_mean[i] = q.surrogate_mean[j]; p.surrogate_std[i] = q.surrogate_std[j];
       for (const o of objs) p.values[o][i] = q.values[o][j];
+      if (p.feasible && q.feasible) p.feasible[i] = q.feasible[j]; // [[constraints]]
     }
     const rounds = new Map(bundle.rounds.map((r) => [r.index, r]));
     for (const r of d.rounds) rounds.set(r.index, r);

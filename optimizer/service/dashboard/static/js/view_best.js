@@ -4,6 +4,8 @@
   "use strict";
   const TL = window.TL;
   const failed = (s) => s === "failed" || s === "cancelled";
+  // [[constraints]]: an infeasible result is drawn apart and never the best
+  const infeasible = (p, i) => !!p.feasible && p.feasible[i] === false;
 
   // the step line of the best so far, and the failed queries (at the lowest result)
   function summary(b) {
@@ -14,11 +16,14 @@
       if (failed(p.status[i])) fx.push(i + 1);
       const v = vals[i];
       if (v === null) continue;
-      xs.push(i + 1); ys.push(v);
       if (lo === null || v < lo) lo = v;
+      if (infeasible(p, i)) continue;
+      xs.push(i + 1); ys.push(v);
     }
     const [bx, by] = TL.bestSteps(xs, ys, b.direction === "maximize" ? 1 : -1);
-    return { bx, by, fx, fy: fx.map(() => lo), n: xs.length, total: vals.length };
+    const ix = [], iy = [];
+    for (let i = 0; i < vals.length; i++) if (vals[i] !== null && infeasible(p, i)) { ix.push(i + 1); iy.push(vals[i]); }
+    return { bx, by, fx, fy: fx.map(() => lo), ix, iy, n: xs.length + ix.length, total: vals.length };
   }
 
   TL.views.best = {
@@ -39,6 +44,9 @@
         { x: s.bx, y: s.by, type: "scatter", mode: "lines", name: "best so far", line: { shape: "hv", color: "#2f6fde", width: 2 } },
         { x: s.fx, y: s.fy, type: "scatter", mode: "markers", name: "failed query",
           visible: s.fx.length ? true : "legendonly", marker: { symbol: "x", color: "#b42318" } },
+        { x: s.ix, y: s.iy, type: "scatter", mode: "markers", name: "infeasible result",
+          visible: s.ix.length ? true : "legendonly",
+          marker: { symbol: "circle-open", size: 7, color: "#d97706" } },
       ], { xaxis: { title: { text: "queries" } }, yaxis: { title: { text: b.primary } } });
       TL.note(body, "count", s.n + " results of " + s.total + " queries");
     },
@@ -58,7 +66,8 @@
       }
       if (x.length) window.Plotly.extendTraces(div, { x: [x], y: [y], text: [text] }, [0]);
       const s = summary(b);
-      window.Plotly.restyle(div, { x: [s.bx, s.fx], y: [s.by, s.fy], visible: [true, s.fx.length ? true : "legendonly"] }, [1, 2]);
+      window.Plotly.restyle(div, { x: [s.bx, s.fx, s.ix], y: [s.by, s.fy, s.iy],
+        visible: [true, s.fx.length ? true : "legendonly", s.ix.length ? true : "legendonly"] }, [1, 2, 3]);
       TL.note(body, "count", s.n + " results of " + s.total + " queries");
     },
   };

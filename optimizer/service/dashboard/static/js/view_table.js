@@ -3,16 +3,20 @@
   "use strict";
   const TL = window.TL;
   TL.views.table = {
-    key(b) { return JSON.stringify(b.top.map((t) => [t.key, t.values, t.surrogate_mean])); },
+    key(b) { return JSON.stringify(b.top.map((t) => [t.key, t.values, t.surrogate_mean, t.feasible])); },
     render(body, b, ctx) {
       const el = TL.el;
       const objs = b.objectives.map((o) => o.name);
       const cols = [["key", "key", false], ["round", "round", true]]
         .concat(objs.map((o) => ["v:" + o, o, true]))
+        .concat((b.constraints || []).map((c) => ["v:" + c.name, c.name + " " + c.op + " " + c.bound, true]))
+        .concat((b.constraints || []).length ? [["feasible", "feasible", false]] : [])
         .concat([["surrogate_mean", "predicted", true], ["surrogate_std", "± std", true]]);
       const rows = b.top.map((t) => {
         const r = { key: t.key, round: t.round, surrogate_mean: t.surrogate_mean, surrogate_std: t.surrogate_std };
         for (const o of objs) r["v:" + o] = t.values[o] === undefined ? null : t.values[o];
+        for (const c of b.constraints || []) r["v:" + c.name] = t.values[c.name] === undefined ? null : t.values[c.name];
+        if ((b.constraints || []).length) r.feasible = t.feasible ? "yes" : "no";
         return r;
       });
       const state = (ctx.tableSort = ctx.tableSort || { col: "v:" + b.primary, dir: b.direction === "maximize" ? -1 : 1 });
