@@ -56,6 +56,8 @@ _VALIDATOR_RULES: dict[str, Any] = {
     "SurrogateConfig.max_conditioning_size": lambda: "≥ `surrogate.fit_subset_size`",
     "SurrogateConfig.weights": lambda: "each ≥ 0",
     "SurrogateConfig.seed": lambda: "set by the loop (the campaign seed); do not set it in a campaign",
+    "SurrogateConfig.num_constraints":
+        lambda: "set by the loop (`[[constraints]]`); do not set it in a campaign",
     "SurrogateConfig.maximize":
         lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
     "CommandOracleConfig.env": lambda: "settings only: a name or value that looks like a secret is refused",

@@ -14,7 +14,12 @@ Where it enters:
 - SMC reward (``reward.SurrogateReward`` with ``alpha``): `r̂_c(x) = r̂(x) + α log PoF(x)`, so the
   tilted target is `p_pre(x) · exp(r̂_c(x)/α) = p_pre(x) · exp(r̂(x)/α) · PoF(x)`;
 - qLogNEI screening: BoTorch's ``constraints=[c_j]`` on posterior samples (a smooth sigmoid
-  feasibility weight, temperature ``ETA``; the incumbent is the best feasible baseline point);
+  feasibility weight, temperature ``ETA``; the incumbent is the best feasible baseline point).
+  In the fast path's greedy batch, once the incremental gain is saturated (below
+  ``screening.SATURATED`` of the first pick's) the next pick is the highest single-candidate
+  value: otherwise the largest of negligible gains is an infeasible design's (its improvement
+  times the fat-tailed feasibility weight); the reference path (``method="botorch"``) keeps
+  BoTorch's greedy as is;
 - qUCB screening: the MC objective `(g(y) + M) · Π_j sigmoid(−c_j/η) − M` (BoTorch's
   ``apply_constraints``), `M` the infeasible cost: `g + M ≥ 0` over the observed data;
 - the fast path's prefilter: Pareto layers of (scalarized mean, std, log PoF): constrained EI

@@ -29,7 +29,8 @@ Outcome constraints (``config.num_constraints`` trailing outputs; ``constraints.
 gets BoTorch's ``constraints`` (smooth feasibility weight on posterior samples, the best
 feasible baseline point as incumbent), qUCB the feasibility-weighted objective
 `(g + M) · Π sigmoid(−c_j/η) − M`; the fast prefilter keeps Pareto layers of (mean, std, log
-PoF) and ranks infeasible observations below feasible ones for the baseline.
+PoF), ranks infeasible observations below feasible ones for the baseline, and a saturated
+greedy step picks by single-candidate value (``_greedy``).
 
 Why a bounded baseline is sound for NEI: qNEI's incumbent is `max_{x∈baseline} f(x)` sampled
 jointly with the candidates; an observation contributes only in samples where it is that max.
@@ -81,6 +82,8 @@ ACQUISITIONS = ("qlognei", "qucb")
 METHODS = ("fast", "botorch")
 #: baseline observations pass when `μ + Z σ ≥ max(μ − Z σ)` (NEI soundness, module docstring)
 BASELINE_Z = 3.0
+#: constrained qLogNEI's greedy: a gain below this fraction of the first pick's is saturated
+SATURATED = 1e-3
 
 
 @dataclass(frozen=True)
@@ -377,8 +380,9 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         if acquisition == "qucb":
             spread = float(observed_score.std()) if observed_score.numel() > 1 else 1.0
             margin *= spread if math.isfinite(spread) and spread > 0 else 1.0
+        saturated = solo[top] if lp is not None and acquisition == "qlognei" else None
         picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), margin,
-                              acquisition == "qlognei", max_batch_size)
+                              acquisition == "qlognei", max_batch_size, saturated)
         sel = cand[top[picks]]
     return ScreeningResult(
         selected=sel, selected_values=vals, acq_values=acq_values, mean=mean, std=std,
@@ -388,11 +392,16 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
 
 
 def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,
-            margin: float, log_values: bool, max_batch_size: int) -> tuple[Tensor, Tensor]:
+            margin: float, log_values: bool, max_batch_size: int,
+            saturated: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Sequential greedy over ``choices`` (`K x d`): each pick is pending for the next. With
     families ``fam``, a pick from a family with more picks than the least-picked family left
     needs a gain above that family's best by ``margin``: in units of the first pick's value
-    when ``log_values`` (log-EI: `e^{v − v₁} − e^{v' − v₁} > margin`), else in value units."""
+    when ``log_values`` (log-EI: `e^{v − v₁} − e^{v' − v₁}  > margin`), else in value units.
+    ``saturated`` (constrained qLogNEI: each choice's solo value): once the best gain is below
+    ``SATURATED`` of the first pick's, every gain is noise, and the largest is an infeasible
+    design's (its improvement times a vanishing feasibility weight), so the pick is the free
+    choice of highest solo value instead (``constraints.py``)."""
     K = choices.shape[0]
     free = torch.ones(K, dtype=torch.bool)
     count = None if fam is None else torch.zeros(K, dtype=torch.long)
@@ -403,6 +412,8 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
         v = torch.full((K,), -float("inf"), dtype=choices.dtype)
         v[free] = torch.cat([acqf(c.unsqueeze(-2)) for c in choices[free].split(max_batch_size)])
         best = int(torch.argmax(v))
+        if saturated is not None and vals and bool(v[best] - vals[0] < math.log(SATURATED)):
+            best = int(torch.argmax(saturated.masked_fill(~free, -float("inf"))))
         if fam is not None and count is not None:
             fewest = int(count[free].min())
             fresh = free & (count == fewest)
