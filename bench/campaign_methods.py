@@ -172,8 +172,9 @@ class TiltLoop(_Surrogated):
             return Proposal(particles[self._space_filling(r, particles, [])],
                             families=self.q)  # plain prior: every particle is its own founder
         model = self._fit()
-        res = sample(self.problem.prior, model.reward(beta=self.s.beta),
-                     num_particles=self.s.num_particles, alpha=self._round_alpha(model),
+        alpha = self._round_alpha(model)
+        res = sample(self.problem.prior, self._reward(model, alpha),
+                     num_particles=self.s.num_particles, alpha=alpha,
                      num_steps=self.s.num_steps, generator=self._gen(r, "smc"),
                      tempering=self.tempering)
         origin = res.origin.reshape(-1).cpu().numpy().astype(np.int64)
@@ -184,6 +185,10 @@ class TiltLoop(_Surrogated):
 
     def _round_alpha(self, model) -> float:
         return self._alpha()
+
+    def _reward(self, model, alpha: float):
+        """The SMC reward of round α ``alpha`` (a constrained variant adds `α log PoF`)."""
+        return model.reward(beta=self.s.beta)
 
 
 class TiltLoopNew(TiltLoop):

@@ -44,7 +44,8 @@ def test_log_pof_matches_the_closed_form() -> None:
     assert torch.allclose(got, torch.from_numpy(terms.clip(LOG_POF_FLOOR).sum(-1)), atol=1e-10)
     # PoF itself: the product of independent feasibility probabilities (above the floor)
     ok = torch.from_numpy((terms > LOG_POF_FLOOR).all(-1))
-    assert torch.allclose(got.exp()[ok], torch.from_numpy(norm.cdf((-mean / var.sqrt()).numpy()).prod(-1))[ok])
+    pof = torch.from_numpy(norm.cdf((-mean / var.sqrt()).numpy()).prod(-1))
+    assert torch.allclose(got.exp()[ok], pof[ok])
     assert torch.equal(log_pof(mean[:, :0], var[:, :0]), torch.zeros(50, dtype=torch.float64))
     # far in the infeasible tail each term stops at the floor (finite)
     assert float(log_pof(torch.tensor([[1e3]]), torch.tensor([[1e-8]]))) == LOG_POF_FLOOR
