@@ -45,6 +45,16 @@ METHODS = ("constrained", "unconstrained")
 
 
 @dataclasses.dataclass(frozen=True)
+class Run:
+    """One campaign: `rounds x q` feasible flags and true values, CPU and wall seconds."""
+
+    feasible: np.ndarray
+    values: np.ndarray
+    cpu_s: float
+    wall_s: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Constrained:
     """A problem, its constraint coordinate `c(x)` and the bound: feasible ⇔ `c(x) ≤ bound`."""
 
@@ -110,7 +120,7 @@ class ConstrainedTiltLoop(TiltLoopNew):
 
 
 def run(cp: Constrained, method: str, seed: int, *, rounds: int, q: int,
-        settings: MethodSettings) -> dict[str, object]:
+        settings: MethodSettings) -> Run:
     """One campaign: per round the feasible flags and values; CPU and wall seconds."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
     cls = ConstrainedTiltLoop if method == "constrained" else TiltLoopNew
@@ -124,11 +134,11 @@ def run(cp: Constrained, method: str, seed: int, *, rounds: int, q: int,
             m.tell_slack(slack)
         feasible.append((slack <= 0).numpy())
         values.append(y.numpy())
-    return {"feasible": np.stack(feasible), "values": np.stack(values),
-            "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
+    return Run(np.stack(feasible), np.stack(values), time.process_time() - cpu0,
+               time.perf_counter() - wall0)
 
 
-def report(name: str, cp: Constrained, runs: dict[str, list[dict[str, object]]],
+def report(name: str, cp: Constrained, runs: dict[str, list[Run]],
            rounds: int) -> list[str]:
     lines = [f"\n== {name}: constraint {cp.rule}; feasible fraction of each round's queries "
              f"(mean over {len(runs[METHODS[0]])} seeds)"]
@@ -136,18 +146,18 @@ def report(name: str, cp: Constrained, runs: dict[str, list[dict[str, object]]],
                  + "  after r2 (min seed)   best feasible     CPU s   wall s")
     for method in METHODS:
         rs = runs[method]
-        F = np.stack([r["feasible"] for r in rs])        # seeds x rounds x q
-        V = np.stack([r["values"] for r in rs])
+        F = np.stack([r.feasible for r in rs])        # seeds x rounds x q
+        V = np.stack([r.values for r in rs])
         per_round = F.mean(axis=(0, 2))
         late = F[:, 2:].mean(axis=(1, 2))                 # per seed, rounds >= 2
         best = [float(v[f].max()) if f.any() else float("nan") for v, f in zip(V, F)]
-        cpu = sum(float(r["cpu_s"]) for r in rs)       # type: ignore[arg-type]
-        wall = sum(float(r["wall_s"]) for r in rs)     # type: ignore[arg-type]
+        cpu = sum(r.cpu_s for r in rs)
+        wall = sum(r.wall_s for r in rs)
         lines.append(f"{method:<14}" + "".join(f"  {v:5.2f}" for v in per_round)
                      + f"  {late.mean():5.3f} ({late.min():4.2f})     "
                      f"{np.nanmean(best):7.4f} ± {np.nanstd(best) / np.sqrt(len(best)):.4f}"
                      f"  {cpu:7.1f}  {wall:7.1f}")
-    late_c = np.stack([r["feasible"] for r in runs["constrained"]])[:, 2:].mean()
+    late_c = np.stack([r.feasible for r in runs["constrained"]])[:, 2:].mean()
     lines.append(f"acceptance (feasible after round 2 >= 0.9, constrained): "
                  f"{'PASS' if late_c >= 0.9 else 'FAIL'} ({late_c:.3f})")
     return lines
@@ -172,14 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     out: list[str] = []
     for name in args.problems.split(","):
         cp = load_constrained(name.strip())
-        runs: dict[str, list[dict[str, object]]] = {m: [] for m in METHODS}
+        runs: dict[str, list[Run]] = {m: [] for m in METHODS}
         for seed in range(args.seeds):
             for method in METHODS:  # interleaved: both methods see the same load
                 r = run(cp, method, seed, rounds=args.rounds, q=args.q, settings=settings)
                 runs[method].append(r)
-                late = np.asarray(r["feasible"])[2:].mean()
-                print(f"  {name} seed {seed} {method:<13} feasible after r2 {late:.2f}  "
-                      f"cpu {float(r['cpu_s']):.1f}s wall {float(r['wall_s']):.1f}s", flush=True)
+                print(f"  {name} seed {seed} {method:<13} feasible after r2 "
+                      f"{r.feasible[2:].mean():.2f}  cpu {r.cpu_s:.1f}s wall {r.wall_s:.1f}s", flush=True)
         out += report(name, cp, runs, args.rounds)
     print("\n".join(out))
     load1 = os.getloadavg()

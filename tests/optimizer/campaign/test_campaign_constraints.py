@@ -20,6 +20,7 @@ from optimizer.campaign.config_constraints import ConstraintConfig, is_feasible
 from optimizer.campaign.config_io import dump_toml, load_config, parse_config
 from optimizer.campaign.driver import campaign_status
 from optimizer.campaign.export import export_campaign, stored_objectives
+from optimizer.campaign.resume import resume_campaign
 from optimizer.campaign.rounds import training_data
 from optimizer.campaign.service import load_campaign_config, preflight, run_campaign
 from optimizer.errors import CampaignConfigError, PreflightError
@@ -139,10 +140,10 @@ def test_constrained_campaign_queries_feasible_designs(ray_session: str, make_co
                           workers={"count": 2, "particles_per_worker": 64},
                           budget={"q": 4, "max_in_flight": 4, "total": 12, "poll_interval_s": 0.05})
         assert run_campaign(cfg).status == "completed"
-        with Storage.open(url) as st:  # resume from the stored config (a constraint in it)
-            stored = load_campaign_config(st, name)
-        assert stored.constraints == cfg.constraints
-        final = run_campaign(stored.with_budget(16))
+        with Storage.open(url) as st:
+            assert load_campaign_config(st, name).constraints == cfg.constraints
+        # `tiltloop resume NAME --budget 16`: the stored config (its constraint) drives round 3
+        final = resume_campaign(name, url, budget=16)
         assert final.status == "completed" and final.results == 16
     with Storage.open(url) as st:
         done = st.load_history(name).completed
@@ -165,4 +166,5 @@ def test_constrained_campaign_queries_feasible_designs(ray_session: str, make_co
         assert rows[0]["key"] == status.best_key and rows[0]["feasible"] == "True"
         assert all(r["feasible"] == str(feasible[r["key"]]) for r in rows)
         # the surrogate of a tilted round was fitted with the constraint column
-        assert st.load_round(name, 3).surrogate_state["fit_ok"] == [True, True]
+        fit = st.load_round(name, 3).surrogate_state
+        assert fit is not None and fit["fit_ok"] == [True, True]

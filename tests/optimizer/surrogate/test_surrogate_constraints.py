@@ -4,6 +4,7 @@ that picks feasible designs where the unconstrained optimum is infeasible."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pytest
 import torch
@@ -98,7 +99,7 @@ def test_prefilter_keeps_the_feasible_candidates() -> None:
 
 
 @pytest.mark.parametrize("acquisition", ["qlognei", "qucb"])
-def test_screening_picks_feasible_designs(fitted, acquisition: str) -> None:
+def test_screening_picks_feasible_designs(fitted, acquisition: Literal["qlognei", "qucb"]) -> None:
     sur, X, Y = fitted
     cand = torch.rand(300, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     con = Surrogate.fit(X, Y, config=SurrogateConfig(num_constraints=1, acquisition=acquisition))
