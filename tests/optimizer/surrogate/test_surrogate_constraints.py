@@ -112,3 +112,29 @@ def test_screening_picks_feasible_designs(fitted, acquisition: Literal["qlognei"
     unconstrained = cand[screen(free, cand, 4, acquisition=acquisition, seed=1).selected]
     assert int((unconstrained[:, 0] > 0.5).sum()) >= 3, unconstrained
     assert math.isfinite(float(sur.reward(alpha=0.1)(picked).sum()))
+
+
+@pytest.mark.parametrize("guidance", ["none", "gradient", "tweedie"])
+def test_das_samples_the_feasible_half(guidance: Literal["none", "gradient", "tweedie"]) -> None:
+    """DAS on the gmm-toy prior (modes at {-4, 0, 4}²) with a surrogate whose constraint is
+    `x₀ ≤ 0` and whose objective prefers large `x₀`: the target `p·exp(r̂/α)·PoF` puts its mass
+    on the feasible half (without the PoF term, on the infeasible one), guided or not."""
+    from optimizer.das import sample
+    from optimizer.priors.registry import gmm_toy_means, gmm_toy_prior
+
+    g = torch.Generator().manual_seed(6)
+    X = gmm_toy_means()[torch.randint(0, 9, (40,), generator=g)] + 0.5 * torch.randn(
+        40, 2, generator=g, dtype=torch.float64)
+    Y = torch.stack([X[:, 0] / 4, X[:, 0]], -1)  # objective x0 / 4, slack x0 (feasible: x0 <= 0)
+    sur = Surrogate.fit(X, Y, config=SurrogateConfig(num_constraints=1))
+    prior = gmm_toy_prior()
+    out = {}
+    for alpha in (0.5, None):
+        reward = sur.reward(beta=0.0, alpha=alpha)
+        res = sample(prior, reward, num_particles=128, alpha=0.5, num_steps=20, guidance=guidance,
+                     generator=torch.Generator().manual_seed(0))
+        w = torch.softmax(res.log_weights.reshape(-1).double(), 0)
+        x = res.samples.detach().double()
+        assert torch.isfinite(x).all()
+        out[alpha] = float((w * (x[:, 0] <= 0.5).double()).sum())  # feasible mass (with margin)
+    assert out[0.5] >= 0.9 and out[None] <= 0.5, out
