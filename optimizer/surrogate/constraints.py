@@ -14,7 +14,8 @@ Where it enters:
 - SMC reward (``reward.SurrogateReward`` with ``alpha``): `r̂_c(x) = r̂(x) + α log PoF(x)`, so the
   tilted target is `p_pre(x) · exp(r̂_c(x)/α) = p_pre(x) · exp(r̂(x)/α) · PoF(x)`;
 - qLogNEI screening: BoTorch's ``constraints=[c_j]`` on posterior samples (a smooth sigmoid
-  feasibility weight, temperature ``ETA``; the incumbent is the best feasible baseline point).
+  feasibility weight, temperature ``ETA`` times the constraint's spread; the incumbent is the
+  best feasible baseline point).
   In the fast path's greedy batch, once the incremental gain is saturated (below
   ``screening.SATURATED`` of the first pick's) the next pick is the highest single-candidate
   value: otherwise the largest of negligible gains is an infeasible design's (its improvement
@@ -37,7 +38,8 @@ from botorch.acquisition.objective import GenericMCObjective
 from botorch.utils.objective import apply_constraints
 from torch import Tensor
 
-#: Sigmoid temperature of the MC feasibility weight (BoTorch's default), in the constraint's units.
+#: Sigmoid temperature of the MC feasibility weight (BoTorch's default), in units of each
+#: constraint's standard deviation over the training data (so any unit gets the same sharpness).
 ETA = 1e-3
 #: Floor of each constraint's `log Φ(−μ/σ)` (PoF ≈ 1e-11): a design that far into the
 #: infeasible tail already has no weight, and the floor keeps reward values and guidance
@@ -112,16 +114,20 @@ def mc_objective(sur: Any, g: Callable[[Tensor], Tensor],
 
     if k == 0:
         return GenericMCObjective(scalarized), {}
-    cons = botorch_constraints(num_objective_columns(sur), k)
+    m = num_objective_columns(sur)
+    cons = botorch_constraints(m, k)
+    C = sur.train_Y[:, m:].to(sur.dtype)
+    spread = C.std(0) if C.shape[0] > 1 else torch.ones(k, dtype=C.dtype)
+    eta = ETA * torch.where(torch.isfinite(spread) & (spread > 0), spread, torch.ones_like(spread))
     if acquisition == "qlognei":
-        return GenericMCObjective(scalarized), {"constraints": cons, "eta": ETA}
+        return GenericMCObjective(scalarized), {"constraints": cons, "eta": eta}
     observed = g(sur.train_Y.to(sur.dtype))
-    spread = float(observed.max() - observed.min()) if observed.numel() else 1.0
-    cost = max(0.0, -float(observed.min()) if observed.numel() else 0.0) + spread + 1.0
+    span = float(observed.max() - observed.min()) if observed.numel() else 1.0
+    cost = max(0.0, -float(observed.min()) if observed.numel() else 0.0) + span + 1.0
 
     def constrained(samples: Tensor, X: Tensor | None = None) -> Tensor:
         return apply_constraints(obj=g(samples), constraints=cons, samples=samples,
-                                 infeasible_cost=cost, eta=ETA)
+                                 infeasible_cost=cost, eta=eta)
 
     return GenericMCObjective(constrained), {}
 

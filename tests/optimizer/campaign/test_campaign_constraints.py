@@ -168,3 +168,33 @@ def test_constrained_campaign_queries_feasible_designs(ray_session: str, make_co
         # the surrogate of a tilted round was fitted with the constraint column
         fit = st.load_round(name, 3).surrogate_state
         assert fit is not None and fit["fit_ok"] == [True, True]
+
+
+def test_a_result_without_the_constraint_output_fails(tmp_path: Path, lab) -> None:
+    """The dispatcher records the constraint outputs with the objectives: a lab result without
+    one fails with the reason, like a result missing an objective (the Bowl lab reports only y)."""
+    from optimizer.campaign.config_constraints import recorded_outputs
+    from optimizer.campaign.dispatch import Dispatcher
+    from oracles.factory import build_oracle
+    from storage import NewCandidate
+    from storage.migrate import upgrade
+
+    cfg = parse_config({**BASE, "oracle": {"kind": "http", "base_url": lab.url},
+                        "constraints": [{"name": "c", "op": "<=", "bound": 0.0}]})
+    assert recorded_outputs(cfg) == ["y", "c"]
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(url)
+    with Storage.open(url) as st:
+        st.create_campaign("d", {"note": "dispatcher test"})
+        st.record_round("d", 0, alpha=1.0, candidates=[NewCandidate(np.array([0.0, 0.0]))],
+                        selected=[0], oracle_name="lab")
+        oracle = build_oracle("http", {"base_url": lab.url, "objectives": ["y"], "timeout_s": 5.0})
+        d = Dispatcher(st, "d", oracle, objectives=recorded_outputs(cfg), limit=1)
+        assert d.dispatch() == 1
+        for _ in range(100):
+            d.poll()
+            if st.query_counts("d")["failed"]:
+                break
+        d.close()
+        (failed,) = st.list_queries("d", statuses=("failed",))
+        assert "['c']" in (failed.error or "") and failed.values is None
