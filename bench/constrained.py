@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name} seed {seed} {method:<13} feasible after r2 "
                       f"{r.feasible[2:].mean():.2f}  cpu {r.cpu_s:.1f}s wall {r.wall_s:.1f}s", flush=True)
         out += report(name, cp, runs, args.rounds)
+        print("\n".join(out[-5:]), flush=True)  # each problem's table as soon as it is done
     print("\n".join(out))
     load1 = os.getloadavg()
     print(f"\nprocess CPU {time.process_time() - cpu0:.1f} s, wall {time.perf_counter() - wall0:.1f} s; "
