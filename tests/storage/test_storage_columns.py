@@ -1,0 +1,104 @@
+"""``Storage.history_columns`` (storage/columns.py) on SQLite and Postgres: the columns equal the
+row-wise ``load_history`` for a history with completed (noisy and not, a field missing),
+failed, cancelled and in-flight queries over several rounds; the incremental form (``after_id``,
+``ids``) returns exactly the rows asked for; field discovery; the surrogate's predictions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from storage import InvalidValue, NewCandidate, NotFound, Storage
+from storage.columns import STATUSES
+
+from columns_check import assert_columns_match
+
+
+def mixed_history(storage: Storage, name: str = "c1", seed: int = 0, dim: int = 5) -> list[str]:
+    """Three rounds, every query status, full-precision random values; returns the keys."""
+    rng = np.random.default_rng(seed)
+    storage.create_campaign(name, {"mixed": True})
+    keys: list[str] = []
+    for r in range(3):
+        cands = [NewCandidate(design=rng.normal(size=dim).astype(np.float32),
+                              surrogate_mean=None if (r == 0 or i == 2) else float(rng.normal()))
+                 for i in range(8)]
+        keys += storage.record_round(name, r, alpha=0.5, candidates=cands, selected=list(range(7)),
+                                     oracle_name="lab", summary={"tilted": r > 0}).query_keys
+    for n, key in enumerate(keys):
+        kind = n % 7
+        if kind == 6:
+            continue  # pending
+        storage.transition_query(key, expected="pending", new="dispatched")
+        if kind == 5:
+            continue  # dispatched
+        if kind == 4:
+            storage.transition_query(key, expected="dispatched", new="running")
+        elif kind == 3:
+            storage.transition_query(key, expected="dispatched", new="failed", error=f"boom {n}")
+        elif kind == 2:
+            storage.transition_query(key, expected="dispatched", new="cancelled")
+        else:  # succeeded: with noise (0), without (1); every 3rd one lacks "cost"
+            values = {"y": float(rng.normal()) * 1e3}
+            if n % 3:
+                values["cost"] = float(rng.uniform())
+            noise = {"y": float(rng.uniform()), "cost": 0.5} if kind == 0 else None
+            storage.transition_query(key, expected="dispatched", new="succeeded", values=values,
+                                     noise=noise)
+    return keys
+
+
+def test_columns_equal_row_history(storage: Storage) -> None:
+    mixed_history(storage)
+    history = storage.load_history("c1")
+    cols = storage.history_columns("c1", fields=["y", "cost"])
+    assert_columns_match(cols, history, ["y", "cost"])
+    assert cols.completed.sum() == len(history.completed) > 0 and len(history.in_flight) > 0
+    assert {STATUSES[s] for s in cols.status} == set(STATUSES)  # every status is covered
+    assert np.array_equal(cols.X(), history.X()) and cols.X().dtype == np.float32
+    ys = cols.Y(["y"])
+    assert np.array_equal(ys, history.Y(["y"]))
+    # every field reported, found without being named: values and noise keys alike
+    found = storage.history_columns("c1")
+    assert sorted(found.values) == ["cost", "y"]
+    assert_columns_match(found, history, ["y", "cost"])
+    # without designs: the same rows, no design
+    bare = storage.history_columns("c1", fields=["y"], with_design=False)
+    assert bare.designs is None and np.array_equal(bare.ids, cols.ids)
+    with pytest.raises(ValueError, match="without designs"):
+        bare.X()
+
+
+def test_surrogate_predictions_and_incremental_rows(storage: Storage) -> None:
+    mixed_history(storage)
+    cols = storage.history_columns("c1", fields=["y"])
+    means = {(c.round_index, c.index): c.surrogate_mean
+             for r in range(3) for c in storage.list_candidates("c1", r)}
+    for i in range(len(cols)):
+        want = means[(int(cols.round_index[i]), int(cols.candidate_index[i]))]
+        got = cols.surrogate_mean[i]
+        assert np.isnan(got) if want is None else got == want
+    # rows with id > after_id and those among ids: exactly those, in id order
+    cut = int(cols.ids[10])
+    picked = [int(cols.ids[2]), int(cols.ids[5])]
+    part = storage.history_columns("c1", fields=["y"], after_id=cut, ids=picked)
+    want_ids = np.concatenate([cols.ids[[2, 5]], cols.ids[cols.ids > cut]])
+    assert np.array_equal(part.ids, want_ids)
+    rows = np.searchsorted(cols.ids, part.ids)
+    assert np.array_equal(part.designs, cols.designs[rows])
+    assert np.array_equal(part.values["y"], cols.values["y"][rows], equal_nan=True)
+    assert len(storage.history_columns("c1", after_id=int(cols.ids.max()))) == 0
+
+
+def test_columns_edge_cases(storage: Storage) -> None:
+    storage.create_campaign("empty", {})
+    cols = storage.history_columns("empty", fields=["y"])
+    assert len(cols) == 0 and cols.X().shape == (0, 0) and cols.Y(["y"]).shape == (0, 1)
+    with pytest.raises(NotFound, match="nope"):
+        storage.history_columns("nope")
+    with pytest.raises(InvalidValue, match="after_id"):
+        storage.history_columns("empty", after_id="3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue, match="fields"):
+        storage.history_columns("empty", fields=[""])
+    mixed_history(storage, "c2")
+    with pytest.raises(KeyError, match="no field 'z'"):
+        storage.history_columns("c2", fields=["y"]).Y(["z"])
