@@ -7,44 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage import InvalidValue, NewCandidate, NotFound, Storage
+from storage import InvalidValue, NotFound, Storage
 from storage.columns import STATUSES
 
-from columns_check import assert_columns_match
-
-
-def mixed_history(storage: Storage, name: str = "c1", seed: int = 0, dim: int = 5) -> list[str]:
-    """Three rounds, every query status, full-precision random values; returns the keys."""
-    rng = np.random.default_rng(seed)
-    storage.create_campaign(name, {"mixed": True})
-    keys: list[str] = []
-    for r in range(3):
-        cands = [NewCandidate(design=rng.normal(size=dim).astype(np.float32),
-                              surrogate_mean=None if (r == 0 or i == 2) else float(rng.normal()))
-                 for i in range(8)]
-        keys += storage.record_round(name, r, alpha=0.5, candidates=cands, selected=list(range(7)),
-                                     oracle_name="lab", summary={"tilted": r > 0}).query_keys
-    for n, key in enumerate(keys):
-        kind = n % 7
-        if kind == 6:
-            continue  # pending
-        storage.transition_query(key, expected="pending", new="dispatched")
-        if kind == 5:
-            continue  # dispatched
-        if kind == 4:
-            storage.transition_query(key, expected="dispatched", new="running")
-        elif kind == 3:
-            storage.transition_query(key, expected="dispatched", new="failed", error=f"boom {n}")
-        elif kind == 2:
-            storage.transition_query(key, expected="dispatched", new="cancelled")
-        else:  # succeeded: with noise (0), without (1); every 3rd one lacks "cost"
-            values = {"y": float(rng.normal()) * 1e3}
-            if n % 3:
-                values["cost"] = float(rng.uniform())
-            noise = {"y": float(rng.uniform()), "cost": 0.5} if kind == 0 else None
-            storage.transition_query(key, expected="dispatched", new="succeeded", values=values,
-                                     noise=noise)
-    return keys
+from columns_check import assert_columns_match, mixed_history
 
 
 def test_columns_equal_row_history(storage: Storage) -> None:
@@ -84,6 +50,7 @@ def test_surrogate_predictions_and_incremental_rows(storage: Storage) -> None:
     want_ids = np.concatenate([cols.ids[[2, 5]], cols.ids[cols.ids > cut]])
     assert np.array_equal(part.ids, want_ids)
     rows = np.searchsorted(cols.ids, part.ids)
+    assert part.designs is not None and cols.designs is not None
     assert np.array_equal(part.designs, cols.designs[rows])
     assert np.array_equal(part.values["y"], cols.values["y"][rows], equal_nan=True)
     assert len(storage.history_columns("c1", after_id=int(cols.ids.max()))) == 0
