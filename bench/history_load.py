@@ -6,8 +6,9 @@ and its reads per round afterwards.
    before: ``HistoryCache.refresh()`` (one ``QueryRecord`` per query) + ``rounds.training_data``
    over the row-wise ``History``; after: ``ColumnarHistoryCache.refresh()`` (arrays) +
    ``training_data`` over the columns. Both orders alternate within each repeat (interleaved),
-   ``--repeat`` times; median and best wall, median process CPU (this process: the client; the
-   Postgres server's time shows in wall). The training arrays are checked equal both ways.
+   ``--repeat`` times; median and best wall, median CPU of this process (the client) and of
+   the Postgres backends serving it (the server runs here: ``/proc``; parallel query off so that
+   no worker escapes the count). The training arrays are checked equal both ways.
    Also the storage calls alone: ``load_history`` vs ``history_columns``.
 2. rows the columnar cache and ``alpha = "auto"``'s inputs read per round at campaign lengths
    ``--lengths`` (rounds of 100 queries; per step one new round of 4 queries, 2 finished, the
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+import os
 import statistics
 import time
 import uuid
@@ -60,10 +63,39 @@ def after(storage: Storage, name: str, cfg: Any) -> TrainingData:
     return training_data(cache.columns(), cfg)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+class ServerCPU:
+    """CPU seconds of the Postgres backends serving this bench's connections (found by their
+    ``application_name`` in ``pg_stat_activity``, read from ``/proc/PID/stat``: the server runs
+    on this machine). Parallel query workers are short-lived processes this cannot see, so the
+    bench's connections run with ``max_parallel_workers_per_gather = 0``."""
+
+    def __init__(self, admin: str, app: str) -> None:
+        self.conn = psycopg.connect(admin, autocommit=True, application_name="tl_bench_admin")
+        self.app, self.tick = app, os.sysconf("SC_CLK_TCK")
+
+    def __call__(self) -> float:
+        pids = [r[0] for r in self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.app,))]
+        total = 0
+        for pid in pids:
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:  # not on this machine, or gone
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / self.tick
+
+
+SERVER: ServerCPU | None = None
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, float]:
+    """``(wall, client CPU, server CPU)`` seconds of ``fn()``."""
+    server = SERVER() if SERVER is not None else 0.0
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, (SERVER() - server if SERVER is not None else math.nan)
 
 
 def _same(a: TrainingData, b: TrainingData) -> None:
@@ -75,15 +107,15 @@ def _same(a: TrainingData, b: TrainingData) -> None:
 
 def loads(storage: Storage, sizes: list[int], repeat: int) -> None:
     print(f"\n1. driver start: history load + training data on Postgres ({repeat} interleaved "
-          f"repeats; wall median / best, client CPU median, seconds)")
-    print(f"{'queries':>8} {'path':<28} {'before wall':>11} {'best':>6} {'cpu':>6} "
-          f"{'after wall':>10} {'best':>6} {'cpu':>6} {'wall x':>7} {'cpu x':>6}")
+          f"repeats; medians of wall, client CPU and server CPU, best wall; seconds)")
+    print(f"{'queries':>8} {'path':<26} {'before wall':>11} {'best':>6} {'cpu':>6} {'srv':>6} "
+          f"{'after wall':>10} {'best':>6} {'cpu':>6} {'srv':>6} {'wall x':>6} {'cpu+srv x':>9}")
     for n in sizes:
         name = f"h{n}"
         _seed(storage, name, n, min(n, 10_000), n)
         cfg = _config(name)
         _same(before(storage, name, cfg), after(storage, name, cfg))
-        paths = {
+        paths: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
             "driver: cache + training": (functools.partial(before, storage, name, cfg),
                                          functools.partial(after, storage, name, cfg)),
             "storage: rows vs columns": (functools.partial(storage.load_history, name),
@@ -91,16 +123,17 @@ def loads(storage: Storage, sizes: list[int], repeat: int) -> None:
                                                            fields=FIELDS)),
         }
         for label, (old, new) in paths.items():
-            got: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+            got: dict[str, list[tuple[float, float, float]]] = {"before": [], "after": []}
             for r in range(repeat):
-                order = [("before", old), ("after", new)]
+                order: list[tuple[str, Callable[[], Any]]] = [("before", old), ("after", new)]
                 for key, fn in (order if r % 2 == 0 else order[::-1]):
                     got[key].append(_timed(fn))
-            (bw, bc), (aw, ac) = ([statistics.median(x[i] for x in got[k]) for i in (0, 1)]
-                                  for k in ("before", "after"))
-            bb, ab = min(w for w, _ in got["before"]), min(w for w, _ in got["after"])
-            print(f"{n:>8} {label:<28} {bw:>11.3f} {bb:>6.3f} {bc:>6.3f} {aw:>10.3f} {ab:>6.3f} "
-                  f"{ac:>6.3f} {bw / aw:>7.1f} {bc / ac:>6.1f}", flush=True)
+            (bw, bc, bs), (aw, ac, as_) = ([statistics.median(x[i] for x in got[k]) for i in (0, 1, 2)]
+                                           for k in ("before", "after"))
+            bb, ab = min(x[0] for x in got["before"]), min(x[0] for x in got["after"])
+            print(f"{n:>8} {label:<26} {bw:>11.3f} {bb:>6.3f} {bc:>6.3f} {bs:>6.3f} {aw:>10.3f} "
+                  f"{ab:>6.3f} {ac:>6.3f} {as_:>6.3f} {bw / aw:>6.1f} {(bc + bs) / (ac + as_):>9.1f}",
+                  flush=True)
 
 
 def round_reads(storage: Storage, lengths: list[int]) -> None:
@@ -148,7 +181,12 @@ def main() -> None:
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = sa.make_url(args.postgres).set(drivername="postgresql+psycopg")
-    url_text = url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    app = f"tl_bench_{schema}"
+    url_text = url.update_query_dict({
+        "options": f"-csearch_path={schema} -cmax_parallel_workers_per_gather=0",
+        "application_name": app}).render_as_string(False)
+    global SERVER
+    SERVER = ServerCPU(admin, app)
     print(f"load before: {open('/proc/loadavg').read().strip()}")
     try:
         upgrade(url_text)

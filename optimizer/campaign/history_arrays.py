@@ -80,15 +80,15 @@ class ColumnarHistoryCache:
         count, top = self.storage.round_tally(self.campaign)
         read = 1
         if (count, top) != (self._round_count, self._round_top):
-            new = self.storage.list_rounds(self.campaign, after_index=self._round_top)
+            new = self.storage.round_flags(self.campaign, after_index=self._round_top)
             read += len(new)
             if self._round_count + len(new) != count:  # rounds were discarded: read them all
-                new = self.storage.list_rounds(self.campaign)
+                new = self.storage.round_flags(self.campaign)
                 read += len(new)
                 self._tilted, self._round_status, self._prior = {}, {}, None
-            for r in new:
-                self._tilted[r.index] = bool((r.summary or {}).get("tilted"))
-                self._round_status[r.index] = r.status
+            for index, status, tilted in new:
+                self._tilted[index] = tilted
+                self._round_status[index] = status
             self._round_count, self._round_top = count, top
         return read
 

@@ -69,3 +69,15 @@ def test_columns_edge_cases(storage: Storage) -> None:
     mixed_history(storage, "c2")
     with pytest.raises(KeyError, match="no field 'z'"):
         storage.history_columns("c2", fields=["y"]).Y(["z"])
+
+
+def test_round_flags(storage: Storage) -> None:
+    mixed_history(storage)
+    storage.update_round("c1", 1, status="complete")
+    storage.update_round("c1", 2, status="failed")
+    want = [(r.index, r.status, bool((r.summary or {}).get("tilted")))
+            for r in storage.list_rounds("c1")]
+    assert storage.round_flags("c1") == want == [(0, "open", False), (1, "complete", True),
+                                                 (2, "failed", True)]
+    assert storage.round_flags("c1", after_index=0) == want[1:]
+    assert storage.round_states("c1", indices=[2, 0]) == [(0, "open"), (2, "failed")]
