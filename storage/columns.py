@@ -251,44 +251,48 @@ def _assemble(campaign: str, rows: Sequence[Any], fields: Sequence[str], with_de
     n, m = len(rows), len(fields)
     if n == 0:
         return empty_columns(campaign, fields, np.zeros((0, 0)) if with_design else None)
-    ids = np.fromiter((r[0] for r in rows), np.int64, n)
-    order = np.argsort(ids, kind="stable")
-    head = np.array([r[1:4] for r in rows], dtype=np.int64).reshape(n, 3)
-    mean = np.array([r[4] for r in rows], dtype=np.float64)  # None -> nan
+    at = 5 + 2 * m if parsed is None else 5  # where the JSON texts / designs start
+    # the numeric columns in one conversion (None -> NaN; ids and indices are exact in float64)
+    num = np.array([r[:at] for r in rows], dtype=np.float64).reshape(n, at)
+    order = np.argsort(num[:, 0], kind="stable")
+    num = num[order]
+    head = num[:, :4].astype(np.int64)
     if parsed is None:  # Postgres: typed columns 5 .. 5 + 2m
-        block = np.array([r[5:5 + 2 * m] for r in rows], dtype=np.float64).reshape(n, 2 * m)
-        values = {f: block[order, j] for j, f in enumerate(fields)}
-        noise = {f: block[order, m + j] for j, f in enumerate(fields)}
-        at = 5 + 2 * m
+        values = {f: num[:, 5 + j].copy() for j, f in enumerate(fields)}
+        noise = {f: num[:, 5 + m + j].copy() for j, f in enumerate(fields)}
     else:  # SQLite: values and noise dicts, parsed in one json.loads
         values = {f: _column(parsed[0::2], f)[order] for f in fields}
         noise = {f: _column(parsed[1::2], f)[order] for f in fields}
         at = 7
-    designs = _designs([rows[i] for i in order], at) if with_design else None
-    return HistoryColumns(campaign=campaign, ids=ids[order], round_index=head[order, 0],
-                          candidate_index=head[order, 1], status=head[order, 2].astype(np.int8),
-                          surrogate_mean=mean[order], values=values, noise=noise, designs=designs)
+    designs = _designs(rows, order, at) if with_design else None
+    return HistoryColumns(campaign=campaign, ids=head[:, 0], round_index=head[:, 1],
+                          candidate_index=head[:, 2], status=head[:, 3].astype(np.int8),
+                          surrogate_mean=num[:, 4].copy(), values=values, noise=noise,
+                          designs=designs)
 
 
 def _column(dicts: Sequence[Mapping[str, Any] | None], name: str) -> np.ndarray:
     return np.array([d.get(name, math.nan) if d else math.nan for d in dicts], dtype=np.float64)
 
 
-def _designs(rows: Sequence[Any], at: int) -> np.ndarray:
-    """`n x *shape` designs of ``rows`` (design, dtype, shape text at columns ``at`` ..)."""
-    first = rows[0]
-    blob, dtype, shape_text = first[at], first[at + 1], first[at + 2]
-    uniform = blob[:6] == b"\x93NUMPY" and all(
-        r[at + 1] == dtype and r[at + 2] == shape_text and len(r[at]) == len(blob) for r in rows)
-    if uniform:
+def _designs(rows: Sequence[Any], order: np.ndarray, at: int) -> np.ndarray:
+    """`n x *shape` designs of ``rows`` taken in ``order`` (design, dtype, shape text at
+    columns ``at`` ..)."""
+    blobs = [rows[i][at] for i in order]
+    dtypes = {r[at + 1] for r in rows}
+    shapes = {r[at + 2] for r in rows}
+    blob = blobs[0]
+    if (len(dtypes) == 1 and len(shapes) == 1 and blob[:6] == b"\x93NUMPY"
+            and len(set(map(len, blobs))) == 1):
+        dtype, shape_text = dtypes.pop(), shapes.pop()
         offset = (10 + int.from_bytes(blob[8:10], "little") if blob[6] == 1
                   else 12 + int.from_bytes(blob[8:12], "little"))
         header = bytes(blob[:offset])
-        joined = np.frombuffer(b"".join([r[at] for r in rows]), dtype=np.uint8)
-        table = joined.reshape(len(rows), len(blob))
+        table = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), len(blob))
         if (table[:, :offset] == np.frombuffer(header, dtype=np.uint8)).all():
             shape = [int(s) for s in json.loads(shape_text)]
-            return table[:, offset:].copy().view(np.dtype(dtype)).reshape(len(rows), *shape)
+            return table[:, offset:].copy().view(np.dtype(dtype)).reshape(len(blobs), *shape)
+    rows = [rows[i] for i in order]
     # mixed dtypes or shapes: one decode per design, stacked as History.X stacks them
     try:
         return np.stack([decode_array(r[at], r[at + 1], json.loads(r[at + 2])) for r in rows])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage import InvalidValue, NotFound, Storage
+from storage import InvalidValue, NewCandidate, NotFound, Storage
 from storage.columns import STATUSES
 
 from columns_check import assert_columns_match, mixed_history
@@ -81,3 +81,16 @@ def test_round_flags(storage: Storage) -> None:
                                                  (2, "failed", True)]
     assert storage.round_flags("c1", after_index=0) == want[1:]
     assert storage.round_states("c1", indices=[2, 0]) == [(0, "open"), (2, "failed")]
+
+
+def test_mixed_design_dtypes_stack_as_history_does(storage: Storage) -> None:
+    storage.create_campaign("mix", {})
+    designs = [np.arange(3, dtype=np.float32), np.array([0.1, 0.2, 0.3]), np.ones(3, np.float32)]
+    keys = storage.record_round("mix", 0, alpha=1.0, candidates=[NewCandidate(d) for d in designs],
+                                selected=[0, 1, 2], oracle_name="lab").query_keys
+    for key in keys:
+        storage.transition_query(key, expected="pending", new="dispatched")
+        storage.transition_query(key, expected="dispatched", new="succeeded", values={"y": 1.0})
+    cols, history = storage.history_columns("mix", fields=["y"]), storage.load_history("mix")
+    assert cols.X().dtype == history.X().dtype == np.float64  # promoted, as np.stack does
+    assert np.array_equal(cols.X(), history.X())
