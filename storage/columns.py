@@ -219,15 +219,22 @@ def _pg_columns(session: Session, campaign: str, which: list[Any], fields: Seque
         # binary format: bytea arrives as bytes (text format sends hex, twice the size, decoded
         # per value), floats without text parsing. SQLAlchemy has no switch for it.
         with dbapi.cursor(binary=True) as cursor:  # type: ignore[attr-defined]
+            # the engine's listeners see this read as any other (storage.read_counter, tests
+            # that cut the connection mid-statement)
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, params, None, False)
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-            # the engine's listeners see this read as any other (storage.read_counter)
             conn.dispatch.after_cursor_execute(conn, cursor, sql, params, None, False)
     except Exception as exc:
         import psycopg
 
         if isinstance(exc, psycopg.Error):  # mapped by the session scope as any driver error
-            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+            gone = (conn.dialect.is_disconnect(exc, dbapi, None)  # type: ignore[arg-type]
+                    or bool(getattr(dbapi, "closed", False)))
+            if gone:
+                conn.invalidate(exc)  # a dead connection does not go back to the pool
+            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error,
+                                             connection_invalidated=gone) from exc
         raise
     return _assemble(campaign, rows, fields, with_design, parsed=None)
 

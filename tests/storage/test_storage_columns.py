@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
-from storage import InvalidValue, NewCandidate, NotFound, Storage
+from storage import DatabaseUnreachable, InvalidValue, NewCandidate, NotFound, Storage
 from storage.columns import STATUSES
 
 from columns_check import assert_columns_match, mixed_history
@@ -94,3 +95,27 @@ def test_mixed_design_dtypes_stack_as_history_does(storage: Storage) -> None:
     cols, history = storage.history_columns("mix", fields=["y"]), storage.load_history("mix")
     assert cols.X().dtype == history.X().dtype == np.float64  # promoted, as np.stack does
     assert np.array_equal(cols.X(), history.X())
+
+
+def test_lost_connection_is_database_unreachable(storage: Storage) -> None:
+    """Postgres reads the columns through a raw binary cursor: a connection lost under it is
+    reported as any other (DatabaseUnreachable), and the next call works on a fresh one."""
+    if storage.dialect != "postgresql":
+        pytest.skip("the raw cursor path is Postgres's")
+    mixed_history(storage)
+    admin = sa.create_engine(storage.engine.url)
+
+    def cut(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if "design_dtype" in statement:  # the columnar SELECT
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as other:
+                other.execute(sa.text(f"SELECT pg_terminate_backend({pid})"))
+
+    sa.event.listen(storage.engine, "before_cursor_execute", cut)
+    try:
+        with pytest.raises(DatabaseUnreachable):
+            storage.history_columns("c1", fields=["y"])
+    finally:
+        sa.event.remove(storage.engine, "before_cursor_execute", cut)
+        admin.dispose()
+    assert len(storage.history_columns("c1", fields=["y"])) == 21
