@@ -39,8 +39,9 @@ from storage.session import StorageBase
 #: status code -> name (``HistoryColumns.status`` holds indices into this tuple)
 STATUSES: tuple[str, ...] = QUERY_STATUSES
 _SUCCEEDED = STATUSES.index("succeeded")
-_IN_FLIGHT = [STATUSES.index(s) for s in IN_FLIGHT]
-_FAILED = [STATUSES.index(s) for s in ("failed", "cancelled")]
+# code -> part, as lookup tables: a mask is one indexing (np.isin sorts the whole column)
+_IN_FLIGHT = np.array([s in IN_FLIGHT for s in STATUSES])
+_FAILED = np.array([s in ("failed", "cancelled") for s in STATUSES])
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,12 +79,12 @@ class HistoryColumns:
     @property
     def in_flight(self) -> np.ndarray:
         """Mask of the pending, dispatched and running queries (``History.in_flight``)."""
-        return np.isin(self.status, _IN_FLIGHT)
+        return _IN_FLIGHT[self.status]
 
     @property
     def failed(self) -> np.ndarray:
         """Mask of the failed and cancelled queries (``History.failed``)."""
-        return np.isin(self.status, _FAILED)
+        return _FAILED[self.status]
 
     def key(self, row: int) -> str:
         """The idempotency key of row ``row`` (what ``Storage.record_round`` writes)."""
@@ -264,6 +265,9 @@ def _assemble(campaign: str, rows: Sequence[Any], fields: Sequence[str], with_de
     order = np.argsort(num[:, 0], kind="stable")
     num = num[order]
     head = num[:, :4].astype(np.int64)
+    if (head[:, 3] < 0).any():  # the CHECK constraint keeps this out; never guess a status
+        raise InvalidValue(f"campaign {campaign!r}: query {int(head[head[:, 3] < 0][0, 0])} has a "
+                           f"status outside {', '.join(STATUSES)}")
     if parsed is None:  # Postgres: typed columns 5 .. 5 + 2m
         values = {f: num[:, 5 + j].copy() for j, f in enumerate(fields)}
         noise = {f: num[:, 5 + m + j].copy() for j, f in enumerate(fields)}
