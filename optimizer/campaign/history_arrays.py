@@ -9,7 +9,8 @@ the surrogate's prediction, designs as one `n x *shape` array) and reads, per re
 1. the queries with an id above the highest seen and those in flight when last read (ONE
    ``Storage.history_columns`` call: its size is what changed, not the campaign's length; a
    query in flight that is gone was deleted with a discarded round);
-2. the rounds as ``HistoryCache`` does (a ``(count, max index)`` aggregate, new rounds only);
+2. the rounds: a ``(count, max index)`` aggregate, then ``(index, status, tilted)`` of the new
+   rounds only (``Storage.round_flags``: no query keys), of all of them when some were discarded;
 3. for ``alpha = "auto"``: the statuses of the rounds that were open (a handful) and the
    candidates of the latest plain-prior round once (they never change).
 
