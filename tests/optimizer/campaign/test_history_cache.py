@@ -16,7 +16,7 @@ from optimizer.campaign.driver import CampaignDriver
 from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.service import _one_driver, open_storage
 from oracles.factory import build_oracle
-from storage import History, NewCandidate, QueryRecord, Storage
+from storage import History, HistoryColumns, NewCandidate, QueryRecord, Storage
 from storage.read_counter import ReadCounter
 from storage.migrate import upgrade
 
@@ -148,6 +148,7 @@ def test_reads_per_round_do_not_grow_with_campaign_length(db_url: str, lab) -> N
             driver = CampaignDriver(cfg, storage, build_oracle("http", {
                 "base_url": lab.url, "objectives": ["y"]}))
             first = driver._round_inputs()  # a fresh driver reads everything once
+            assert isinstance(first.history, HistoryColumns)  # the driver keeps columns
             assert first.history.completed.sum() == 20 * rounds
             figures[name] = [_one_round_of_reads(storage, driver, rounds + i, rng)
                              for i in range(3)]
