@@ -25,6 +25,7 @@ from storage.errors import (
     StorageError,
     WorkNotHeld,
 )
+from storage.columns import HistoryColumns
 from storage.migrate import check_schema, current, downgrade, head_revision, upgrade
 from storage.records import (
     IN_FLIGHT,
@@ -47,7 +48,7 @@ from storage.store import Storage, open_storage
 __all__ = [
     "IN_FLIGHT", "TERMINAL", "CampaignBusy", "CampaignExists", "CampaignRecord", "CandidateRecord",
     "ConfigVersionConflict", "ConfigVersionRecord",
-    "DatabaseError", "DatabaseUnreachable", "EventRecord", "History", "IntegrityViolation",
+    "DatabaseError", "DatabaseUnreachable", "EventRecord", "History", "HistoryColumns", "IntegrityViolation",
     "InvalidDatabaseURL", "InvalidScope", "InvalidTransition", "InvalidValue", "JobIdConflict",
     "LeaseRecord", "NewCandidate",
     "NotFound", "QueryPoint",

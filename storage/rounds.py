@@ -282,10 +282,12 @@ class RoundsMixin(StorageBase):
             row = self._round_row(session, campaign, index)
             return _round_record(session, campaign, row, blob=True)
 
-    def round_states(self, campaign: str, *, status: str | None = None) -> list[tuple[int, str]]:
+    def round_states(self, campaign: str, *, status: str | None = None,
+                     indices: Sequence[int] | None = None) -> list[tuple[int, str]]:
         """``(index, status)`` of every round (or of those in ``status``, e.g. the ``"open"``
-        ones the driver closes: a handful however long the campaign) in index order: one narrow
-        SELECT (:meth:`list_rounds` reads every query key)."""
+        ones the driver closes: a handful however long the campaign; or of the rounds
+        ``indices``) in index order: one narrow SELECT (:meth:`list_rounds` reads every query
+        key)."""
         if status is not None and status not in ROUND_STATUSES:
             raise InvalidValue(f"round status {status!r} is not one of {', '.join(ROUND_STATUSES)}")
         with self.session() as session:
@@ -293,6 +295,8 @@ class RoundsMixin(StorageBase):
             which = [Round.campaign_id == cid]
             if status is not None:
                 which.append(Round.status == status)
+            if indices is not None:
+                which.append(Round.round_index.in_(sorted({int(i) for i in indices})))
             rows = session.execute(sa.select(Round.round_index, Round.status)
                                    .where(*which).order_by(Round.round_index)).all()
             return [(int(i), str(st)) for i, st in rows]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from storage import migrate
 from storage.campaigns import CampaignsMixin
+from storage.columns import ColumnsMixin
 from storage.config_versions import ConfigVersionsMixin
 from storage.engine import connect_check, create_engine
 from storage.events import EventsMixin
@@ -26,7 +27,7 @@ from storage.tokens import TokensMixin
 
 
 class Storage(CampaignsMixin, ConfigVersionsMixin, RoundsMixin, QueriesMixin, HistoryMixin,
-              EventsMixin, LeasesMixin, TokensMixin, PullMixin):
+              ColumnsMixin, EventsMixin, LeasesMixin, TokensMixin, PullMixin):
     """Campaigns, rounds, candidates, oracle queries, events, campaign leases, API tokens and
     pull-API claims over one engine.
 

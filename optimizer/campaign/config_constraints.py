@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -40,8 +42,9 @@ class ConstraintConfig(BaseModel):
             return False
         return value <= self.bound if self.op == "<=" else value >= self.bound
 
-    def slack(self, value: float) -> float:
-        """`c = value − bound` (``<=``) or `bound − value` (``>=``): feasible ⇔ `c ≤ 0`."""
+    def slack(self, value: float | npt.NDArray[np.float64]) -> float | npt.NDArray[np.float64]:
+        """`c = value − bound` (``<=``) or `bound − value` (``>=``), elementwise on arrays:
+        feasible ⇔ `c ≤ 0`."""
         return value - self.bound if self.op == "<=" else self.bound - value
 
 

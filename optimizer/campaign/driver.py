@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from optimizer.campaign.auto_alpha import read_auto_inputs
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_constraints import feasibility_counts, is_feasible, recorded_outputs
 from optimizer.campaign.config_oracle import is_pull
@@ -40,6 +39,7 @@ from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.failures import group_failures
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
+from optimizer.campaign.history_arrays import ColumnarHistoryCache, auto_inputs, best_of_columns
 from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.pipeline import AsyncRounds, RoundInputs
 from optimizer.campaign.pull_dispatch import PullDispatcher
@@ -258,7 +258,9 @@ class CampaignDriver:
         self.db = outage_retry(config, storage, on_recovered=self._after_outage,
                                should_stop=lambda: self.should_stop is not None and self.should_stop())
         #: the campaign's history and rounds in memory, refreshed by reading only what changed
-        self.history = HistoryCache(storage, config.name)
+        self.history = ColumnarHistoryCache(storage, config.name,
+                                            fields=[o.name for o in config.objectives]
+                                            + [c.name for c in config.constraints])
         self._imports: dict[str, HistoryCache] = {}
         #: the asynchronous round pipeline while ``run`` runs with ``[pipeline] mode = "async"``
         self.pipeline: AsyncRounds | None = None
@@ -384,11 +386,12 @@ class CampaignDriver:
         self.history.refresh()
         tilted = self.history.tilted_rounds
         previous = self.storage.load_round(self.name, tilted[-1]).surrogate_blob if tilted else None
-        # α auto reads the round-0 candidates and the last round's results (only when auto)
-        auto = (read_auto_inputs(self.storage, self.name, self.storage.list_rounds(self.name),
-                                 self.config) if self.config.sampler.alpha_auto else None)
+        # α auto: the plain-prior round's candidates (read once) and the gap from the columns
+        obj = self.config.primary_objective
+        auto = (auto_inputs(self.history, obj.name, obj.direction == "maximize")
+                if self.config.sampler.alpha_auto else None)
         return RoundInputs(index=self.history.next_round_index, tilted_before=len(tilted),
-                           previous_state=previous, history=self.history.history(),
+                           previous_state=previous, history=self.history.columns(),
                            imported=self._imported(), auto=auto)
 
     def _round(self, q: int) -> None:
@@ -449,7 +452,9 @@ class CampaignDriver:
         Failure causes are grouped only for the ``final`` status a run returns."""
         if self._best is None:
             self.history.refresh()
-            self._best = best_of(self.history.history().completed, self.config)
+            obj = self.config.primary_objective
+            self._best = best_of_columns(self.history.columns(), obj.name, obj.direction == "maximize",
+                                         constraints=self.config.constraints)
         return campaign_status(self.storage, self.name, self.config, best=self._best,
                                with_failures=final)
 

@@ -39,7 +39,7 @@ import numpy as np
 from optimizer.campaign.auto_alpha import AutoAlphaInputs
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.rounds import Population, RoundGenerator, RoundPlan
-from storage import History, QueryRecord
+from storage import History, HistoryColumns, QueryRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class RoundInputs:
     index: int
     tilted_before: int
     previous_state: bytes | None
-    history: History
+    history: History | HistoryColumns
     imported: Sequence[QueryRecord]
     #: what ``alpha = "auto"`` chooses α from (None unless α is auto)
     auto: AutoAlphaInputs | None = None

@@ -29,12 +29,13 @@ import numpy as np
 from optimizer.campaign.auto_alpha import AlphaChoice, AutoAlphaInputs, choose_alpha
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
+from optimizer.campaign.history_arrays import training_arrays
 from optimizer.campaign.round_diagnostics import batch_figures, sampler_diagnostics
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkResult, ChunkSpec
-from storage import History, NewCandidate, QueryRecord
+from storage import History, HistoryColumns, NewCandidate, QueryRecord
 
 #: Results needed before the surrogate is fitted; before that a round samples the plain prior.
 MIN_OBSERVATIONS = 2
@@ -112,10 +113,11 @@ class TrainingData:
         return len(self.Y)
 
 
-def training_data(history: History, config: CampaignConfig,
+def training_data(history: History | HistoryColumns, config: CampaignConfig,
                   imported: Sequence[QueryRecord] = ()) -> TrainingData:
     """`X`, `Y` (sign-flipped for minimized objectives), `Yvar` (when every row reports noise)
-    and `X_pending` from a stored history; ``imported``: succeeded queries of the campaigns in
+    and `X_pending` from a stored history (row-wise, or the driver's columns: the same arrays,
+    ``history_arrays.training_arrays``); ``imported``: succeeded queries of the campaigns in
     ``history.import_from`` (warm start), appended to the training set. Outcome constraints add
     one column each after the objectives: the slack `c ≤ 0` ⇔ feasible
     (``ConstraintConfig.slack``); a result without every output is left out."""
@@ -123,6 +125,14 @@ def training_data(history: History, config: CampaignConfig,
     signs = np.array([1.0 if o.direction == "maximize" else -1.0 for o in config.objectives])
     cons = config.constraints
     names_all = names + [c.name for c in cons]  # the noise of a slack is its output's
+    if isinstance(history, HistoryColumns):
+        X, Y, Yvar, X_pending, X_failed = training_arrays(history, names_all,
+                                                          np.ones(len(names_all)), imported)
+        Y = Y.copy()
+        Y[:, :len(names)] *= signs
+        for j, c in enumerate(cons):  # the slack is affine: applied to the whole column
+            Y[:, len(names) + j] = c.slack(Y[:, len(names) + j])
+        return TrainingData(X=X, Y=Y, Yvar=Yvar, X_pending=X_pending, X_failed=X_failed)
     done = [q for q in (*history.completed, *imported)
             if q.values and all(n in q.values for n in names_all)]
     if done:
@@ -164,7 +174,7 @@ class RoundGenerator:
         self.on_event = on_event
         self.die_flag = die_flag
 
-    def plan(self, index: int, history: History, q: int, *, tilted_rounds_before: int,
+    def plan(self, index: int, history: History | HistoryColumns, q: int, *, tilted_rounds_before: int,
              previous_state: bytes | None = None,
              imported: Sequence[QueryRecord] = (),
              auto: AutoAlphaInputs | None = None) -> RoundPlan:
@@ -175,7 +185,7 @@ class RoundGenerator:
                             previous_state=previous_state, imported=imported, auto=auto)
         return self.select(pop, index, history, q, imported=imported)
 
-    def generate(self, index: int, history: History, *, tilted_rounds_before: int,
+    def generate(self, index: int, history: History | HistoryColumns, *, tilted_rounds_before: int,
                  previous_state: bytes | None = None, imported: Sequence[QueryRecord] = (),
                  seed_tag: str | None = None, auto: AutoAlphaInputs | None = None) -> Population:
         """Steps 1–4 of the module docstring: fit the surrogate and run the SMC chunks for round
@@ -237,7 +247,7 @@ class RoundGenerator:
             timings={"fit_s": fit_s, "smc_s": smc_s}, observations=data.n,
             generated=(started, time.time()))
 
-    def select(self, pop: Population, index: int, history: History, q: int, *,
+    def select(self, pop: Population, index: int, history: History | HistoryColumns, q: int, *,
                imported: Sequence[QueryRecord] = (), available: np.ndarray | None = None,
                previous_state: bytes | None = None, refit: bool | str = False) -> RoundPlan:
         """Step 5: pick ``q`` of the population's ``available`` candidates (all by default) for

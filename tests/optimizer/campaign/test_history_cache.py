@@ -1,4 +1,5 @@
-"""The driver's incremental history (optimizer/campaign/history_cache.py) on SQLite and Postgres:
+"""The driver's incremental history (optimizer/campaign/history_arrays.py, columns; and the
+row-wise optimizer/campaign/history_cache.py the imports use) on SQLite and Postgres:
 it equals a fresh ``load_history`` after every pass of a real campaign (results stored by another
 connection, a resume by a fresh driver), and the driver's per-round reads do not grow with the
 campaign's length (statements and rows counted at the DBAPI cursor)."""
@@ -15,9 +16,11 @@ from optimizer.campaign.driver import CampaignDriver
 from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.service import _one_driver, open_storage
 from oracles.factory import build_oracle
-from storage import History, NewCandidate, QueryRecord, Storage
+from storage import History, HistoryColumns, NewCandidate, QueryRecord, Storage
 from storage.read_counter import ReadCounter
 from storage.migrate import upgrade
+
+from columns_check import assert_columns_match
 
 _FIELDS = ("key", "campaign", "round_index", "candidate_index", "oracle_name", "status", "job_id",
            "attempts", "values", "noise", "error", "lease_owner", "lease_expires_at",
@@ -42,7 +45,8 @@ def assert_same_history(cached: History, fresh: History) -> None:
 
 def _check(driver: CampaignDriver, storage: Storage) -> None:
     driver.history.refresh()
-    assert_same_history(driver.history.history(), storage.load_history(driver.name))
+    assert_columns_match(driver.history.columns(), storage.load_history(driver.name),
+                         [o.name for o in driver.config.objectives])
     rounds = storage.list_rounds(driver.name)
     assert driver.history.next_round_index == (rounds[-1].index + 1 if rounds else 0)
     assert driver.history.tilted_rounds == tuple(
@@ -126,7 +130,7 @@ def _one_round_of_reads(storage: Storage, driver: CampaignDriver, index: int,
         driver._close_rounds()
         driver._status()
     assert inputs.index == index + 1 and inputs.tilted_before == index  # next index; tilted before it
-    assert_same_history(inputs.history, storage.load_history(driver.name))
+    assert_columns_match(inputs.history, storage.load_history(driver.name), ["y"])
     return reads.statements, reads.rows
 
 
@@ -144,7 +148,8 @@ def test_reads_per_round_do_not_grow_with_campaign_length(db_url: str, lab) -> N
             driver = CampaignDriver(cfg, storage, build_oracle("http", {
                 "base_url": lab.url, "objectives": ["y"]}))
             first = driver._round_inputs()  # a fresh driver reads everything once
-            assert len(first.history.completed) == 20 * rounds
+            assert isinstance(first.history, HistoryColumns)  # the driver keeps columns
+            assert first.history.completed.sum() == 20 * rounds
             figures[name] = [_one_round_of_reads(storage, driver, rounds + i, rng)
                              for i in range(3)]
             driver.close()
