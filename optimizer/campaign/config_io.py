@@ -252,6 +252,8 @@ def load_config(path: str | Path) -> CampaignConfig:
     # The operator named this file: its code-executing oracle may run in this process (see
     # optimizer.campaign.oracle_allow; a config read back from the database needs the allowlist).
     consent(config.oracle)
+    for cheap in config.oracles:  # the cheap evaluators of the same file, likewise
+        consent(cheap.oracle)
     return config
 
 
