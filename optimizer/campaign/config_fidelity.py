@@ -34,9 +34,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 class CheapOracleConfig(BaseModel):
     """One cheap evaluator: an oracle with its own cost, per-round quota and budget.
 
-    Its queries are logged as a campaign of their own, ``{campaign}.{name}`` (its own rounds,
-    query keys, leases of nothing new: the same exactly-once dispatch as ``[oracle]``), so the
-    main budget counts only ``[oracle]`` queries and each design goes to each oracle at most once.
+    Its queries are logged as a campaign of their own, ``{campaign}.{name}`` (its own rounds and
+    query keys, sent by the same exactly-once dispatch as ``[oracle]``), so the main budget
+    counts only ``[oracle]`` queries and each design goes to each oracle at most once.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -52,7 +52,7 @@ class CheapOracleConfig(BaseModel):
     wait_s: float = Field(default=600.0, gt=0, le=86_400.0,
                           description="seconds a round waits for this oracle's answers before the "
                                       "[oracle] pick goes ahead without the missing ones")
-    oracle: OracleConfig = Field(description="the oracle itself, in the same shape as [oracle]")
+    oracle: OracleConfig = Field(description="the oracle itself, in the same shape as [oracle].")
 
     @model_validator(mode="before")
     @classmethod
