@@ -42,7 +42,7 @@ import torch
 
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig
-from optimizer.campaign.config_oracle import build
+from optimizer.campaign.config_oracle import build, reported_objectives
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
@@ -91,8 +91,11 @@ class FidelityStage:
         for c in config.oracles:
             name = child_name(config.name, c.name)
             oracle = (oracles or {}).get(c.name) or build(c.oracle)
+            # a cheap oracle needs to report only the primary objective (config_fidelity checks it)
+            reported = set(reported_objectives(c.oracle))
             self.cheap.append(_Cheap(c, name, Dispatcher(
-                storage, name, oracle, objectives=objectives, limit=max(c.per_round, 1) * 2,
+                storage, name, oracle, objectives=[o for o in objectives if o in reported],
+                limit=max(c.per_round, 1) * 2,
                 on_change=_prefixed(say, c.name),
                 limits=QueryLimits.from_config(config))))
         self.last: dict[str, Any] = {}
@@ -220,9 +223,9 @@ class FidelityStage:
         Z.append(features(main.X))
         Y.append(main.Y[:, 0])
         for cheap in self.cheap:
-            data = training_data(self.storage.load_history(cheap.campaign), self.config)
-            Z.append(features(data.X) if data.n else np.zeros((0, Z[0].shape[1])))
-            Y.append(data.Y[:, 0] if data.n else np.zeros(0))
+            X, y = _primary_results(self.storage.load_history(cheap.campaign), self.config)
+            Z.append(features(X) if len(y) else np.zeros((0, Z[0].shape[1])))
+            Y.append(y)
         if max(len(y) for y in Y[1:]) < MIN_PER_TASK:
             return None
         allz = np.concatenate([*Z, np.asarray(bounds_of, dtype=np.float64).reshape(len(bounds_of), -1)])
@@ -330,6 +333,18 @@ def _fresh_rows(designs: np.ndarray, sent: list[np.ndarray]) -> np.ndarray:
         known = {np.asarray(s).tobytes() for s in sent}
         rows = np.array([r for r in rows if flat[r].tobytes() not in known], dtype=np.int64)
     return rows.astype(np.int64)
+
+
+def _primary_results(history: Any, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Designs and primary-objective values (sign-flipped when minimized) of a cheap oracle's
+    results: a cheap oracle need report only the primary objective."""
+    obj = config.primary_objective
+    sign = 1.0 if obj.direction == "maximize" else -1.0
+    done = [q for q in history.completed if q.values and obj.name in q.values and q.design is not None]
+    if not done:
+        return np.zeros((0,)), np.zeros(0)
+    X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
+    return X, sign * np.array([float(q.values[obj.name]) for q in done])
 
 
 def fidelity_status(storage: Storage, config: CampaignConfig, main_queries: int) -> dict[str, Any]:
