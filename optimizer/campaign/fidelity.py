@@ -48,6 +48,7 @@ from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
+from optimizer.threads import torch_threads
 from storage import NewCandidate, Storage
 from storage.errors import CampaignExists, NotFound
 
@@ -99,6 +100,8 @@ class FidelityStage:
                 on_change=_prefixed(say, c.name),
                 limits=QueryLimits.from_config(config))))
         self.last: dict[str, Any] = {}
+        #: the last multi-task fit's hyperparameters (warm start of the next one)
+        self._hyper: dict[str, Any] | None = None
 
     # ---- the round ------------------------------------------------------------------------------
     def plan(self, generator: RoundGenerator, inputs: Any, q: int) -> RoundPlan:
@@ -113,16 +116,22 @@ class FidelityStage:
         features = self._features(generator)
         main = training_data(inputs.history, cfg, inputs.imported)
         info: dict[str, Any] = {"oracles": {}}
-        for j, cheap in enumerate(self.cheap, start=1):
-            sent = self._cheap_round(cheap, j, index, pop, features, main)
-            info["oracles"][cheap.config.name] = {"sent": sent}
+        with torch_threads(cfg.surrogate.threads):
+            # hyperparameters fitted once a round, before the cheap picks; after the cheap
+            # answers the GP is conditioned on them with the same hyperparameters
+            mt = self._multitask(features, main, pop.features, refit=True)
+            for j, cheap in enumerate(self.cheap, start=1):
+                sent = self._cheap_round(cheap, j, index, pop, features, main, mt)
+                info["oracles"][cheap.config.name] = {"sent": sent}
         self._wait()
         plan = generator.select(pop, index, inputs.history, q, imported=inputs.imported)
-        mt = self._multitask(features, main, pop, bounds_of=pop.features)
+        with torch_threads(cfg.surrogate.threads):
+            mt = self._multitask(features, main, pop.features, refit=mt is None)
+            if mt is not None and plan.surrogate_state is not None:
+                plan = self._expensive_pick(plan, mt, features, main, q)
         if mt is None or plan.surrogate_state is None:
             info["expensive_pick"] = "campaign screening (multi-task GP not ready)"
         else:
-            plan = self._expensive_pick(plan, mt, features, main, q)
             info["expensive_pick"] = "multi-task qLogNEI"
             info["task_correlation"] = dict(zip([MAIN, *(c.config.name for c in self.cheap)],
                                                 [round(r, 4) for r in mt.task_correlation]))
@@ -130,7 +139,7 @@ class FidelityStage:
         return replace(plan, summary={**plan.summary, "fidelity": info})
 
     def _cheap_round(self, cheap: _Cheap, j: int, index: int, pop: Any,
-                     features: Callable[[np.ndarray], np.ndarray], main: Any) -> int:
+                     features: Callable[[np.ndarray], np.ndarray], main: Any, mt: Any) -> int:
         """Record (once) and send round ``index``'s queries of cheap oracle ``cheap``; returns
         how many it holds."""
         c = cheap.config
@@ -151,7 +160,6 @@ class FidelityStage:
         rows = _fresh_rows(pop.designs, sent)
         if not len(rows):
             return 0
-        mt = self._multitask(features, main, pop, bounds_of=pop.features)
         if mt is not None:
             pend = main.X_pending
             picked = mt.pick_ucb(*self._prefiltered(mt, pop.features[rows], k), k,
@@ -210,10 +218,11 @@ class FidelityStage:
         return replace(plan, selected=sel, population_rows=np.asarray(sel, dtype=np.int64))
 
     # ---- the multi-task GP ----------------------------------------------------------------------
-    def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any, pop: Any,
-                   bounds_of: np.ndarray) -> Any:
+    def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any,
+                   bounds_of: np.ndarray, *, refit: bool) -> Any:
         """The multi-task GP on every result (None before it can be fitted, or when it fails:
-        the round then goes on without it, with a warning)."""
+        the round then goes on without it, with a warning); hyperparameters warm-started from
+        the last fit, and kept as they are with ``refit=False``."""
         from optimizer.errors import SurrogateError
         from optimizer.surrogate.multitask import MIN_PER_TASK, MultiTaskSurrogate
 
@@ -231,8 +240,12 @@ class FidelityStage:
         allz = np.concatenate([*Z, np.asarray(bounds_of, dtype=np.float64).reshape(len(bounds_of), -1)])
         bounds = torch.as_tensor(np.stack([allz.min(0), allz.max(0)]))
         try:
-            return MultiTaskSurrogate.fit([torch.as_tensor(z) for z in Z], [torch.as_tensor(y) for y in Y],
-                                          bounds=bounds, seed=int(self.config.seed) % (2**31))
+            mt = MultiTaskSurrogate.fit(
+                [torch.as_tensor(z) for z in Z], [torch.as_tensor(y) for y in Y], bounds=bounds,
+                seed=int(self.config.seed) % (2**31), previous=self._hyper, refit=refit,
+                maxiter=self.config.surrogate.fit_maxiter)
+            self._hyper = mt.hyperparameters
+            return mt
         except SurrogateError as exc:
             log.warning("campaign %s: the multi-task GP could not be fitted (%s); this round's "
                         "picks use the campaign's own surrogate", self.config.name, exc)

@@ -71,10 +71,16 @@ class MultiTaskSurrogate:
         self.task_correlation = _correlations(model, len(scales))
 
     @classmethod
-    def fit(cls, Z: Sequence[Tensor], Y: Sequence[Tensor], *, bounds: Tensor, seed: int = 0
+    def fit(cls, Z: Sequence[Tensor], Y: Sequence[Tensor], *, bounds: Tensor, seed: int = 0,
+            previous: dict[str, Tensor] | None = None, refit: bool = True, maxiter: int = 150,
             ) -> MultiTaskSurrogate:
         """Fit on per-task features ``Z[t]`` (`n_t x k`) and primary-objective results ``Y[t]``
         (`n_t`, maximized); ``bounds`` (`2 x k`) scale the features to the unit cube.
+
+        ``previous``: the hyperparameters of an earlier fit (:attr:`hyperparameters`), the
+        starting point of L-BFGS (at most ``maxiter`` iterations); with ``refit=False`` they are
+        kept as they are and the GP is only conditioned on the new data (no optimization: what a
+        round does after the cheap answers came in, minutes of CPU saved on a loaded machine).
 
         Raises:
             SurrogateError: task 0 or every other task has fewer than ``MIN_PER_TASK`` results,
@@ -107,12 +113,20 @@ class MultiTaskSurrogate:
             torch.manual_seed(seed)
             model = MultiTaskGP(train_X, train_Y, task_feature=-1, output_tasks=[0],
                                 all_tasks=list(range(len(Z))), outcome_transform=None)
-            try:
-                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-            except Exception as exc:  # noqa: BLE001 - a failed fit is reported, not raised deep
-                raise SurrogateError(f"the multi-task GP fit failed: {exc}") from exc
+            warm = previous is not None and _load(model, previous)
+            if refit or not warm:
+                try:
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
+                                     optimizer_kwargs={"options": {"maxiter": maxiter}})
+                except Exception as exc:  # noqa: BLE001 - a failed fit is reported, not raised deep
+                    raise SurrogateError(f"the multi-task GP fit failed: {exc}") from exc
         model.eval()
         return cls(model, scales, counts, lower, span, seed)
+
+    @property
+    def hyperparameters(self) -> dict[str, Tensor]:
+        """The fitted hyperparameters (kernel, task covariance, means, noise): a warm start."""
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
     def _scale(self, Z: Tensor) -> Tensor:
         return (Z.double().reshape(len(Z), -1) - self._lower) / self._span
@@ -156,6 +170,18 @@ class MultiTaskSurrogate:
             picked, _ = optimize_acqf_discrete(acq, q=k, choices=choices, unique=True,  # type: ignore[arg-type]
                                                max_batch_size=512)
         return _match(picked, choices)
+
+
+def _load(model: MultiTaskGP, previous: dict[str, Tensor]) -> bool:
+    """Copy ``previous`` hyperparameters into ``model`` when every one matches in name and
+    shape (a different feature dimension or task count: a cold start)."""
+    own = dict(model.named_parameters())
+    if set(own) != set(previous) or any(own[k].shape != v.shape for k, v in previous.items()):
+        return False
+    with torch.no_grad():
+        for k, v in previous.items():
+            own[k].copy_(v)
+    return True
 
 
 def _match(picked: Tensor, choices: Tensor) -> list[int]:
