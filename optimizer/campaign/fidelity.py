@@ -376,3 +376,37 @@ def fidelity_status(storage: Storage, config: CampaignConfig, main_queries: int)
                        "spend": round(c.cost * n, 6), "budget": c.budget,
                        "campaign": child_name(config.name, c.name)}
     return out
+
+
+def check_cheap_oracles(config: CampaignConfig, shape: tuple[int, ...], *, source: str) -> None:
+    """Preflight of ``[[oracles]]``: each cheap oracle can be built and reached, and where it
+    says what it takes (an HTTP lab's ``GET /health``, a simulated oracle) its design shape
+    matches the prior's and it reports the primary objective.
+
+    Raises:
+        PreflightError: naming ``source`` and the field ``oracles.N.oracle``. Writes nothing.
+    """
+    from optimizer.errors import PreflightError
+    from oracles.errors import OracleError
+    from oracles.shape import check_design_shape, describe_oracle
+
+    primary = config.primary_objective.name
+    for i, c in enumerate(config.oracles):
+        field = f"oracles.{i}.oracle"
+        try:
+            oracle = build(c.oracle)
+        except (OracleError, ValueError) as exc:
+            raise PreflightError(f"{source}: field `{field}`: {exc}") from None
+        try:
+            desc = describe_oracle(oracle)
+            if desc is not None:
+                check_design_shape(desc.design_shape, shape, where=f"cheap oracle {c.name!r}",
+                                   prior=config.prior.name)
+        except OracleError as exc:
+            raise PreflightError(f"{source}: field `{field}`: {exc}") from None
+        finally:
+            oracle.close()
+        if desc is not None and desc.objectives is not None and primary not in desc.objectives:
+            raise PreflightError(
+                f"{source}: field `{field}`: cheap oracle {c.name!r} reports objectives "
+                f"{list(desc.objectives)}, not the primary objective {primary!r}")

@@ -78,3 +78,20 @@ def test_relative_paths_of_a_cheap_oracle_resolve_against_the_file(tmp_path) -> 
         'base_url = "http://127.0.0.1:9"\ntoken_file = "tok.txt"\n')
     cfg = load_config(tmp_path / "sub" / "c.toml")
     assert str(cfg.oracles[0].oracle.token_file) == str(tmp_path / "sub" / "tok.txt")  # type: ignore[attr-defined]
+
+
+def test_preflight_checks_each_cheap_oracle(lab) -> None:  # type: ignore[no-untyped-def]
+    from optimizer.campaign.service import preflight
+    from optimizer.errors import PreflightError
+
+    def cfg(cheap_oracle: dict[str, Any]) -> CampaignConfig:
+        data = _data(oracle=cheap_oracle)
+        data["oracle"] = {"kind": "http", "base_url": lab.url, "timeout_s": 5.0}
+        data["workers"] = {"count": 1, "cpus_per_worker": 0.5}
+        return parse_config(data, "mf.toml")
+
+    preflight(cfg({"kind": "http", "base_url": lab.url}))  # the Bowl lab takes gmm-toy's 2-d designs
+    with pytest.raises(PreflightError, match=r"field `oracles.0.oracle`: .*127.0.0.1:9"):
+        preflight(cfg({"kind": "http", "base_url": "http://127.0.0.1:9", "timeout_s": 2.0}))
+    with pytest.raises(PreflightError, match=r"field `oracles.0.oracle`: .*\(3,\)"):
+        preflight(cfg({"kind": "botorch", "function": "ackley", "dim": 3, "objective": "y"}))
