@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,12 +74,13 @@ def test_kill_between_cheap_and_expensive_dispatch_is_exactly_once(
     url = f"sqlite:///{tmp_path / 'mf-crash.db'}"
     name = "mfcrash"
     child = child_name(name, "sim")
+    cheap: dict[str, Any] = {"oracles": [{
+        "name": "sim", "cost": 0.1, "per_round": 5, "wait_s": 60.0,
+        "oracle": {"kind": "http", "base_url": cheap_lab.url, "timeout_s": 10.0}}]}
     cfg = campaign_config(
         name, "gmm-toy", lab.url, url, ray={"address": ray_session},
         workers={"count": 1, "chunks_per_worker": 2, "particles_per_worker": 16},
-        budget={"q": 3, "max_in_flight": 3, "total": 9, "poll_interval_s": 0.05},
-        oracles=[{"name": "sim", "cost": 0.1, "per_round": 5, "wait_s": 60.0,
-                  "oracle": {"kind": "http", "base_url": cheap_lab.url, "timeout_s": 10.0}}])
+        budget={"q": 3, "max_in_flight": 3, "total": 9, "poll_interval_s": 0.05}, **cheap)
     path = tmp_path / "campaign.toml"
     path.write_text(dump_toml(cfg))
     log = tmp_path / "driver.log"
