@@ -82,6 +82,21 @@ class CheapOracleConfig(BaseModel):
         return v
 
 
+def child_name(campaign: str, oracle: str) -> str:
+    """The campaign that logs cheap oracle ``oracle``'s queries of ``campaign``."""
+    return f"{campaign}.{oracle}"
+
+
+def stored_children(config: dict[str, Any]) -> list[str]:
+    """The cheap-oracle log campaigns of a stored campaign config (JSON; not validated)."""
+    name = config.get("name")
+    entries = config.get("oracles")
+    if not isinstance(name, str) or not isinstance(entries, list):
+        return []
+    return [child_name(name, e["name"]) for e in entries
+            if isinstance(e, dict) and isinstance(e.get("name"), str)]
+
+
 def check_oracles(oracles: list[CheapOracleConfig], *, campaign: str, primary: str,
                   pipeline_mode: str, reported: Any) -> None:
     """Cross-checks of ``[[oracles]]`` against the rest of the campaign (``CampaignConfig``).

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig
+from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig, child_name
 from optimizer.campaign.config_oracle import build, reported_objectives
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.query_limits import QueryLimits
@@ -57,11 +57,7 @@ log = logging.getLogger(__name__)
 #: step's cost flat whatever the population size
 PREFILTER = 512
 _IN_FLIGHT = ("pending", "dispatched", "running")
-
-
-def child_name(campaign: str, oracle: str) -> str:
-    """The campaign that logs cheap oracle ``oracle``'s queries of ``campaign``."""
-    return f"{campaign}.{oracle}"
+__all__ = ["FidelityStage", "check_cheap_oracles", "child_name", "fidelity_status"]
 
 
 @dataclass

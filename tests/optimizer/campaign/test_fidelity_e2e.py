@@ -94,3 +94,9 @@ def test_cheap_budget_stops_cheap_queries_only(ray_session: str, tiny_prior_path
         per_round = [len(r.query_keys) for r in st.list_rounds(child_name("mfb", "sim"))]
     assert per_round == [4, 2]  # round 2 found the cheap budget spent: no cheap round
     assert len(cheap_lab.store.evaluations) == 6
+    # deleting the campaign deletes its cheap oracle's log campaign too
+    from optimizer.campaign.operations import delete
+
+    with Storage.open(url) as st:
+        counts = delete(st, "mfb")
+        assert counts["campaign"] == 2 and {c.name for c in st.list_campaigns()} == set()
