@@ -95,3 +95,16 @@ def test_preflight_checks_each_cheap_oracle(lab) -> None:  # type: ignore[no-unt
         preflight(cfg({"kind": "http", "base_url": "http://127.0.0.1:9", "timeout_s": 2.0}))
     with pytest.raises(PreflightError, match=r"field `oracles.0.oracle`: .*\(3,\)"):
         preflight(cfg({"kind": "botorch", "function": "ackley", "dim": 3, "objective": "y"}))
+
+
+def test_readme_example_is_valid() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Cheap evaluators (`[[oracles]]`)", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    data = {**_data(), "oracles": tomllib.loads(block)["oracles"]}
+    (sim,) = parse_config(data, "README.md").oracles
+    assert (sim.name, sim.cost, sim.per_round, sim.budget) == ("sim", 0.05, 16, 400)
