@@ -47,6 +47,9 @@ BASE: dict[str, Any] = {
     "workers": {"count": 1, "particles_per_worker": 16, "cpus_per_worker": 0.5},
     "budget": {"q": 2, "total": 4, "poll_interval_s": 0.05},
     "storage": {"url": DB_PLACEHOLDER},
+    # a cheap evaluator, so that every [[oracles]] field gets its bad values too
+    "oracles": [{"name": "sim", "cost": 0.05, "per_round": 2,
+                 "oracle": {"kind": "botorch", "function": "branin"}}],
 }
 
 #: A valid ``[oracle]`` table per kind (other kinds' fields are tested on these).
@@ -287,7 +290,7 @@ def bad_cases() -> list[BadCase]:
         for path, annotation, info in _leaves(model, prefix):
             dotted = _dotted(path)
             if annotation is None:  # a section
-                tables.append((kind, path if path[-1] != "objectives" else path + (0,)))
+                tables.append((kind, path if path[-1] not in ("objectives", "oracles") else path + (0,)))
                 for v in _wrong_values("table"):
                     add("wrong-type", dotted, _set(_base(kind), path, v), tag=_short(v))
                 continue
@@ -317,7 +320,7 @@ def bad_cases() -> list[BadCase]:
                 data["oracle"]["retry"] = {"max_attempts": 2}
             _set(data, path + (key,), 1)
             field = _dotted(tuple(p for p in path if not isinstance(p, int)) + (key,)) \
-                if path[:1] != ("objectives",) else _dotted(path + (key,))
+                if path[:1] not in (("objectives",), ("oracles",)) else _dotted(path + (key,))
             add("unknown-key", field, data, tag=_short(key))
 
     # Bad names in registries and union tags.

@@ -100,6 +100,8 @@ class Campaign:
             from optimizer.campaign.oracle_allow import consent
 
             consent(config.oracle)
+            for cheap in config.oracles:
+                consent(cheap.oracle)
         preflight(config, source=source)
         storage = open_storage(url or config.storage.url or default_url(), create=True)
         try:

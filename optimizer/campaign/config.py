@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from optimizer.campaign.config_constraints import (ConstraintConfig, check_constraints,
                                                    constraint_names)
+from optimizer.campaign.config_fidelity import CheapOracleConfig, check_oracles
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
 from optimizer.campaign.config_pipeline import PipelineConfig
@@ -404,6 +405,8 @@ class CampaignConfig(_Frozen):
     seed: int = Field(default=0, ge=0, lt=2**63)
     prior: PriorConfig
     oracle: OracleConfig
+    #: cheap evaluators screened before ``[oracle]`` each round (``config_fidelity``)
+    oracles: list[CheapOracleConfig] = Field(default_factory=list, max_length=8)
     objectives: list[ObjectiveConfig] = Field(min_length=1, max_length=16)
     constraints: list[ConstraintConfig] = Field(
         default_factory=list, max_length=16,
@@ -433,6 +436,10 @@ class CampaignConfig(_Frozen):
                  if isinstance(objectives, list) else [])
         names += constraint_names(data.get("constraints"))  # the oracle reports them too
         data["oracle"] = fill_objectives(data.get("oracle"), [n for n in names if isinstance(n, str)])
+        if isinstance(data.get("oracles"), list):  # cheap oracles default to the same names
+            data["oracles"] = [{**o, "oracle": fill_objectives(flatten_legacy(o.get("oracle")), [
+                n for n in names if isinstance(n, str)])} if isinstance(o, dict) else o
+                for o in data["oracles"]]
         # A person measuring by hand takes one batch at a time (`ask`, measure, `tell`): there is
         # no latency to overlap, and a second plain batch before any result would spend budget.
         oracle, budget = data.get("oracle"), data.get("budget", {})
@@ -478,6 +485,15 @@ class CampaignConfig(_Frozen):
                 "objectives.direction; num_constraints: [[constraints]]); remove it")
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
+        check_oracles(self.oracles, campaign=self.name, primary=names[0], pipeline_mode=self.pipeline.mode,
+                      reported=reported_objectives)
+        if self.oracles and self.constraints:
+            # the multi-task pick of [[oracles]] ranks by the primary objective only
+            raise ValueError("[[oracles]] (cheap evaluators) cannot be combined with [[constraints]] "
+                             "yet: remove one of them")
+        for i, cheap in enumerate(self.oracles):
+            if isinstance(cheap.oracle, KIND_MODELS["command"]):
+                _refuse_secret_env(cheap.oracle.env, f"oracles.{i}.oracle")  # type: ignore[attr-defined]
         return self
 
     @property
@@ -510,7 +526,7 @@ class CampaignConfig(_Frozen):
         return CampaignConfig.model_validate(data)
 
 
-def _refuse_secret_env(env: Any) -> None:
+def _refuse_secret_env(env: Any, where: str = "oracle") -> None:
     """The config is stored in the database as JSON (resume rebuilds the oracle from it), so a
     command oracle's ``env`` may hold settings, never secrets: a secret belongs in the
     environment of ``tiltloop run`` / ``resume``, which the command inherits."""
@@ -519,7 +535,7 @@ def _refuse_secret_env(env: Any) -> None:
     for name, value in env.items():
         if _SECRET_NAME.search(str(name)) or _SECRET_VALUE.match(str(value)):
             raise ValueError(
-                f"[oracle.env.{name}] looks like a secret (value not shown); the config is "
+                f"[{where}.env.{name}] looks like a secret (value not shown); the config is "
                 "stored in the campaign database, so do not put secrets in it: remove it here and "
                 f"export {name} in the shell that runs `tiltloop run` / `tiltloop resume` (the "
                 "command inherits that environment)")

@@ -312,18 +312,22 @@ def leaf_fields(model: type[BaseModel] = CampaignConfig, prefix: str = "") -> It
             yield from leaf_fields(sub, path + ".")
 
 
-def _table(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[str, type[BaseModel], str]]]:
+def _table(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[str, Any, str]]]:
     rows = ["| field | type | default | rules | description |", "|---|---|---|---|---|"]
-    nested: list[tuple[str, type[BaseModel], str]] = []
+    nested: list[tuple[str, Any, str]] = []
     fields = sorted(model.model_fields.items(), key=lambda kv: kv[0] != "kind")  # the tag first
     for name, info in fields:
         path = f"{prefix}{name}"
         kind = _section_models(info.annotation)
         if kind is not None and kind[0] == "table":
             nested.append((path, kind[1][0], "table"))
+        if kind is not None and kind[0] == "union":  # a nested kind union ([[oracles]] oracle)
+            nested.append((path, kind[1], "union"))
         desc = _description(model, name, info)
         if kind is not None and kind[0] == "table":
             desc = (desc + " " if desc else "") + f"A table: see `[{path}]` below."
+        if kind is not None and kind[0] == "union":
+            desc = (desc + " " if desc else "") + f"A table: see `{path}.kind` below."
         rows.append("| " + " | ".join(_cell(c) for c in (
             f"`{path}`", _type_name(info.annotation), _default(info),
             _rules(_owner(model, name), name, info), desc)) + " |")
@@ -346,7 +350,12 @@ def _render_model(model: type[BaseModel], path: str, level: int, heading: str) -
         out += [doc, ""]
     rows, nested = _table(model, path + ".")
     out += rows + [""]
-    for sub_path, sub, _ in nested:
+    for sub_path, sub, how in nested:
+        if how == "union":
+            for model_ in sub:
+                tag = typing.get_args(model_.model_fields["kind"].annotation)[0]
+                out += _render_model(model_, sub_path, level + 1, f'`{sub_path}.kind = "{tag}"`')
+            continue
         out += _render_model(sub, sub_path, level + 1, f"`[{sub_path}]`")
     return out
 

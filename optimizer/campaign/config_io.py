@@ -148,6 +148,23 @@ def _resolve(base: Path, value: Any) -> Any:
     return value
 
 
+def _resolve_oracle(oracle: Any, base: Path) -> Any:
+    """An ``[oracle]`` table with its relative paths made absolute against ``base``."""
+    oracle = flatten_legacy(oracle)
+    if not isinstance(oracle, dict):
+        return oracle
+    oracle = dict(oracle)
+    kind = oracle.get("kind")
+    if kind == "command" and oracle.get("cwd") is None:
+        oracle["cwd"] = str(base.resolve())
+    for key in _ORACLE_PATHS.get(str(kind), ()):
+        if key in oracle:
+            oracle[key] = _resolve(base, oracle[key])
+    if kind == "http" and isinstance(oracle.get("verify"), str):
+        oracle["verify"] = _resolve(base, oracle["verify"])
+    return oracle
+
+
 def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """``data`` with its relative paths made absolute against ``base`` (see the module doc)."""
     from optimizer.priors.registry import BUNDLED
@@ -156,18 +173,11 @@ def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     prior = data.get("prior")
     if isinstance(prior, dict) and isinstance(prior.get("name"), str) and prior["name"] not in BUNDLED:
         data["prior"] = {**prior, "name": _resolve(base, prior["name"])}
-    oracle = flatten_legacy(data.get("oracle"))
-    if isinstance(oracle, dict):
-        oracle = dict(oracle)
-        kind = oracle.get("kind")
-        if kind == "command" and oracle.get("cwd") is None:
-            oracle["cwd"] = str(base.resolve())
-        for key in _ORACLE_PATHS.get(str(kind), ()):
-            if key in oracle:
-                oracle[key] = _resolve(base, oracle[key])
-        if kind == "http" and isinstance(oracle.get("verify"), str):
-            oracle["verify"] = _resolve(base, oracle["verify"])
-        data["oracle"] = oracle
+    if "oracle" in data:
+        data["oracle"] = _resolve_oracle(data["oracle"], base)
+    if isinstance(data.get("oracles"), list):  # cheap oracles: the same paths, the same way
+        data["oracles"] = [{**o, "oracle": _resolve_oracle(o.get("oracle"), base)}
+                           if isinstance(o, dict) and "oracle" in o else o for o in data["oracles"]]
     storage = data.get("storage")
     if isinstance(storage, dict) and isinstance(storage.get("url"), str) \
             and storage["url"].startswith("sqlite:///"):
@@ -252,6 +262,8 @@ def load_config(path: str | Path) -> CampaignConfig:
     # The operator named this file: its code-executing oracle may run in this process (see
     # optimizer.campaign.oracle_allow; a config read back from the database needs the allowlist).
     consent(config.oracle)
+    for cheap in config.oracles:  # the cheap evaluators of the same file, likewise
+        consent(cheap.oracle)
     return config
 
 

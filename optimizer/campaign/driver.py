@@ -91,6 +91,10 @@ class CampaignStatus:
         if feas:  # [[constraints]]: the best above is the best feasible result
             text += (f"\n  constraints: {feas['feasible']} feasible, {feas['infeasible']} infeasible "
                      "results (best: the best feasible)")
+        for oracle, o in self.extra.get("oracles", {}).items():
+            text += (f"\n  oracle {oracle}: {o['queries']} queries"
+                     + (f"/{o['budget']}" if o.get("budget") else "")
+                     + f" x cost {o['cost']:g} = spend {o['spend']:.4g}")
         if self.paused_reason:
             text += f"\n  paused: {self.paused_reason}"
         if self.failures:
@@ -162,9 +166,19 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
         direction=obj.direction, stop_target=target, target_reached=reached, failures=failures,
         paused_reason=paused_reason(storage, name) if rec.status == "paused" else None,
         diagnostics=_diagnostics(storage, name, config) if with_diagnostics else None,
-        extra={"feasibility": feasibility_counts(history.completed, config.constraints)}
-        if config.constraints and history is not None else {},
+        extra={**({"feasibility": feasibility_counts(history.completed, config.constraints)}
+                  if config.constraints and history is not None else {}),
+               **_oracles_extra(storage, config, sum(counts.values()))},
     )
+
+
+def _oracles_extra(storage: Storage, config: CampaignConfig, queries: int) -> dict[str, Any]:
+    """``{"oracles": per-oracle counts and spend}`` with cheap oracles (``[[oracles]]``)."""
+    if not config.oracles:
+        return {}
+    from optimizer.campaign.fidelity import fidelity_status
+
+    return {"oracles": fidelity_status(storage, config, queries)}
 
 
 def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
@@ -264,6 +278,12 @@ class CampaignDriver:
         self._imports: dict[str, HistoryCache] = {}
         #: the asynchronous round pipeline while ``run`` runs with ``[pipeline] mode = "async"``
         self.pipeline: AsyncRounds | None = None
+        #: the cheap oracles of ``[[oracles]]`` (``optimizer.campaign.fidelity``), if any
+        self.fidelity: Any = None
+        if config.oracles:
+            from optimizer.campaign.fidelity import FidelityStage
+
+            self.fidelity = FidelityStage(config, storage, self.say)
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have done its work before the connection broke
@@ -398,6 +418,9 @@ class CampaignDriver:
         inputs = self.db.call(self._round_inputs, "reading the history for the next round")
         self.say(f"round {inputs.index}: generating {self.config.workers.particles_per_round} "
                  f"particles on {self.config.workers.count} worker(s)")
+        if self.fidelity is not None:  # cheap oracles first, then the expensive pick
+            self._record(self.fidelity.plan(self.generator, inputs, q))
+            return
         self._record(self.generator.plan(
             inputs.index, inputs.history, q, tilted_rounds_before=inputs.tilted_before,
             previous_state=inputs.previous_state, imported=inputs.imported, auto=inputs.auto))
@@ -535,4 +558,6 @@ class CampaignDriver:
     def close(self) -> None:
         """Close the oracle (the pool and storage belong to the caller)."""
         self.dispatcher.close()
+        if self.fidelity is not None:
+            self.fidelity.close()
 

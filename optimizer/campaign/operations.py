@@ -111,10 +111,24 @@ def _oracle_allowed(config: CampaignConfig) -> bool:
     return True
 
 
+def _exists(storage: Storage, name: str) -> bool:
+    from storage.errors import NotFound
+
+    try:
+        storage.load_campaign(name)
+    except NotFound:
+        return False
+    return True
+
+
 def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int]:
     """Delete the campaign and every row under it; refuses while queries are in flight (their
     results would be lost) unless ``force``. Returns the deleted row counts per table."""
-    in_flight = storage.in_flight_count(name)
+    from optimizer.campaign.config_fidelity import stored_children
+
+    children = [c for c in stored_children(storage.load_campaign(name).config)  # cheap oracles' logs
+                if _exists(storage, c)]
+    in_flight = storage.in_flight_count(name) + sum(storage.in_flight_count(c) for c in children)
     if in_flight and not force:
         raise CampaignStateError(
             f"campaign {name!r} has {in_flight} quer{'y' if in_flight == 1 else 'ies'} in flight at "
@@ -122,7 +136,11 @@ def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int
             f"cancel {name}`), wait for them, or pass --force")
     if in_flight:
         log.warning("campaign %s deleted with %d queries in flight (--force)", name, in_flight)
-    return storage.delete_campaign(name, allow_in_flight=force)
+    counts = storage.delete_campaign(name, allow_in_flight=force)
+    for child in children:
+        for table, n in storage.delete_campaign(child, allow_in_flight=force).items():
+            counts[table] = counts.get(table, 0) + n
+    return counts
 
 
 def new_config_version(storage: Storage, name: str, config: CampaignConfig, *,

@@ -63,6 +63,10 @@ def preflight(config: CampaignConfig, *, source: str = "the campaign config") ->
         raise PreflightError(f"{source}: field `prior.name`: {exc}") from None
     check_ray_reachable(config, source=source)
     check_worker_resources(config, source=source)
+    if config.oracles:  # cheap evaluators ([[oracles]]): built, reached, design shape checked
+        from optimizer.campaign.fidelity import check_cheap_oracles
+
+        check_cheap_oracles(config, design_shape(bundle.prior), source=source)
     if is_pull(config.oracle):
         return  # labs connect to the service: nothing to reach from here
     oracle = build_oracle(config, source=source)

@@ -1,0 +1,408 @@
+"""Cheap evaluators in a round: the ``[[oracles]]`` score particles before ``[oracle]`` picks.
+
+A round of a campaign with cheap oracles (``optimizer.campaign.config_fidelity``):
+
+1. the SMC population is generated as usual (the reward is the expensive oracle's surrogate);
+2. each cheap oracle `j` gets ``per_round`` of the particles (within its ``budget``), chosen by
+   the expensive task's optimism under the multi-task GP fitted on ALL results
+   (``optimizer.surrogate.multitask``: sequential greedy qUCB, `μ + β σ` per point, designs
+   already sent to `j` left out); before the multi-task GP can be fitted (fewer than 2 results
+   of the expensive oracle or of every cheap one) a maximin space-filling batch in feature space;
+3. the round waits (at most ``wait_s``, polling) for those answers;
+4. the expensive ``[oracle]``'s ``budget.q`` are picked by qLogNEI of the expensive task under
+   the multi-task GP refitted with the new cheap answers, among the candidates the campaign's
+   own screening left eligible (not observed, queried or pending); before the multi-task GP
+   exists, the campaign's own screening picks them.
+
+Per unit cost: a cheap query costs ``cost`` (relative to one ``[oracle]`` query), so each round
+spends ``per_round · cost`` on screening before ``q`` expensive queries, and the expensive pick
+is conditioned on the cheap answers — it goes where the cheap oracle and the correlation the GP
+learned (`B[0, j]`) agree the expensive value is high. A cheap oracle the GP finds uncorrelated
+simply stops influencing the pick (its spend is still reported).
+
+Storage and exactly-once: each cheap oracle's queries are a campaign of their own,
+``{campaign}.{name}`` (created on the first round, paused so that no driver of its own picks
+it up; ``tiltloop status {campaign}.{name}`` and ``export`` read it like any campaign). Its
+round `k` holds the particles sent to it in the main round `k`, its outbox rows are written
+before any is sent and go through the same :class:`~optimizer.campaign.dispatch.Dispatcher`
+(keys ``{campaign}.{name}:{k}:{i}``, job ids stored, resubmission with the same key after a
+crash). A driver that dies after the cheap round `k` was recorded finds it on resume and
+re-polls / resubmits its queries by key instead of recording new ones.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig, child_name
+from optimizer.campaign.config_oracle import build, reported_objectives
+from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.query_limits import QueryLimits
+from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
+from optimizer.campaign.spacefill import maximin_select
+from optimizer.seeds import derive_seed
+from optimizer.threads import torch_threads
+from storage import NewCandidate, Storage
+from storage.errors import CampaignExists, NotFound
+
+log = logging.getLogger(__name__)
+#: candidates scored by the batch acquisitions (the best by single-point UCB): keeps a greedy
+#: step's cost flat whatever the population size
+PREFILTER = 512
+_IN_FLIGHT = ("pending", "dispatched", "running")
+__all__ = ["FidelityStage", "check_cheap_oracles", "child_name", "fidelity_status"]
+
+
+@dataclass
+class _Cheap:
+    config: CheapOracleConfig
+    campaign: str
+    dispatcher: Dispatcher
+    restored: bool = False
+
+
+class FidelityStage:
+    """The cheap-oracle part of a campaign's rounds (see the module docstring).
+
+    Args:
+        config: the campaign config (with ``[[oracles]]``).
+        storage: the campaign's store.
+        say: progress output.
+        oracles: cheap oracle objects by name (default: built from the config).
+    """
+
+    def __init__(self, config: CampaignConfig, storage: Storage, say: Callable[[str], None],
+                 oracles: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.storage = storage
+        self.say = say
+        objectives = [o.name for o in config.objectives]
+        self.cheap = []
+        for c in config.oracles:
+            name = child_name(config.name, c.name)
+            oracle = (oracles or {}).get(c.name) or build(c.oracle)
+            # a cheap oracle needs to report only the primary objective (config_fidelity checks it)
+            reported = set(reported_objectives(c.oracle))
+            self.cheap.append(_Cheap(c, name, Dispatcher(
+                storage, name, oracle, objectives=[o for o in objectives if o in reported],
+                limit=max(c.per_round, 1) * 2,
+                on_change=_prefixed(say, c.name),
+                limits=QueryLimits.from_config(config))))
+        self.last: dict[str, Any] = {}
+        #: the last multi-task fit's hyperparameters (warm start of the next one)
+        self._hyper: dict[str, Any] | None = None
+
+    # ---- the round ------------------------------------------------------------------------------
+    def plan(self, generator: RoundGenerator, inputs: Any, q: int) -> RoundPlan:
+        """Round ``inputs.index``: population, cheap queries (recorded, sent, waited for), then
+        the expensive pick (see the module docstring)."""
+        cfg = self.config
+        index = inputs.index
+        self._ensure_children()
+        pop = generator.generate(index, inputs.history, tilted_rounds_before=inputs.tilted_before,
+                                 previous_state=inputs.previous_state, imported=inputs.imported,
+                                 auto=inputs.auto)
+        features = self._features(generator)
+        main = training_data(inputs.history, cfg, inputs.imported)
+        info: dict[str, Any] = {"oracles": {}}
+        with torch_threads(cfg.surrogate.threads):
+            # hyperparameters fitted once a round, before the cheap picks; after the cheap
+            # answers the GP is conditioned on them with the same hyperparameters
+            mt = self._multitask(features, main, pop.features, refit=True)
+            for j, cheap in enumerate(self.cheap, start=1):
+                sent = self._cheap_round(cheap, j, index, pop, features, main, mt)
+                info["oracles"][cheap.config.name] = {"sent": sent}
+        self._wait()
+        plan = generator.select(pop, index, inputs.history, q, imported=inputs.imported)
+        with torch_threads(cfg.surrogate.threads):
+            mt = self._multitask(features, main, pop.features, refit=mt is None)
+            if mt is not None and plan.surrogate_state is not None:
+                plan = self._expensive_pick(plan, mt, features, main, q)
+        if mt is None or plan.surrogate_state is None:
+            info["expensive_pick"] = "campaign screening (multi-task GP not ready)"
+        else:
+            info["expensive_pick"] = "multi-task qLogNEI"
+            info["task_correlation"] = dict(zip([MAIN, *(c.config.name for c in self.cheap)],
+                                                [round(r, 4) for r in mt.task_correlation]))
+        self.last = info
+        return replace(plan, summary={**plan.summary, "fidelity": info})
+
+    def _cheap_round(self, cheap: _Cheap, j: int, index: int, pop: Any,
+                     features: Callable[[np.ndarray], np.ndarray], main: Any, mt: Any) -> int:
+        """Record (once) and send round ``index``'s queries of cheap oracle ``cheap``; returns
+        how many it holds."""
+        c = cheap.config
+        try:
+            existing = self.storage.load_round(cheap.campaign, index)
+            self.say(f"oracle {c.name}: round {index} already recorded ({len(existing.query_keys)} "
+                     "queries); re-polling them by key")
+            return len(existing.query_keys)
+        except NotFound:
+            pass
+        counts = self.storage.query_counts(cheap.campaign)
+        k = min(c.per_round, (c.budget - sum(counts.values())) if c.budget is not None else c.per_round)
+        if k <= 0:
+            return 0
+        history = self.storage.load_history(cheap.campaign)
+        sent = [np.asarray(x.design, dtype=np.float64).reshape(-1)
+                for x in (*history.completed, *history.in_flight, *history.failed) if x.design is not None]
+        rows = _fresh_rows(pop.designs, sent)
+        if not len(rows):
+            return 0
+        if mt is not None:
+            pend = main.X_pending
+            picked = mt.pick_ucb(*self._prefiltered(mt, pop.features[rows], k), k,
+                                 beta=self.config.surrogate.beta,
+                                 pending=torch.as_tensor(features(pend)) if pend.ndim > 1 and len(pend)
+                                 else None)
+            choice = rows[self._unfilter(picked)]
+            how = "multi-task UCB"
+        else:
+            avoid = features(np.stack(sent)) if sent else None
+            choice = rows[maximin_select(pop.features[rows], min(k, len(rows)), avoid=avoid,
+                                         seed=derive_seed(self.config.seed, index, j, "cheap"))]
+            how = "space-filling"
+        cands = [NewCandidate(design=pop.designs[r], features=pop.features[r],
+                              log_weight=float(pop.log_weights[r]), group=int(pop.group[r]),
+                              particle=int(pop.particle[r])) for r in choice]
+        self.storage.record_round(cheap.campaign, index, alpha=pop.alpha, candidates=cands,
+                                  selected=list(range(len(cands))), oracle_name=c.name,
+                                  summary={"fidelity": c.name, "cost": c.cost, "pick": how,
+                                           "parent_round": index})
+        self.say(f"oracle {c.name}: round {index}: {len(cands)} particles picked ({how}), "
+                 f"cost {c.cost:g} each")
+        return len(cands)
+
+    _order: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    def _prefiltered(self, mt: Any, Z: np.ndarray, k: int) -> tuple[torch.Tensor]:
+        """The ``PREFILTER`` rows of ``Z`` with the highest `μ + β σ` (kept for ``_unfilter``)."""
+        Zt = torch.as_tensor(np.asarray(Z, dtype=np.float64))
+        mean, std = mt.predict(Zt)
+        ucb = (mean + self.config.surrogate.beta * std).numpy()
+        self._order = np.argsort(-ucb, kind="stable")[:max(PREFILTER, k)]
+        return (Zt[torch.as_tensor(self._order)],)
+
+    def _unfilter(self, picked: list[int]) -> np.ndarray:
+        return self._order[np.asarray(picked, dtype=np.int64)]
+
+    def _expensive_pick(self, plan: RoundPlan, mt: Any, features: Callable[[np.ndarray], np.ndarray],
+                        main: Any, q: int) -> RoundPlan:
+        """Replace the plan's selection by the multi-task qLogNEI pick among its eligible
+        candidates (the campaign's screening already set the exclusion reasons)."""
+        eligible = np.array([i for i, c in enumerate(plan.candidates) if c.excluded_reason is None],
+                            dtype=np.int64)
+        if len(eligible) < q:
+            return plan  # too few eligible: the campaign's own fill-in stands
+        Z = np.stack([np.asarray(plan.candidates[i].features, dtype=np.float64).reshape(-1)
+                      for i in eligible])
+        (Zf,) = self._prefiltered(mt, Z, q)
+        pend = main.X_pending
+        picked = mt.pick_nei(Zf, q, observed=torch.as_tensor(features(main.X)),
+                             pending=torch.as_tensor(features(pend)) if pend.ndim > 1 and len(pend)
+                             else None)
+        sel = [int(i) for i in eligible[self._unfilter(picked)]]
+        if len(sel) < q:
+            return plan
+        return replace(plan, selected=sel, population_rows=np.asarray(sel, dtype=np.int64))
+
+    # ---- the multi-task GP ----------------------------------------------------------------------
+    def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any,
+                   bounds_of: np.ndarray, *, refit: bool) -> Any:
+        """The multi-task GP on every result (None before it can be fitted, or when it fails:
+        the round then goes on without it, with a warning); hyperparameters warm-started from
+        the last fit, and kept as they are with ``refit=False``."""
+        from optimizer.errors import SurrogateError
+        from optimizer.surrogate.multitask import MIN_PER_TASK, MultiTaskSurrogate
+
+        Z, Y = [], []
+        if main.n < MIN_PER_TASK:
+            return None
+        Z.append(features(main.X))
+        Y.append(main.Y[:, 0])
+        for cheap in self.cheap:
+            X, y = _primary_results(self.storage.load_history(cheap.campaign), self.config)
+            Z.append(features(X) if len(y) else np.zeros((0, Z[0].shape[1])))
+            Y.append(y)
+        if max(len(y) for y in Y[1:]) < MIN_PER_TASK:
+            return None
+        allz = np.concatenate([*Z, np.asarray(bounds_of, dtype=np.float64).reshape(len(bounds_of), -1)])
+        bounds = torch.as_tensor(np.stack([allz.min(0), allz.max(0)]))
+        try:
+            mt = MultiTaskSurrogate.fit(
+                [torch.as_tensor(z) for z in Z], [torch.as_tensor(y) for y in Y], bounds=bounds,
+                seed=int(self.config.seed) % (2**31), previous=self._hyper, refit=refit,
+                maxiter=self.config.surrogate.fit_maxiter)
+            self._hyper = mt.hyperparameters
+            return mt
+        except SurrogateError as exc:
+            log.warning("campaign %s: the multi-task GP could not be fitted (%s); this round's "
+                        "picks use the campaign's own surrogate", self.config.name, exc)
+            return None
+
+    def _features(self, generator: RoundGenerator) -> Callable[[np.ndarray], np.ndarray]:
+        adapter = generator.surrogate
+
+        def phi(designs: np.ndarray) -> np.ndarray:
+            designs = np.asarray(designs, dtype=np.float64)
+            if adapter is None:
+                return designs.reshape(len(designs), -1)
+            return np.asarray(adapter.features(designs), dtype=np.float64).reshape(len(designs), -1)
+        return phi
+
+    # ---- dispatch -------------------------------------------------------------------------------
+    def _ensure_children(self) -> None:
+        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles."""
+        for cheap in self.cheap:
+            if cheap.restored:
+                continue
+            try:
+                self.storage.load_campaign(cheap.campaign)
+            except NotFound:
+                self._create_child(cheap)
+            n = cheap.dispatcher.restore()
+            if n:
+                self.say(f"oracle {cheap.config.name}: resuming: {n} quer{'y' if n == 1 else 'ies'} "
+                         "already sent, re-polling them by stored job id")
+            cheap.restored = True
+
+    def _create_child(self, cheap: _Cheap) -> None:
+        c = cheap.config
+        data = self.config.to_json_dict()
+        q = c.per_round
+        data.update(name=cheap.campaign, oracle=c.oracle.model_dump(mode="json"), oracles=[],
+                    history={"import_from": []})
+        data["budget"] = {**data["budget"], "q": q, "max_in_flight": 2 * q,
+                          "total": max(c.budget or 2**62, q), "stop_target": None}
+        data["workers"] = {**data["workers"], "particles_per_worker": max(
+            data["workers"]["particles_per_worker"], q)}
+        data["pipeline"] = {**data.get("pipeline", {}), "mode": "sync"}
+        try:
+            self.storage.create_campaign(cheap.campaign, data, budget=c.budget)
+        except CampaignExists:
+            return  # another driver of the same campaign created it meanwhile
+        reason = (f"cheap-oracle log of campaign {self.config.name} (oracle {c.name}): its queries "
+                  f"are sent by {self.config.name}'s driver; `tiltloop resume {self.config.name}`")
+        self.storage.update_campaign(cheap.campaign, status="paused")
+        self.storage.log_event(cheap.campaign, "campaign.paused", {"reason": reason, "rule": "fidelity"})
+
+    def _wait(self) -> None:
+        """Send every cheap oracle's outbox and poll until nothing is in flight or each one's
+        ``wait_s`` has passed (the missing answers then come in during later rounds)."""
+        start = time.monotonic()
+        poll_s = min(self.config.budget.poll_interval_s, 1.0)
+        waiting = list(self.cheap)
+        while waiting:
+            for cheap in waiting:
+                cheap.dispatcher.dispatch()
+                cheap.dispatcher.poll()
+                cheap.dispatcher.dispatch()
+            still = []
+            for cheap in waiting:
+                counts = self.storage.query_counts(cheap.campaign)
+                left = sum(counts[s] for s in _IN_FLIGHT)
+                if not left:
+                    continue
+                if time.monotonic() - start > cheap.config.wait_s:
+                    log.warning("campaign %s: oracle %s: %d quer%s still unanswered after wait_s = "
+                                "%g s; the [oracle] pick goes ahead without them (they are polled "
+                                "again next round)", self.config.name, cheap.config.name, left,
+                                "y" if left == 1 else "ies", cheap.config.wait_s)
+                    continue
+                still.append(cheap)
+            waiting = still
+            if waiting:
+                time.sleep(poll_s)
+
+    def close(self) -> None:
+        """Close the cheap oracles' connections."""
+        for cheap in self.cheap:
+            cheap.dispatcher.close()
+
+
+def _prefixed(say: Callable[[str], None], name: str) -> Callable[[str], None]:
+    """Progress output naming the cheap oracle."""
+    return lambda message: say(f"oracle {name}: {message}")
+
+
+def _fresh_rows(designs: np.ndarray, sent: list[np.ndarray]) -> np.ndarray:
+    """Rows of ``designs`` that are neither a repeat of an earlier row (SMC resampling makes
+    copies) nor a design already sent to the oracle."""
+    flat = np.asarray(designs, dtype=np.float64).reshape(len(designs), -1)
+    _, first = np.unique(flat, axis=0, return_index=True)
+    rows = np.sort(first)
+    if sent:
+        known = {np.asarray(s).tobytes() for s in sent}
+        rows = np.array([r for r in rows if flat[r].tobytes() not in known], dtype=np.int64)
+    return rows.astype(np.int64)
+
+
+def _primary_results(history: Any, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Designs and primary-objective values (sign-flipped when minimized) of a cheap oracle's
+    results: a cheap oracle need report only the primary objective."""
+    obj = config.primary_objective
+    sign = 1.0 if obj.direction == "maximize" else -1.0
+    done = [q for q in history.completed if q.values and obj.name in q.values and q.design is not None]
+    if not done:
+        return np.zeros((0,)), np.zeros(0)
+    X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
+    return X, sign * np.array([float(q.values[obj.name]) for q in done])
+
+
+def fidelity_status(storage: Storage, config: CampaignConfig, main_queries: int) -> dict[str, Any]:
+    """Per-oracle counts and spend (cost × queries; ``[oracle]`` costs 1 per query) for status."""
+    out: dict[str, Any] = {MAIN: {"cost": 1.0, "queries": main_queries, "spend": float(main_queries),
+                                  "budget": config.budget.total}}
+    for c in config.oracles:
+        try:
+            counts = storage.query_counts(child_name(config.name, c.name))
+        except NotFound:
+            counts = {}
+        n = int(sum(counts.values()))
+        out[c.name] = {"cost": c.cost, "queries": n, "results": int(counts.get("succeeded", 0)),
+                       "failed": int(counts.get("failed", 0)),
+                       "in_flight": int(sum(counts.get(s, 0) for s in _IN_FLIGHT)),
+                       "spend": round(c.cost * n, 6), "budget": c.budget,
+                       "campaign": child_name(config.name, c.name)}
+    return out
+
+
+def check_cheap_oracles(config: CampaignConfig, shape: tuple[int, ...], *, source: str) -> None:
+    """Preflight of ``[[oracles]]``: each cheap oracle can be built and reached, and where it
+    says what it takes (an HTTP lab's ``GET /health``, a simulated oracle) its design shape
+    matches the prior's and it reports the primary objective.
+
+    Raises:
+        PreflightError: naming ``source`` and the field ``oracles.N.oracle``. Writes nothing.
+    """
+    from optimizer.errors import PreflightError
+    from oracles.errors import OracleError
+    from oracles.shape import check_design_shape, describe_oracle
+
+    primary = config.primary_objective.name
+    for i, c in enumerate(config.oracles):
+        field = f"oracles.{i}.oracle"
+        try:
+            oracle = build(c.oracle)
+        except (OracleError, ValueError) as exc:
+            raise PreflightError(f"{source}: field `{field}`: {exc}") from None
+        try:
+            desc = describe_oracle(oracle)
+            if desc is not None:
+                check_design_shape(desc.design_shape, shape, where=f"cheap oracle {c.name!r}",
+                                   prior=config.prior.name)
+        except OracleError as exc:
+            raise PreflightError(f"{source}: field `{field}`: {exc}") from None
+        finally:
+            oracle.close()
+        if desc is not None and desc.objectives is not None and primary not in desc.objectives:
+            raise PreflightError(
+                f"{source}: field `{field}`: cheap oracle {c.name!r} reports objectives "
+                f"{list(desc.objectives)}, not the primary objective {primary!r}")
