@@ -159,7 +159,7 @@ class _Data:  # the fields SurrogateAdapter.fit reads (the loop's ``TrainingData
 class TiltLoop(_Surrogated):
     prior_sample: Tensor | None = None  # the round-0 plain prior particles
     #: the sampler's tempering and whether screening sees ancestor families (diverse batches):
-    #: the settings before issue 15; ``TiltLoopNew`` has the loop's current defaults
+    #: the settings before issue 15; ``TiltLoopDiverse`` has the campaign's current defaults
     tempering = "adaptive"
     diverse = False
 
@@ -192,8 +192,9 @@ class TiltLoop(_Surrogated):
 
 
 class TiltLoopNew(TiltLoop):
-    """The loop's defaults since issue 15: predictive tempering, screening with ancestor families
-    (at most a few candidates per founder family unless the acquisition clearly prefers more)."""
+    """Both issue-15 options: predictive tempering (``[sampler] tempering = "predictive"``, the
+    ESS fix) and screening with ancestor families (at most a few candidates per founder family
+    unless the acquisition clearly prefers more)."""
 
     tempering = "predictive"
     diverse = True
@@ -206,7 +207,8 @@ class TiltLoopPredictive(TiltLoop):
 
 
 class TiltLoopDiverse(TiltLoop):
-    """Ablation of ``tiltloop-new``: diverse batches only."""
+    """The campaign's defaults: adaptive tempering and diverse batches (``surrogate.
+    screen_family_keep`` / ``screen_family_margin``)."""
 
     diverse = True
 
