@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from optimizer.campaign.config_pareto import check_pareto, signed_reference
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
 from optimizer.campaign.config_pipeline import PipelineConfig
@@ -58,6 +59,9 @@ class ObjectiveConfig(_Frozen):
 
     name: str = Field(min_length=1, max_length=128)
     direction: Literal["maximize", "minimize"] = "maximize"
+    reference: float | None = Field(
+        default=None, description="hypervolume reference point in this objective's own units "
+        "(a value worse than any design you would accept; None: inferred from the data)")
 
 
 class PriorFeatures(_Frozen):
@@ -469,6 +473,7 @@ class CampaignConfig(_Frozen):
             raise ValueError(
                 f"[surrogate.{field}] is set by the loop (seed: the campaign seed; maximize: "
                 "objectives.direction); remove it")
+        check_pareto(self)
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
         return self
@@ -481,12 +486,14 @@ class CampaignConfig(_Frozen):
         """The surrogate config the loop fits with: the seed from the campaign seed (GP subset
         choice and quasi-MC draws are reproducible); ``maximize`` stays True because the loop
         sign-flips minimized objectives before fitting (``rounds.training_data``)."""
-        return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31)})
+        return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31),
+                                                 "reference_point": signed_reference(self)})
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON snapshot stored with the campaign (a storage URL's password is redacted)."""
         data = self.model_dump(mode="json")
-        for derived in ("seed", "maximize"):  # set by the loop (surrogate_for_loop), not stored
+        # set by the loop (surrogate_for_loop), not stored
+        for derived in ("seed", "maximize", "reference_point"):
             data["surrogate"].pop(derived, None)
         if data["storage"]["url"]:
             from storage.engine import redact

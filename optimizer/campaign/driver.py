@@ -160,8 +160,11 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
 def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
     from optimizer.campaign.round_summary import campaign_round_diagnostics
 
+    from optimizer.campaign.pareto_summary import campaign_pareto
+
     obj = config.primary_objective
-    return campaign_round_diagnostics(storage, name, obj.name, obj.direction)
+    return {**campaign_round_diagnostics(storage, name, obj.name, obj.direction),
+            "pareto": campaign_pareto(storage, name) if len(config.objectives) > 1 else None}
 
 
 def resume_command(name: str, storage: Storage) -> str:

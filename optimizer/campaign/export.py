@@ -15,6 +15,9 @@ the design.
    (``design`` nested, ``design_shape``) or ``npy`` (a folder: ``designs.npy``, `N x *shape`,
    the stored dtype bit for bit, plus ``rows.json`` / ``rows.csv`` in the same row order).
 
+With two or more objectives a last column ``pareto`` is true for the campaign's succeeded
+queries on its Pareto front (``optimizer.campaign.pareto_summary``), false for the others.
+
 Numbers are written with Python's shortest round-trip repr, so ``float(cell)`` gives back the
 stored float exactly (and float32 designs cast back to float32 bit for bit).
 
@@ -64,6 +67,8 @@ class ExportRow:
     acquisition: float | None
     error: str | None
     design: np.ndarray
+    #: on the campaign's Pareto front (None with one objective)
+    pareto: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,31 @@ def load_export_rows(
             if c.query_key is not None:
                 mean = None if c.surrogate_mean is None else sign * c.surrogate_mean
                 screening[c.query_key] = (mean, c.surrogate_std, c.acquisition)
+    front = _front(storage, name, objectives)
     rows = []
     for q in queries:
         mean, std, acq = screening.get(q.key, (None, None, None))
         assert q.design is not None  # loaded with_design=True
         rows.append(ExportRow(key=q.key, round=q.round_index, status=q.status, source=q.campaign,
                               values=q.values, noise=q.noise, surrogate_mean=mean,
-                              surrogate_std=std, acquisition=acq, error=q.error, design=q.design))
+                              surrogate_std=std, acquisition=acq, error=q.error, design=q.design,
+                              pareto=None if front is None else (q.key in front
+                                                                 and q.campaign == name)))
     return rows
+
+
+def _front(storage: Storage, name: str, objectives: Sequence[tuple[str, str]]) -> set[str] | None:
+    """Keys of campaign ``name``'s Pareto front (None with one objective)."""
+    if len(objectives) < 2:
+        return None
+    from optimizer.campaign.pareto_summary import pareto_summary, stored_references
+
+    pts = storage.query_points(name)
+    values = {o: [(p.values or {}).get(o) if p.status == "succeeded" else None for p in pts]
+              for o, _ in objectives}
+    summary = pareto_summary(list(objectives), stored_references(storage.load_campaign(name).config),
+                             [p.key for p in pts], [p.round_index for p in pts], values)
+    return set(summary["front"]) if summary else set()
 
 
 def export_campaign(
@@ -175,7 +197,8 @@ def export_campaign(
     rows = load_export_rows(storage, name, objectives=objectives, statuses=statuses, top=top,
                             imported=imported)
     names = [o for o, _ in _check_objectives(objectives)]
-    columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS)
+    columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS,
+               *(("pareto",) if len(names) > 1 else ()))
     shapes = {tuple(r.design.shape) for r in rows}
     shape = next(iter(shapes)) if len(shapes) == 1 else None
     if format == "npy":
@@ -200,7 +223,7 @@ def _check_objectives(objectives: Sequence[tuple[str, str]]) -> list[tuple[str, 
     for n, d in objs:
         if d not in ("maximize", "minimize"):
             raise ConfigError(f"objectives: direction of {n!r} is {d!r}; use maximize or minimize")
-        if n in LEAD_COLUMNS + TAIL_COLUMNS + ("shape", "design", "design_shape") \
+        if n in LEAD_COLUMNS + TAIL_COLUMNS + ("shape", "design", "design_shape", "pareto") \
                 or re.fullmatch(r"x\d+", n):
             raise ConfigError(f"objectives: name {n!r} would collide with an export column")
     return objs
@@ -210,7 +233,7 @@ def _cells(row: ExportRow, names: Sequence[str]) -> list[Any]:
     values, noise = row.values or {}, row.noise or {}
     return [row.key, row.round, row.status, row.source, *(values.get(o) for o in names),
             *(noise.get(o) for o in names), row.surrogate_mean, row.surrogate_std,
-            row.acquisition, row.error]
+            row.acquisition, row.error, *((row.pareto,) if len(names) > 1 else ())]
 
 
 def _csv_text(rows: Sequence[ExportRow], names: Sequence[str], columns: Sequence[str], *,
@@ -229,7 +252,8 @@ def _csv_text(rows: Sequence[ExportRow], names: Sequence[str], columns: Sequence
 
 def _json_doc(name: str, rows: Sequence[ExportRow], names: Sequence[str], *,
               design: bool) -> dict[str, Any]:
-    keys = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS)
+    keys = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names), *TAIL_COLUMNS,
+            *(("pareto",) if len(names) > 1 else ()))
     items = []
     for r in rows:
         item = dict(zip(keys, _cells(r, names)))

@@ -77,8 +77,8 @@ def batch_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def status_lines(diag: dict[str, Any]) -> list[str]:
-    """At most two short lines for ``tiltloop status``: the last round's sampler figures, and
-    the batch figures of the campaign."""
+    """Short lines for ``tiltloop status``: the last round's sampler figures, the batch figures
+    of the campaign and, with several objectives, its Pareto front and hypervolume by round."""
     lines = []
     rows = [r for r in diag["rounds"] if r["min_ess_fraction"] is not None or r["kl"] is not None]
     if rows:
@@ -103,7 +103,9 @@ def status_lines(diag: dict[str, Any]) -> list[str]:
         if diag["batch_families"] is not None:
             text += f", {diag['batch_families']:.3g} ancestor families per batch"
         lines.append(text)
-    return lines
+    from optimizer.campaign.pareto_summary import pareto_lines
+
+    return lines + pareto_lines(diag.get("pareto"))
 
 
 def _judged(rounds: Any, results: dict[int, list[float]]) -> set[int]:
