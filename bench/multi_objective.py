@@ -20,8 +20,9 @@ Methods, the same budget (``--rounds`` x ``--q``) and seeds for each, all in thi
 3. ``random`` — `q` plain prior samples per round.
 
 Hypervolume (``optimizer.surrogate.pareto.hypervolume``) of the queries so far above one fixed
-reference point per problem: each objective's median over the prior's training data (a design
-must beat a typical real design in an objective to count there). Printed per query count: mean
+reference point per problem: each objective's lower quartile over the prior's training data (a
+design counts in an objective only above the worst quarter of the real designs; the median left
+20-query campaigns at zero on ``manifold-mo``, where 6% of real designs beat it in both). Printed per query count: mean
 ± standard error over seeds; then each method's wall and process CPU time, and the load.
 
     .venv/bin/python bench/multi_objective.py                      # 5 seeds, 5 rounds x 4
@@ -50,6 +51,8 @@ from bench.campaign_problems import Problem, load_problem  # noqa: E402
 PROBLEMS = ("manifold-mo", "digits-mo")
 METHODS = ("tiltloop", "ax", "random")
 OBJECTIVES = ("f1", "f2")
+#: the hypervolume's reference: this quantile of each objective over the prior's training data
+REFERENCE_QUANTILE = 0.25
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def load_mo_problem(name: str) -> MOProblem:
         raise ValueError(f"--problems: unknown problem {name!r}; choose from {', '.join(PROBLEMS)}")
     problem = Problem(name, base.prior, base.feature_map, base.support, value, base.historical,
                       base.design_shape, None, base.design_range)
-    ref = np.median(problem.value(base.historical[:1024]).numpy(), axis=0)
+    ref = np.quantile(problem.value(base.historical[:1024]).numpy(), REFERENCE_QUANTILE, axis=0)
     return MOProblem(name, problem, ref)
 
 

@@ -26,9 +26,9 @@ def test_problems_have_two_objectives_and_a_reference(name: str) -> None:
     v = p.base.value(p.base.historical[:32])
     assert v.shape == (32, 2) and torch.isfinite(v).all()
     assert p.reference.shape == (2,)
-    # the median reference: some real designs beat it in each objective, not all in both
+    # the lower-quartile reference: most real designs beat it in each objective
     above = (v.numpy() > p.reference).mean(axis=0)
-    assert (above > 0.2).all() and (above < 0.8).all()
+    assert (above > 0.6).all() and (above < 0.9).all()
 
 
 def test_smallest_setting_runs_every_method(capsys: pytest.CaptureFixture[str]) -> None:
