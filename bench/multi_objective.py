@@ -22,8 +22,9 @@ Methods, the same budget (``--rounds`` x ``--q``) and seeds for each, all in thi
 Hypervolume (``optimizer.surrogate.pareto.hypervolume``) of the queries so far above one fixed
 reference point per problem: each objective's lower quartile over the prior's training data (a
 design counts in an objective only above the worst quarter of the real designs; the median left
-20-query campaigns at zero on ``manifold-mo``, where 6% of real designs beat it in both). Printed per query count: mean
-± standard error over seeds; then each method's wall and process CPU time, and the load.
+20-query campaigns at zero on ``manifold-mo``, where 6% of real designs beat it in both).
+Printed per query count: mean ± standard error over seeds; then each method's wall and process
+CPU time, and the load.
 
     .venv/bin/python bench/multi_objective.py                      # 5 seeds, 5 rounds x 4
     .venv/bin/python bench/multi_objective.py --seeds 1 --rounds 2 --q 2 --particles 16 --steps 4
@@ -36,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,7 +204,7 @@ def run_mo_campaign(p: MOProblem, method: str, seed: int, *, rounds: int, q: int
     from optimizer.surrogate.pareto import hypervolume_trace
 
     t0, c0 = time.perf_counter(), time.process_time()
-    m = make_mo_method(method, p.base, q, seed, settings)
+    m: Any = make_mo_method(method, p.base, q, seed, settings)  # every method has ask/tell
     values = []
     for r in range(rounds):
         designs = m.ask(r).designs

@@ -66,26 +66,29 @@ def test_two_objective_campaign_status_export_dashboard(
     assert status.status == "completed" and status.results == 16
     with Storage.open(url) as st:
         rounds = st.list_rounds("pareto")
-        assert [bool(r.summary.get("tilted")) for r in rounds] == [False, True, True, True]
-        for r in rounds[1:]:
+        summaries = [r.summary or {} for r in rounds]
+        assert [bool(s.get("tilted")) for s in summaries] == [False, True, True, True]
+        for r, summary in zip(rounds[1:], summaries[1:], strict=True):
             # one weight vector per SMC chunk, reproducible from (seed, round, chunk)
-            ws = r.summary["parego_weights"]
+            ws = summary["parego_weights"]
             assert ws == [list(parego_weights(cfg.seed, r.index, c, 2))
                           for c in range(cfg.workers.num_chunks)]
             picked = [c for c in st.list_candidates("pareto", r.index) if c.selected]
             assert len(picked) == 4 and all(c.acquisition is not None for c in picked)
-        assert "parego_weights" not in rounds[0].summary
+        assert "parego_weights" not in summaries[0]
         full = campaign_status(st, "pareto", load_campaign_config(st, "pareto"),
                                with_diagnostics=True)
         history = st.load_history("pareto", with_design=False)
         keys = [q.key for q in history.completed]
-        V = np.array([[q.values["near"], -q.values["cost"]] for q in history.completed])
+        V = np.array([[(q.values or {})["near"], -(q.values or {})["cost"]]
+                      for q in history.completed])
         export_campaign(st, "pareto", tmp_path / "out.csv", format="csv",
                         objectives=stored_objectives(st, "pareto"))
         bundle = campaign_bundle(st, "pareto")
     front = {k for k, on in zip(keys, brute_front(V), strict=True) if on}
     ref = np.array([-12.0, -12.0])
     hv = staircase_hv(V, ref)
+    assert full.diagnostics is not None
     p = full.diagnostics["pareto"]
     assert set(p["front"]) == front and p["results"] == 16
     assert p["reference"] == [-12.0, 12.0] and p["reference_given"] == [True, True]
