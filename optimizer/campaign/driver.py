@@ -158,9 +158,8 @@ def campaign_status(storage: Storage, name: str, config: CampaignConfig,
 
 
 def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
-    from optimizer.campaign.round_summary import campaign_round_diagnostics
-
     from optimizer.campaign.pareto_summary import campaign_pareto
+    from optimizer.campaign.round_summary import campaign_round_diagnostics
 
     obj = config.primary_objective
     return {**campaign_round_diagnostics(storage, name, obj.name, obj.direction),
