@@ -251,6 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (split a long run)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--q", type=int, default=4)
     ap.add_argument("--particles", type=int, default=128, help="SMC particles per round (tiltloop)")
@@ -275,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in problems:
         p = load_mo_problem(name)
         print(f"{name}: reference point {np.round(p.reference, 4).tolist()}", flush=True)
-        for seed in range(args.seeds):
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
             for meth in methods:  # interleaved: every seed runs each method back to back
                 r = run_mo_campaign(p, meth, seed, rounds=args.rounds, q=args.q, settings=settings)
                 runs.append(r)
                 print(f"  {name} {meth} seed {seed}: hypervolume {r.hypervolume[-1]:.4g}, "
                       f"{r.seconds:.1f} s wall, {r.cpu_seconds:.1f} s CPU, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
-            if seed < args.seeds - 1:  # the table so far: a long run can be read while it goes
+            if seed < args.seed_start + args.seeds - 1:  # the table so far: a long run can be read while it goes
                 print(table(runs, args.q, args.rounds), flush=True)
     print(table(runs, args.q, args.rounds))
     print(f"\nprocess CPU time {time.process_time() - c0:.0f} s; load (1/5/15 min) "
