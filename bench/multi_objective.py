@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name} {meth} seed {seed}: hypervolume {r.hypervolume[-1]:.4g}, "
                       f"{r.seconds:.1f} s wall, {r.cpu_seconds:.1f} s CPU, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
-            if seed < args.seed_start + args.seeds - 1:  # the table so far: a long run can be read while it goes
+            if seed < args.seed_start + args.seeds - 1:  # the table so far, readable while it runs
                 print(table(runs, args.q, args.rounds), flush=True)
     print(table(runs, args.q, args.rounds))
     print(f"\nprocess CPU time {time.process_time() - c0:.0f} s; load (1/5/15 min) "
