@@ -23,3 +23,26 @@ class Bowl(SimulatedOracle):
 
     def score(self, design: np.ndarray) -> dict[str, float]:
         return {"y": -float(((design - np.array([1.0, -0.5])) ** 2).sum())}
+
+
+class TwoBowls(SimulatedOracle):
+    """Two conflicting objectives on R^2: ``near`` = `−||x − a||²` (maximize) and ``cost`` =
+    `||x − b||²` (minimize), `a = (1, −0.5)`, `b = (−1, 0.5)`: the Pareto set is the segment from
+    `a` to `b` (a known front for multi-objective loop tests)."""
+
+    A = np.array([1.0, -0.5])
+    B = np.array([-1.0, 0.5])
+
+    def __init__(self, **kw: Any) -> None:
+        self.objectives = ("near", "cost")
+        super().__init__(**kw)
+
+    def check_design(self, design: np.ndarray) -> np.ndarray:
+        design = super().check_design(design)
+        if design.shape != (2,):
+            raise ValueError(f"expected a design of shape (2,), got {design.shape}")
+        return design
+
+    def score(self, design: np.ndarray) -> dict[str, float]:
+        return {"near": -float(((design - self.A) ** 2).sum()),
+                "cost": float(((design - self.B) ** 2).sum())}

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from optimizer.campaign.config_constraints import (ConstraintConfig, check_constraints,
                                                    constraint_names)
 from optimizer.campaign.config_fidelity import CheapOracleConfig, check_oracles
+from optimizer.campaign.config_pareto import check_pareto, signed_reference
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
 from optimizer.campaign.config_pipeline import PipelineConfig
@@ -61,6 +62,9 @@ class ObjectiveConfig(_Frozen):
 
     name: str = Field(min_length=1, max_length=128)
     direction: Literal["maximize", "minimize"] = "maximize"
+    reference: float | None = Field(
+        default=None, description="hypervolume reference point in this objective's own units "
+        "(a value worse than any design you would accept; None: inferred from the data)")
 
 
 class PriorFeatures(_Frozen):
@@ -483,6 +487,17 @@ class CampaignConfig(_Frozen):
             raise ValueError(
                 f"[surrogate.{field}] is set by the loop (seed: the campaign seed; maximize: "
                 "objectives.direction; num_constraints: [[constraints]]); remove it")
+        check_pareto(self)
+        pareto = self.surrogate.scalarization == "parego" or self.surrogate.acquisition == "qlognehvi"
+        if pareto and self.constraints:
+            # qLogNEHVI's screening and the Pareto figures do not model feasibility yet
+            raise ValueError("[[constraints]] cannot be combined with a Pareto campaign ([surrogate] "
+                             "scalarization = \"parego\" / acquisition = \"qlognehvi\") yet: remove "
+                             "one of them")
+        if pareto and self.oracles:
+            raise ValueError("[[oracles]] (cheap evaluators) cannot be combined with a Pareto campaign "
+                             "([surrogate] scalarization = \"parego\" / acquisition = \"qlognehvi\") "
+                             "yet: the multi-task pick ranks by the primary objective only")
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
         check_oracles(self.oracles, campaign=self.name, primary=names[0], pipeline_mode=self.pipeline.mode,
@@ -505,13 +520,14 @@ class CampaignConfig(_Frozen):
         choice and quasi-MC draws are reproducible); ``maximize`` stays True because the loop
         sign-flips minimized objectives before fitting (``rounds.training_data``)."""
         return self.surrogate.model_copy(update={"maximize": True, "seed": int(self.seed) % (2**31),
-                                                 "num_constraints": len(self.constraints)})
+                                                 "num_constraints": len(self.constraints),
+                                                 "reference_point": signed_reference(self)})
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON snapshot stored with the campaign (a storage URL's password is redacted)."""
         data = self.model_dump(mode="json")
         # set by the loop (surrogate_for_loop), not stored
-        for derived in ("seed", "maximize", "num_constraints"):
+        for derived in ("seed", "maximize", "num_constraints", "reference_point"):
             data["surrogate"].pop(derived, None)
         if data["storage"]["url"]:
             from storage.engine import redact

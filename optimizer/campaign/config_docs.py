@@ -60,6 +60,8 @@ _VALIDATOR_RULES: dict[str, Any] = {
         lambda: "set by the loop (`[[constraints]]`); do not set it in a campaign",
     "SurrogateConfig.maximize":
         lambda: "set by the loop (`objectives.direction`); do not set it in a campaign",
+    "SurrogateConfig.reference_point":
+        lambda: "set by the loop (`objectives.reference`); do not set it in a campaign",
     "CommandOracleConfig.env": lambda: "settings only: a name or value that looks like a secret is refused",
 }
 

@@ -182,10 +182,12 @@ def _oracles_extra(storage: Storage, config: CampaignConfig, queries: int) -> di
 
 
 def _diagnostics(storage: Storage, name: str, config: CampaignConfig) -> dict[str, Any]:
+    from optimizer.campaign.pareto_summary import campaign_pareto
     from optimizer.campaign.round_summary import campaign_round_diagnostics
 
     obj = config.primary_objective
-    return campaign_round_diagnostics(storage, name, obj.name, obj.direction, config.constraints)
+    return {**campaign_round_diagnostics(storage, name, obj.name, obj.direction, config.constraints),
+            "pareto": campaign_pareto(storage, name) if len(config.objectives) > 1 else None}
 
 
 def resume_command(name: str, storage: Storage) -> str:

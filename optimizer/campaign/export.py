@@ -17,6 +17,9 @@ the design.
    (``design`` nested, ``design_shape``) or ``npy`` (a folder: ``designs.npy``, `N x *shape`,
    the stored dtype bit for bit, plus ``rows.json`` / ``rows.csv`` in the same row order).
 
+With two or more objectives a last column ``pareto`` is true for the campaign's succeeded
+queries on its Pareto front (``optimizer.campaign.pareto_summary``), false for the others.
+
 Numbers are written with Python's shortest round-trip repr, so ``float(cell)`` gives back the
 stored float exactly (and float32 designs cast back to float32 bit for bit).
 
@@ -69,6 +72,8 @@ class ExportRow:
     design: np.ndarray
     #: every constraint holds on the values (None: no values, or a campaign without constraints)
     feasible: bool | None = None
+    #: on the campaign's Pareto front (None with one objective)
+    pareto: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ def load_export_rows(
             if c.query_key is not None:
                 mean = None if c.surrogate_mean is None else sign * c.surrogate_mean
                 screening[c.query_key] = (mean, c.surrogate_std, c.acquisition)
+    front = _front(storage, name, objectives)
     rows = []
     for q in queries:
         mean, std, acq = screening.get(q.key, (None, None, None))
@@ -147,7 +153,9 @@ def load_export_rows(
         rows.append(ExportRow(key=q.key, round=q.round_index, status=q.status, source=q.campaign,
                               values=q.values, noise=q.noise, surrogate_mean=mean,
                               surrogate_std=std, acquisition=acq, error=q.error, design=q.design,
-                              feasible=is_feasible(q.values, cons) if cons else None))
+                              feasible=is_feasible(q.values, cons) if cons else None,
+                              pareto=None if front is None else (q.key in front
+                                                                 and q.campaign == name)))
     return rows
 
 
@@ -156,6 +164,20 @@ def _constraints(storage: Storage, name: str,
     if given is not None:
         return list(given)
     return stored_constraints(storage.load_campaign(name).config)
+
+
+def _front(storage: Storage, name: str, objectives: Sequence[tuple[str, str]]) -> set[str] | None:
+    """Keys of campaign ``name``'s Pareto front (None with one objective)."""
+    if len(objectives) < 2:
+        return None
+    from optimizer.campaign.pareto_summary import pareto_summary, stored_references
+
+    pts = storage.query_points(name)
+    values = {o: [(p.values or {}).get(o) if p.status == "succeeded" else None for p in pts]
+              for o, _ in objectives}
+    summary = pareto_summary(list(objectives), stored_references(storage.load_campaign(name).config),
+                             [p.key for p in pts], [p.round_index for p in pts], values)
+    return set(summary["front"]) if summary else set()
 
 
 def export_campaign(
@@ -193,10 +215,12 @@ def export_campaign(
     cons = _constraints(storage, name, None)
     rows = load_export_rows(storage, name, objectives=objectives, statuses=statuses, top=top,
                             imported=imported, constraints=cons)
-    # constraint outputs are value columns after the objectives, then `feasible`
-    names = [o for o, _ in _check_objectives(objectives)] + [c.name for c in cons]
+    # constraint outputs are value columns after the objectives, then `feasible`; `pareto` last
+    objective_names = [o for o, _ in _check_objectives(objectives)]
+    names = objective_names + [c.name for c in cons]
     columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names),
-               *(("feasible",) if cons else ()), *TAIL_COLUMNS)
+               *(("feasible",) if cons else ()), *TAIL_COLUMNS,
+               *(("pareto",) if len(objective_names) > 1 else ()))
     shapes = {tuple(r.design.shape) for r in rows}
     shape = next(iter(shapes)) if len(shapes) == 1 else None
     if format == "npy":
@@ -222,7 +246,7 @@ def _check_objectives(objectives: Sequence[tuple[str, str]]) -> list[tuple[str, 
     for n, d in objs:
         if d not in ("maximize", "minimize"):
             raise ConfigError(f"objectives: direction of {n!r} is {d!r}; use maximize or minimize")
-        if n in LEAD_COLUMNS + TAIL_COLUMNS + ("shape", "design", "design_shape") \
+        if n in LEAD_COLUMNS + TAIL_COLUMNS + ("shape", "design", "design_shape", "pareto") \
                 or re.fullmatch(r"x\d+", n):
             raise ConfigError(f"objectives: name {n!r} would collide with an export column")
     return objs
@@ -232,7 +256,8 @@ def _cells(row: ExportRow, names: Sequence[str], columns: Sequence[str]) -> list
     values, noise = row.values or {}, row.noise or {}
     return [row.key, row.round, row.status, row.source, *(values.get(o) for o in names),
             *(noise.get(o) for o in names), *((row.feasible,) if "feasible" in columns else ()),
-            row.surrogate_mean, row.surrogate_std, row.acquisition, row.error]
+            row.surrogate_mean, row.surrogate_std, row.acquisition, row.error,
+            *((row.pareto,) if "pareto" in columns else ())]
 
 
 def _csv_text(rows: Sequence[ExportRow], names: Sequence[str], columns: Sequence[str], *,

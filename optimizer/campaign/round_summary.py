@@ -88,8 +88,8 @@ def batch_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def status_lines(diag: dict[str, Any]) -> list[str]:
-    """At most two short lines for ``tiltloop status``: the last round's sampler figures, and
-    the batch figures of the campaign."""
+    """Short lines for ``tiltloop status``: the last round's sampler figures, the batch figures
+    of the campaign and, with several objectives, its Pareto front and hypervolume by round."""
     lines = []
     rows = [r for r in diag["rounds"] if r["min_ess_fraction"] is not None or r["kl"] is not None]
     if rows:
@@ -119,7 +119,9 @@ def status_lines(diag: dict[str, Any]) -> list[str]:
     if counted:  # [[constraints]]: feasible results per round, the last eight rounds
         lines.append("  feasible results per round: " + ", ".join(
             f"r{r['index']} {r['feasible']}/{r['feasible'] + r['infeasible']}" for r in counted[-8:]))
-    return lines
+    from optimizer.campaign.pareto_summary import pareto_lines
+
+    return lines + pareto_lines(diag.get("pareto"))
 
 
 def _judged(rounds: Any, results: dict[int, list[float]]) -> set[int]:

@@ -30,6 +30,7 @@ from optimizer.campaign.auto_alpha import AlphaChoice, AutoAlphaInputs, choose_a
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.history_arrays import training_arrays
+from optimizer.campaign.pareto_round import chunk_weights
 from optimizer.campaign.round_diagnostics import batch_figures, sampler_diagnostics
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
@@ -209,6 +210,7 @@ class RoundGenerator:
                                   campaign=cfg.name)
             alpha = choice.alpha
         das = cfg.sampler.das_options()
+        weights = chunk_weights(cfg, index, seed_tag) if tilted else [None] * cfg.workers.num_chunks
         chunks = [
             ChunkSpec(
                 round_index=index, chunk=c,
@@ -217,7 +219,7 @@ class RoundGenerator:
                 surrogate_state=fit.state if fit is not None else None,
                 surrogate=surrogate.config if surrogate is not None else None,
                 X=data.X if tilted else None, Y=data.Y if tilted else None,
-                Yvar=data.Yvar if tilted else None, die_flag=self.die_flag,
+                Yvar=data.Yvar if tilted else None, die_flag=self.die_flag, weights=weights[c],
             )
             for c in range(cfg.workers.num_chunks)
         ]
@@ -234,6 +236,8 @@ class RoundGenerator:
         }
         if choice is not None:
             sampler["alpha_auto"] = choice.to_json()
+        if any(w is not None for w in weights):
+            sampler["parego_weights"] = [list(w) for w in weights if w is not None]
         return Population(
             index=index, alpha=alpha, tilted=tilted,
             designs=np.concatenate([o.samples for o in outs]),

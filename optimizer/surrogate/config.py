@@ -1,7 +1,7 @@
 """``SurrogateConfig``: every option of the surrogate, stored with the campaign (JSON)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,11 +14,19 @@ class SurrogateConfig(BaseModel):
             Reward and acquisition are always "higher is better" after this sign flip.
         weights: scalarization weights, one per objective (None: all 1).
         scalarization: ``"weighted_sum"`` `Σ w_j s_j y_j` or ``"chebyshev"``
-            `min_j w_j ỹ_j + ρ Σ_j w_j ỹ_j` on signed outcomes scaled to [0, 1] by the data.
+            `min_j w_j ỹ_j + ρ Σ_j w_j ỹ_j` on signed outcomes scaled to [0, 1] by the data;
+            ``"parego"``: Chebyshev with weights drawn uniformly on the simplex per SMC chunk of
+            each round (ParEGO; ``optimizer.surrogate.pareto``), so a round's population spreads
+            over the Pareto front; it makes ``"qlognehvi"`` the default acquisition.
         chebyshev_rho: `ρ`, the augmentation that breaks Chebyshev ties.
         beta: `β` of the reward `μ + β σ` that tilts SMC (0 = plain mean); qUCB uses the same β.
         acquisition: how screening picks the q designs among the particles: ``"qlognei"``
-            (qLogNoisyExpectedImprovement, robust to noise) or ``"qucb"`` (`μ + β σ`).
+            (qLogNoisyExpectedImprovement, robust to noise), ``"qucb"`` (`μ + β σ`) or
+            ``"qlognehvi"`` (qLogNoisyExpectedHypervolumeImprovement over all objectives, at least
+            two; the default with ``scalarization = "parego"``, ``"qlognei"`` otherwise).
+        reference_point: the hypervolume's reference point, one entry per objective in its own
+            units (raw sign), None entries inferred from the data (BoTorch's
+            ``infer_reference_point``). A campaign sets it from ``[[objectives]] reference``.
         threads: torch intra-op threads for fit and screening (1 suits campaign-sized GPs; more
             threads on cores shared with SMC workers made one screening ~10x slower).
         min_noise: floor on reported noise variances (`Yvar`) relative to each outcome's
@@ -65,10 +73,11 @@ class SurrogateConfig(BaseModel):
 
     maximize: bool | tuple[bool, ...] = True
     weights: tuple[float, ...] | None = None
-    scalarization: Literal["weighted_sum", "chebyshev"] = "weighted_sum"
+    scalarization: Literal["weighted_sum", "chebyshev", "parego"] = "weighted_sum"
     chebyshev_rho: float = Field(0.05, ge=0.0)
     beta: float = Field(1.0, ge=0.0)
-    acquisition: Literal["qlognei", "qucb"] = "qlognei"
+    acquisition: Literal["qlognei", "qucb", "qlognehvi"] = "qlognei"
+    reference_point: tuple[float | None, ...] | None = None
     threads: int = Field(1, ge=1, le=256)
     min_noise: float = Field(1e-6, gt=0.0)
     fit_subset_size: int = Field(300, ge=2)
@@ -86,6 +95,15 @@ class SurrogateConfig(BaseModel):
     num_constraints: int = Field(0, ge=0, le=16)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     dtype: Literal["float64", "float32"] = "float64"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pareto_default(cls, data: Any) -> Any:
+        # a Pareto campaign (ParEGO tilt) screens by hypervolume unless told otherwise
+        if isinstance(data, dict) and data.get("scalarization") == "parego" \
+                and "acquisition" not in data:
+            data = {**data, "acquisition": "qlognehvi"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SurrogateConfig:

@@ -5,7 +5,9 @@ Signed outcomes `v_j = s_j y_j` (`s_j = +1` to maximize, `−1` to minimize), th
 - weighted sum: `g(v) = Σ_j w_j v_j`;
 - Chebyshev (augmented): `g(v) = min_j w_j ṽ_j + ρ Σ_j w_j ṽ_j`, `ṽ_j = (v_j − lo_j)/(hi_j − lo_j)`
   with `lo`, `hi` the range of the signed training outcomes (so objectives in different units
-  are comparable).
+  are comparable);
+- ParEGO (``"parego"``): the augmented Chebyshev `g` with weights drawn per SMC chunk
+  (``pareto.parego_weights``, passed as ``weights``; uniform when none are given).
 """
 from __future__ import annotations
 
@@ -53,13 +55,16 @@ class Scalarization:
 
 def make_scalarization(
     Y: Tensor, *, maximize: bool | Sequence[bool],
-    weights: Sequence[float] | None, kind: Literal["weighted_sum", "chebyshev"] | str,
+    weights: Sequence[float] | None, kind: Literal["weighted_sum", "chebyshev", "parego"] | str,
     rho: float = 0.05,
 ) -> Scalarization:
     """Build `g` for `n x m` training outcomes ``Y`` (used only for the Chebyshev range)."""
     m = Y.shape[-1]
-    if kind not in ("weighted_sum", "chebyshev"):
-        raise ConfigError(format_choice_error("scalarization", kind, ("weighted_sum", "chebyshev")))
+    if kind not in ("weighted_sum", "chebyshev", "parego"):
+        raise ConfigError(format_choice_error("scalarization", kind,
+                                              ("weighted_sum", "chebyshev", "parego")))
+    if kind == "parego":  # ParEGO is Chebyshev with per-chunk random weights (pareto.py)
+        kind = "chebyshev"
     max_t = (maximize,) * m if isinstance(maximize, bool) else tuple(maximize)
     if len(max_t) == 1 and m > 1:
         max_t = max_t * m

@@ -78,7 +78,7 @@ from optimizer.surrogate.gp import Surrogate
 from optimizer.surrogate.prefilter import family_keep, pareto_keep
 from optimizer.surrogate.scalarize import Scalarization
 
-ACQUISITIONS = ("qlognei", "qucb")
+ACQUISITIONS = ("qlognei", "qucb", "qlognehvi")
 METHODS = ("fast", "botorch")
 #: baseline observations pass when `μ + Z σ ≥ max(μ − Z σ)` (NEI soundness, module docstring)
 BASELINE_Z = 3.0
@@ -155,7 +155,8 @@ def _acqf(sur: Surrogate, kind: str, objective: GenericMCObjective, beta: float,
 
 def screen(
     sur: Surrogate, candidates: Tensor, q: int, *, pending: Tensor | None = None,
-    observed: Tensor | None = None, acquisition: Literal["qlognei", "qucb"] = "qlognei",
+    observed: Tensor | None = None,
+    acquisition: Literal["qlognei", "qucb", "qlognehvi"] = "qlognei",
     beta: float | None = None, weights: tuple[float, ...] | None = None,
     scalarization: str | None = None, maximize: bool | tuple[bool, ...] | None = None,
     dedup_tol: float = 1e-5, generator: torch.Generator | None = None, seed: int | None = None,
@@ -172,7 +173,8 @@ def screen(
         pending: `k x *design_shape` designs queried but without result (in flight).
         observed: designs already queried (e.g. failed queries; reason "queried"); the surrogate's
             training designs are always excluded too.
-        acquisition: ``"qlognei"`` (default) or ``"qucb"``.
+        acquisition: ``"qlognei"`` (default), ``"qucb"`` or ``"qlognehvi"`` (hypervolume
+            improvement over all objectives, ``acquisition_mo.py``; always the fast path).
         beta: `β` of qUCB (default ``config.beta``); weights / scalarization / maximize
             override the config for several objectives.
         dedup_tol: RMS tolerance of duplicate detection (``dedup.py``).
@@ -238,6 +240,14 @@ def screen(
         "duplicates of observed, pending or other candidates (see exclusions)")
     if max_choices == "auto":
         max_choices = max(256, 32 * q)
+    if acquisition == "qlognehvi":
+        from optimizer.surrogate.acquisition_mo import screen_hvi
+
+        if sur.num_objectives < 2:
+            raise ConfigError("acquisition='qlognehvi' needs a surrogate of at least two objectives, "
+                              f"this one has {sur.num_objectives}; use 'qlognei'")
+        return screen_hvi(sur, Z, Z_pending, q_eff, g, sampler, beta_v, excluded, exclusions,
+                          families, max_choices, max_batch_size, int(seed), note)
     if method == "fast":
         return _screen_fast(sur, Z, Z_pending, q_eff, g, objective, sampler, acquisition, beta_v,
                             excluded, exclusions, families, max_choices, max_batch_size,

@@ -98,15 +98,17 @@ zero_reward.constant_value = 0.0  # type: ignore[attr-defined]
 
 def rebuild_reward(bundle: PriorBundle, state: bytes, X: np.ndarray, Y: np.ndarray,
                    Yvar: np.ndarray | None, *, beta: float,
-                   alpha: float | None = None) -> Callable[[Tensor], Tensor]:
+                   alpha: float | None = None,
+                   weights: tuple[float, ...] | None = None) -> Callable[[Tensor], Tensor]:
     """The SMC reward of a surrogate rebuilt from its state bytes and training data (no refit);
-    ``alpha`` weighs `log PoF` when the state has outcome-constraint columns (``reward.py``)."""
+    ``alpha`` weighs `log PoF` when the state has outcome-constraint columns (``reward.py``);
+    ``weights``: the chunk's scalarization weights (ParEGO), None for the config's."""
     from optimizer.surrogate.gp import Surrogate
     from optimizer.surrogate.state import SurrogateState
 
     model = Surrogate.from_state(SurrogateState.from_bytes(state), as_tensor(X), as_tensor(Y),
                                  as_tensor(Yvar), feature_map=bundle.feature_map)
-    reward = model.reward(beta=beta, alpha=alpha)
+    reward = model.reward(beta=beta, alpha=alpha, weights=weights)
     device = torch.device(getattr(bundle.prior, "device", "cpu"))
     if device.type == "cpu":
         return reward

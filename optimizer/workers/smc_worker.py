@@ -42,6 +42,8 @@ class ChunkSpec:
         surrogate: the surrogate config the state was fitted with (its ``beta`` weighs
             `r̂ = μ + β σ`); None for a plain-prior round.
         X, Y, Yvar: the surrogate's training data (`n x *design_shape`, `n x m`, `n x m` or None).
+        weights: this chunk's scalarization weights (ParEGO draws one set per chunk,
+            ``optimizer.surrogate.pareto.parego_weights``); None: the config's.
         die_flag: a file path: the first chunk that finds the file deletes it and kills its own
             worker process mid-chunk (a deterministic "worker died" for drills and tests).
     """
@@ -58,6 +60,7 @@ class ChunkSpec:
     Y: np.ndarray | None = None
     Yvar: np.ndarray | None = None
     die_flag: str | None = None
+    weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,12 +154,12 @@ class SMCWorkerImpl:
         if spec.surrogate_state is None:
             return zero_reward
         beta = spec.surrogate.beta if spec.surrogate is not None else SurrogateConfig().beta
-        key = (spec.round_index, hash(spec.surrogate_state), beta, spec.alpha)
+        key = (spec.round_index, hash(spec.surrogate_state), beta, spec.alpha, spec.weights)
         if self._reward_cache is None or self._reward_cache[0] != key:
             # a chunk with a surrogate state carries its training arrays (the driver sends both)
             assert spec.X is not None and spec.Y is not None
             reward = rebuild_reward(self.bundle, spec.surrogate_state, spec.X, spec.Y, spec.Yvar,
-                                    beta=beta, alpha=spec.alpha)
+                                    beta=beta, alpha=spec.alpha, weights=spec.weights)
             self._reward_cache = (key, reward)
         return self._reward_cache[1]
 

@@ -20,7 +20,8 @@ each view has one implementation (its JS module) and one data source.
   min ESS fraction, resampling events, estimated KL, α auto's choice, batch diversity and
   families, wasted); ``batches``: the campaign's wasted batches and mean batch diversity;
 - ``pareto``: with two or more objectives, the non-dominated succeeded queries and the
-  hypervolume over queries (BoTorch's box decomposition, any number of objectives);
+  hypervolume over queries (BoTorch's box decomposition, any number of objectives) above the
+  reference point ``tiltloop status`` uses (``optimizer.campaign.pareto_summary``);
 - ``top``: the best succeeded designs with their values and designs (table and gallery);
 - ``failures`` grouped by cause; ``config``: the current config and its versions, redacted by
   :func:`redact_config`; ``campaign``: the service's campaign view (its raw config removed).
@@ -39,7 +40,9 @@ import numpy as np
 from optimizer.campaign.config_constraints import ConstraintConfig, is_feasible, stored_constraints
 from optimizer.campaign.export import stored_objectives
 from optimizer.campaign.failures import group_failures
+from optimizer.campaign.pareto_summary import stored_references
 from optimizer.campaign.round_summary import batch_figures, round_rows
+from optimizer.surrogate.pareto import reference_point
 from storage import QueryPoint, Storage
 
 #: Keys whose values never leave the server (any nesting level, case-insensitive).
@@ -134,7 +137,8 @@ def hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _pareto(objectives: list[tuple[str, str]], keys: list[str],
-            values: dict[str, list[float | None]]) -> dict[str, Any] | None:
+            values: dict[str, list[float | None]],
+            references: Sequence[float | None] = ()) -> dict[str, Any] | None:
     if len(objectives) < 2:
         return None
     cols = [np.array([np.nan if v is None else v for v in values[o]], dtype=float)
@@ -146,7 +150,10 @@ def _pareto(objectives: list[tuple[str, str]], keys: list[str],
     out: dict[str, Any] = {"objectives": [o for o, _ in objectives],
                            "front": [keys[i] for i in front], "hypervolume": None}
     if len(ok):
-        ref = y_all[ok].min(axis=0) - 1e-9
+        # the objectives' configured references, the rest inferred as `tiltloop status` does
+        given = [None if r is None else r * s for r, s in zip(
+            list(references) + [None] * len(objectives), signs, strict=False)]
+        ref = reference_point(y_all[ok], given).numpy()
         ticks = np.unique(np.linspace(1, len(y_all), num=min(HV_POINTS, len(y_all))).astype(int))
         hv, current, done = [], np.empty((0, len(objectives))), 0
         for t in ticks:  # the front of the first t queries, grown from the previous tick's
@@ -296,7 +303,7 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
         "rounds": rounds if touched is None else [r for r in rounds if r["index"] in touched],
         "gap_warning": gap_warning([r["gap"] for r in rounds]),
         "batches": batch_figures(list(diag.values())),
-        "pareto": _pareto(objectives, keys, values),
+        "pareto": _pareto(objectives, keys, values, stored_references(current)),
         "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
                  "values": rows[i].values or {}, "feasible": feasible[i],
                  "surrogate_mean": cols["surrogate_mean"][i],

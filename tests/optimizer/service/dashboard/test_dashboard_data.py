@@ -111,10 +111,11 @@ def test_three_objectives_get_a_front_and_a_hypervolume(
     assert pr["front"] == list(rec.query_keys[:3])
     hv = pr["hypervolume"]
     ref = np.array(hv["reference"]) * np.array([1, 1, -1])  # maximized
-    assert ref == pytest.approx([0.5, 0.5, 0.5], abs=1e-6)  # the worst of each, less 1e-9
-    # above the reference (0.5, 0.5, 0.5) the three boxes are 1.5 x 0.5 x 0.5 etc.:
-    # inclusion-exclusion 3 * 0.375 - 3 * 0.125 + 0.125 = 0.875
-    assert hv["value"][-1] == pytest.approx(0.875, rel=1e-6)
+    # inferred (no `reference` configured): the front's nadir (1, 1, 1) less a tenth of its range
+    assert ref == pytest.approx([0.9, 0.9, 0.9], abs=1e-9)
+    # above (0.9, 0.9, 0.9) the three boxes are 1.1 x 0.1 x 0.1 etc.:
+    # inclusion-exclusion 3 * 0.011 - 3 * 0.001 + 0.001 = 0.031
+    assert hv["value"][-1] == pytest.approx(0.031, rel=1e-6)
     assert hv["value"][-1] == pytest.approx(hypervolume(
         np.array(results) * np.array([1, 1, -1]), ref))
     assert hv["value"] == sorted(hv["value"])  # never shrinks as queries come

@@ -1,0 +1,23 @@
+"""What a Pareto campaign adds to a round: the ParEGO weights of its SMC chunks.
+
+With ``[surrogate] scalarization = "parego"`` each chunk of each round tilts the prior by an
+augmented Chebyshev scalarization with its own weights, uniform on the simplex and a pure
+function of (campaign seed, round, chunk, population tag) (``optimizer.surrogate.pareto``): one
+round's chunks pull toward several directions of the front at once, and a resumed or redone
+round draws the same weights. They are stored in the round summary (``parego_weights``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from optimizer.surrogate.pareto import parego_weights
+
+
+def chunk_weights(config: Any, round_index: int,
+                  seed_tag: str | None = None) -> list[tuple[float, ...] | None]:
+    """One weight tuple per chunk of round ``round_index`` (None per chunk unless ParEGO)."""
+    n = config.workers.num_chunks
+    if config.surrogate.scalarization != "parego":
+        return [None] * n
+    m = len(config.objectives)
+    return [parego_weights(config.seed, round_index, c, m, seed_tag) for c in range(n)]

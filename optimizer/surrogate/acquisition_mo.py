@@ -1,0 +1,153 @@
+r"""Screening by hypervolume improvement: qLogNEHVI over the finite candidate set.
+
+`S = argmax_{S ⊂ C', |S| = q} E[log HVI(f(S) | f(X_base ∪ X_pending); r)]`, greedily, with
+`HVI(Y | P; r) = HV(P ∪ Y; r) − HV(P; r)` on signed outcomes (``pareto.py``) and `r` the
+reference point (given per objective, else inferred from the observations' front).
+
+The same fast path as single-objective screening (``screening.py``), per objective instead of
+scalarized:
+
+1. duplicates excluded by the caller (observed, queried, pending, earlier candidates);
+2. cheap score: every candidate's posterior mean and std per objective; per ancestor family and
+   then overall, keep candidates by Pareto layers of (signed means, stds) — `2m` columns, all
+   "higher is better" for a single candidate's expected hypervolume improvement (it rises with
+   each objective's mean and, at a fixed mean, with its spread), so the layers keep the
+   candidates that can extend the front (ties in the last layer: the scalarized UCB);
+3. the baseline: at most ``screen_max_baseline`` observations from the first Pareto layers of
+   the signed observed outcomes (BoTorch then prunes those unlikely to be on the front);
+4. BoTorch's ``qLogNoisyExpectedHypervolumeImprovement`` on the exact joint posterior of
+   {kept candidates, baseline, pending} (``finite.FiniteSetModel``), pending designs as
+   ``X_pending``, sequential greedy with the family margin of ``screening._greedy``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gpytorch
+import torch
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+from botorch.sampling import SobolQMCNormalSampler
+from torch import Tensor
+
+from optimizer.surrogate.dedup import Exclusion
+from optimizer.surrogate.finite import Conditioning, local_rows
+from optimizer.surrogate.gp import Surrogate
+from optimizer.surrogate.pareto import pareto_mask, reference_point
+from optimizer.surrogate.scalarize import Scalarization
+
+
+def layers_keep(points: Tensor, tiebreak: Tensor, size: int, among: Tensor | None = None) -> Tensor:
+    """Mask of the ``size`` points (of those in ``among``) on the lowest non-dominated layers
+    of ``points`` (`b x k`, every column maximized); the last layer's ties by ``tiebreak``."""
+    b = points.shape[0]
+    idx = torch.arange(b) if among is None else torch.nonzero(among).flatten()
+    keep = torch.zeros(b, dtype=torch.bool)
+    left = idx
+    while left.numel() and int(keep.sum()) < size:
+        front = torch.as_tensor(pareto_mask(points[left]))
+        if not bool(front.any()):  # only NaN rows left
+            front = torch.ones_like(front)
+        layer = left[front]
+        room = size - int(keep.sum())
+        if layer.numel() > room:
+            layer = layer[torch.argsort(tiebreak[layer], descending=True, stable=True)[:room]]
+        keep[layer] = True
+        left = left[~front]
+    return keep
+
+
+def screening_reference(sur: Surrogate, signs: Tensor) -> Tensor:
+    """The reference point in the signed orientation: ``config.reference_point`` (raw units)
+    where given, the rest inferred from the signed observations' front."""
+    given = sur.config.reference_point
+    if given is not None and len(given) != sur.num_objectives:
+        from optimizer.errors import ConfigError
+
+        raise ConfigError(f"reference_point={given} has {len(given)} entries for "
+                          f"{sur.num_objectives} objectives; give one per objective (None: inferred)")
+    signed = None if given is None else [None if r is None else float(r) * float(s)
+                                         for r, s in zip(given, signs.tolist(), strict=True)]
+    return reference_point(sur.train_Y.to(torch.float64) * signs.to(torch.float64), signed)
+
+
+def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, g: Scalarization,
+               sampler: SobolQMCNormalSampler, beta: float, excluded: Tensor,
+               exclusions: list[Exclusion], families: Tensor | None, max_choices: int | None,
+               max_batch_size: int, seed: int, note: str) -> Any:
+    """qLogNEHVI screening of the candidates' features ``Z`` (module docstring); returns a
+    ``screening.ScreeningResult`` (``acq_values``: each scored candidate's log-HVI alone)."""
+    from optimizer.surrogate.screening import ScreeningResult, _count_families, _greedy
+
+    cfg = sur.config
+    M = Z.shape[0]
+    signs = g.signs.to(sur.dtype)
+    V_obs = sur.train_Y.to(sur.dtype) * signs
+    ref = screening_reference(sur, signs).to(sur.dtype)
+    observed_score = g(sur.train_Y.to(sur.dtype))
+    n_cond = sur.cond_idx.numel()
+    local = cfg.screen_local_size
+    exact_max = cfg.screen_exact_max_observations
+    approximate = exact_max is not None and n_cond > exact_max
+    eligible = ~excluded
+    with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size), torch.no_grad():
+        if local is not None and n_cond > local:
+            queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
+            rows = local_rows(sur, queries, local, observed_score)
+        else:
+            rows = sur.cond_idx
+        cond = Conditioning.build(sur, rows)
+        mean, var = cond.mean_var(Z)
+        std = var.sqrt()
+        V, tie = mean * signs, g.apply_signed(mean * signs + beta * std)
+        cols = torch.cat([V, std], dim=-1)
+        keep = eligible.clone()
+        target = cfg.screen_prefilter_size or int(keep.sum())
+        if families is not None and bool(keep.any()):
+            n_fam = int(torch.unique(families[keep]).numel())
+            per = max(cfg.screen_family_keep, -(-target // n_fam))
+            fam_keep = torch.zeros(M, dtype=torch.bool)
+            for f in torch.unique(families[keep]).tolist():
+                fam_keep |= layers_keep(cols, tie, per, among=keep & (families == f))
+            keep = fam_keep
+        keep = layers_keep(cols, tie, target, among=keep)
+        cand = torch.nonzero(keep).flatten()
+        base = layers_keep(V_obs, observed_score, cfg.screen_max_baseline or V_obs.shape[0])
+        base = torch.nonzero(base).flatten()
+        S = torch.cat([Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else []))
+        stage2 = (local_rows(sur, S, local or n_cond, observed_score) if approximate
+                  else sur.cond_idx)
+        if not torch.equal(stage2, rows):
+            rows = stage2
+            cond = Conditioning.build(sur, rows)
+        model = cond.finite_model(S)
+        K, B = cand.numel(), base.numel()
+        P = 0 if Z_pending is None else Z_pending.shape[0]
+        index = torch.arange(K + B + P, dtype=Z.dtype).unsqueeze(-1)
+        choices, base_x, pend_x = index[:K], index[K:K + B], index[K + B:]
+        objective = WeightedMCMultiOutputObjective(weights=signs)
+
+        def make(extra: Tensor | None) -> Any:
+            pend = torch.cat([pend_x] + ([extra] if extra is not None else []))
+            return qLogNoisyExpectedHypervolumeImprovement(
+                model=model, ref_point=ref, X_baseline=base_x, sampler=sampler,
+                objective=objective, X_pending=pend if pend.shape[0] else None,
+                prune_baseline=True, cache_root=False)
+
+        first = make(None)
+        solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
+                if K else torch.zeros(0, dtype=Z.dtype))
+        acq_values = torch.full((M,), float("nan"), dtype=Z.dtype)
+        acq_values[cand] = solo
+        top = torch.arange(K)
+        if max_choices is not None and K > max_choices:
+            top = torch.argsort(solo, descending=True, stable=True)[:max_choices]
+        fam = None if families is None else families[cand[top]]
+        picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), cfg.screen_family_margin,
+                              True, max_batch_size)
+        sel = cand[top[picks]]
+    return ScreeningResult(
+        selected=sel, selected_values=vals, acq_values=acq_values, mean=mean, std=std,
+        excluded=excluded, exclusions=tuple(exclusions), acquisition="qlognehvi", seed=seed,
+        note=note, batch_families=_count_families(families, sel), num_scored=K, num_baseline=B,
+        conditioned_on=int(rows.numel()), approximate=approximate)
