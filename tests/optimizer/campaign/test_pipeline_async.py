@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from campaign_oracles import Bowl
-from optimizer.campaign.pipeline import AsyncRounds, _Ready, split_plan
+from optimizer.campaign.pipeline import AsyncRounds, _Batch, _Ready, split_plan
 from optimizer.campaign.rounds import RoundPlan
 from optimizer.campaign.service import run_campaign
 from oracles.labsim import LabSimulator
@@ -109,9 +109,9 @@ def _plan(selected: list[int], candidates: int, index: int = 3) -> RoundPlan:
                      population_rows=np.asarray(selected) + 100)
 
 
-def _ready(selected: int, *, sent: int, finished: int, seconds: float) -> _Ready:
-    return _Ready(plans=[_plan(list(range(selected)), 10)], population=1, sent=sent,
-                  finished=finished, seconds=seconds)
+def _ready(selected: int, *, sent: int, finished: int, started: float = 0.0) -> _Ready:
+    return _Ready(batches=[_Batch(plan=_plan(list(range(selected)), 10), population=1,
+                                  finished=finished, started=started)], sent=sent)
 
 
 def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
@@ -148,10 +148,10 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
                        say=lambda m: None)
     try:
         pipe.latencies.extend([latency] * 3)
-        pipe.ready = _ready(4, sent=0, finished=4, seconds=0.01)
+        pipe.ready = _ready(4, sent=0, finished=4)
         if rescore == "auto":  # nothing known of a refit's cost yet: never wait for one
             assert pipe._usable(4, finished=8) is pipe.ready
-        pipe.refit_seconds = seconds
+        pipe.select_seconds.append(seconds)
         assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
         assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
