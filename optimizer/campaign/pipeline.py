@@ -166,8 +166,10 @@ class AsyncRounds:
         self.ready: _Ready | None = None
         self.sent = 0
         self.latencies: deque[float] = deque(maxlen=64)
-        #: the last selections' durations (re-scoring surrogate and screening)
+        #: the last selections' durations (re-scoring surrogate and screening), and those of the
+        #: ones that screened with a surrogate (what waiting for a re-screening costs)
         self.select_seconds: deque[float] = deque(maxlen=3)
+        self.rescore_seconds: deque[float] = deque(maxlen=3)
         #: selections by how their surrogate was made ("reuse", "condition", "refit"), and those
         #: dropped because more batches went out while they ran than they had assumed
         self.rescores: Counter[str] = Counter()
@@ -256,6 +258,7 @@ class AsyncRounds:
             new = job_s.result()
             self.select_seconds.append(new.seconds)
             if new.rescored is not None:
+                self.rescore_seconds.append(new.seconds)
                 self.rescores[new.rescored.kind] += 1
                 self._newer_fit(new.rescored.full)
             # batches that went out while it ran must be the first of those it assumed would
@@ -267,8 +270,14 @@ class AsyncRounds:
             if gone <= len(new.prefix) and len(left) >= len(rest) and all(
                     a is b for a, b in zip(rest, left, strict=False)):
                 self.ready = _Ready(batches=[*rest, *new.batches], sent=self.sent)
+                log.debug("campaign %s: selection (%s, %.2f s) of %d batches after %d assumed, "
+                          "%d of them sent meanwhile", self.config.name,
+                          new.rescored.kind if new.rescored else "no surrogate", new.seconds,
+                          len(new.batches), len(new.prefix), gone)
             else:
                 self.discarded += 1  # pending points out of date; the list it was to extend stays
+                log.debug("campaign %s: selection (%.2f s) dropped: %d batches sent meanwhile, "
+                          "%d assumed", self.config.name, new.seconds, gone, len(new.prefix))
 
     def _newer_fit(self, fit: FullFit) -> None:
         if self.full_fit is None or fit.observations >= self.full_fit.observations:
@@ -282,10 +291,10 @@ class AsyncRounds:
         """Whether a batch stale by results waits for a re-screening (``rescore``)."""
         if self.settings.rescore != "auto":
             return self.settings.rescore == "always"
-        if not self.latencies or not self.select_seconds:
+        if not self.latencies or not self.rescore_seconds:
             return False  # nothing known of a re-screening's cost: never wait for one
         latency = statistics.median(self.latencies)
-        return max(self.select_seconds) <= self.settings.rescore_fraction * latency
+        return max(self.rescore_seconds) <= self.settings.rescore_fraction * latency
 
     def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
@@ -389,11 +398,13 @@ class AsyncRounds:
     def _batches_ahead(self, q: int) -> int:
         """How many batches one selection holds: enough to refill every slot of the in-flight
         limit twice while the oracle's pace is unknown; then once, plus the batches the oracle
-        finishes while the next selection runs; at most four times the limit."""
+        finishes while the next selection runs; at most twice the limit (greedy screening costs
+        more per batch the more it holds: on a loaded machine a longer list would only make the
+        next selection slower)."""
         fill, behind = self._pace(q)
         if behind is None:
             return 2 * fill
-        return min(4 * fill, fill + behind)
+        return min(2 * fill, fill + behind)
 
     @staticmethod
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
@@ -406,7 +417,7 @@ class AsyncRounds:
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
                 inputs: RoundInputs, index: int, q: int, total: int, sent: int, finished: int,
                 prefix: list[_Batch], full: FullFit | None, refit_every: int) -> _Selection:
-        started, t0 = time.monotonic(), time.perf_counter()
+        started, t0, wall = time.monotonic(), time.perf_counter(), time.time()
         rescored = None
         if generator.surrogate is not None:
             data = training_data(inputs.history, generator.config, inputs.imported)
@@ -425,9 +436,11 @@ class AsyncRounds:
                                 pending=np.concatenate(pending) if pending else None)
         if rescored is not None:
             plan.timings["fit_s"] = rescored.seconds
-            if "population" in plan.summary:
-                plan.summary["population"].update(refit=rescored.kind == "refit",
-                                                  rescore=rescored.kind)
+        # how it was selected: the surrogate, the batches it assumed go out first, when it ran
+        plan.summary.setdefault("population", {}).update(
+            refit=rescored is not None and rescored.kind == "refit",
+            rescore=None if rescored is None else rescored.kind, after=len(prefix),
+            selection=[wall, time.time()])
         plans = split_plan(plan, q)
         return _Selection(
             batches=[_Batch(plan=p, population=number, finished=finished, started=started)

@@ -151,7 +151,7 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
         pipe.ready = _ready(4, sent=0, finished=4)
         if rescore == "auto":  # nothing known of a refit's cost yet: never wait for one
             assert pipe._usable(4, finished=8) is pipe.ready
-        pipe.select_seconds.append(seconds)
+        pipe.rescore_seconds.append(seconds)
         assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
         assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
