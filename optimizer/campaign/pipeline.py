@@ -176,7 +176,7 @@ class AsyncRounds:
         self.discarded = 0
         self._room_since: float | None = None
         self._last_pass: float | None = None
-        self._waited: Counter[str] = Counter()
+        self._waited: dict[str, float] = {}
         #: seconds the oracle had room for a batch that was not ready yet, one entry per batch
         self.waits: list[float] = []
 
@@ -187,7 +187,8 @@ class AsyncRounds:
         A background failure is raised here (the same error the synchronous loop would raise)."""
         now = time.monotonic()
         if self._room_since is not None and self._last_pass is not None:
-            self._waited[self._cause(finished)] += now - self._last_pass  # since the last pass
+            cause = self._cause(finished)
+            self._waited[cause] = self._waited.get(cause, 0.0) + now - self._last_pass
         self._last_pass = now
         self._harvest()
         cfg = self.config.budget

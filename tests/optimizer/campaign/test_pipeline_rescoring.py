@@ -5,7 +5,7 @@ go out while a re-screening runs (fill first), the re-screened batches treating 
 exactly-once holds."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -23,7 +23,7 @@ from storage import Storage
 
 
 def _unix(t: datetime) -> float:
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
+    return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _data(n: int) -> TrainingData:
@@ -84,10 +84,11 @@ def test_async_rescoring_fills_first_conditions_and_refits_on_schedule(
 
         # the schedule: one entry per selection (its batches share the summary), in start order
         selections: dict[tuple[float, float], tuple[str, int, dict]] = {}
+        summary = {r.index: r.summary or {} for r in rounds}
         for r in rounds:
-            pop = r.summary["population"]
+            pop = summary[r.index]["population"]
             if pop.get("rescore") is not None:
-                selections[tuple(pop["selection"])] = (pop["rescore"], r.summary["observations"],
+                selections[tuple(pop["selection"])] = (pop["rescore"], summary[r.index]["observations"],
                                                        r.surrogate_state or {})
         kinds = [v[0] for _, v in sorted(selections.items())]
         assert "condition" in kinds and kinds.count("refit") >= 2, kinds
@@ -107,13 +108,12 @@ def test_async_rescoring_fills_first_conditions_and_refits_on_schedule(
         # selected with it pending (the batches it assumed would go out first)
         dispatched = {r.index: min(_unix(q.dispatched_at) for q in history.completed
                                    if q.round_index == r.index and q.dispatched_at) for r in rounds}
-        overlapped = [(a.index, b.index) for b in rounds for a in rounds
-                      if a.index < b.index and b.summary["population"].get("after", 0) >= 1
-                      and b.summary["population"]["selection"][0] < dispatched[a.index]
-                      < b.summary["population"]["selection"][1]]
-        assert overlapped, [(r.index, r.summary["population"]) for r in rounds]
+        window = {i: s["population"]["selection"] for i, s in summary.items()}
+        overlapped = [(a, b) for b in summary for a in summary
+                      if a < b and summary[b]["population"].get("after", 0) >= 1
+                      and window[b][0] < dispatched[a] < window[b][1]]
+        assert overlapped, [(i, s["population"]) for i, s in summary.items()]
         for _, b in overlapped:
-            pop = next(r for r in rounds if r.index == b).summary
-            assert pop["pending"] >= pop["population"]["after"] * q
+            assert summary[b]["pending"] >= summary[b]["population"]["after"] * q
     finally:
         lab.close()
