@@ -123,6 +123,7 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
         kind = ((r.summary or {}).get("population") or {}).get("rescore")
         if kind:
             waits[f"n_{kind}"] = waits.get(f"n_{kind}", 0.0) + 1
+        waits["tilted"] = waits.get("tilted", 0.0) + bool((r.summary or {}).get("tilted"))
     return {"mode": mode, "util": util, "gaps": gaps, "wall": wall, "cpu": cpu,
             "results": status.results, "best": status.best, "rounds": len(rounds),
             "true_best": true_best, "idle": idle, "waits": waits}
@@ -142,6 +143,7 @@ def _breakdown(r: dict[str, Any]) -> str:
         parts = (f"fit {w.get('fit_s', 0.0):.1f}, SMC {w.get('smc_s', 0.0):.1f}, screening "
                  f"{w.get('screen_s', 0.0):.1f}")
         tail = ""
+    tail += f"; batches from a tilted population {int(w.get('tilted', 0))} of {r['rounds'] - 1}"
     return (f"    idle slot-s {r['idle']:.1f}: no batch ready {min(batch, r['idle']):.1f} ({parts}), "
             f"driver pass (poll, record, send) {max(0.0, r['idle'] - batch):.1f}{tail}")
 

@@ -193,16 +193,17 @@ class AsyncRounds:
         self._harvest()
         cfg = self.config.budget
         q = min(cfg.q, remaining)
-        recorded = False
         if q > 0 and in_flight + q <= cfg.in_flight_limit:
             if self._room_since is None:
                 self._room_since = now
             ready = self._usable(q, finished)
             if ready is not None:
                 self._send(ready)
-                recorded = True
+                # the driver dispatches it now; background work (its history reads) starts on
+                # the next pass, which follows at once
+                return True
         self._start_jobs(q, finished, remaining)
-        return recorded
+        return False
 
     def observe(self, records: Sequence[QueryRecord]) -> None:
         """Finished queries: their oracle latency (dispatch to result), the pace of the sends."""
@@ -360,10 +361,14 @@ class AsyncRounds:
                 return  # fresh: nothing new to screen with
         # fill first: the next batches of the ready list go out while this selection runs, so
         # it selects the batches after them (their designs pending) and never holds the oracle
-        prefix = [] if not valid or ready is None or self._wait_for_fresh() else \
-            ready.unsent[:self._prefix_size(q)]
-        total = min(q * self._batches_ahead(q),
-                    remaining - sum(len(b.plan.selected) for b in prefix))
+        # (at most all but the budget's last batch: the end of the budget is re-screened too,
+        # with the newest pool, instead of going out as screened long ago)
+        keep = min(self._prefix_size(q), max(0, -(-remaining // q) - 1))
+        prefix = [] if not valid or ready is None or self._wait_for_fresh() else ready.unsent[:keep]
+        # without results nothing is learned from more batches than fill the slots (the sync
+        # loop sends as many plain-prior ones)
+        batches = self._pace(q)[0] if finished < MIN_OBSERVATIONS else self._batches_ahead(q)
+        total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
             return  # the prefix already spends the budget
         available = ~self.used
