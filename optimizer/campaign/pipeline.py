@@ -156,6 +156,7 @@ class AsyncRounds:
         self._sel_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-select-{name}")
         self._gen_job: cf.Future[Population] | None = None
         self._gen_at = 0  # finished queries when the running generation read its history
+        self._gen_tilts = False  # whether the running generation has results to tilt with
         self._sel_job: cf.Future[_Selection] | None = None
         self.pool: Population | None = None
         self.used: np.ndarray = np.zeros(0, dtype=bool)
@@ -315,9 +316,17 @@ class AsyncRounds:
         """What a pass that had room but sent nothing waited on (the bench's breakdown)."""
         if self._valid(self.ready):
             return "rescore"  # a batch existed; the rescore policy held it for a fresh one
-        if self.pool is None or self._eligible() < self.config.budget.q:
+        if self.pool is None or self._eligible() < self.config.budget.q or self._awaiting_tilt():
             return "population"
         return "selection"
+
+    def _awaiting_tilt(self) -> bool:
+        """Whether the pool is plain-prior samples while a tilted population is on its way: no
+        batch is selected from it then (as in the sync loop, plain-prior batches only fill the
+        slots before the first results; prior samples screened by the surrogate are far worse
+        designs than a tilted population's, so the oracle waits for that once)."""
+        return (self.pool is not None and not self.pool.tilted and self._gen_job is not None
+                and self._gen_tilts)
 
     def _send(self, ready: _Ready) -> None:
         batch = ready.next
@@ -349,8 +358,13 @@ class AsyncRounds:
             self._gen_at = finished
             tag = f"population-{self.population_number + 1}"
             # built here, on the driver's thread (Ray start and signal handlers belong there)
-            self._gen_job = self._gen_pool.submit(self._generate, self._generator(), inputs, tag)
+            generator = self._generator()
+            self._gen_tilts = generator.surrogate is not None and (
+                len(inputs.history.completed) + len(inputs.imported) >= MIN_OBSERVATIONS)
+            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag)
         if self._sel_job is not None or self.pool is None or self._eligible() < q:
+            return
+        if self._awaiting_tilt():
             return
         ready = self.ready
         valid = (ready is not None and self._valid(ready) and ready.next is not None
