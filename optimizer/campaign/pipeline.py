@@ -352,8 +352,12 @@ class AsyncRounds:
         if q <= 0:
             return
         new_results = finished - self.pool_finished
+        # a plain-prior pool is replaced as soon as results exist to tilt with (its samples are
+        # not screened into batches meanwhile, ``_awaiting_tilt``)
+        untilted = (self.pool is not None and not self.pool.tilted and new_results > 0
+                    and finished >= MIN_OBSERVATIONS)
         if self._gen_job is None and (self.pool is None or self._eligible() < self.min_pool
-                                      or new_results >= self.regenerate_every):
+                                      or new_results >= self.regenerate_every or untilted):
             inputs = self._read_inputs()
             self._gen_at = finished
             tag = f"population-{self.population_number + 1}"

@@ -59,15 +59,19 @@ def test_rescoring_conditions_between_full_fits_and_refits_on_schedule() -> None
 @pytest.mark.slow  # a whole campaign on Ray
 def test_async_rescoring_fills_first_conditions_and_refits_on_schedule(
         ray_session: str, tiny_prior_path: str, tmp_path, make_config) -> None:
-    lab = LabSimulator(Bowl(seed=2, latency_s=0.4)).start()
+    # a fast lab next to a deliberately slow screening (many quasi-MC samples): batches
+    # free up while re-screenings run, so filling first is what keeps the lab busy
+    lab = LabSimulator(Bowl(seed=2, latency_s=0.15)).start()
     url = f"sqlite:///{tmp_path / 'rescoring.db'}"
     refit_every, q = 6, 2
     try:
         name = "rescoring"
-        # one population serves the whole budget (64 candidates, never regenerated): every full
-        # fit after the first is the re-scoring's own, so the schedule is visible in the rounds
+        # a tilted population replaces the plain-prior one once results exist, then serves the
+        # rest of the budget (64 candidates, never regenerated): every later full fit is the
+        # re-scoring's own, so the schedule is visible in the rounds
         cfg = make_config(name, tiny_prior_path, lab.url, url,
                           workers={"particles_per_worker": 32},
+                          surrogate={"num_mc_samples": 2048},
                           budget={"q": q, "max_in_flight": 4, "total": 24, "poll_interval_s": 0.02},
                           pipeline={"mode": "async", "regenerate_every": 1000, "min_pool": 1,
                                     "refit_every": refit_every, "rescore": "never"})
@@ -91,18 +95,19 @@ def test_async_rescoring_fills_first_conditions_and_refits_on_schedule(
                 selections[tuple(pop["selection"])] = (pop["rescore"], summary[r.index]["observations"],
                                                        r.surrogate_state or {})
         kinds = [v[0] for _, v in sorted(selections.items())]
-        assert "condition" in kinds and kinds.count("refit") >= 2, kinds
-        base = None
+        assert "condition" in kinds and "refit" in kinds, kinds
+        base = None  # the newest full fit seen (a population's fit enters unseen: only >= base)
         for kind, n, state in (v for _, v in sorted(selections.items())):
             if kind == "refit":
                 assert base is None or n - base >= refit_every, (kinds, n, base)
                 base = n
             elif kind == "condition":
                 source = state["hyperparameters_from"]
-                assert base is not None and source >= base and 0 < n - source < refit_every
+                assert (base is None or source >= base) and 0 < n - source < refit_every
                 base = source
             else:
-                assert n == base
+                assert base is None or n >= base
+                base = n
 
         # fill first: a batch went out while a later round's selection ran, and that round was
         # selected with it pending (the batches it assumed would go out first)
