@@ -35,7 +35,7 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from storage import Storage
 
 
 def _unix(t: datetime) -> float:
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
+    return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def utilization(intervals: list[tuple[float, float]], limit: int) -> tuple[float, list[float]]:
