@@ -88,7 +88,7 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
             "workers": {"count": 2, "particles_per_worker": args.particles // 2},
             "budget": {"q": args.q, "max_in_flight": args.max_in_flight, "total": args.total,
                        "poll_interval_s": args.poll},
-            "pipeline": {"mode": mode},
+            "pipeline": {"mode": mode, "rescore": args.rescore},
             "storage": {"url": url},
         }, f"bench config {tag}")
         wall, cpu = time.perf_counter(), time.process_time()
@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=0.1, help="budget.poll_interval_s")
     ap.add_argument("--repeats", type=int, default=1, help="repeat r: campaign and lab seed --seed + r")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rescore", default="auto", choices=("auto", "always", "never"),
+                    help="[pipeline] rescore of the async runs")
     ap.add_argument("--modes", default="sync,async")
     ap.add_argument("--verbose", action="store_true", help="print the drivers' progress lines")
     ap.add_argument("--debug", action="store_true", help="log the pipeline's selections (DEBUG)")

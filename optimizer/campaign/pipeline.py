@@ -385,7 +385,9 @@ class AsyncRounds:
         prefix = [] if not valid or ready is None or self._wait_for_fresh() else ready.unsent[:keep]
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)
-        batches = self._pace(q)[0] if finished < MIN_OBSERVATIONS else self._batches_ahead(q)
+        # (a batch that waits for a fresh re-screening waits only for its own q picks)
+        batches = (self._pace(q)[0] if finished < MIN_OBSERVATIONS else
+                   1 if self._wait_for_fresh() else self._batches_ahead(q))
         total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
             return  # the prefix already spends the budget
