@@ -15,17 +15,32 @@ dispatch] (after the last dispatch the budget is spent and the lab necessarily d
 gaps: the intervals in T with fewer than ``limit`` queries in flight, the longest printed.
 Process CPU seconds of this process (the driver; Ray workers are separate processes) and the
 load average are printed next to wall time.
+
+What the lab waited on: the idle slot-seconds `(1 − utilization) · limit · T`, split into the
+time a batch was not ready when slots were free (read from the rounds' ``timings``: async,
+``wait_population_s`` — no pool with unused candidates —, ``wait_selection_s`` — a selection
+still running —, ``wait_rescore_s`` — a batch held by the ``rescore`` policy; sync, the round's
+fit / SMC / screening) times the batch size, and the rest (poll interval, recording results and
+the round, sending: the driver's own pass).
+
+Quality: repeat r runs both modes with campaign seed r and lab noise seed r; the best true
+(noise-free) value among the queried designs is printed per run and as mean ± s.e. per mode,
+so a faster oracle is never bought with worse designs unseen.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.service import run_campaign
@@ -35,7 +50,7 @@ from storage import Storage
 
 
 def _unix(t: datetime) -> float:
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
+    return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def utilization(intervals: list[tuple[float, float]], limit: int) -> tuple[float, list[float]]:
@@ -61,19 +76,19 @@ def utilization(intervals: list[tuple[float, float]], limit: int) -> tuple[float
     return (busy / (limit * span) if span > 0 else 1.0), sorted(gaps, reverse=True)
 
 
-def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str) -> dict[str, Any]:
-    oracle = ManifoldOracle(noise_std=0.05, seed=0, latency_s=args.latency)
+def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed: int) -> dict[str, Any]:
+    oracle = ManifoldOracle(noise_std=0.05, seed=seed, latency_s=args.latency)
     url = f"sqlite:///{workdir / f'{tag}.db'}"
     with LabSimulator(oracle).start() as lab:
         cfg = parse_config({
-            "name": tag, "seed": 0, "prior": {"name": "manifold"},
+            "name": tag, "seed": seed, "prior": {"name": "manifold"},
             "oracle": {"kind": "http", "base_url": lab.url, "timeout_s": 30.0},
             "objectives": [{"name": "value"}],
             "sampler": {"alpha": [0.5, 0.2, 0.1], "num_steps": args.steps},
             "workers": {"count": 2, "particles_per_worker": args.particles // 2},
             "budget": {"q": args.q, "max_in_flight": args.max_in_flight, "total": args.total,
                        "poll_interval_s": args.poll},
-            "pipeline": {"mode": mode},
+            "pipeline": {"mode": mode, "rescore": args.rescore},
             "storage": {"url": url},
         }, f"bench config {tag}")
         wall, cpu = time.perf_counter(), time.process_time()
@@ -86,14 +101,51 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str) -> di
         status = run_campaign(cfg, progress=say)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with Storage.open(url) as st:
-        hist = st.load_history(tag, with_design=False)
+        hist = st.load_history(tag, with_design=True)
         rounds = st.list_rounds(tag)
     done = [*hist.completed, *hist.failed]
     intervals = [(_unix(q.dispatched_at), _unix(q.finished_at)) for q in done
                  if q.dispatched_at is not None and q.finished_at is not None]
     util, gaps = utilization(intervals, args.max_in_flight)
+    designs = torch.as_tensor(np.stack([np.asarray(q.design, dtype=np.float64) for q in done]))
+    true_best = float(oracle.problem.value(designs).max())
+    span = max(a for a, _ in intervals) - min(a for a, _ in intervals)
+    idle = (1.0 - util) * args.max_in_flight * span  # idle slot-seconds
+    waits: dict[str, float] = {}
+    for r in rounds:
+        t, n = r.timings or {}, len(r.selected) or args.q
+        keys = ("wait_population_s", "wait_selection_s", "wait_rescore_s") if mode == "async" else (
+            "fit_s", "smc_s", "screen_s")
+        if r.index == 0:
+            continue  # before the first dispatch: outside the measured span
+        for k in keys:
+            waits[k] = waits.get(k, 0.0) + n * float(t.get(k, 0.0))
+        kind = ((r.summary or {}).get("population") or {}).get("rescore")
+        if kind:
+            waits[f"n_{kind}"] = waits.get(f"n_{kind}", 0.0) + 1
+        waits["tilted"] = waits.get("tilted", 0.0) + bool((r.summary or {}).get("tilted"))
     return {"mode": mode, "util": util, "gaps": gaps, "wall": wall, "cpu": cpu,
-            "results": status.results, "best": status.best, "rounds": len(rounds)}
+            "results": status.results, "best": status.best, "rounds": len(rounds),
+            "true_best": true_best, "idle": idle, "waits": waits}
+
+
+def _breakdown(r: dict[str, Any]) -> str:
+    w = r["waits"]
+    if r["mode"] == "async":
+        batch = w.get("wait_population_s", 0.0) + w.get("wait_selection_s", 0.0) + w.get(
+            "wait_rescore_s", 0.0)
+        parts = (f"population {w.get('wait_population_s', 0.0):.1f}, selection "
+                 f"{w.get('wait_selection_s', 0.0):.1f}, rescore policy {w.get('wait_rescore_s', 0.0):.1f}")
+        kinds = ", ".join(f"{k[2:]} {int(v)}" for k, v in sorted(w.items()) if k.startswith("n_"))
+        tail = f"; batches screened by: {kinds or '-'}"
+    else:
+        batch = w.get("fit_s", 0.0) + w.get("smc_s", 0.0) + w.get("screen_s", 0.0)
+        parts = (f"fit {w.get('fit_s', 0.0):.1f}, SMC {w.get('smc_s', 0.0):.1f}, screening "
+                 f"{w.get('screen_s', 0.0):.1f}")
+        tail = ""
+    tail += f"; batches from a tilted population {int(w.get('tilted', 0))} of {r['rounds'] - 1}"
+    return (f"    idle slot-s {r['idle']:.1f}: no batch ready {min(batch, r['idle']):.1f} ({parts}), "
+            f"driver pass (poll, record, send) {max(0.0, r['idle'] - batch):.1f}{tail}")
 
 
 def main() -> None:
@@ -105,11 +157,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--particles", type=int, default=256, help="per round, over 2 workers")
     ap.add_argument("--poll", type=float, default=0.1, help="budget.poll_interval_s")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="repeat r: campaign and lab seed --seed + r")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rescore", default="auto", choices=("auto", "always", "never"),
+                    help="[pipeline] rescore of the async runs")
     ap.add_argument("--modes", default="sync,async")
     ap.add_argument("--verbose", action="store_true", help="print the drivers' progress lines")
+    ap.add_argument("--debug", action="store_true", help="log the pipeline's selections (DEBUG)")
     args = ap.parse_args()
     modes = args.modes.split(",")
+    if args.debug:
+        logging.basicConfig(format="  %(asctime)s %(message)s")
+        logging.getLogger("optimizer.campaign.pipeline").setLevel(logging.DEBUG)
     print(f"# oracle utilization: lab latency {args.latency:g} s, q {args.q}, max_in_flight "
           f"{args.max_in_flight}, {args.total} queries, manifold prior, {args.particles} particles "
           f"x {args.steps} steps; load before {os.getloadavg()[0]:.2f}")
@@ -118,23 +177,34 @@ def main() -> None:
         for rep in range(args.repeats):
             order = modes if rep % 2 == 0 else modes[::-1]
             for mode in order:
-                r = run_once(mode, args, Path(tmp), f"util-{mode}-{rep}")
+                r = run_once(mode, args, Path(tmp), f"util-{mode}-{rep}", seed=args.seed + rep)
                 runs.append(r)
                 gaps = ", ".join(f"{g:.2f}" for g in r["gaps"][:5])
                 print(f"{mode:>5} rep {rep}: utilization {r['util']:.3f}; idle gaps {len(r['gaps'])}, "
-                      f"longest [{gaps}] s; {r['rounds']} rounds, best {r['best']:.4g}; wall "
-                      f"{r['wall']:.1f} s, driver CPU {r['cpu']:.1f} s; load {os.getloadavg()[0]:.2f}",
-                      flush=True)
-    print("\n| mode | utilization (median) | runs | idle gaps (median count) | wall s (median) |")
-    print("|---|---|---|---|---|")
+                      f"longest [{gaps}] s; {r['rounds']} rounds, best observed {r['best']:.4g}, "
+                      f"true {r['true_best']:.4g}; wall {r['wall']:.1f} s, driver CPU {r['cpu']:.1f} s; "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+                print(_breakdown(r), flush=True)
+    print("\n| mode | utilization (median) | runs | idle gaps (median count) | wall s (median) "
+          "| best true value (mean ± s.e.) |")
+    print("|---|---|---|---|---|---|")
     med = {}
     for mode in modes:
         rs = [r for r in runs if r["mode"] == mode]
         med[mode] = statistics.median(r["util"] for r in rs)
         each = ", ".join(f"{r['util']:.3f}" for r in rs)
+        best = [r["true_best"] for r in rs]
+        se = statistics.stdev(best) / len(best) ** 0.5 if len(best) > 1 else float("nan")
         print(f"| {mode} | {med[mode]:.3f} | {each} | "
               f"{statistics.median(len(r['gaps']) for r in rs):.0f} | "
-              f"{statistics.median(r['wall'] for r in rs):.1f} |")
+              f"{statistics.median(r['wall'] for r in rs):.1f} | {statistics.mean(best):.3f} ± {se:.3f} |")
+    if "sync" in med and "async" in med and args.repeats > 1:
+        diff = [a["true_best"] - s["true_best"] for a, s in zip(
+            [r for r in runs if r["mode"] == "async"], [r for r in runs if r["mode"] == "sync"],
+            strict=True)]
+        se = statistics.stdev(diff) / len(diff) ** 0.5
+        print(f"\nbest true value, async − sync, paired by seed: {statistics.mean(diff):+.3f} ± {se:.3f} "
+              f"(n = {len(diff)}; optimum {ManifoldOracle().problem.optimal_value:.3f})")
     if "sync" in med and "async" in med:
         verdict = "PASS" if med["async"] >= 0.95 else "FAIL"
         print(f"\nasync / sync utilization: {med['async'] / med['sync']:.2f}x; goal async >= 0.95: "

@@ -3,6 +3,7 @@
     [pipeline]
     mode = "async"          # generate and screen on background threads; the driver keeps polling
     regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
+    refit_every = 16        # re-screening refits the GP after this many results (default 2·regenerate_every)
     rescore = "auto"        # re-screen the pool with the new results before a batch goes out
 """
 from __future__ import annotations
@@ -19,15 +20,21 @@ class PipelineConfig(BaseModel):
     leaves room for ``q`` more queries; nothing is polled or sent while it fits, samples and
     screens. ``mode = "async"``: SMC populations are generated on a background thread while the
     driver keeps polling, storing results and sending; a population is a pool of candidates from
-    which several batches are selected (each recorded as its own round), re-screened with the
-    surrogate refitted on the results that arrived since, pending points respected, so a batch
-    is ready the moment slots free up. A fresh population is generated after
-    ``regenerate_every`` new results, or when fewer than ``min_pool`` candidates are left.
+    which several batches are selected (each recorded as its own round), re-screened as results
+    arrive, pending points respected, so a batch is ready the moment slots free up. A fresh
+    population is generated after ``regenerate_every`` new results, or when fewer than
+    ``min_pool`` candidates are left.
 
-    ``rescore``: before a batch goes out, re-screen the pool with results that arrived since it
-    was last screened: ``always`` (the batch waits for the refit), ``never`` (the newest screened
-    batch goes at once; the refit follows for the next one), ``auto`` (waits only when the last
-    re-screening took at most ``rescore_fraction`` of the oracle's median latency: a lab that
+    Re-screening (fill first, then rescore): when slots free up, the next ready batch goes out at
+    once; the pool is re-screened in the background with the new results for the batches after
+    the ones expected to go out meanwhile (their designs count as pending). Its surrogate is the
+    newest full fit (a population's) *conditioned* on the results since, hyperparameters held
+    (milliseconds; ``optimizer.surrogate.condition``); the hyperparameters are re-optimized when
+    ``refit_every`` results arrived since the newest full fit.
+
+    ``rescore``: whether a ready batch screened before the latest results waits for a
+    re-screening: ``never`` (it goes at once), ``always`` (it waits), ``auto`` (waits only when
+    re-screening takes at most ``rescore_fraction`` of the oracle's median latency: a lab that
     takes hours always gets fresh batches; a 5-second simulation is never kept waiting)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -41,12 +48,18 @@ class PipelineConfig(BaseModel):
     min_pool: int | None = Field(
         default=None, ge=1, le=10_000_000,
         description="async: a fresh population when fewer unused candidates are left (default 2·q)")
+    refit_every: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="async: re-screening re-optimizes the surrogate's hyperparameters once this many "
+                    "results arrived since the newest full fit; between full fits it conditions "
+                    "that fit on the new results (default 2·regenerate_every; 1: always refit)")
     rescore: Literal["auto", "always", "never"] = Field(
-        default="auto", description="async: re-screen the pool with new results before a batch goes out")
+        default="auto", description="async: whether a batch screened before the latest results "
+                                    "waits for a re-screening before it goes out")
     rescore_fraction: float = Field(
-        default=0.05, gt=0.0, le=1.0,
+        default=0.02, gt=0.0, le=1.0,
         description="auto: wait for a re-screening when it takes at most this fraction of the "
-                    "oracle's median latency")
+                    "oracle's median latency (the idle time accepted for a fresher batch)")
     stop_wait_s: float = Field(
         default=600.0, gt=0.0, le=86_400.0,
         description="async: seconds a stopping driver waits for a background generation to end "

@@ -10,16 +10,23 @@ compute:
   the SMC chunks on the Ray pool; the pooled particles become the candidate *pool*. A new
   population is started after ``regenerate_every`` new results (the target has moved), or when
   fewer than ``min_pool`` unused candidates are left.
-* **selection** (``RoundGenerator.select``): pick the next ``q`` from the pool's unused
-  candidates against the current pending points (refitting the surrogate when results arrived
-  since the pool's fit), i.e. the batch that goes out the moment slots free up.
+* **selection** (``RoundGenerator.select``): pick the next batches from the pool's unused
+  candidates against the current pending points, screened with the newest full fit conditioned
+  on the results since (hyperparameters held; re-optimized after ``refit_every`` results,
+  ``optimizer.campaign.rescoring``).
 
-A selected batch is valid for the state it was computed in: another batch sent since (new
-pending points) makes it stale and it is recomputed; results that arrived since make it *stale
-by results* only, and ``rescore`` decides whether the next batch waits for a refit
-(``optimizer.campaign.config_pipeline.PipelineConfig``). Each batch is recorded as its own
-round (its candidates are the pool's unused ones; ``summary.population`` names the round the
-population was generated for). Nothing computed in the background is ever sent before the
+The ready batches form a list, each batch selected with all earlier ones pending. Fill first,
+then rescore: when slots free up, the list's next batch goes out at once; when results arrived
+since the list was screened, a selection starts in the background for the batches *after* the
+next few of the list (the ones expected to go out while it runs — the oracle's pace and the last
+selections' durations — their designs added as pending points) and, when it ends, replaces the
+rest of the list. If more batches went out meanwhile than it assumed, its pending points are out
+of date and it is dropped (the list it was to extend stays valid). ``rescore`` decides whether a
+batch screened before the latest results may still go out or waits for a fresh one
+(``optimizer.campaign.config_pipeline.PipelineConfig``). Each batch is recorded as its own round
+(its candidates are the pool's unused ones; ``summary.population`` names the round the
+population was generated for and how the surrogate was made, ``timings`` how long the oracle
+waited for the batch and on what). Nothing computed in the background is ever sent before the
 driver's thread records it, so a crash loses at most a pool that nothing paid for.
 """
 from __future__ import annotations
@@ -29,7 +36,7 @@ import logging
 import math
 import statistics
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,7 +45,8 @@ import numpy as np
 
 from optimizer.campaign.auto_alpha import AutoAlphaInputs
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.rounds import Population, RoundGenerator, RoundPlan
+from optimizer.campaign.rescoring import FullFit, Rescored, rescoring_fit
+from optimizer.campaign.rounds import MIN_OBSERVATIONS, Population, RoundGenerator, RoundPlan, training_data
 from storage import History, HistoryColumns, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -58,21 +66,43 @@ class RoundInputs:
 
 
 @dataclass
-class _Ready:
-    """Batches selected together (each next one with the earlier ones as pending points), in
-    the order they go out, and the state they were selected in."""
+class _Batch:
+    """One selected batch waiting to go out: its plan, the population it came from and the state
+    its selection started in."""
 
-    plans: list[RoundPlan]
-    population: int  # which population (``AsyncRounds.population_number``) they came from
-    sent: int  # batches sent when they were selected
-    finished: int  # finished queries when they were selected
-    seconds: float  # how long the selection took (fit included)
-    refit: bool = False  # whether it refitted the surrogate on new results
+    plan: RoundPlan
+    population: int  # which population (``AsyncRounds.population_number``) it came from
+    finished: int  # finished queries when its selection read the history
+    started: float  # when its selection started (``time.monotonic``)
+
+
+@dataclass
+class _Ready:
+    """Batches in the order they go out, each selected with all the earlier ones pending."""
+
+    batches: list[_Batch]
+    sent: int  # batches the pipeline had sent when this list was formed
     taken: int = 0  # batches of the list sent so far
 
     @property
-    def next(self) -> RoundPlan | None:
-        return self.plans[self.taken] if self.taken < len(self.plans) else None
+    def next(self) -> _Batch | None:
+        return self.batches[self.taken] if self.taken < len(self.batches) else None
+
+    @property
+    def unsent(self) -> list[_Batch]:
+        return self.batches[self.taken:]
+
+
+@dataclass
+class _Selection:
+    """What a background selection returns: new batches meant to follow ``prefix`` (batches of
+    the ready list assumed to go out while it ran; their designs were its extra pending points)."""
+
+    batches: list[_Batch]
+    prefix: list[_Batch]
+    sent: int  # batches sent when it started
+    seconds: float  # how long it took (re-scoring surrogate included)
+    rescored: Rescored | None = None
 
 
 def split_plan(plan: RoundPlan, q: int) -> list[RoundPlan]:
@@ -120,22 +150,34 @@ class AsyncRounds:
         q = config.budget.q
         self.regenerate_every = self.settings.regenerate_every or q
         self.min_pool = self.settings.min_pool or 2 * q
+        self.refit_every = self.settings.refit_every or 2 * self.regenerate_every
         name = config.name[:24]
         self._gen_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-generate-{name}")
         self._sel_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-select-{name}")
         self._gen_job: cf.Future[Population] | None = None
         self._gen_at = 0  # finished queries when the running generation read its history
-        self._sel_job: cf.Future[_Ready] | None = None
+        self._gen_tilts = False  # whether the running generation has results to tilt with
+        self._sel_job: cf.Future[_Selection] | None = None
         self.pool: Population | None = None
         self.used: np.ndarray = np.zeros(0, dtype=bool)
         self.pool_finished = 0  # finished queries when the current pool's history was read
         self.population_number = 0
+        #: the newest fit with optimized hyperparameters (a population's or a re-scoring's)
+        self.full_fit: FullFit | None = None
         self.ready: _Ready | None = None
         self.sent = 0
         self.latencies: deque[float] = deque(maxlen=64)
-        self.select_seconds: float | None = None  # the last selection's duration
-        self.refit_seconds: float | None = None  # the last selection's that refitted
+        #: the last selections' durations (re-scoring surrogate and screening), and those of the
+        #: ones that screened with a surrogate (what waiting for a re-screening costs)
+        self.select_seconds: deque[float] = deque(maxlen=3)
+        self.rescore_seconds: deque[float] = deque(maxlen=3)
+        #: selections by how their surrogate was made ("reuse", "condition", "refit"), and those
+        #: dropped because more batches went out while they ran than they had assumed
+        self.rescores: Counter[str] = Counter()
+        self.discarded = 0
         self._room_since: float | None = None
+        self._last_pass: float | None = None
+        self._waited: dict[str, float] = {}
         #: seconds the oracle had room for a batch that was not ready yet, one entry per batch
         self.waits: list[float] = []
 
@@ -144,22 +186,28 @@ class AsyncRounds:
         """One pass: collect finished background work, send a batch if there is room and one is
         ready, start background work that is due. Returns True when a round was recorded.
         A background failure is raised here (the same error the synchronous loop would raise)."""
+        now = time.monotonic()
+        if self._room_since is not None and self._last_pass is not None:
+            cause = self._cause(finished)
+            self._waited[cause] = self._waited.get(cause, 0.0) + now - self._last_pass
+        self._last_pass = now
         self._harvest()
         cfg = self.config.budget
         q = min(cfg.q, remaining)
-        recorded = False
         if q > 0 and in_flight + q <= cfg.in_flight_limit:
             if self._room_since is None:
-                self._room_since = time.monotonic()
+                self._room_since = now
             ready = self._usable(q, finished)
             if ready is not None:
                 self._send(ready)
-                recorded = True
+                # the driver dispatches it now; background work (its history reads) starts on
+                # the next pass, which follows at once
+                return True
         self._start_jobs(q, finished, remaining)
-        return recorded
+        return False
 
     def observe(self, records: Sequence[QueryRecord]) -> None:
-        """Finished queries: their oracle latency (dispatch to result) for ``rescore = "auto"``."""
+        """Finished queries: their oracle latency (dispatch to result), the pace of the sends."""
         for r in records:
             if r.dispatched_at is not None and r.finished_at is not None:
                 self.latencies.append((r.finished_at - r.dispatched_at).total_seconds())
@@ -203,48 +251,96 @@ class AsyncRounds:
             self.pool, self.used = pop, np.zeros(len(pop.designs), dtype=bool)
             self.pool_finished = self._gen_at
             self.population_number += 1
+            if pop.fit is not None:
+                self._newer_fit(FullFit(fit=pop.fit, observations=pop.observations))
             self.say(f"pipeline: population {self.population_number} ready ({len(pop.designs)} "
                      f"candidates for round {pop.index}, {'tilted' if pop.tilted else 'plain prior'}; "
                      f"fit {pop.timings['fit_s']:.1f} s, SMC {pop.timings['smc_s']:.1f} s)")
         if self._sel_job is not None and self._sel_job.done():
-            selected, self._sel_job = self._sel_job, None
-            new = selected.result()
-            self.select_seconds = new.seconds
-            if new.refit:
-                self.refit_seconds = new.seconds
-            # a batch went out while it ran: its pending points are out of date; the list it
-            # was to replace stays (still valid) and the next pass starts a new selection
-            if new.sent == self.sent or not self._valid(self.ready):
-                self.ready = new
+            job_s, self._sel_job = self._sel_job, None
+            new = job_s.result()
+            self.select_seconds.append(new.seconds)
+            if new.rescored is not None:
+                self.rescore_seconds.append(new.seconds)
+                self.rescores[new.rescored.kind] += 1
+                self._newer_fit(new.rescored.full)
+            # batches that went out while it ran must be the first of those it assumed would
+            # (its prefix, still the ready list's next ones); then it follows what is left of them
+            gone = self.sent - new.sent
+            ready = self.ready
+            left = ready.unsent if self._valid(ready) and ready is not None else []
+            rest = new.prefix[gone:]
+            if gone <= len(new.prefix) and len(left) >= len(rest) and all(
+                    a is b for a, b in zip(rest, left, strict=False)):
+                self.ready = _Ready(batches=[*rest, *new.batches], sent=self.sent)
+                log.debug("campaign %s: selection (%s, %.2f s) of %d batches after %d assumed, "
+                          "%d of them sent meanwhile", self.config.name,
+                          new.rescored.kind if new.rescored else "no surrogate", new.seconds,
+                          len(new.batches), len(new.prefix), gone)
+            else:
+                self.discarded += 1  # pending points out of date; the list it was to extend stays
+                log.debug("campaign %s: selection (%.2f s) dropped: %d batches sent meanwhile, "
+                          "%d assumed", self.config.name, new.seconds, gone, len(new.prefix))
+
+    def _newer_fit(self, fit: FullFit) -> None:
+        if self.full_fit is None or fit.observations >= self.full_fit.observations:
+            self.full_fit = fit
 
     def _valid(self, ready: _Ready | None) -> bool:
         """Whether ``ready`` has a next batch selected with every batch sent since as pending."""
         return ready is not None and ready.next is not None and ready.sent + ready.taken == self.sent
 
+    def _wait_for_fresh(self) -> bool:
+        """Whether a batch stale by results waits for a re-screening (``rescore``)."""
+        if self.settings.rescore != "auto":
+            return self.settings.rescore == "always"
+        if not self.latencies or not self.rescore_seconds:
+            return False  # nothing known of a re-screening's cost: never wait for one
+        latency = statistics.median(self.latencies)
+        return max(self.rescore_seconds) <= self.settings.rescore_fraction * latency
+
     def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
         ready = self.ready
-        if ready is None or not self._valid(ready) or len(ready.next.selected) != q:  # type: ignore[union-attr]
+        if ready is None or not self._valid(ready) or len(ready.next.plan.selected) != q:  # type: ignore[union-attr]
             return None
-        if ready.finished == finished or self.settings.rescore == "never":
+        batch = ready.next
+        assert batch is not None  # _valid checked it
+        if batch.finished == finished or not self._wait_for_fresh():
             return ready
-        if self.settings.rescore == "always":
-            return None
-        # auto: wait for a refit only when one is known to be cheap next to the oracle's latency
-        if not self.latencies or self.refit_seconds is None:
-            return ready
-        latency = statistics.median(self.latencies)
-        return None if self.refit_seconds <= self.settings.rescore_fraction * latency else ready
+        # waiting for a fresh batch: one whose screening started once the oracle had room is
+        # as fresh as a waiting oracle gets (results arriving meanwhile would restart it forever)
+        return ready if self._room_since is not None and batch.started >= self._room_since else None
+
+    def _cause(self, finished: int) -> str:
+        """What a pass that had room but sent nothing waited on (the bench's breakdown)."""
+        if self._valid(self.ready):
+            return "rescore"  # a batch existed; the rescore policy held it for a fresh one
+        if self.pool is None or self._eligible() < self.config.budget.q or self._awaiting_tilt():
+            return "population"
+        return "selection"
+
+    def _awaiting_tilt(self) -> bool:
+        """Whether the pool is plain-prior samples while a tilted population is on its way: no
+        batch is selected from it then (as in the sync loop, plain-prior batches only fill the
+        slots before the first results; prior samples screened by the surrogate are far worse
+        designs than a tilted population's, so the oracle waits for that once)."""
+        return (self.pool is not None and not self.pool.tilted and self._gen_job is not None
+                and self._gen_tilts)
 
     def _send(self, ready: _Ready) -> None:
-        plan = ready.next
-        assert plan is not None  # _usable checked it
+        batch = ready.next
+        assert batch is not None  # _usable checked it
+        plan = batch.plan
         wait = time.monotonic() - self._room_since if self._room_since is not None else 0.0
         plan.timings["oracle_wait_s"] = wait
+        for cause in ("population", "selection", "rescore"):
+            plan.timings[f"wait_{cause}_s"] = self._waited.get(cause, 0.0)
         self._record(plan)
         self.waits.append(wait)
         self._room_since = None
-        if plan.population_rows is not None and ready.population == self.population_number:
+        self._waited.clear()
+        if plan.population_rows is not None and batch.population == self.population_number:
             self.used[plan.population_rows] = True
         self.sent += 1
         ready.taken += 1
@@ -256,37 +352,85 @@ class AsyncRounds:
         if q <= 0:
             return
         new_results = finished - self.pool_finished
+        # a plain-prior pool is replaced as soon as results exist to tilt with (its samples are
+        # not screened into batches meanwhile, ``_awaiting_tilt``)
+        untilted = (self.pool is not None and not self.pool.tilted and new_results > 0
+                    and finished >= MIN_OBSERVATIONS)
         if self._gen_job is None and (self.pool is None or self._eligible() < self.min_pool
-                                      or new_results >= self.regenerate_every):
+                                      or new_results >= self.regenerate_every or untilted):
             inputs = self._read_inputs()
             self._gen_at = finished
             tag = f"population-{self.population_number + 1}"
             # built here, on the driver's thread (Ray start and signal handlers belong there)
-            self._gen_job = self._gen_pool.submit(self._generate, self._generator(), inputs, tag)
-        if self._sel_job is None and self.pool is not None and self._eligible() >= q:
-            ready = self.ready
-            fresh = (ready is not None and self._valid(ready) and ready.finished == finished
-                     and ready.population == self.population_number
-                     and len(ready.next.selected) == q)  # type: ignore[union-attr]
-            if not fresh:
-                inputs = self._read_inputs()
-                batches = self._batches_ahead(q)
-                self._sel_job = self._sel_pool.submit(
-                    self._select, self._generator(), self.pool, self.population_number, ~self.used,
-                    inputs, q, min(q * batches, remaining), self.sent, finished)
+            generator = self._generator()
+            self._gen_tilts = generator.surrogate is not None and (
+                _completed(inputs.history) + len(inputs.imported) >= MIN_OBSERVATIONS)
+            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag)
+        if self._sel_job is not None or self.pool is None or self._eligible() < q:
+            return
+        if self._awaiting_tilt():
+            return
+        ready = self.ready
+        valid = (ready is not None and self._valid(ready) and ready.next is not None
+                 and len(ready.next.plan.selected) == q)
+        if valid and ready is not None:
+            tail = ready.batches[-1]
+            if tail.finished == finished and tail.population == self.population_number:
+                return  # fresh: nothing new to screen with
+        # fill first: the next batches of the ready list go out while this selection runs, so
+        # it selects the batches after them (their designs pending) and never holds the oracle
+        # (at most all but the budget's last batch: the end of the budget is re-screened too,
+        # with the newest pool, instead of going out as screened long ago)
+        keep = min(self._prefix_size(q), max(0, -(-remaining // q) - 1))
+        prefix = [] if not valid or ready is None or self._wait_for_fresh() else ready.unsent[:keep]
+        # without results nothing is learned from more batches than fill the slots (the sync
+        # loop sends as many plain-prior ones)
+        # (a batch that waits for a fresh re-screening waits only for its own q picks)
+        batches = (self._pace(q)[0] if finished < MIN_OBSERVATIONS else
+                   1 if self._wait_for_fresh() else self._batches_ahead(q))
+        total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
+        if total <= 0:
+            return  # the prefix already spends the budget
+        available = ~self.used
+        for b in prefix:
+            if b.population == self.population_number and b.plan.population_rows is not None:
+                available[b.plan.population_rows] = False
+        if int(available.sum()) < min(q, total):
+            return  # the pool is spent; a population is on its way
+        inputs = self._read_inputs()
+        index = prefix[-1].plan.index + 1 if prefix else inputs.index
+        self._sel_job = self._sel_pool.submit(
+            self._select, self._generator(), self.pool, self.population_number, available,
+            inputs, index, q, total, self.sent, finished, prefix, self.full_fit, self.refit_every)
+
+    def _pace(self, q: int) -> tuple[int, int | None]:
+        """``(fill, behind)``: batches that fill the in-flight limit, and batches the oracle
+        finishes during one selection (its longest recent duration over the oracle's time per
+        batch; None while either is unknown)."""
+        limit = self.config.budget.in_flight_limit
+        fill = -(-limit // q)
+        if not self.latencies or not self.select_seconds:
+            return fill, None
+        per_batch = statistics.median(self.latencies) * q / limit
+        behind = math.ceil(max(self.select_seconds) / per_batch) if per_batch > 0 else fill
+        return fill, behind
+
+    def _prefix_size(self, q: int) -> int:
+        """Batches of the ready list assumed to go out while the next selection runs: those the
+        oracle finishes meanwhile, plus one (results arrive in bursts); ``fill`` while unknown."""
+        fill, behind = self._pace(q)
+        return fill if behind is None else behind + 1
 
     def _batches_ahead(self, q: int) -> int:
         """How many batches one selection holds: enough to refill every slot of the in-flight
-        limit twice (the batches sent together come back together), or, once the oracle's pace is
-        known, once plus as many as it finishes while the next selection runs (that selection's
-        last duration over the oracle's time per batch); at most four times the limit."""
-        limit = self.config.budget.in_flight_limit
-        fill = -(-limit // q)
-        if not self.latencies or self.select_seconds is None:
+        limit twice while the oracle's pace is unknown; then once, plus the batches the oracle
+        finishes while the next selection runs; at most twice the limit (greedy screening costs
+        more per batch the more it holds: on a loaded machine a longer list would only make the
+        next selection slower)."""
+        fill, behind = self._pace(q)
+        if behind is None:
             return 2 * fill
-        per_batch = statistics.median(self.latencies) * q / limit
-        behind = math.ceil(self.select_seconds / per_batch) if per_batch > 0 else fill
-        return min(4 * fill, fill + max(fill, behind))
+        return min(2 * fill, fill + behind)
 
     @staticmethod
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
@@ -297,11 +441,41 @@ class AsyncRounds:
 
     @staticmethod
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
-                inputs: RoundInputs, q: int, total: int, sent: int, finished: int) -> _Ready:
-        t0 = time.perf_counter()
-        plan = generator.select(pop, inputs.index, inputs.history, total,
-                                imported=inputs.imported, available=available,
-                                previous_state=inputs.previous_state, refit="auto")
-        refit = bool(plan.summary.get("population", {}).get("refit"))
-        return _Ready(plans=split_plan(plan, q), population=number, sent=sent, finished=finished,
-                      seconds=time.perf_counter() - t0, refit=refit)
+                inputs: RoundInputs, index: int, q: int, total: int, sent: int, finished: int,
+                prefix: list[_Batch], full: FullFit | None, refit_every: int) -> _Selection:
+        started, t0, wall = time.monotonic(), time.perf_counter(), time.time()
+        rescored = None
+        if generator.surrogate is not None:
+            data = training_data(inputs.history, generator.config, inputs.imported)
+            if data.n >= MIN_OBSERVATIONS:
+                if full is None:  # a plain-prior pool and no fit yet: the first one
+                    fit = generator.surrogate.fit(data, previous_state=inputs.previous_state)
+                    rescored = Rescored(fit=fit, kind="refit", full=FullFit(fit, data.n),
+                                        seconds=time.perf_counter() - t0)
+                else:
+                    rescored = rescoring_fit(generator.surrogate, full, data, refit_every=refit_every)
+        pending = [np.stack([np.asarray(b.plan.candidates[i].design, dtype=np.float64)
+                             for i in b.plan.selected]) for b in prefix if b.plan.selected]
+        plan = generator.select(pop, index, inputs.history, total, imported=inputs.imported,
+                                available=available, previous_state=inputs.previous_state,
+                                surrogate_fit=None if rescored is None else rescored.fit,
+                                pending=np.concatenate(pending) if pending else None)
+        if rescored is not None:
+            plan.timings["fit_s"] = rescored.seconds
+        # how it was selected: the surrogate, the batches it assumed go out first, when it ran
+        plan.summary.setdefault("population", {}).update(
+            refit=rescored is not None and rescored.kind == "refit",
+            rescore=None if rescored is None else rescored.kind, after=len(prefix),
+            selection=[wall, time.time()])
+        plans = split_plan(plan, q)
+        return _Selection(
+            batches=[_Batch(plan=p, population=number, finished=finished, started=started)
+                     for p in plans],
+            prefix=prefix, sent=sent, seconds=time.perf_counter() - t0, rescored=rescored)
+
+
+def _completed(history: History | HistoryColumns) -> int:
+    """Succeeded queries of a row-wise history or of the driver's columns (a mask there)."""
+    if isinstance(history, HistoryColumns):
+        return int(history.completed.sum())
+    return len(history.completed)

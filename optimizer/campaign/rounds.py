@@ -21,7 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -253,20 +253,30 @@ class RoundGenerator:
 
     def select(self, pop: Population, index: int, history: History | HistoryColumns, q: int, *,
                imported: Sequence[QueryRecord] = (), available: np.ndarray | None = None,
-               previous_state: bytes | None = None, refit: bool | str = False) -> RoundPlan:
+               previous_state: bytes | None = None, refit: bool | str = False,
+               surrogate_fit: Any | None = None, pending: np.ndarray | None = None) -> RoundPlan:
         """Step 5: pick ``q`` of the population's ``available`` candidates (all by default) for
         round ``index`` against ``history``'s pending points; the round's candidates are the
         available ones. ``refit``: fit the surrogate on ``history`` again (warm-started from
         ``previous_state``, else from the population's fit) instead of using the population's
         fit — the asynchronous pipeline's re-scoring after new results; ``"auto"``: refit when
-        ``history`` has a different number of results than the population was fitted on."""
+        ``history`` has a different number of results than the population was fitted on.
+        ``surrogate_fit``: screen with this ``SurrogateFit`` instead (the pipeline's re-scoring surrogate,
+        ``optimizer.campaign.rescoring``); ``pending``: designs to treat as pending besides the
+        in-flight ones (batches already selected to go out first)."""
         cfg = self.config
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
+        if pending is not None and len(pending):
+            extra = np.asarray(pending, dtype=np.float64)
+            data = replace(data, X_pending=np.concatenate([data.X_pending, extra])
+                           if data.X_pending.ndim > 1 and len(data.X_pending) else extra)
         rows = np.arange(len(pop.designs)) if available is None else np.flatnonzero(available)
         designs, features, family = pop.designs[rows], pop.features[rows], pop.family[rows]
         own = pop.index == index  # the population was generated for this round
         fit, fit_s = pop.fit, float(pop.timings.get("fit_s", 0.0)) if own else 0.0
+        if surrogate_fit is not None:
+            fit, fit_s, refit = surrogate_fit, 0.0, False
         if refit == "auto":
             refit = data.n != pop.observations
         if refit and self.surrogate is not None and data.n >= MIN_OBSERVATIONS:

@@ -4,14 +4,15 @@ Postgres. Exactly-once holds (one lab evaluation per sent key, no design sent tw
 batches come from one population, and results are stored while a population is generated."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import concurrent.futures as cf
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 
 from campaign_oracles import Bowl
-from optimizer.campaign.pipeline import AsyncRounds, _Ready, split_plan
-from optimizer.campaign.rounds import RoundPlan
+from optimizer.campaign.pipeline import AsyncRounds, _Batch, _Ready, split_plan
+from optimizer.campaign.rounds import Population, RoundPlan
 from optimizer.campaign.service import run_campaign
 from oracles.labsim import LabSimulator
 from storage import NewCandidate, Storage
@@ -47,7 +48,7 @@ def test_async_campaign_exactly_once_and_pools_reused(ray_session: str, tiny_pri
             # a population serves several batches: a later round's candidates are its unused rest
             by_pop: dict[tuple[float, ...], list[dict]] = {}
             for r in rounds:
-                pop = r.summary["population"]
+                pop = (r.summary or {})["population"]
                 by_pop.setdefault(tuple(pop["generated"]), []).append(pop)
             shared = [pops for pops in by_pop.values() if len(pops) > 1]
             assert shared, by_pop
@@ -87,7 +88,7 @@ def test_results_are_stored_while_a_population_is_generated(ray_session: str, ti
         with Storage.open(url) as st:
             finished = [_unix(q.finished_at) for q in st.load_history(name).completed
                         if q.finished_at is not None]
-            windows = {tuple(r.summary["population"]["generated"]) for r in st.list_rounds(name)}
+            windows = {tuple((r.summary or {})["population"]["generated"]) for r in st.list_rounds(name)}
         inside = [f for f in finished if any(a < f < b for a, b in windows)]
         assert len(windows) >= 2 and inside, (windows, finished)
         assert max(lab.store.evaluations.values()) == 1
@@ -97,7 +98,7 @@ def test_results_are_stored_while_a_population_is_generated(ray_session: str, ti
 
 def _unix(t: datetime) -> float:
     """Seconds since the epoch (SQLite returns naive UTC datetimes)."""
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
+    return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _plan(selected: list[int], candidates: int, index: int = 3) -> RoundPlan:
@@ -109,9 +110,9 @@ def _plan(selected: list[int], candidates: int, index: int = 3) -> RoundPlan:
                      population_rows=np.asarray(selected) + 100)
 
 
-def _ready(selected: int, *, sent: int, finished: int, seconds: float) -> _Ready:
-    return _Ready(plans=[_plan(list(range(selected)), 10)], population=1, sent=sent,
-                  finished=finished, seconds=seconds)
+def _ready(selected: int, *, sent: int, finished: int, started: float = 0.0) -> _Ready:
+    return _Ready(batches=[_Batch(plan=_plan(list(range(selected)), 10), population=1,
+                                  finished=finished, started=started)], sent=sent)
 
 
 def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
@@ -127,7 +128,7 @@ def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
         assert p.summary["population"]["available"] == len(p.candidates)
         sent += [designs[i] for i in p.selected]
     assert sent == [7.0, 2.0, 5.0, 0.0, 9.0, 4.0]  # greedy order kept
-    assert [list(p.population_rows) for p in parts] == [[107, 102], [105, 100], [109, 104]]
+    assert [list(np.asarray(p.population_rows)) for p in parts] == [[107, 102], [105, 100], [109, 104]]
     assert parts[0].timings == {"screen_s": 1.0} and parts[1].timings == {"screen_s": 0.0}
 
 
@@ -148,10 +149,10 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
                        say=lambda m: None)
     try:
         pipe.latencies.extend([latency] * 3)
-        pipe.ready = _ready(4, sent=0, finished=4, seconds=0.01)
+        pipe.ready = _ready(4, sent=0, finished=4)
         if rescore == "auto":  # nothing known of a refit's cost yet: never wait for one
             assert pipe._usable(4, finished=8) is pipe.ready
-        pipe.refit_seconds = seconds
+        pipe.rescore_seconds.append(seconds)
         assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
         assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
@@ -159,4 +160,38 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
         pipe.sent = 0
         assert pipe._usable(2, finished=4) is None  # the budget's last, smaller batch: reselect
     finally:
+        pipe.close()
+
+
+def _population(tilted: bool, size: int = 16) -> Population:
+    z = np.zeros(size)
+    return Population(index=0, alpha=0.5, tilted=tilted, designs=np.zeros((size, 2)),
+                      features=np.zeros((size, 2)), log_weights=z, group=z.astype(int),
+                      particle=np.arange(size), family=np.arange(size), fit=None, sampler={},
+                      unique_ancestors=size, timings={"fit_s": 0.0, "smc_s": 0.0}, observations=0)
+
+
+def test_no_batch_from_a_plain_prior_pool_while_a_tilted_population_is_generated(
+        tiny_prior_path: str, make_config, tmp_path) -> None:
+    """Once results exist, prior samples are not screened into batches while the population
+    that the results tilt is on its way (the oracle waits for it, as the sync loop does)."""
+    cfg = make_config("tilt-wait", tiny_prior_path, "http://127.0.0.1:9", f"sqlite:///{tmp_path}/t.db",
+                      pipeline={"mode": "async"})
+    pipe = AsyncRounds(cfg, generator=lambda: None,  # type: ignore[arg-type,return-value]
+                       read_inputs=lambda: None, record=lambda p: None,  # type: ignore[arg-type,return-value]
+                       say=lambda m: None)
+    running: cf.Future[Population] = cf.Future()
+    try:
+        pipe.pool, pipe.used = _population(tilted=False), np.zeros(16, dtype=bool)
+        pipe._gen_job, pipe._gen_tilts = running, True
+        assert pipe._awaiting_tilt() and pipe._cause(finished=4) == "population"
+        pipe._start_jobs(4, finished=4, remaining=20)
+        assert pipe._sel_job is None  # no selection from the prior samples
+        pipe._gen_tilts = False  # a generation without results to tilt with: the pool serves
+        assert not pipe._awaiting_tilt()
+        pipe._gen_tilts = True
+        pipe.pool = _population(tilted=True)  # a tilted pool always serves
+        assert not pipe._awaiting_tilt()
+    finally:
+        pipe._gen_job = None
         pipe.close()
