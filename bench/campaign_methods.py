@@ -322,17 +322,7 @@ class AxRaw(_Base):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        from ax.api.client import Client
-        from ax.api.configs import RangeParameterConfig
-
-        _quiet_ax()
-        lo, hi = self.problem.bounds()
-        self.names = [f"x{i}" for i in range(lo.numel())]
-        self.client = Client(random_seed=self.seed)
-        self.client.configure_experiment(parameters=[
-            RangeParameterConfig(name=n, parameter_type="float", bounds=(float(a), float(max(b, a + 1e-6))))
-            for n, a, b in zip(self.names, lo.tolist(), hi.tolist())])
-        self.client.configure_optimization(objective="y")
+        self.client, self.names = ax_client(self.problem, self.seed, "y")
         self.pending: list[int] = []
 
     def ask(self, r: int) -> Proposal:
@@ -366,6 +356,24 @@ class AxRaw(_Base):
         for idx, v in zip(self.pending, values[len(values) - len(self.pending):].tolist()):
             self.client.complete_trial(trial_index=idx, raw_data={"y": float(v)})
         self.pending = []
+
+
+def ax_client(problem: Problem, seed: int, objective: str):
+    """An Ax ``Client`` over the problem's raw box (one float parameter ``x{i}`` per design
+    coordinate) optimizing ``objective`` (Ax's objective string: ``"y"``, ``"f1, f2"``), and the
+    parameter names."""
+    from ax.api.client import Client
+    from ax.api.configs import RangeParameterConfig
+
+    _quiet_ax()
+    lo, hi = problem.bounds()
+    names = [f"x{i}" for i in range(lo.numel())]
+    client = Client(random_seed=seed)
+    client.configure_experiment(parameters=[
+        RangeParameterConfig(name=n, parameter_type="float", bounds=(float(a), float(max(b, a + 1e-6))))
+        for n, a, b in zip(names, lo.tolist(), hi.tolist(), strict=True)])
+    client.configure_optimization(objective=objective)
+    return client, names
 
 
 def _quiet_ax() -> None:

@@ -21,7 +21,8 @@ import functools
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -203,29 +204,45 @@ class _NoOracle:
         pass
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sizes_args(doc: str | None) -> argparse.Namespace:
+    """The arguments of this bench and ``history_load.py``: history sizes, campaign lengths,
+    repeats and the Postgres server."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", default=PG_URL)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextmanager
+def bench_schema(postgres: str, **query: str) -> Iterator[tuple[str, str]]:
+    """A fresh schema on ``postgres``, migrated, dropped afterwards: yields its storage URL
+    (``query``: more connection options, e.g. ``application_name``; ``options`` gets the
+    search path prepended) and the admin URL; prints the load before and after."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.make_url(args.postgres).set(drivername="postgresql").render_as_string(False)
+    admin = sa.make_url(postgres).set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    url = sa.make_url(args.postgres).set(drivername="postgresql+psycopg")
-    url_text = url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    url = sa.make_url(postgres).set(drivername="postgresql+psycopg")
+    options = f"-csearch_path={schema} {query.pop('options', '')}".strip()
+    url_text = url.update_query_dict({"options": options, **query}).render_as_string(False)
     print(f"load before: {open('/proc/loadavg').read().strip()}")
     try:
         upgrade(url_text)
-        with Storage.open(url_text, actor="bench") as storage:
-            history_loads(storage, args.sizes, args.repeat)
-            round_reads(storage, url_text, args.lengths, "http://127.0.0.1:9")
+        yield url_text, admin
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     print(f"load after: {open('/proc/loadavg').read().strip()}")
+
+
+def main() -> None:
+    args = sizes_args(__doc__)
+    with bench_schema(args.postgres) as (url_text, _), \
+            Storage.open(url_text, actor="bench") as storage:
+        history_loads(storage, args.sizes, args.repeat)
+        round_reads(storage, url_text, args.lengths, "http://127.0.0.1:9")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ and its reads per round afterwards.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import os
@@ -31,14 +30,13 @@ from typing import Any
 
 import numpy as np
 import psycopg
-import sqlalchemy as sa
 
-from driver_reads import PG_URL, _seed
+from driver_reads import _seed, bench_schema, sizes_args
 from optimizer.campaign.config_io import parse_config
 from optimizer.campaign.history_arrays import ColumnarHistoryCache, auto_inputs
 from optimizer.campaign.history_cache import HistoryCache
 from optimizer.campaign.rounds import TrainingData, training_data
-from storage import NewCandidate, Storage, upgrade
+from storage import NewCandidate, Storage
 from storage.read_counter import ReadCounter
 
 FIELDS = ["y", "cost"]
@@ -170,33 +168,15 @@ def round_reads(storage: Storage, lengths: list[int]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1_000, 10_000])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postgres", default=PG_URL)
-    args = parser.parse_args()
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.make_url(args.postgres).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    url = sa.make_url(args.postgres).set(drivername="postgresql+psycopg")
-    app = f"tl_bench_{schema}"
-    url_text = url.update_query_dict({
-        "options": f"-csearch_path={schema} -cmax_parallel_workers_per_gather=0",
-        "application_name": app}).render_as_string(False)
+    args = sizes_args(__doc__)
+    app = f"tl_bench_{uuid.uuid4().hex[:12]}"
     global SERVER
-    SERVER = ServerCPU(admin, app)
-    print(f"load before: {open('/proc/loadavg').read().strip()}")
-    try:
-        upgrade(url_text)
+    with bench_schema(args.postgres, options="-cmax_parallel_workers_per_gather=0",
+                      application_name=app) as (url_text, admin):
+        SERVER = ServerCPU(admin, app)
         with Storage.open(url_text, actor="bench") as storage:
             loads(storage, args.sizes, args.repeat)
             round_reads(storage, args.lengths)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    print(f"load after: {open('/proc/loadavg').read().strip()}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/multi_objective.py`
 
 from bench.campaign_methods import (  # noqa: E402
-    AX_MISSING, AxRaw, MethodSettings, RandomPrior, TiltLoop, _Base, _Data, _quiet_ax,
+    AX_MISSING, AxRaw, MethodSettings, RandomPrior, TiltLoop, _Base, _Data, ax_client,
     ax_available)
 from bench.campaign_problems import Problem, load_problem  # noqa: E402
 
@@ -146,17 +146,7 @@ class AxRawMO(AxRaw):
 
     def __init__(self, problem: Problem, q: int, seed: int, settings: MethodSettings) -> None:
         _Base.__init__(self, problem, q, seed, settings)
-        from ax.api.client import Client
-        from ax.api.configs import RangeParameterConfig
-
-        _quiet_ax()
-        lo, hi = self.problem.bounds()
-        self.names = [f"x{i}" for i in range(lo.numel())]
-        self.client = Client(random_seed=self.seed)
-        self.client.configure_experiment(parameters=[
-            RangeParameterConfig(name=n, parameter_type="float", bounds=(float(a), float(max(b, a + 1e-6))))
-            for n, a, b in zip(self.names, lo.tolist(), hi.tolist(), strict=True)])
-        self.client.configure_optimization(objective=", ".join(OBJECTIVES))
+        self.client, self.names = ax_client(self.problem, self.seed, ", ".join(OBJECTIVES))
         self.pending: list[int] = []
 
     def _complete(self, values: Tensor) -> None:

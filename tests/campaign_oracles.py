@@ -8,12 +8,8 @@ import numpy as np
 from oracles.simulated.base import SimulatedOracle
 
 
-class Bowl(SimulatedOracle):
-    """`y = -||x - c||²` on R^2 (any real design is valid): a known optimum for loop tests."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.objectives = ("y",)
-        super().__init__(**kw)
+class _Plane(SimulatedOracle):
+    """Designs are points of R^2 (any real pair is valid)."""
 
     def check_design(self, design: np.ndarray) -> np.ndarray:
         design = super().check_design(design)
@@ -21,11 +17,19 @@ class Bowl(SimulatedOracle):
             raise ValueError(f"expected a design of shape (2,), got {design.shape}")
         return design
 
+
+class Bowl(_Plane):
+    """`y = -||x - c||²` on R^2 (any real design is valid): a known optimum for loop tests."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.objectives = ("y",)
+        super().__init__(**kw)
+
     def score(self, design: np.ndarray) -> dict[str, float]:
         return {"y": -float(((design - np.array([1.0, -0.5])) ** 2).sum())}
 
 
-class TwoBowls(SimulatedOracle):
+class TwoBowls(_Plane):
     """Two conflicting objectives on R^2: ``near`` = `−||x − a||²` (maximize) and ``cost`` =
     `||x − b||²` (minimize), `a = (1, −0.5)`, `b = (−1, 0.5)`: the Pareto set is the segment from
     `a` to `b` (a known front for multi-objective loop tests)."""
@@ -37,12 +41,21 @@ class TwoBowls(SimulatedOracle):
         self.objectives = ("near", "cost")
         super().__init__(**kw)
 
-    def check_design(self, design: np.ndarray) -> np.ndarray:
-        design = super().check_design(design)
-        if design.shape != (2,):
-            raise ValueError(f"expected a design of shape (2,), got {design.shape}")
-        return design
-
     def score(self, design: np.ndarray) -> dict[str, float]:
         return {"near": -float(((design - self.A) ** 2).sum()),
                 "cost": float(((design - self.B) ** 2).sum())}
+
+
+class TwoBumps(_Plane):
+    """`y = e^{−|x − (4, 4)|²/8} + 0.8 e^{−|x − (−4, −4)|²/8}` and `c = x₀` on the ``gmm-toy``
+    prior's plane (modes at `{−4, 0, 4}²`): with `c ≤ 0`, the higher bump is infeasible and half
+    the prior's mass (by symmetry) too."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.objectives = ("y", "c")
+        super().__init__(**kw)
+
+    def score(self, design: np.ndarray) -> dict[str, float]:
+        far = float(np.exp(-((design - 4.0) ** 2).sum() / 8))
+        near = float(np.exp(-((design + 4.0) ** 2).sum() / 8))
+        return {"y": far + 0.8 * near, "c": float(design[0])}

@@ -77,7 +77,7 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
                max_batch_size: int, seed: int, note: str) -> Any:
     """qLogNEHVI screening of the candidates' features ``Z`` (module docstring); returns a
     ``screening.ScreeningResult`` (``acq_values``: each scored candidate's log-HVI alone)."""
-    from optimizer.surrogate.screening import ScreeningResult, _count_families, _greedy
+    from optimizer.surrogate.screening import ScreeningResult, _count_families, _greedy, score_singles
 
     cfg = sur.config
     M = Z.shape[0]
@@ -134,15 +134,8 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
                 objective=objective, X_pending=pend if pend.shape[0] else None,
                 prune_baseline=True, cache_root=False)
 
-        first = make(None)
-        solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
-                if K else torch.zeros(0, dtype=Z.dtype))
-        acq_values = torch.full((M,), float("nan"), dtype=Z.dtype)
-        acq_values[cand] = solo
-        top = torch.arange(K)
-        if max_choices is not None and K > max_choices:
-            top = torch.argsort(solo, descending=True, stable=True)[:max_choices]
-        fam = None if families is None else families[cand[top]]
+        _, acq_values, top, fam = score_singles(make, choices, cand, M, max_choices,
+                                                max_batch_size, families)
         picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), cfg.screen_family_margin,
                               True, max_batch_size)
         sel = cand[top[picks]]

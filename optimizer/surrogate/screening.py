@@ -377,15 +377,8 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
             return qUpperConfidenceBound(model=model, beta=beta ** 2, sampler=sampler,
                                          objective=objective, X_pending=pend_arg)
 
-        first = make(None)
-        solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
-                if K else torch.zeros(0, dtype=Z.dtype))
-        acq_values = torch.full((M,), float("nan"), dtype=Z.dtype)
-        acq_values[cand] = solo
-        top = torch.arange(K)
-        if max_choices is not None and K > max_choices:
-            top = torch.argsort(solo, descending=True, stable=True)[:max_choices]
-        fam = None if families is None else families[cand[top]]
+        solo, acq_values, top, fam = score_singles(make, choices, cand, M, max_choices,
+                                                   max_batch_size, families)
         margin = cfg.screen_family_margin
         if acquisition == "qucb":
             spread = float(observed_score.std()) if observed_score.numel() > 1 else 1.0
@@ -399,6 +392,26 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         excluded=excluded, exclusions=tuple(exclusions), acquisition=acquisition, seed=seed,
         note=note, batch_families=_count_families(families, sel), num_scored=K, num_baseline=B,
         conditioned_on=int(rows.numel()), approximate=approximate)
+
+
+def score_singles(make: Callable[[Tensor | None], Any], choices: Tensor, cand: Tensor, m: int,
+                  max_choices: int | None, max_batch_size: int, families: Tensor | None
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Each kept candidate's own acquisition value (``solo``, `K`), the same spread over all `m`
+    candidates (NaN for those not scored), the ``top`` rows the greedy batch picks among (the best
+    ``max_choices`` by ``solo``) and their ancestor families."""
+    dtype = choices.dtype
+    k = choices.shape[0]
+    first = make(None)
+    solo = (torch.cat([first(c.unsqueeze(-2)) for c in choices.split(max_batch_size)])
+            if k else torch.zeros(0, dtype=dtype))
+    acq_values = torch.full((m,), float("nan"), dtype=dtype)
+    acq_values[cand] = solo
+    top = torch.arange(k)
+    if max_choices is not None and k > max_choices:
+        top = torch.argsort(solo, descending=True, stable=True)[:max_choices]
+    fam = None if families is None else families[cand[top]]
+    return solo, acq_values, top, fam
 
 
 def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,

@@ -16,10 +16,7 @@ stored as that oracle's results.
 """
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +31,9 @@ from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
+from crash_cli import cli_until_crash
 
 pytestmark = pytest.mark.slow  # SIGKILLed campaign processes
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class ShiftedBowl(Bowl):
@@ -55,17 +51,6 @@ def labs() -> Iterator[tuple[LabSimulator, LabSimulator]]:
     finally:
         main.close()
         cheap.close()
-
-
-def _cli_until_crash(args: list[str], point: str, log: Path) -> int:
-    env = {**os.environ, "TILTLOOP_CRASH_AT": point,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with open(log, "a") as out:
-        out.write(f"--- tiltloop {' '.join(args)} (crash at {point})\n")
-        out.flush()
-        proc = subprocess.run([sys.executable, "-m", "optimizer.cli", *args], cwd=ROOT, env=env,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=240)
-    return proc.returncode
 
 
 def test_kill_between_cheap_and_expensive_dispatch_is_exactly_once(
@@ -89,7 +74,7 @@ def test_kill_between_cheap_and_expensive_dispatch_is_exactly_once(
              (["resume", name, "--url", url], "outbox:1")]
     seen = []
     for args, point in steps:
-        rc = _cli_until_crash(args, point, log)
+        rc = cli_until_crash(args, point, log)
         assert rc == -signal.SIGKILL, \
             f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
         with Storage.open(url) as st:

@@ -25,8 +25,9 @@ from optimizer.campaign.rounds import training_data
 from optimizer.campaign.service import load_campaign_config, preflight, run_campaign
 from optimizer.errors import CampaignConfigError, PreflightError
 from oracles.labsim import LabSimulator
-from oracles.simulated.base import SimulatedOracle
 from storage import History, QueryRecord, Storage
+
+from campaign_oracles import TwoBumps
 
 BASE: dict[str, Any] = {
     "name": "c1", "prior": {"name": "gmm-toy"},
@@ -34,27 +35,6 @@ BASE: dict[str, Any] = {
     "objectives": [{"name": "y"}],
     "constraints": [{"name": "tox", "op": "<=", "bound": 0.2}],
 }
-
-
-class TwoBumps(SimulatedOracle):
-    """`y = e^{−|x − (4, 4)|²/8} + 0.8 e^{−|x − (−4, −4)|²/8}` and `c = x₀` on the ``gmm-toy``
-    prior's plane (modes at `{−4, 0, 4}²`): with `c ≤ 0`, the higher bump is infeasible and half
-    the prior's mass (by symmetry) too."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.objectives = ("y", "c")
-        super().__init__(**kw)
-
-    def check_design(self, design: np.ndarray) -> np.ndarray:
-        design = super().check_design(design)
-        if design.shape != (2,):
-            raise ValueError(f"expected a design of shape (2,), got {design.shape}")
-        return design
-
-    def score(self, design: np.ndarray) -> dict[str, float]:
-        far = float(np.exp(-((design - 4.0) ** 2).sum() / 8))
-        near = float(np.exp(-((design + 4.0) ** 2).sum() / 8))
-        return {"y": far + 0.8 * near, "c": float(design[0])}
 
 
 def _errors(**changes: Any) -> str:

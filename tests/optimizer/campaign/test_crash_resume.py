@@ -7,10 +7,7 @@ a fresh ``tiltloop run`` / ``tiltloop resume`` process, then resumed to completi
 """
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,20 +16,10 @@ from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 
+from crash_cli import cli_until_crash
+
 pytestmark = pytest.mark.slow  # repeated SIGKILLed campaign processes: minutes on 2 cores
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _cli_until_crash(args: list[str], point: str, log: Path) -> int:
-    env = {**os.environ, "TILTLOOP_CRASH_AT": point,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with open(log, "a") as out:
-        out.write(f"--- tiltloop {' '.join(args)} (crash at {point})\n")
-        out.flush()
-        proc = subprocess.run([sys.executable, "-m", "optimizer.cli", *args], cwd=ROOT, env=env,
-                              stdout=out, stderr=subprocess.STDOUT, timeout=240)
-    return proc.returncode
 
 
 def test_repeated_sigkill_then_resume_is_exactly_once(ray_session: str, lab, tmp_path: Path,
@@ -54,7 +41,7 @@ def test_repeated_sigkill_then_resume_is_exactly_once(ray_session: str, lab, tmp
     ]
     seen = []
     for args, point in steps:
-        rc = _cli_until_crash(args, point, log)
+        rc = cli_until_crash(args, point, log)
         assert rc == -signal.SIGKILL, \
             f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
         with Storage.open(url) as st:

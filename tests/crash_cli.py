@@ -1,0 +1,23 @@
+"""Run ``tiltloop`` in a subprocess that SIGKILLs itself at a named crash point
+(``optimizer.campaign.crashpoints``; importable by module name from the tests folder)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_until_crash(args: list[str], point: str, log: Path) -> int:
+    """``python -m optimizer.cli *args`` with ``TILTLOOP_CRASH_AT=point``, its output appended to
+    ``log``; the exit status (negative: killed by that signal)."""
+    env = {**os.environ, "TILTLOOP_CRASH_AT": point,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log, "a") as out:
+        out.write(f"--- tiltloop {' '.join(args)} (crash at {point})\n")
+        out.flush()
+        proc = subprocess.run([sys.executable, "-m", "optimizer.cli", *args], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=240)
+    return proc.returncode
