@@ -170,9 +170,10 @@ def _cmd_tell(args: argparse.Namespace) -> int:
         oracle = build_oracle(config)
         try:
             summary = oracle.inner.import_results(args.file)
+            from optimizer.campaign.config_constraints import recorded_outputs
             from optimizer.campaign.dispatch import Dispatcher
 
-            d = Dispatcher(storage, args.name, oracle, objectives=[o.name for o in config.objectives],
+            d = Dispatcher(storage, args.name, oracle, objectives=recorded_outputs(config),
                            limit=config.budget.in_flight_limit, on_change=_progress(args))
             d.restore()
             outcome = d.poll()

@@ -200,3 +200,40 @@ def test_manual_lab_ask_tell(ray_session: str, tmp_path: Path, capsys: pytest.Ca
     assert main(["ask", "bench-lab", "--url", db, "--json", "-q"]) == 0  # round 1: tilted by the GP
     asked = json.loads(capsys.readouterr().out)
     assert asked["rounds"] == 2 and asked["in_flight"] == 3
+
+
+def test_manual_tell_stores_constraint_outputs(ray_session: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`tiltloop tell` records a constraint's output with the objectives (a result is feasible
+    or not by its stored values)."""
+    import csv
+
+    from storage import Storage
+
+    db = f"sqlite:///{tmp_path / 'manual.db'}"
+    data: dict[str, Any] = {
+        "name": "safe-lab", "prior": {"name": "gmm-toy"},
+        "oracle": {"kind": "manual", "options": {"directory": str(tmp_path / "lab")}},
+        "objectives": [{"name": "y"}], "constraints": [{"name": "tox", "op": "<=", "bound": 0.2}],
+        "sampler": {"num_steps": 8},
+        "workers": {"count": 1, "particles_per_worker": 16, "cpus_per_worker": 0.5},
+        "budget": {"q": 2, "total": 4}, "storage": {"url": db},
+    }
+    path = tmp_path / "manual.toml"
+    path.write_text(dump_toml(parse_config(data)))
+    assert main(["run", str(path), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["ask", "safe-lab", "--url", db, "--json", "-q"]) == 0
+    rows = list(csv.DictReader(open(json.loads(capsys.readouterr().out)["pending_file"])))
+    told = tmp_path / "told.csv"
+    with open(told, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for i, r in enumerate(rows):
+            w.writerow({**r, "y": "1.5", "tox": "0.1" if i == 0 else "0.9"})
+    assert main(["tell", "safe-lab", str(told), "--url", db, "--json", "-q"]) == 0
+    with Storage.open(db) as st:
+        stored = sorted((q.values or {}).get("tox") for q in st.load_history("safe-lab").completed)
+    assert stored == [0.1, 0.9]
+    assert main(["status", "safe-lab", "--url", db]) == 0
+    assert "1 feasible, 1 infeasible" in capsys.readouterr().out

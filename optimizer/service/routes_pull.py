@@ -16,9 +16,11 @@ of one campaign can never report for another.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 
+from optimizer.campaign.config_constraints import stored_constraints
 from optimizer.campaign.config_oracle import PullOracleConfig, stored_oracle
 from optimizer.service.auth import need_lab
 from optimizer.service.schemas import ClaimBody, ClaimItem, ClaimResult, ReportBody, ReportResult
@@ -74,6 +76,8 @@ def report(name: CampaignName, body: ReportBody, request: Request) -> ReportResu
         raise missing from None
     if query.campaign != name:  # the same answer as for no such key: nothing leaks across
         raise missing
+    if body.error is None:
+        _check_outputs(storage, name, body.key, body.values)
     stored = storage.report_work(body.key, body.client_id, values=body.values, error=body.error,
                                  noise=body.noise)
     if stored:
@@ -82,3 +86,19 @@ def report(name: CampaignName, body: ReportBody, request: Request) -> ReportResu
              "an error" if body.error is not None else "values",
              "stored" if stored else "a repeat")
     return ReportResult(stored=stored)
+
+
+def _check_outputs(storage: Any, name: str, key: str, values: dict[str, float] | None) -> None:
+    """A result must carry every objective and constraint output of the campaign (as a pushed
+    oracle's result must, ``Dispatcher``): 422 naming the missing ``values.<output>``, nothing
+    stored, the item stays claimed so the lab can report it again."""
+    config = storage.load_campaign(name).config or {}
+    needed = [o.get("name") for o in config.get("objectives") or [] if isinstance(o, dict)]
+    needed += [c.name for c in stored_constraints(config)]
+    lacking = [n for n in needed if n and n not in (values or {})]
+    if lacking:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=(
+            f"query {key!r} of campaign {name!r}: field `values` lacks "
+            + ", ".join(f"`values.{n}`" for n in lacking)
+            + f"; a result reports every output the campaign records ({', '.join(map(str, needed))})"
+              ", or an `error`"))

@@ -163,3 +163,21 @@ def test_campaigns_that_hand_out_no_work(client: httpx.Client, tokens: Tokens, s
         {"campaign_status": "cancelled", "items": []}
     assert storage.query_counts("pull-a")["dispatched"] == 0
     assert _claim(client, tokens.admin, "ghost").status_code == 404
+
+
+def test_a_report_without_every_recorded_output_is_refused(client: httpx.Client, tokens: Tokens,
+                                                           storage: Storage, make_config: Make) -> None:
+    """A pull lab's result lacking an objective or a constraint output is refused (422 naming
+    it), nothing stored, the item still the client's to report again, as a pushed oracle's
+    result missing an output fails in the dispatcher."""
+    data = make_config("pull-a", constraints=[{"name": "tox", "op": "<=", "bound": 0.2}])
+    assert create(client, tokens.admin, data).status_code == 201
+    keys = queue_round(storage, "pull-a")
+    assert _claim(client, tokens.lab_a, max_items=1).status_code == 200
+    for values, lacking in (({"y": 1.5}, "`values.tox`"), ({"tox": 0.1}, "`values.y`")):
+        r = _report(client, tokens.lab_a, keys[0], values=values)
+        assert r.status_code == 422 and lacking in r.json()["detail"], r.text
+        assert storage.get_query(keys[0]).status == "dispatched"
+    ok = _report(client, tokens.lab_a, keys[0], values={"y": 1.5, "tox": 0.1})
+    assert ok.json() == {"stored": True}
+    assert storage.get_query(keys[0]).values == {"y": 1.5, "tox": 0.1}
