@@ -96,6 +96,9 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=1.0)
     ap.add_argument("--skip-botorch-above", type=int, default=1 << 30,
                     help="leave out the old reward above this N (it is slow and large)")
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile one guided run of the cached reward and of the floor at the "
+                         "largest N: where the guided GP reward's time goes")
     args = ap.parse_args()
     bundle = load_prior_bundle("manifold")
     sur = fit_surrogate(bundle, args.n, args.steps, args.beta)
@@ -136,7 +139,30 @@ def main() -> None:
                 P = finals["cached"][:4096].double()  # float32 designs round r̂ to float32
                 diff = (rewards["cached"][0](P) - rewards["botorch"][0](P)).abs().max()
             print(f"max |r̂_cached − r̂_botorch| on 4,096 final particles: {float(diff):.2e}")
+    if args.profile:
+        for name in ("cached", "floor"):
+            profile_run(bundle, rewards[name], max(args.sizes), args.steps, args.alpha, name)
     print(f"\nload at the end: {os.getloadavg()}")
+
+
+def profile_run(bundle, reward, N: int, steps: int, alpha: float, name: str, top: int = 14) -> None:
+    """cProfile of one run: the functions with the most own time (tottime), as a share of the
+    run's total, so the gap between the guided GP reward and the floor has names."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    one_run(bundle, reward, N, steps, alpha, seed=7)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    print(f"\nprofile: {name}, N={N}, {steps} steps: {total:.2f} s of own time in Python frames "
+          "(torch ops are the built-in rows)")
+    for (file, line, func), (_, calls, tottime, _cum, _) in rows:
+        where = f"{Path(file).name}:{line}({func})" if line else func
+        print(f"  {tottime:7.2f} s {100 * tottime / total:5.1f}%  {calls:>8} calls  {where[:90]}")
 
 
 if __name__ == "__main__":
