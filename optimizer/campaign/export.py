@@ -167,16 +167,13 @@ def _constraints(storage: Storage, name: str,
 
 
 def _front(storage: Storage, name: str, objectives: Sequence[tuple[str, str]]) -> set[str] | None:
-    """Keys of campaign ``name``'s Pareto front (None with one objective)."""
+    """Keys of campaign ``name``'s Pareto front (None with one objective; feasible results
+    only, ``pareto_summary.campaign_pareto``)."""
     if len(objectives) < 2:
         return None
-    from optimizer.campaign.pareto_summary import pareto_summary, stored_references
+    from optimizer.campaign.pareto_summary import campaign_pareto
 
-    pts = storage.query_points(name)
-    values = {o: [(p.values or {}).get(o) if p.status == "succeeded" else None for p in pts]
-              for o, _ in objectives}
-    summary = pareto_summary(list(objectives), stored_references(storage.load_campaign(name).config),
-                             [p.key for p in pts], [p.round_index for p in pts], values)
+    summary = campaign_pareto(storage, name)
     return set(summary["front"]) if summary else set()
 
 

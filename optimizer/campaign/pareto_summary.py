@@ -83,15 +83,20 @@ def pareto_summary(objectives: Sequence[tuple[str, str]], references: Sequence[f
 
 
 def campaign_pareto(storage: Any, name: str) -> dict[str, Any] | None:
-    """:func:`pareto_summary` of stored campaign ``name`` (reads its query values, no designs)."""
+    """:func:`pareto_summary` of stored campaign ``name`` (reads its query values, no designs);
+    with ``[[constraints]]`` only feasible results count (an infeasible design is on no front)."""
+    from optimizer.campaign.config_constraints import is_feasible, stored_constraints
     from optimizer.campaign.export import stored_objectives
 
     objectives = stored_objectives(storage, name)
     if len(objectives) < 2:
         return None
-    refs = stored_references(storage.load_campaign(name).config)
+    config = storage.load_campaign(name).config
+    refs = stored_references(config)
+    cons = stored_constraints(config)
     pts = sorted(storage.query_points(name), key=lambda p: p.round_index)
-    values = {o: [(p.values or {}).get(o) if p.status == "succeeded" else None for p in pts]
+    ok = [p.status == "succeeded" and (not cons or bool(is_feasible(p.values, cons))) for p in pts]
+    values = {o: [(p.values or {}).get(o) if good else None for p, good in zip(pts, ok, strict=True)]
               for o, _ in objectives}
     return pareto_summary(objectives, refs, [p.key for p in pts], [p.round_index for p in pts],
                           values)

@@ -303,7 +303,11 @@ def campaign_bundle(storage: Storage, name: str, *, top: int = DEFAULT_TOP,
         "rounds": rounds if touched is None else [r for r in rounds if r["index"] in touched],
         "gap_warning": gap_warning([r["gap"] for r in rounds]),
         "batches": batch_figures(list(diag.values())),
-        "pareto": _pareto(objectives, keys, values, stored_references(current)),
+        # an infeasible result is on no front ([[constraints]]): its values are left out
+        "pareto": _pareto(objectives, keys, {o: [None if feasible[i] is False else v
+                                                 for i, v in enumerate(vs)]
+                                             for o, vs in values.items()},
+                          stored_references(current)),
         "top": [{"key": keys[i], "round": rows[i].round_index, "value": values[primary][i],
                  "values": rows[i].values or {}, "feasible": feasible[i],
                  "surrogate_mean": cols["surrogate_mean"][i],
