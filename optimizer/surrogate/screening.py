@@ -318,7 +318,11 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
     cfg = sur.config
     M = Z.shape[0]
     eligible = ~excluded
-    observed_score = con.feasible_first(g(sur.train_Y.to(sur.dtype)), sur)
+    raw_score = g(sur.train_Y.to(sur.dtype))
+    observed_score = con.feasible_first(raw_score, sur)
+    # the objective's spread in its own units (the feasible-first shift would inflate it)
+    spread = float(raw_score.std()) if raw_score.numel() > 1 else 1.0
+    spread = spread if math.isfinite(spread) and spread > 0 else 1.0
     n_cond = sur.cond_idx.numel()
     local = cfg.screen_local_size
     exact_max = cfg.screen_exact_max_observations
@@ -336,7 +340,7 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         ucb = gm + beta * gs
         lp = con.surrogate_log_pof(sur, mean, var)  # None without constraints
         if lp is not None:  # the last layer's tiebreak: ucb, feasibility-weighted
-            ucb = ucb + lp * (float(observed_score.std()) if observed_score.numel() > 1 else 1.0)
+            ucb = ucb + lp * spread
         keep = eligible.clone()
         if families is not None and bool(keep.any()):
             # at least screen_family_keep per family, more when few families would leave the
@@ -381,8 +385,7 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
                                                    max_batch_size, families)
         margin = cfg.screen_family_margin
         if acquisition == "qucb":
-            spread = float(observed_score.std()) if observed_score.numel() > 1 else 1.0
-            margin *= spread if math.isfinite(spread) and spread > 0 else 1.0
+            margin *= spread
         saturated = solo[top] if lp is not None and acquisition == "qlognei" else None
         picks, vals = _greedy(make, choices[top], fam, min(q_eff, K), margin,
                               acquisition == "qlognei", max_batch_size, saturated)
