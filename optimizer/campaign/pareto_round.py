@@ -15,9 +15,16 @@ from optimizer.surrogate.pareto import parego_weights
 
 def chunk_weights(config: Any, round_index: int,
                   seed_tag: str | None = None) -> list[tuple[float, ...] | None]:
-    """One weight tuple per chunk of round ``round_index`` (None per chunk unless ParEGO)."""
+    """One weight tuple per chunk of round ``round_index`` (None per chunk unless ParEGO):
+    ParEGO's simplex weights scaled so the largest is 1. A common factor leaves the augmented
+    Chebyshev's maximizer unchanged, but on the simplex a skewed draw shrinks the scalarized
+    range (to ~1/m of a balanced one's), so one α would barely tilt that chunk's target."""
     n = config.workers.num_chunks
     if config.surrogate.scalarization != "parego":
         return [None] * n
     m = len(config.objectives)
-    return [parego_weights(config.seed, round_index, c, m, seed_tag) for c in range(n)]
+    out: list[tuple[float, ...] | None] = []
+    for c in range(n):
+        w = parego_weights(config.seed, round_index, c, m, seed_tag)
+        out.append(tuple(x / max(w) for x in w))
+    return out
