@@ -491,11 +491,11 @@ class CampaignConfig(_Frozen):
         pareto = self.surrogate.scalarization == "parego" or self.surrogate.acquisition == "qlognehvi"
         if pareto and self.constraints:
             # qLogNEHVI's screening and the Pareto figures do not model feasibility yet
-            raise ValueError("[[constraints]] cannot be combined with a Pareto campaign ([surrogate] "
+            raise ValueError("[constraints] cannot be combined with a Pareto campaign ([surrogate] "
                              "scalarization = \"parego\" / acquisition = \"qlognehvi\") yet: remove "
                              "one of them")
         if pareto and self.oracles:
-            raise ValueError("[[oracles]] (cheap evaluators) cannot be combined with a Pareto campaign "
+            raise ValueError("[oracles] cheap evaluators cannot be combined with a Pareto campaign "
                              "([surrogate] scalarization = \"parego\" / acquisition = \"qlognehvi\") "
                              "yet: the multi-task pick ranks by the primary objective only")
         if isinstance(self.oracle, KIND_MODELS["command"]):
@@ -504,7 +504,7 @@ class CampaignConfig(_Frozen):
                       reported=reported_objectives)
         if self.oracles and self.constraints:
             # the multi-task pick of [[oracles]] ranks by the primary objective only
-            raise ValueError("[[oracles]] (cheap evaluators) cannot be combined with [[constraints]] "
+            raise ValueError("[oracles] cheap evaluators cannot be combined with [[constraints]] "
                              "yet: remove one of them")
         for i, cheap in enumerate(self.oracles):
             if isinstance(cheap.oracle, KIND_MODELS["command"]):

@@ -17,6 +17,9 @@ def check_pareto(config: Any) -> None:
     if "reference_point" in sur.model_fields_set:
         raise ValueError("[surrogate.reference_point] is set by the loop from each objective's "
                          "`reference`; remove it and set `reference = <value>` under [[objectives]]")
+    if sur.scalarization == "parego" and sur.weights is not None:
+        raise ValueError("[surrogate.weights] ParEGO draws its own weights per SMC chunk "
+                         "(scalarization = \"parego\"); remove `weights`")
     if len(objs) >= 2:
         return
     if sur.scalarization == "parego":
@@ -28,10 +31,10 @@ def check_pareto(config: Any) -> None:
             f"[surrogate.acquisition] \"qlognehvi\" (hypervolume improvement) needs at least two "
             f"[[objectives]], the campaign has one ({objs[0].name!r}); use \"qlognei\" or add an "
             "objective")
-    for o in objs:
+    for i, o in enumerate(objs):
         if o.reference is not None:
             raise ValueError(
-                f"[objectives.{o.name}.reference] a hypervolume reference point needs at least two "
+                f"[objectives.{i}.reference] a hypervolume reference point needs at least two "
                 "objectives; remove it")
 
 

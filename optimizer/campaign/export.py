@@ -53,6 +53,8 @@ FORMATS: tuple[str, ...] = ("csv", "json", "npy")
 #: Columns before the objective columns, and after them (the design comes last).
 LEAD_COLUMNS = ("key", "round", "status", "source")
 TAIL_COLUMNS = ("surrogate_mean", "surrogate_std", "acquisition", "error")
+#: columns that appear for some campaigns (constraints, several objectives) or in the JSON
+RESERVED_COLUMNS = ("shape", "design", "design_shape", "pareto", "feasible")
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +216,8 @@ def export_campaign(
                             imported=imported, constraints=cons)
     # constraint outputs are value columns after the objectives, then `feasible`; `pareto` last
     objective_names = [o for o, _ in _check_objectives(objectives)]
+    for c in cons:
+        _check_column_name(c.name, "constraints")
     names = objective_names + [c.name for c in cons]
     columns = (*LEAD_COLUMNS, *names, *(f"noise_{o}" for o in names),
                *(("feasible",) if cons else ()), *TAIL_COLUMNS,
@@ -243,10 +247,14 @@ def _check_objectives(objectives: Sequence[tuple[str, str]]) -> list[tuple[str, 
     for n, d in objs:
         if d not in ("maximize", "minimize"):
             raise ConfigError(f"objectives: direction of {n!r} is {d!r}; use maximize or minimize")
-        if n in LEAD_COLUMNS + TAIL_COLUMNS + ("shape", "design", "design_shape", "pareto") \
-                or re.fullmatch(r"x\d+", n):
-            raise ConfigError(f"objectives: name {n!r} would collide with an export column")
+        _check_column_name(n, "objectives")
     return objs
+
+
+def _check_column_name(name: str, field: str) -> None:
+    """An objective or constraint output becomes a column: it may not shadow a fixed one."""
+    if name in LEAD_COLUMNS + TAIL_COLUMNS + RESERVED_COLUMNS or re.fullmatch(r"x\d+", name):
+        raise ConfigError(f"{field}: name {name!r} would collide with an export column")
 
 
 def _cells(row: ExportRow, names: Sequence[str], columns: Sequence[str]) -> list[Any]:

@@ -24,8 +24,9 @@ class SurrogateConfig(BaseModel):
             (qLogNoisyExpectedImprovement, robust to noise), ``"qucb"`` (`μ + β σ`) or
             ``"qlognehvi"`` (qLogNoisyExpectedHypervolumeImprovement over all objectives, at least
             two; the default with ``scalarization = "parego"``, ``"qlognei"`` otherwise).
-        reference_point: the hypervolume's reference point, one entry per objective in its own
-            units (raw sign), None entries inferred from the data (BoTorch's
+        reference_point: the hypervolume's reference point, one entry per objective in the
+            orientation of the surrogate's `Y` (the loop's: minimized objectives sign-flipped,
+            ``config_pareto.signed_reference``), None entries inferred from the data (BoTorch's
             ``infer_reference_point``). A campaign sets it from ``[[objectives]] reference``.
         threads: torch intra-op threads for fit and screening (1 suits campaign-sized GPs; more
             threads on cores shared with SMC workers made one screening ~10x slower).

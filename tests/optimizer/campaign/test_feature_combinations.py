@@ -22,12 +22,13 @@ def _data(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("extra", "words"), [
-    ({"surrogate": PARETO, "constraints": [CONSTRAINT]}, "[[constraints]] cannot be combined"),
+    ({"surrogate": PARETO, "constraints": [CONSTRAINT]}, "field `constraints`: cannot be combined"),
     ({"surrogate": {"acquisition": "qlognehvi"}, "constraints": [CONSTRAINT]},
-     "[[constraints]] cannot be combined"),
-    ({"surrogate": PARETO, "oracles": [CHEAP]}, "[[oracles]] (cheap evaluators) cannot be combined"),
+     "field `constraints`: cannot be combined"),
+    ({"surrogate": PARETO, "oracles": [CHEAP]},
+     "field `oracles`: cheap evaluators cannot be combined with a Pareto"),
     ({"constraints": [CONSTRAINT], "oracles": [CHEAP]},
-     "[[oracles]] (cheap evaluators) cannot be combined with [[constraints]]"),
+     "field `oracles`: cheap evaluators cannot be combined with [[constraints]]"),
 ])
 def test_unsupported_combination_refused(extra: dict[str, Any], words: str) -> None:
     with pytest.raises(CampaignConfigError) as info:

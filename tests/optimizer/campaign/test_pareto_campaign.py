@@ -118,7 +118,9 @@ def test_two_objective_campaign_status_export_dashboard(
 @pytest.mark.parametrize(("objectives", "surrogate", "match"), [
     ([{"name": "y"}], {"acquisition": "qlognehvi"}, r"qlognehvi.*at least two"),
     ([{"name": "y"}], {"scalarization": "parego"}, r"parego.*at least two"),
-    ([{"name": "y", "reference": 1.0}], {}, r"objectives\.y\.reference.*at least two"),
+    ([{"name": "y", "reference": 1.0}], {}, r"objectives\.0\.reference.*at least two"),
+    ([{"name": "y"}, {"name": "cost"}], {"scalarization": "parego", "weights": [1.0, 2.0]},
+     r"surrogate\.weights.*ParEGO draws its own"),
     ([{"name": "y", "reference": "low"}, {"name": "cost"}], {}, r"reference"),
     ([{"name": "y", "reference": float("nan")}, {"name": "cost"}], {}, r"reference"),
     ([{"name": "y"}, {"name": "cost"}], {"reference_point": [1.0, 2.0]},
