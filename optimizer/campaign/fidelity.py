@@ -21,8 +21,9 @@ learned (`B[0, j]`) agree the expensive value is high. A cheap oracle the GP fin
 simply stops influencing the pick (its spend is still reported).
 
 Storage and exactly-once: each cheap oracle's queries are a campaign of their own,
-``{campaign}.{name}`` (created on the first round, paused so that no driver of its own picks
-it up; ``tiltloop status {campaign}.{name}`` and ``export`` read it like any campaign). Its
+``{campaign}.{name}`` (created on the first round, paused in the same transaction and marked with its parent
+so that no driver, scheduler or resume of its own picks it up; ``tiltloop status
+{campaign}.{name}`` and ``export`` read it like any campaign). Its
 round `k` holds the particles sent to it in the main round `k`, its outbox rows are written
 before any is sent and go through the same :class:`~optimizer.campaign.dispatch.Dispatcher`
 (keys ``{campaign}.{name}:{k}:{i}``, job ids stored, resubmission with the same key after a
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig, child_name
+from optimizer.campaign.config_fidelity import MAIN, MARKER, CheapOracleConfig, child_name, is_child_of
 from optimizer.campaign.config_oracle import build, reported_objectives
 from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.query_limits import QueryLimits
@@ -259,21 +260,38 @@ class FidelityStage:
 
     # ---- dispatch -------------------------------------------------------------------------------
     def _ensure_children(self) -> None:
-        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles."""
-        for cheap in self.cheap:
+        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles.
+
+        Raises:
+            PreflightError: a campaign of the child's name exists but is not this campaign's
+                cheap-oracle log (an unrelated campaign is never adopted)."""
+        for i, cheap in enumerate(self.cheap):
             if cheap.restored:
                 continue
             try:
-                self.storage.load_campaign(cheap.campaign)
+                rec = self.storage.load_campaign(cheap.campaign)
             except NotFound:
-                self._create_child(cheap)
+                rec = self._create_child(cheap)
+            self._check_child(i, cheap, rec.config)
             n = cheap.dispatcher.restore()
             if n:
                 self.say(f"oracle {cheap.config.name}: resuming: {n} quer{'y' if n == 1 else 'ies'} "
                          "already sent, re-polling them by stored job id")
             cheap.restored = True
 
-    def _create_child(self, cheap: _Cheap) -> None:
+    def _check_child(self, i: int, cheap: _Cheap, stored: Any) -> None:
+        from optimizer.errors import PreflightError
+
+        if not is_child_of(stored, self.config.name):
+            raise PreflightError(
+                f"field `oracles.{i}.name`: cheap oracle {cheap.config.name!r} logs its queries in "
+                f"campaign {cheap.campaign!r}, but a campaign of that name exists and is not "
+                f"campaign {self.config.name!r}'s cheap-oracle log; rename the oracle or delete "
+                f"campaign {cheap.campaign!r}")
+
+    def _create_child(self, cheap: _Cheap) -> Any:
+        """Create the child campaign paused, with its parent marker, in one transaction (no
+        scheduler or crash can ever see it active)."""
         c = cheap.config
         data = self.config.to_json_dict()
         q = c.per_round
@@ -284,14 +302,16 @@ class FidelityStage:
         data["workers"] = {**data["workers"], "particles_per_worker": max(
             data["workers"]["particles_per_worker"], q)}
         data["pipeline"] = {**data.get("pipeline", {}), "mode": "sync"}
+        data[MARKER] = {"campaign": self.config.name, "oracle": c.name}
         try:
-            self.storage.create_campaign(cheap.campaign, data, budget=c.budget)
+            rec = self.storage.create_campaign(cheap.campaign, data, budget=c.budget, status="paused")
         except CampaignExists:
-            return  # another driver of the same campaign created it meanwhile
+            # another driver of the same campaign created it meanwhile (checked by the caller)
+            return self.storage.load_campaign(cheap.campaign)
         reason = (f"cheap-oracle log of campaign {self.config.name} (oracle {c.name}): its queries "
                   f"are sent by {self.config.name}'s driver; `tiltloop resume {self.config.name}`")
-        self.storage.update_campaign(cheap.campaign, status="paused")
         self.storage.log_event(cheap.campaign, "campaign.paused", {"reason": reason, "rule": "fidelity"})
+        return rec
 
     def _wait(self) -> None:
         """Send every cheap oracle's outbox and poll until nothing is in flight or each one's

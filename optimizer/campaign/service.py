@@ -400,6 +400,9 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     # restarts `tiltloop resume` while the database is down does not loop on exit 2)
     start = outage_retry(config, storage, should_stop=should_stop)
     rec = start.call(lambda: storage.load_campaign(config.name), "reading the campaign")
+    from optimizer.campaign.config_fidelity import refuse_child
+
+    refuse_child(config.name, rec.config)  # a cheap oracle's log is driven by its parent only
     if rec.status != "active":
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
