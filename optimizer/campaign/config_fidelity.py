@@ -123,6 +123,30 @@ def refuse_child(name: str, config: Any) -> None:
             f"{mark['campaign']}; resume {mark['campaign']} instead")
 
 
+def check_child_names(campaign: str, oracles: list[CheapOracleConfig], storage: Any, *,
+                      source: str) -> None:
+    """Preflight with the store: no ``[[oracles]]`` log campaign name is taken by a campaign
+    that is not ``campaign``'s cheap-oracle log. Writes nothing.
+
+    Raises:
+        PreflightError: naming ``source``, the field ``oracles.N.name`` and the campaign.
+    """
+    from optimizer.errors import PreflightError
+    from storage.errors import NotFound
+
+    for i, o in enumerate(oracles):
+        name = child_name(campaign, o.name)
+        try:
+            rec = storage.load_campaign(name)
+        except NotFound:
+            continue
+        if not is_child_of(rec.config, campaign):
+            raise PreflightError(
+                f"{source}: field `oracles.{i}.name`: cheap oracle {o.name!r} logs its queries in "
+                f"campaign {name!r}, but a campaign of that name exists and is not campaign "
+                f"{campaign!r}'s cheap-oracle log; rename the oracle or delete campaign {name!r}")
+
+
 def stored_children(config: dict[str, Any]) -> list[str]:
     """The cheap-oracle log campaigns of a stored campaign config (JSON; not validated)."""
     name = config.get("name")

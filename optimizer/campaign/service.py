@@ -519,9 +519,12 @@ def start_or_resume(config: CampaignConfig, storage: Storage, *, source: str,
     Raises:
         CampaignStateError: the name is taken by a campaign with a different config (the fields
             that differ are named), or by a cancelled campaign.
+        PreflightError: a cheap oracle's log name is taken by another campaign.
     """
+    from optimizer.campaign.config_fidelity import check_child_names
     from storage.errors import CampaignExists, IntegrityViolation, NotFound
 
+    check_child_names(config.name, list(config.oracles), storage, source=source)
     try:
         rec = storage.load_campaign(config.name)
     except NotFound:

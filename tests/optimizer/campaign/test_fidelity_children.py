@@ -14,7 +14,7 @@ from optimizer.campaign import operations
 from optimizer.campaign.config_fidelity import MARKER, child_marker
 from optimizer.campaign.fidelity import FidelityStage, child_name
 from optimizer.campaign.resume import resume_campaign
-from optimizer.campaign.service import drive, load_campaign_config, open_storage
+from optimizer.campaign.service import drive, load_campaign_config, open_storage, start_or_resume
 from optimizer.errors import CampaignStateError, PreflightError
 from storage.errors import NotFound
 from campaign_configs import campaign_config
@@ -81,6 +81,9 @@ def test_unrelated_campaign_of_the_child_name_is_not_adopted_nor_deleted(
     with open_storage(url, create=True) as st:
         st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
         st.create_campaign("P.sim", other.to_json_dict(), budget=12)
+        # `tiltloop run` refuses before writing anything
+        with pytest.raises(PreflightError, match=r"run\.toml: field `oracles\.0\.name`.*'P\.sim'"):
+            start_or_resume(cfg, st, source="run.toml")
         stage = _stage(cfg, st)
         try:
             with pytest.raises(PreflightError, match=r"oracles\.0\.name.*'P\.sim'"):
