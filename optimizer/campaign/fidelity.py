@@ -32,6 +32,7 @@ re-polls / resubmits its queries by key instead of recording new ones.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -97,13 +98,17 @@ class FidelityStage:
                 on_change=_prefixed(say, c.name),
                 limits=QueryLimits.from_config(config))))
         self.last: dict[str, Any] = {}
+        #: runs one unit of storage work (the driver's outage retry: ``driver.db.call``)
+        self.call: Callable[[Callable[[], Any], str], Any] = lambda fn, _what: fn()
         #: the last multi-task fit's hyperparameters (warm start of the next one)
         self._hyper: dict[str, Any] | None = None
 
     # ---- the round ------------------------------------------------------------------------------
-    def plan(self, generator: RoundGenerator, inputs: Any, q: int) -> RoundPlan:
+    def plan(self, generator: RoundGenerator, inputs: Any, q: int,
+             stop: Callable[[], bool] | None = None) -> RoundPlan:
         """Round ``inputs.index``: population, cheap queries (recorded, sent, waited for), then
-        the expensive pick (see the module docstring)."""
+        the expensive pick (see the module docstring). ``stop`` (checked at every poll of the
+        wait) ends the wait early: the driver then checks it again before recording the pick."""
         cfg = self.config
         index = inputs.index
         self._ensure_children()
@@ -120,7 +125,7 @@ class FidelityStage:
             for j, cheap in enumerate(self.cheap, start=1):
                 sent = self._cheap_round(cheap, j, index, pop, features, main, mt)
                 info["oracles"][cheap.config.name] = {"sent": sent}
-        self._wait()
+        self._wait(stop)
         plan = generator.select(pop, index, inputs.history, q, imported=inputs.imported)
         with torch_threads(cfg.surrogate.threads):
             mt = self._multitask(features, main, pop.features, refit=mt is None)
@@ -313,24 +318,44 @@ class FidelityStage:
         self.storage.log_event(cheap.campaign, "campaign.paused", {"reason": reason, "rule": "fidelity"})
         return rec
 
-    def _wait(self) -> None:
-        """Send every cheap oracle's outbox and poll until nothing is in flight or each one's
-        ``wait_s`` has passed (the missing answers then come in during later rounds)."""
+    def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False) -> None:
+        """Send every cheap oracle's outbox and poll until nothing is in flight, each one's
+        ``wait_s`` has passed (the missing answers then come in during later rounds, or on
+        resume when the campaign is ``finishing``), or ``stop()`` says the driver stops."""
         start = time.monotonic()
         poll_s = min(self.config.budget.poll_interval_s, 1.0)
         waiting = list(self.cheap)
+        call = self.call
         while waiting:
+            if stop is not None and stop():
+                self.say("stopping: the wait for the cheap oracles' answers ends early (they stay "
+                         "recorded and are re-polled on resume)")
+                return
             for cheap in waiting:
-                cheap.dispatcher.dispatch()
-                cheap.dispatcher.poll()
-                cheap.dispatcher.dispatch()
+                d = cheap.dispatcher
+                call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
+                call(d.poll, f"polling oracle {cheap.config.name}")
+                call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
             still = []
             for cheap in waiting:
-                counts = self.storage.query_counts(cheap.campaign)
+                counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
+                              f"counting oracle {cheap.config.name}'s queries")
                 left = sum(counts[s] for s in _IN_FLIGHT)
                 if not left:
                     continue
                 if time.monotonic() - start > cheap.config.wait_s:
+                    if finishing:
+                        keys = [x.key for x in call(functools.partial(
+                            self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
+                            f"listing oracle {cheap.config.name}'s queries")]
+                        log.warning("campaign %s: oracle %s: the campaign finishes with %d quer%s "
+                                    "still unanswered after wait_s = %g s (keys %s); they stay "
+                                    "recorded; a later driver of the campaign (`tiltloop resume %s` "
+                                    "after extending its budget) re-polls them by stored job id",
+                                    self.config.name, cheap.config.name, left,
+                                    "y" if left == 1 else "ies", cheap.config.wait_s,
+                                    ", ".join(keys[:16]), self.config.name)
+                        continue
                     log.warning("campaign %s: oracle %s: %d quer%s still unanswered after wait_s = "
                                 "%g s; the [oracle] pick goes ahead without them (they are polled "
                                 "again next round)", self.config.name, cheap.config.name, left,
@@ -340,6 +365,13 @@ class FidelityStage:
             waiting = still
             if waiting:
                 time.sleep(poll_s)
+
+    def finish(self, stop: Callable[[], bool] | None = None) -> None:
+        """Before the campaign is marked finished: poll the cheap oracles' queries still in
+        flight until answered or each oracle's ``wait_s`` runs out (a WARNING names the keys
+        given up on; they stay recorded and a resume re-polls them)."""
+        self._ensure_children()
+        self._wait(stop, finishing=True)
 
     def close(self) -> None:
         """Close the cheap oracles' connections."""

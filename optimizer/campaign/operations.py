@@ -65,7 +65,23 @@ class CancelOutcome:
 
 def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
     """Cancel a campaign for good: queued queries are cancelled before they reach the oracle,
-    queries at the oracle are cancelled there (best effort, by stored job id) and marked so."""
+    queries at the oracle are cancelled there (best effort, by stored job id) and marked so.
+    The cheap oracles' log campaigns (``[[oracles]]``) are cancelled the same way, after it."""
+    from optimizer.campaign.config_io import parse_config
+
+    out = _cancel_one(storage, name, config)
+    never_sent, at_oracle = list(out.never_sent), list(out.at_oracle)
+    for child in _children(storage, name):
+        stored = parse_config(storage.load_campaign(child).config,
+                              f"the config stored with campaign {child!r}")
+        more = _cancel_one(storage, child, stored)
+        never_sent += more.never_sent
+        at_oracle += more.at_oracle
+    return CancelOutcome(tuple(never_sent), tuple(at_oracle))
+
+
+def _cancel_one(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
+    """:func:`cancel` of one campaign (its own queries only)."""
     from optimizer.campaign.config_oracle import is_pull
     from optimizer.campaign.dispatch import Dispatcher
     from optimizer.campaign.oracle import build_oracle
