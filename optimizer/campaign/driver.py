@@ -368,6 +368,9 @@ class CampaignDriver:
             if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
                 if self.fidelity is not None:  # cheap queries still out: answered or given up
                     self.fidelity.finish(self._halting)
+                    trip = self.fidelity.take_trip()
+                    if trip is not None:
+                        return unit(functools.partial(self._pause, trip), "pausing the campaign")
                     stop = unit(self._stopped_from_outside, "checking the campaign's status")
                     if stop is not None:
                         return stop
@@ -428,6 +431,10 @@ class CampaignDriver:
                  f"particles on {self.config.workers.count} worker(s)")
         if self.fidelity is not None:  # cheap oracles first, then the expensive pick
             plan = self.fidelity.plan(self.generator, inputs, q, stop=self._halting)
+            trip = self.fidelity.take_trip()
+            if trip is not None:  # a cheap oracle keeps failing: pause, naming it
+                self.db.call(functools.partial(self._pause, trip), "pausing the campaign")
+                return
             if self._halting():  # paused / cancelled / lease lost during the cheap wait
                 self.say(f"round {inputs.index}: the campaign stops; its [oracle] pick is not "
                          "recorded (the cheap answers are kept)")

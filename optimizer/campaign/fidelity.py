@@ -46,6 +46,7 @@ from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_fidelity import MAIN, MARKER, CheapOracleConfig, child_name, is_child_of
 from optimizer.campaign.config_oracle import build, reported_objectives
 from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.guards import BudgetGuard, GuardTrip
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
 from optimizer.campaign.spacefill import maximin_select
@@ -67,6 +68,7 @@ class _Cheap:
     config: CheapOracleConfig
     campaign: str
     dispatcher: Dispatcher
+    guard: BudgetGuard
     restored: bool = False
 
 
@@ -96,8 +98,11 @@ class FidelityStage:
                 storage, name, oracle, objectives=[o for o in objectives if o in reported],
                 limit=max(c.per_round, 1) * 2,
                 on_change=_prefixed(say, c.name),
-                limits=QueryLimits.from_config(config))))
+                limits=QueryLimits.from_config(config)), BudgetGuard(config.budget)))
         self.last: dict[str, Any] = {}
+        #: set when a cheap oracle's failures trip the campaign's budget guard (the driver
+        #: pauses the campaign with it; see :meth:`take_trip`)
+        self.trip: GuardTrip | None = None
         #: runs one unit of storage work (the driver's outage retry: ``driver.db.call``)
         self.call: Callable[[Callable[[], Any], str], Any] = lambda fn, _what: fn()
         #: the last multi-task fit's hyperparameters (warm start of the next one)
@@ -334,8 +339,11 @@ class FidelityStage:
             for cheap in waiting:
                 d = cheap.dispatcher
                 call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
-                call(d.poll, f"polling oracle {cheap.config.name}")
+                outcome = call(d.poll, f"polling oracle {cheap.config.name}")
+                self._observe(cheap, outcome)
                 call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
+            if self.trip is not None:
+                return
             still = []
             for cheap in waiting:
                 counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
@@ -365,6 +373,32 @@ class FidelityStage:
             waiting = still
             if waiting:
                 time.sleep(poll_s)
+
+    def _observe(self, cheap: _Cheap, outcome: Any) -> None:
+        """Feed a cheap oracle's finished queries to its budget guard (the campaign's
+        ``max_consecutive_failures`` / ``max_failure_fraction``); a trip names the oracle."""
+        keys = (*outcome.succeeded, *outcome.failed)
+        if not keys or self.trip is not None:
+            return
+        new = self.call(functools.partial(self.storage.get_queries, keys),
+                        f"reading oracle {cheap.config.name}'s results")
+        sizes: dict[int, int] = {}
+        if outcome.failed:
+            sizes = {r.index: len(r.query_keys) for r in self.call(
+                functools.partial(self.storage.list_rounds, cheap.campaign),
+                f"reading oracle {cheap.config.name}'s rounds")}
+        trip = cheap.guard.observe(new, sizes)
+        if trip is not None:
+            self.trip = GuardTrip(trip.rule, f"cheap oracle {cheap.config.name} (campaign "
+                                  f"{cheap.campaign}): {trip.message}", trip.keys)
+            log.warning("campaign %s: cheap oracle %s trips the budget guard: %s (keys %s)",
+                        self.config.name, cheap.config.name, trip.message,
+                        ", ".join(trip.keys[-8:]) or "-")
+
+    def take_trip(self) -> GuardTrip | None:
+        """The budget-guard trip of a cheap oracle since the last call (None: none)."""
+        trip, self.trip = self.trip, None
+        return trip
 
     def finish(self, stop: Callable[[], bool] | None = None) -> None:
         """Before the campaign is marked finished: poll the cheap oracles' queries still in

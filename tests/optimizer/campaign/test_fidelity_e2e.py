@@ -100,3 +100,25 @@ def test_cheap_budget_stops_cheap_queries_only(ray_session: str, tiny_prior_path
     with Storage.open(url) as st:
         counts = delete(st, "mfb")
         assert counts["campaign"] == 2 and {c.name for c in st.list_campaigns()} == set()
+
+
+def test_failing_cheap_oracle_pauses_the_campaign_naming_it(
+        ray_session: str, tiny_prior_path: str, lab, db_url: str, make_config) -> None:
+    from oracles.labsim.faults import FaultPlan
+
+    broken = LabSimulator(BiasedBowl(seed=1), faults=FaultPlan(rates={"nan": 1.0})).start()
+    try:
+        cfg = make_config("mfbad", tiny_prior_path, lab.url, db_url, ray={"address": ray_session},
+                          budget={"q": 3, "max_in_flight": 3, "total": 12, "poll_interval_s": 0.05,
+                                  "max_consecutive_failures": 3},
+                          **fidelity_sections(broken.url))
+        status = run_campaign(cfg)
+    finally:
+        broken.close()
+    assert status.status == "paused", status
+    with Storage.open(db_url) as st:
+        paused = [e for e in st.list_events("mfbad") if e.kind == "campaign.paused"]
+        assert st.list_rounds("mfbad") == []  # the [oracle] pick was never recorded
+        assert st.query_counts(child_name("mfbad", "sim"))["failed"] >= 3
+    assert paused and paused[-1].payload["reason"].startswith("cheap oracle sim (campaign mfbad.sim)")
+    assert not lab.store.evaluations  # nothing sent to the expensive lab

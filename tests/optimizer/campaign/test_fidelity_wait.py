@@ -113,3 +113,32 @@ def test_cancel_reaches_the_cheap_oracles_queries(tiny_prior_path: str, slow_lab
         assert st.query_counts(child)["cancelled"] == 2
         assert st.load_campaign(child).status == "cancelled"
         operations.delete(st, "P")  # nothing in flight any more: no --force needed
+
+
+def test_a_failing_cheap_oracle_trips_the_guard_naming_it(tiny_prior_path: str, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from oracles.labsim.faults import FaultPlan
+
+    lab = LabSimulator(Bowl(seed=1), faults=FaultPlan(rates={"nan": 1.0})).start()
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    try:
+        entry = {"name": "sim", "cost": 0.1, "per_round": 2, "budget": 10, "wait_s": 30.0,
+                 "oracle": {"kind": "http", "base_url": lab.url, "timeout_s": 5.0}}
+        cfg = campaign_config("P", tiny_prior_path, lab.url, url, oracles=[entry],
+                              budget={"poll_interval_s": 0.05, "max_consecutive_failures": 2})
+        with open_storage(url, create=True) as st:
+            stage = _stage_with_queries(cfg, st)
+            try:
+                with caplog.at_level(logging.WARNING, logger="optimizer.campaign.fidelity"):
+                    stage._wait()
+            finally:
+                stage.close()
+            assert st.query_counts(child_name("P", "sim"))["failed"] == 2
+            trip = stage.take_trip()
+            assert trip is not None and trip.rule == "consecutive"
+            assert trip.message.startswith("cheap oracle sim (campaign P.sim): 2 oracle queries failed")
+            assert set(trip.keys) == {q.key for q in st.list_queries(child_name("P", "sim"))}
+            assert stage.take_trip() is None
+            assert any("cheap oracle sim trips the budget guard" in r.getMessage() for r in caplog.records)
+    finally:
+        lab.close()
