@@ -30,11 +30,13 @@ class CampaignsMixin(StorageBase):
     """Campaign rows."""
 
     def create_campaign(
-        self, name: str, config: dict[str, Any], *, budget: int | None = None
+        self, name: str, config: dict[str, Any], *, budget: int | None = None,
+        status: str = "active",
     ) -> CampaignRecord:
         """Create a campaign; its ``config`` (JSON) is snapshotted so a resume rebuilds it.
 
-        The config is also written as config version 1, in the same transaction.
+        The config is also written as config version 1, in the same transaction. ``status``
+        is the initial status (e.g. ``"paused"`` for a campaign no driver may pick up yet).
 
         Raises:
             CampaignExists: the name is taken (the message says how to resume it).
@@ -44,6 +46,10 @@ class CampaignsMixin(StorageBase):
         check_name(name)
         check_json(config, field="config")
         _check_budget(budget)
+        if status not in CAMPAIGN_STATUSES:
+            raise InvalidValue(
+                f"campaign status {status!r} is not one of {', '.join(CAMPAIGN_STATUSES)}"
+            )
         with self.session() as session:
             existing = session.scalar(sa.select(Campaign).where(Campaign.name == name))
             if existing is not None:
@@ -52,12 +58,13 @@ class CampaignsMixin(StorageBase):
                     f"{existing.created_at:%Y-%m-%d %H:%M:%S}); resume it with "
                     f"`tiltloop resume {name}` (load_campaign({name!r})) or choose another name"
                 )
-            row = Campaign(name=name, config=config, budget=budget, status="active")
+            row = Campaign(name=name, config=config, budget=budget, status=status)
             session.add(row)
             session.flush()
             append_config_version(session, campaign=name, campaign_id=row.id, config=config,
                                   note=None)
-            self._log(session, row.id, "campaign.created", {"config": config, "budget": budget})
+            self._log(session, row.id, "campaign.created",
+                      {"config": config, "budget": budget, "status": status})
             session.refresh(row)
             return _record(row)
 

@@ -18,7 +18,7 @@ from storage.arrays import decode_array, encode_array
 from storage.clock import db_now
 from storage.config_versions import latest_version
 from storage.errors import IntegrityViolation, InvalidValue, NotFound, RoundConflict
-from storage.models import ROUND_STATUSES, CampaignConfig, Candidate, OracleQuery, Round
+from storage.models import ROUND_STATUSES, CampaignConfig, Candidate, Event, OracleQuery, Round
 from storage.records import CandidateRecord, NewCandidate, RoundRecord
 from storage.session import StorageBase, check_finite, check_json
 
@@ -311,6 +311,20 @@ class RoundsMixin(StorageBase):
                 sa.select(sa.func.count(), sa.func.max(Round.round_index))
                 .where(Round.campaign_id == cid)).one()
             return int(count), -1 if top is None else int(top)
+
+    def round_tally_with_discards(self, campaign: str) -> tuple[int, int, int]:
+        """:meth:`round_tally` plus the number of rounds ever discarded (``round.discarded``
+        events, which are never removed): a discarded top round replaced by a new one leaves
+        the count and the highest index as they were, but not this third number."""
+        with self.session() as session:
+            cid = self._campaign_id(session, campaign)
+            discards = (sa.select(sa.func.count()).select_from(Event)
+                        .where(Event.campaign_id == cid, Event.kind == "round.discarded")
+                        .scalar_subquery())
+            count, top, gone = session.execute(
+                sa.select(sa.func.count(), sa.func.max(Round.round_index), discards)
+                .where(Round.campaign_id == cid)).one()
+            return int(count), -1 if top is None else int(top), int(gone or 0)
 
     def list_rounds(self, campaign: str, *, after_index: int | None = None) -> list[RoundRecord]:
         """Every round of a campaign in index order (without surrogate blobs); with

@@ -87,6 +87,66 @@ def child_name(campaign: str, oracle: str) -> str:
     return f"{campaign}.{oracle}"
 
 
+#: key of a cheap oracle's log campaign's stored config naming its parent:
+#: ``{"campaign": parent, "oracle": name}`` (not a config field: ``parse_config`` drops it)
+MARKER = "fidelity_parent"
+
+
+def child_marker(config: Any) -> dict[str, str] | None:
+    """The parent marker of a stored campaign config (None: not a cheap oracle's log)."""
+    mark = config.get(MARKER) if isinstance(config, dict) else None
+    if (isinstance(mark, dict) and isinstance(mark.get("campaign"), str)
+            and isinstance(mark.get("oracle"), str)):
+        return {"campaign": mark["campaign"], "oracle": mark["oracle"]}
+    return None
+
+
+def is_child_of(config: Any, parent: str) -> bool:
+    """Whether a stored config is the log campaign of one of ``parent``'s cheap oracles."""
+    mark = child_marker(config)
+    return mark is not None and mark["campaign"] == parent
+
+
+def refuse_child(name: str, config: Any) -> None:
+    """Refuse to resume or drive a cheap oracle's log campaign on its own: its queries share
+    keys and outbox with the parent's driver.
+
+    Raises:
+        CampaignStateError: naming the campaign, the oracle and the parent to resume instead.
+    """
+    from optimizer.errors import CampaignStateError
+
+    mark = child_marker(config)
+    if mark is not None:
+        raise CampaignStateError(
+            f"campaign {name} holds the cheap oracle {mark['oracle']}'s queries of campaign "
+            f"{mark['campaign']}; resume {mark['campaign']} instead")
+
+
+def check_child_names(campaign: str, oracles: list[CheapOracleConfig], storage: Any, *,
+                      source: str) -> None:
+    """Preflight with the store: no ``[[oracles]]`` log campaign name is taken by a campaign
+    that is not ``campaign``'s cheap-oracle log. Writes nothing.
+
+    Raises:
+        PreflightError: naming ``source``, the field ``oracles.N.name`` and the campaign.
+    """
+    from optimizer.errors import PreflightError
+    from storage.errors import NotFound
+
+    for i, o in enumerate(oracles):
+        name = child_name(campaign, o.name)
+        try:
+            rec = storage.load_campaign(name)
+        except NotFound:
+            continue
+        if not is_child_of(rec.config, campaign):
+            raise PreflightError(
+                f"{source}: field `oracles.{i}.name`: cheap oracle {o.name!r} logs its queries in "
+                f"campaign {name!r}, but a campaign of that name exists and is not campaign "
+                f"{campaign!r}'s cheap-oracle log; rename the oracle or delete campaign {name!r}")
+
+
 def stored_children(config: dict[str, Any]) -> list[str]:
     """The cheap-oracle log campaigns of a stored campaign config (JSON; not validated)."""
     name = config.get("name")

@@ -82,6 +82,8 @@ def parse_config(data: Any, source: str = "<dict>") -> CampaignConfig:
     if not isinstance(data, dict):
         raise CampaignConfigError(f"invalid campaign config {source}: expected a table of settings, "
                                   f"got {type(data).__name__}")
+    # a cheap oracle's log campaign carries its parent's marker (config_fidelity.MARKER)
+    data = {k: v for k, v in data.items() if k != "fidelity_parent"}
     # before the models: a cross-field rule must not report `total = true` as "total 1 < q"
     coerced = _booleans_as_numbers(data, CampaignConfig)
     if coerced:

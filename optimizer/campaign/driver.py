@@ -286,6 +286,7 @@ class CampaignDriver:
             from optimizer.campaign.fidelity import FidelityStage
 
             self.fidelity = FidelityStage(config, storage, self.say)
+            self.fidelity.call = self.db.call
 
     def _after_outage(self) -> None:
         """A unit retried after an outage may have done its work before the connection broke
@@ -365,6 +366,14 @@ class CampaignDriver:
                 self._report(status)
             created = sum(status.queries.values())
             if status.in_flight == 0 and (created >= cfg.budget.total or status.target_reached):
+                if self.fidelity is not None:  # cheap queries still out: answered or given up
+                    self.fidelity.finish(self._halting)
+                    trip = self.fidelity.take_trip()
+                    if trip is not None:
+                        return unit(functools.partial(self._pause, trip), "pausing the campaign")
+                    stop = unit(self._stopped_from_outside, "checking the campaign's status")
+                    if stop is not None:
+                        return stop
                 return unit(functools.partial(self._finish, status), "marking the campaign completed")
             if once:
                 return unit(self._final_status, "reading the campaign's status")
@@ -421,7 +430,16 @@ class CampaignDriver:
         self.say(f"round {inputs.index}: generating {self.config.workers.particles_per_round} "
                  f"particles on {self.config.workers.count} worker(s)")
         if self.fidelity is not None:  # cheap oracles first, then the expensive pick
-            self._record(self.fidelity.plan(self.generator, inputs, q))
+            plan = self.fidelity.plan(self.generator, inputs, q, stop=self._halting)
+            trip = self.fidelity.take_trip()
+            if trip is not None:  # a cheap oracle keeps failing: pause, naming it
+                self.db.call(functools.partial(self._pause, trip), "pausing the campaign")
+                return
+            if self._halting():  # paused / cancelled / lease lost during the cheap wait
+                self.say(f"round {inputs.index}: the campaign stops; its [oracle] pick is not "
+                         "recorded (the cheap answers are kept)")
+                return
+            self._record(plan)
             return
         self._record(self.generator.plan(
             inputs.index, inputs.history, q, tilted_rounds_before=inputs.tilted_before,
@@ -482,6 +500,15 @@ class CampaignDriver:
                                          constraints=self.config.constraints)
         return campaign_status(self.storage, self.name, self.config, best=self._best,
                                with_failures=final)
+
+    def _halting(self) -> bool:
+        """Whether this driver must stop now (shutdown, lost lease, campaign no longer active):
+        the cheap oracles' wait checks it at every poll."""
+        if (self.should_stop is not None and self.should_stop()) or (
+                self.lease is not None and self.lease.lost):
+            return True
+        return bool(self.db.call(lambda: self.storage.load_campaign(self.name).status,
+                                 "checking the campaign's status") != "active")
 
     def _stopped_from_outside(self) -> CampaignStatus | None:
         """A status other than active (``tiltloop campaign pause|cancel`` from another shell) or

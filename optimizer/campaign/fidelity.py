@@ -21,8 +21,9 @@ learned (`B[0, j]`) agree the expensive value is high. A cheap oracle the GP fin
 simply stops influencing the pick (its spend is still reported).
 
 Storage and exactly-once: each cheap oracle's queries are a campaign of their own,
-``{campaign}.{name}`` (created on the first round, paused so that no driver of its own picks
-it up; ``tiltloop status {campaign}.{name}`` and ``export`` read it like any campaign). Its
+``{campaign}.{name}`` (created on the first round, paused in the same transaction and marked with its parent
+so that no driver, scheduler or resume of its own picks it up; ``tiltloop status
+{campaign}.{name}`` and ``export`` read it like any campaign). Its
 round `k` holds the particles sent to it in the main round `k`, its outbox rows are written
 before any is sent and go through the same :class:`~optimizer.campaign.dispatch.Dispatcher`
 (keys ``{campaign}.{name}:{k}:{i}``, job ids stored, resubmission with the same key after a
@@ -31,6 +32,7 @@ re-polls / resubmits its queries by key instead of recording new ones.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -41,9 +43,10 @@ import numpy as np
 import torch
 
 from optimizer.campaign.config import CampaignConfig
-from optimizer.campaign.config_fidelity import MAIN, CheapOracleConfig, child_name
+from optimizer.campaign.config_fidelity import MAIN, MARKER, CheapOracleConfig, child_name, is_child_of
 from optimizer.campaign.config_oracle import build, reported_objectives
 from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.guards import BudgetGuard, GuardTrip
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
 from optimizer.campaign.spacefill import maximin_select
@@ -65,6 +68,7 @@ class _Cheap:
     config: CheapOracleConfig
     campaign: str
     dispatcher: Dispatcher
+    guard: BudgetGuard
     restored: bool = False
 
 
@@ -94,15 +98,22 @@ class FidelityStage:
                 storage, name, oracle, objectives=[o for o in objectives if o in reported],
                 limit=max(c.per_round, 1) * 2,
                 on_change=_prefixed(say, c.name),
-                limits=QueryLimits.from_config(config))))
+                limits=QueryLimits.from_config(config)), BudgetGuard(config.budget)))
         self.last: dict[str, Any] = {}
+        #: set when a cheap oracle's failures trip the campaign's budget guard (the driver
+        #: pauses the campaign with it; see :meth:`take_trip`)
+        self.trip: GuardTrip | None = None
+        #: runs one unit of storage work (the driver's outage retry: ``driver.db.call``)
+        self.call: Callable[[Callable[[], Any], str], Any] = lambda fn, _what: fn()
         #: the last multi-task fit's hyperparameters (warm start of the next one)
         self._hyper: dict[str, Any] | None = None
 
     # ---- the round ------------------------------------------------------------------------------
-    def plan(self, generator: RoundGenerator, inputs: Any, q: int) -> RoundPlan:
+    def plan(self, generator: RoundGenerator, inputs: Any, q: int,
+             stop: Callable[[], bool] | None = None) -> RoundPlan:
         """Round ``inputs.index``: population, cheap queries (recorded, sent, waited for), then
-        the expensive pick (see the module docstring)."""
+        the expensive pick (see the module docstring). ``stop`` (checked at every poll of the
+        wait) ends the wait early: the driver then checks it again before recording the pick."""
         cfg = self.config
         index = inputs.index
         self._ensure_children()
@@ -119,7 +130,7 @@ class FidelityStage:
             for j, cheap in enumerate(self.cheap, start=1):
                 sent = self._cheap_round(cheap, j, index, pop, features, main, mt)
                 info["oracles"][cheap.config.name] = {"sent": sent}
-        self._wait()
+        self._wait(stop)
         plan = generator.select(pop, index, inputs.history, q, imported=inputs.imported)
         with torch_threads(cfg.surrogate.threads):
             mt = self._multitask(features, main, pop.features, refit=mt is None)
@@ -259,21 +270,38 @@ class FidelityStage:
 
     # ---- dispatch -------------------------------------------------------------------------------
     def _ensure_children(self) -> None:
-        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles."""
-        for cheap in self.cheap:
+        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles.
+
+        Raises:
+            PreflightError: a campaign of the child's name exists but is not this campaign's
+                cheap-oracle log (an unrelated campaign is never adopted)."""
+        for i, cheap in enumerate(self.cheap):
             if cheap.restored:
                 continue
             try:
-                self.storage.load_campaign(cheap.campaign)
+                rec = self.storage.load_campaign(cheap.campaign)
             except NotFound:
-                self._create_child(cheap)
+                rec = self._create_child(cheap)
+            self._check_child(i, cheap, rec.config)
             n = cheap.dispatcher.restore()
             if n:
                 self.say(f"oracle {cheap.config.name}: resuming: {n} quer{'y' if n == 1 else 'ies'} "
                          "already sent, re-polling them by stored job id")
             cheap.restored = True
 
-    def _create_child(self, cheap: _Cheap) -> None:
+    def _check_child(self, i: int, cheap: _Cheap, stored: Any) -> None:
+        from optimizer.errors import PreflightError
+
+        if not is_child_of(stored, self.config.name):
+            raise PreflightError(
+                f"field `oracles.{i}.name`: cheap oracle {cheap.config.name!r} logs its queries in "
+                f"campaign {cheap.campaign!r}, but a campaign of that name exists and is not "
+                f"campaign {self.config.name!r}'s cheap-oracle log; rename the oracle or delete "
+                f"campaign {cheap.campaign!r}")
+
+    def _create_child(self, cheap: _Cheap) -> Any:
+        """Create the child campaign paused, with its parent marker, in one transaction (no
+        scheduler or crash can ever see it active)."""
         c = cheap.config
         data = self.config.to_json_dict()
         q = c.per_round
@@ -284,33 +312,58 @@ class FidelityStage:
         data["workers"] = {**data["workers"], "particles_per_worker": max(
             data["workers"]["particles_per_worker"], q)}
         data["pipeline"] = {**data.get("pipeline", {}), "mode": "sync"}
+        data[MARKER] = {"campaign": self.config.name, "oracle": c.name}
         try:
-            self.storage.create_campaign(cheap.campaign, data, budget=c.budget)
+            rec = self.storage.create_campaign(cheap.campaign, data, budget=c.budget, status="paused")
         except CampaignExists:
-            return  # another driver of the same campaign created it meanwhile
+            # another driver of the same campaign created it meanwhile (checked by the caller)
+            return self.storage.load_campaign(cheap.campaign)
         reason = (f"cheap-oracle log of campaign {self.config.name} (oracle {c.name}): its queries "
                   f"are sent by {self.config.name}'s driver; `tiltloop resume {self.config.name}`")
-        self.storage.update_campaign(cheap.campaign, status="paused")
         self.storage.log_event(cheap.campaign, "campaign.paused", {"reason": reason, "rule": "fidelity"})
+        return rec
 
-    def _wait(self) -> None:
-        """Send every cheap oracle's outbox and poll until nothing is in flight or each one's
-        ``wait_s`` has passed (the missing answers then come in during later rounds)."""
+    def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False) -> None:
+        """Send every cheap oracle's outbox and poll until nothing is in flight, each one's
+        ``wait_s`` has passed (the missing answers then come in during later rounds, or on
+        resume when the campaign is ``finishing``), or ``stop()`` says the driver stops."""
         start = time.monotonic()
         poll_s = min(self.config.budget.poll_interval_s, 1.0)
         waiting = list(self.cheap)
+        call = self.call
         while waiting:
+            if stop is not None and stop():
+                self.say("stopping: the wait for the cheap oracles' answers ends early (they stay "
+                         "recorded and are re-polled on resume)")
+                return
             for cheap in waiting:
-                cheap.dispatcher.dispatch()
-                cheap.dispatcher.poll()
-                cheap.dispatcher.dispatch()
+                d = cheap.dispatcher
+                call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
+                outcome = call(d.poll, f"polling oracle {cheap.config.name}")
+                self._observe(cheap, outcome)
+                call(d.dispatch, f"dispatching oracle {cheap.config.name}'s queries")
+            if self.trip is not None:
+                return
             still = []
             for cheap in waiting:
-                counts = self.storage.query_counts(cheap.campaign)
+                counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
+                              f"counting oracle {cheap.config.name}'s queries")
                 left = sum(counts[s] for s in _IN_FLIGHT)
                 if not left:
                     continue
                 if time.monotonic() - start > cheap.config.wait_s:
+                    if finishing:
+                        keys = [x.key for x in call(functools.partial(
+                            self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
+                            f"listing oracle {cheap.config.name}'s queries")]
+                        log.warning("campaign %s: oracle %s: the campaign finishes with %d quer%s "
+                                    "still unanswered after wait_s = %g s (keys %s); they stay "
+                                    "recorded; a later driver of the campaign (`tiltloop resume %s` "
+                                    "after extending its budget) re-polls them by stored job id",
+                                    self.config.name, cheap.config.name, left,
+                                    "y" if left == 1 else "ies", cheap.config.wait_s,
+                                    ", ".join(keys[:16]), self.config.name)
+                        continue
                     log.warning("campaign %s: oracle %s: %d quer%s still unanswered after wait_s = "
                                 "%g s; the [oracle] pick goes ahead without them (they are polled "
                                 "again next round)", self.config.name, cheap.config.name, left,
@@ -320,6 +373,39 @@ class FidelityStage:
             waiting = still
             if waiting:
                 time.sleep(poll_s)
+
+    def _observe(self, cheap: _Cheap, outcome: Any) -> None:
+        """Feed a cheap oracle's finished queries to its budget guard (the campaign's
+        ``max_consecutive_failures`` / ``max_failure_fraction``); a trip names the oracle."""
+        keys = (*outcome.succeeded, *outcome.failed)
+        if not keys or self.trip is not None:
+            return
+        new = self.call(functools.partial(self.storage.get_queries, keys),
+                        f"reading oracle {cheap.config.name}'s results")
+        sizes: dict[int, int] = {}
+        if outcome.failed:
+            sizes = {r.index: len(r.query_keys) for r in self.call(
+                functools.partial(self.storage.list_rounds, cheap.campaign),
+                f"reading oracle {cheap.config.name}'s rounds")}
+        trip = cheap.guard.observe(new, sizes)
+        if trip is not None:
+            self.trip = GuardTrip(trip.rule, f"cheap oracle {cheap.config.name} (campaign "
+                                  f"{cheap.campaign}): {trip.message}", trip.keys)
+            log.warning("campaign %s: cheap oracle %s trips the budget guard: %s (keys %s)",
+                        self.config.name, cheap.config.name, trip.message,
+                        ", ".join(trip.keys[-8:]) or "-")
+
+    def take_trip(self) -> GuardTrip | None:
+        """The budget-guard trip of a cheap oracle since the last call (None: none)."""
+        trip, self.trip = self.trip, None
+        return trip
+
+    def finish(self, stop: Callable[[], bool] | None = None) -> None:
+        """Before the campaign is marked finished: poll the cheap oracles' queries still in
+        flight until answered or each oracle's ``wait_s`` runs out (a WARNING names the keys
+        given up on; they stay recorded and a resume re-polls them)."""
+        self._ensure_children()
+        self._wait(stop, finishing=True)
 
     def close(self) -> None:
         """Close the cheap oracles' connections."""

@@ -57,6 +57,7 @@ class ColumnarHistoryCache:
         self._last_id = 0
         self._round_count = 0
         self._round_top = -1
+        self._round_discards = 0  # rounds discarded so far (a replaced top round)
         self._tilted: dict[int, bool] = {}  # round index -> tilted, every known round
         self._round_status: dict[int, str] = {}
         self._prior: PriorSample | None = None
@@ -79,19 +80,20 @@ class ColumnarHistoryCache:
         return len(changes)
 
     def _refresh_rounds(self) -> int:
-        count, top = self.storage.round_tally(self.campaign)
+        count, top, discards = self.storage.round_tally_with_discards(self.campaign)
         read = 1
-        if (count, top) != (self._round_count, self._round_top):
+        if (count, top, discards) != (self._round_count, self._round_top, self._round_discards):
             new = self.storage.round_flags(self.campaign, after_index=self._round_top)
             read += len(new)
-            if self._round_count + len(new) != count:  # rounds were discarded: read them all
+            if self._round_count + len(new) != count or discards != self._round_discards:
+                # rounds were discarded (and maybe replaced): read them all
                 new = self.storage.round_flags(self.campaign)
                 read += len(new)
                 self._tilted, self._round_status, self._prior = {}, {}, None
             for index, status, tilted in new:
                 self._tilted[index] = tilted
                 self._round_status[index] = status
-            self._round_count, self._round_top = count, top
+            self._round_count, self._round_top, self._round_discards = count, top, discards
         return read
 
     def refresh_round_states(self) -> int:

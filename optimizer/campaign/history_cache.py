@@ -52,6 +52,7 @@ class HistoryCache:
         self._history: History | None = None
         self._round_count = 0
         self._round_top = -1
+        self._round_discards = 0  # rounds discarded so far (a replaced top round)
         self._tilted: list[int] = []
         #: rows read by the last :meth:`refresh` (queries and rounds): what the bench reports
         self.rows_read = 0
@@ -81,17 +82,18 @@ class HistoryCache:
         return len(changes)
 
     def _refresh_rounds(self) -> int:
-        count, top = self.storage.round_tally(self.campaign)
-        if (count, top) == (self._round_count, self._round_top):
+        count, top, discards = self.storage.round_tally_with_discards(self.campaign)
+        if (count, top, discards) == (self._round_count, self._round_top, self._round_discards):
             return 1
         new = self.storage.list_rounds(self.campaign, after_index=self._round_top)
         read = 1 + len(new)
-        if self._round_count + len(new) != count:  # rounds were discarded: read them all
+        if self._round_count + len(new) != count or discards != self._round_discards:
+            # rounds were discarded (and maybe replaced): read them all
             new = self.storage.list_rounds(self.campaign)
             read += len(new)
             self._tilted = []
         self._tilted += [r.index for r in new if (r.summary or {}).get("tilted")]
-        self._round_count, self._round_top = count, top
+        self._round_count, self._round_top, self._round_discards = count, top, discards
         return read
 
     def history(self) -> History:

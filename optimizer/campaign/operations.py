@@ -37,8 +37,15 @@ def pause(storage: Storage, name: str, *, reason: str = "paused by an operator")
 
 def unpause(storage: Storage, name: str) -> str:
     """Paused → active (a driver — ``tiltloop resume`` or a service — continues it). Returns the
-    previous status."""
-    status = storage.load_campaign(name).status
+    previous status.
+
+    Raises:
+        CampaignStateError: a cheap oracle's log campaign (resume its parent instead)."""
+    from optimizer.campaign.config_fidelity import refuse_child
+
+    rec = storage.load_campaign(name)
+    refuse_child(name, rec.config)
+    status = rec.status
     if status == "active":
         return status
     if status != "paused":
@@ -58,7 +65,23 @@ class CancelOutcome:
 
 def cancel(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
     """Cancel a campaign for good: queued queries are cancelled before they reach the oracle,
-    queries at the oracle are cancelled there (best effort, by stored job id) and marked so."""
+    queries at the oracle are cancelled there (best effort, by stored job id) and marked so.
+    The cheap oracles' log campaigns (``[[oracles]]``) are cancelled the same way, after it."""
+    from optimizer.campaign.config_io import parse_config
+
+    out = _cancel_one(storage, name, config)
+    never_sent, at_oracle = list(out.never_sent), list(out.at_oracle)
+    for child in _children(storage, name):
+        stored = parse_config(storage.load_campaign(child).config,
+                              f"the config stored with campaign {child!r}")
+        more = _cancel_one(storage, child, stored)
+        never_sent += more.never_sent
+        at_oracle += more.at_oracle
+    return CancelOutcome(tuple(never_sent), tuple(at_oracle))
+
+
+def _cancel_one(storage: Storage, name: str, config: CampaignConfig) -> CancelOutcome:
+    """:func:`cancel` of one campaign (its own queries only)."""
     from optimizer.campaign.config_oracle import is_pull
     from optimizer.campaign.dispatch import Dispatcher
     from optimizer.campaign.oracle import build_oracle
@@ -111,23 +134,33 @@ def _oracle_allowed(config: CampaignConfig) -> bool:
     return True
 
 
-def _exists(storage: Storage, name: str) -> bool:
+def _children(storage: Storage, name: str) -> list[str]:
+    """The cheap oracles' log campaigns of ``name`` that exist and carry its marker, from every
+    stored config version (an oracle removed by a later version keeps its log)."""
+    from optimizer.campaign.config_fidelity import is_child_of, stored_children
     from storage.errors import NotFound
 
-    try:
-        storage.load_campaign(name)
-    except NotFound:
-        return False
-    return True
+    names: list[str] = []
+    for version in storage.config_versions(name):
+        names += [c for c in stored_children(version.config) if c not in names]
+    out = []
+    for child in names:
+        try:
+            rec = storage.load_campaign(child)
+        except NotFound:
+            continue
+        if is_child_of(rec.config, name):
+            out.append(child)
+        else:
+            log.warning("campaign %s: campaign %s is not its cheap-oracle log (no marker naming "
+                        "it); left alone", name, child)
+    return out
 
 
 def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int]:
     """Delete the campaign and every row under it; refuses while queries are in flight (their
     results would be lost) unless ``force``. Returns the deleted row counts per table."""
-    from optimizer.campaign.config_fidelity import stored_children
-
-    children = [c for c in stored_children(storage.load_campaign(name).config)  # cheap oracles' logs
-                if _exists(storage, c)]
+    children = _children(storage, name)
     in_flight = storage.in_flight_count(name) + sum(storage.in_flight_count(c) for c in children)
     if in_flight and not force:
         raise CampaignStateError(
@@ -136,10 +169,13 @@ def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int
             f"cancel {name}`), wait for them, or pass --force")
     if in_flight:
         log.warning("campaign %s deleted with %d queries in flight (--force)", name, in_flight)
-    counts = storage.delete_campaign(name, allow_in_flight=force)
+    # children first: a crash in between leaves the parent, whose delete finds the rest again
+    counts: dict[str, int] = {}
     for child in children:
         for table, n in storage.delete_campaign(child, allow_in_flight=force).items():
             counts[table] = counts.get(table, 0) + n
+    for table, n in storage.delete_campaign(name, allow_in_flight=force).items():
+        counts[table] = counts.get(table, 0) + n
     return counts
 
 

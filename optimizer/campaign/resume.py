@@ -31,6 +31,7 @@ from optimizer.campaign.service import (
     load_campaign_config,
     open_storage,
 )
+from optimizer.campaign.config_fidelity import refuse_child
 from optimizer.errors import CampaignStateError
 
 
@@ -40,6 +41,7 @@ def resume_campaign(name: str, url: str, *, budget: int | None = None,
     """Continue campaign ``name`` from the database; ``budget`` raises its total budget."""
     storage = open_storage(url, create=False)
     try:
+        refuse_child(name, storage.load_campaign(name).config)
         config = load_campaign_config(storage, name)
         # read from the database: a code-executing oracle needs this host's allowlist; refused
         # here, before anything is written (the same check guards every oracle build)
@@ -56,6 +58,7 @@ def resume_campaign(name: str, url: str, *, budget: int | None = None,
                 if progress:
                     progress(f"budget of {name} extended to {budget} queries")
         rec = storage.load_campaign(name)
+        refuse_child(name, rec.config)
         if rec.status == "cancelled":
             raise CampaignStateError(f"campaign {name!r} was cancelled; it cannot be resumed")
         if rec.status == "paused":

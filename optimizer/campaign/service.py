@@ -400,6 +400,9 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     # restarts `tiltloop resume` while the database is down does not loop on exit 2)
     start = outage_retry(config, storage, should_stop=should_stop)
     rec = start.call(lambda: storage.load_campaign(config.name), "reading the campaign")
+    from optimizer.campaign.config_fidelity import refuse_child
+
+    refuse_child(config.name, rec.config)  # a cheap oracle's log is driven by its parent only
     if rec.status != "active":
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
@@ -516,9 +519,12 @@ def start_or_resume(config: CampaignConfig, storage: Storage, *, source: str,
     Raises:
         CampaignStateError: the name is taken by a campaign with a different config (the fields
             that differ are named), or by a cancelled campaign.
+        PreflightError: a cheap oracle's log name is taken by another campaign.
     """
+    from optimizer.campaign.config_fidelity import check_child_names
     from storage.errors import CampaignExists, IntegrityViolation, NotFound
 
+    check_child_names(config.name, list(config.oracles), storage, source=source)
     try:
         rec = storage.load_campaign(config.name)
     except NotFound:

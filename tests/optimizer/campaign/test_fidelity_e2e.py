@@ -100,3 +100,68 @@ def test_cheap_budget_stops_cheap_queries_only(ray_session: str, tiny_prior_path
     with Storage.open(url) as st:
         counts = delete(st, "mfb")
         assert counts["campaign"] == 2 and {c.name for c in st.list_campaigns()} == set()
+
+
+def test_failing_cheap_oracle_pauses_the_campaign_naming_it(
+        ray_session: str, tiny_prior_path: str, lab, db_url: str, make_config) -> None:
+    from oracles.labsim.faults import FaultPlan
+
+    broken = LabSimulator(BiasedBowl(seed=1), faults=FaultPlan(rates={"nan": 1.0})).start()
+    try:
+        cfg = make_config("mfbad", tiny_prior_path, lab.url, db_url, ray={"address": ray_session},
+                          budget={"q": 3, "max_in_flight": 3, "total": 12, "poll_interval_s": 0.05,
+                                  "max_consecutive_failures": 3},
+                          **fidelity_sections(broken.url))
+        status = run_campaign(cfg)
+    finally:
+        broken.close()
+    assert status.status == "paused", status
+    with Storage.open(db_url) as st:
+        paused = [e for e in st.list_events("mfbad") if e.kind == "campaign.paused"]
+        assert st.list_rounds("mfbad") == []  # the [oracle] pick was never recorded
+        assert st.query_counts(child_name("mfbad", "sim"))["failed"] >= 3
+    assert paused and paused[-1].payload["reason"].startswith("cheap oracle sim (campaign mfbad.sim)")
+    assert not lab.store.evaluations  # nothing sent to the expensive lab
+
+
+def test_pause_during_the_cheap_wait_records_no_expensive_batch(
+        ray_session: str, tiny_prior_path: str, lab, db_url: str, make_config) -> None:
+    import threading
+    import time
+
+    from optimizer.campaign import operations
+
+    slow = LabSimulator(BiasedBowl(seed=1, latency_s=30.0)).start()
+    child = child_name("mfstop", "sim")
+    done = threading.Event()
+
+    def pause_once_sent() -> None:  # from "another shell": once the cheap queries are out
+        deadline = time.monotonic() + 120
+        while not done.is_set() and time.monotonic() < deadline:
+            try:  # the database, or the child, may not exist yet
+                with Storage.open(db_url) as st:
+                    counts = st.query_counts(child)
+                    if counts["dispatched"] + counts["running"]:
+                        operations.pause(st, "mfstop", reason="test")
+                        return
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(0.1)
+
+    pauser = threading.Thread(target=pause_once_sent)
+    try:
+        cfg = make_config("mfstop", tiny_prior_path, lab.url, db_url, ray={"address": ray_session},
+                          budget={"q": 3, "max_in_flight": 3, "total": 12, "poll_interval_s": 0.05},
+                          **fidelity_sections(slow.url, wait_s=300.0))
+        pauser.start()
+        status = run_campaign(cfg)
+    finally:
+        done.set()
+        pauser.join(timeout=10)
+        slow.close()
+    assert status.status == "paused", status
+    with Storage.open(db_url) as st:
+        assert st.list_rounds("mfstop") == []  # the [oracle] pick was not recorded
+        assert [r.index for r in st.list_rounds(child)] == [0]  # the cheap round is kept
+        assert st.in_flight_count(child) == 6  # still at the lab: re-polled on resume
+    assert not lab.store.evaluations

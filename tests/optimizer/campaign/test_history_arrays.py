@@ -209,3 +209,24 @@ def test_auto_inputs_equal_and_reads_bounded(storage: Storage) -> None:
     if storage.dialect == "postgresql":  # sqlite3's rowcount is -1 for a SELECT
         assert figures["short"] == figures["long"], figures
         assert max(r for _, r in figures["long"]) < 20, figures  # not ~160 queries + 40 rounds
+
+
+def test_cache_sees_a_discarded_top_round_replaced_between_refreshes(storage: Storage) -> None:
+    """Round 4 discarded and recorded again (now tilted) between two refreshes: the count and
+    the top index are as before, the discard count is not, so the cache re-reads the rounds."""
+    mixed_history(storage)
+    storage.record_round("c1", 3, alpha=0.5, candidates=[NewCandidate(np.ones(5, np.float32))],
+                         selected=[0], oracle_name="lab", summary={"tilted": True})
+    storage.record_round("c1", 4, alpha=0.5, candidates=[NewCandidate(np.zeros(5, np.float32))],
+                         selected=[0], oracle_name="lab", summary={"tilted": False})
+    cache = ColumnarHistoryCache(storage, "c1", fields=FIELDS)
+    cache.refresh()
+    assert cache.tilted_rounds == (1, 2, 3)
+    storage.discard_round("c1", 4, reason="test")
+    storage.record_round("c1", 4, alpha=0.5, candidates=[NewCandidate(np.full(5, 2.0, np.float32))
+                                                         for _ in range(2)],
+                         selected=[0, 1], oracle_name="lab", summary={"tilted": True})
+    cache.refresh()
+    assert cache.tilted_rounds == (1, 2, 3, 4)
+    assert cache.round_sizes()[4] == 2
+    assert_columns_match(cache.columns(), storage.load_history("c1"), FIELDS)
