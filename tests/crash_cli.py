@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,3 +22,11 @@ def cli_until_crash(args: list[str], point: str, log: Path) -> int:
         proc = subprocess.run([sys.executable, "-m", "optimizer.cli", *args], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT, timeout=240)
     return proc.returncode
+
+
+def killed_at(args: list[str], point: str, log: Path) -> None:
+    """:func:`cli_until_crash`, asserting that the process was SIGKILLed at ``point`` (the log's
+    tail in the message otherwise)."""
+    rc = cli_until_crash(args, point, log)
+    assert rc == -signal.SIGKILL, \
+        f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"

@@ -77,7 +77,8 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
                max_batch_size: int, seed: int, note: str) -> Any:
     """qLogNEHVI screening of the candidates' features ``Z`` (module docstring); returns a
     ``screening.ScreeningResult`` (``acq_values``: each scored candidate's log-HVI alone)."""
-    from optimizer.surrogate.screening import ScreeningResult, _count_families, _greedy, score_singles
+    from optimizer.surrogate.screening import (ScreeningResult, _count_families, _greedy,
+                                               finite_acquisition_model, score_singles)
 
     cfg = sur.config
     M = Z.shape[0]
@@ -114,17 +115,10 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
         cand = torch.nonzero(keep).flatten()
         base = layers_keep(V_obs, observed_score, cfg.screen_max_baseline or V_obs.shape[0])
         base = torch.nonzero(base).flatten()
-        S = torch.cat([Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else []))
-        stage2 = (local_rows(sur, S, local or n_cond, observed_score) if approximate
-                  else sur.cond_idx)
-        if not torch.equal(stage2, rows):
-            rows = stage2
-            cond = Conditioning.build(sur, rows)
-        model = cond.finite_model(S)
+        model, rows, (choices, base_x, pend_x) = finite_acquisition_model(
+            sur, Z, cand, base, Z_pending, cond, rows, observed_score,
+            local=local or n_cond, approximate=approximate)
         K, B = cand.numel(), base.numel()
-        P = 0 if Z_pending is None else Z_pending.shape[0]
-        index = torch.arange(K + B + P, dtype=Z.dtype).unsqueeze(-1)
-        choices, base_x, pend_x = index[:K], index[K:K + B], index[K + B:]
         objective = WeightedMCMultiOutputObjective(weights=signs)
 
         def make(extra: Tensor | None) -> Any:

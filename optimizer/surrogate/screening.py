@@ -356,20 +356,10 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         base = (_baseline_rows(sur, cond, g, observed_score,
                                cfg.screen_max_baseline or sur.train_Z.shape[0])
                 if acquisition == "qlognei" else torch.zeros(0, dtype=torch.long))
-        parts = [Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else [])
-        S = torch.cat(parts)
-        # the acquisition's posterior: exact, or a local subset chosen around the few points
-        # it sees
-        stage2 = (local_rows(sur, S, local or n_cond, observed_score) if approximate
-                  else sur.cond_idx)
-        if not torch.equal(stage2, rows):
-            rows = stage2
-            cond = Conditioning.build(sur, rows)
-        model = cond.finite_model(S)
+        model, rows, (choices, base_x, pend_x) = finite_acquisition_model(
+            sur, Z, cand, base, Z_pending, cond, rows, observed_score,
+            local=local or n_cond, approximate=approximate)
         K, B = cand.numel(), base.numel()
-        P = 0 if Z_pending is None else Z_pending.shape[0]
-        index = torch.arange(K + B + P, dtype=Z.dtype).unsqueeze(-1)    # the model's inputs
-        choices, base_x, pend_x = index[:K], index[K:K + B], index[K + B:]
 
         def make(extra: Tensor | None) -> Any:
             pend = torch.cat([pend_x] + ([extra] if extra is not None else []))
@@ -395,6 +385,25 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         excluded=excluded, exclusions=tuple(exclusions), acquisition=acquisition, seed=seed,
         note=note, batch_families=_count_families(families, sel), num_scored=K, num_baseline=B,
         conditioned_on=int(rows.numel()), approximate=approximate)
+
+
+def finite_acquisition_model(sur: Surrogate, Z: Tensor, cand: Tensor, base: Tensor,
+                             Z_pending: Tensor | None, cond: Conditioning, rows: Tensor,
+                             score: Tensor, *, local: int, approximate: bool
+                             ) -> tuple[Any, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """The exact joint posterior of the finite set the acquisition sees — candidates ``cand``,
+    baseline observations ``base``, pending designs — as a small BoTorch model over index
+    inputs; conditioned on all rows, or (``approximate``) on ``local`` rows chosen around that
+    set. Returns the model, the rows it conditions on and the index inputs of candidates,
+    baseline and pending points."""
+    S = torch.cat([Z[cand], sur.train_Z[base]] + ([Z_pending] if Z_pending is not None else []))
+    stage2 = local_rows(sur, S, local, score) if approximate else sur.cond_idx
+    if not torch.equal(stage2, rows):
+        rows = stage2
+        cond = Conditioning.build(sur, rows)
+    K, B = cand.numel(), base.numel()
+    index = torch.arange(S.shape[0], dtype=Z.dtype).unsqueeze(-1)  # the model's inputs
+    return cond.finite_model(S), rows, (index[:K], index[K:K + B], index[K + B:])
 
 
 def score_singles(make: Callable[[Tensor | None], Any], choices: Tensor, cand: Tensor, m: int,

@@ -16,7 +16,6 @@ stored as that oracle's results.
 """
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
-from crash_cli import cli_until_crash
+from crash_cli import killed_at
 
 pytestmark = pytest.mark.slow  # SIGKILLed campaign processes
 
@@ -74,9 +73,7 @@ def test_kill_between_cheap_and_expensive_dispatch_is_exactly_once(
              (["resume", name, "--url", url], "outbox:1")]
     seen = []
     for args, point in steps:
-        rc = cli_until_crash(args, point, log)
-        assert rc == -signal.SIGKILL, \
-            f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
+        killed_at(args, point, log)
         with Storage.open(url) as st:
             seen.append((point, st.query_counts(child), st.query_counts(name)))
         assert max(cheap_lab.store.evaluations.values(), default=0) <= 1, point

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from oracles.labsim import LabSimulator
+from storage import Storage
+from storage.migrate import upgrade
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
 from pg_schemas import postgres_schema_url
@@ -36,3 +38,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'campaign.db'}"
     return postgres_schema_url(request.getfixturevalue("pg_schema"))
+
+
+@pytest.fixture()
+def storage(db_url: str) -> Iterator[Storage]:
+    """An open store on ``db_url``, migrated to head."""
+    upgrade(db_url)
+    with Storage.open(db_url, actor="test") as opened:
+        yield opened

@@ -7,7 +7,6 @@ a fresh ``tiltloop run`` / ``tiltloop resume`` process, then resumed to completi
 """
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from optimizer.campaign.config_io import dump_toml
 from optimizer.campaign.resume import resume_campaign
 from storage import Storage
 
-from crash_cli import cli_until_crash
+from crash_cli import killed_at
 
 pytestmark = pytest.mark.slow  # repeated SIGKILLed campaign processes: minutes on 2 cores
 
@@ -41,9 +40,7 @@ def test_repeated_sigkill_then_resume_is_exactly_once(ray_session: str, lab, tmp
     ]
     seen = []
     for args, point in steps:
-        rc = cli_until_crash(args, point, log)
-        assert rc == -signal.SIGKILL, \
-            f"{args[0]} exited {rc}, not killed at {point}:\n{log.read_text()[-3000:]}"
+        killed_at(args, point, log)
         with Storage.open(url) as st:
             seen.append((point, st.query_counts(name)))
         assert max(lab.store.evaluations.values(), default=0) <= 1, (point, dict(lab.store.evaluations))

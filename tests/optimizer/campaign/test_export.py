@@ -24,12 +24,6 @@ COST = [5.0, 2.0 / 3.0, 9.25, 3.0, 1e12, 4.5]
 FAIL_REASON = "HTTP 422: design must have shape [16], got [2] (job 'j-9f3a')"
 
 
-@pytest.fixture()
-def storage(db_url: str) -> Any:
-    upgrade(db_url)
-    with Storage.open(db_url, actor="test") as st:
-        yield st
-
 
 def _build(st: Storage, name: str = "exp") -> None:
     """Two rounds of 2 x 3 float32 designs: 6 succeeded, 1 failed, 1 pending query."""

@@ -36,8 +36,13 @@ def _config(name: str, prior: str, url: str, db_url: str) -> Any:
     return campaign_config(name, prior, url, db_url, oracles=[entry])
 
 
-def _stage(cfg: Any, st: Any) -> FidelityStage:
-    return FidelityStage(cfg, st, lambda _m: None)
+def _ensure_children(cfg: Any, st: Any) -> None:
+    """What the driver's first round does: create (or adopt) the cheap oracles' campaigns."""
+    stage = FidelityStage(cfg, st, lambda _m: None)
+    try:
+        stage._ensure_children()
+    finally:
+        stage.close()
 
 
 def test_child_created_paused_with_marker_and_refuses_resume(tiny_prior_path: str, lab: LabSimulator,
@@ -46,11 +51,7 @@ def test_child_created_paused_with_marker_and_refuses_resume(tiny_prior_path: st
     cfg = _config("P", tiny_prior_path, lab.url, url)
     with open_storage(url, create=True) as st:
         st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
-        stage = _stage(cfg, st)
-        try:
-            stage._ensure_children()
-        finally:
-            stage.close()
+        _ensure_children(cfg, st)
         child = child_name("P", "sim")
         rec = st.load_campaign(child)
         assert rec.status == "paused"
@@ -84,22 +85,14 @@ def test_unrelated_campaign_of_the_child_name_is_not_adopted_nor_deleted(
         # `tiltloop run` refuses before writing anything
         with pytest.raises(PreflightError, match=r"run\.toml: field `oracles\.0\.name`.*'P\.sim'"):
             start_or_resume(cfg, st, source="run.toml")
-        stage = _stage(cfg, st)
-        try:
-            with pytest.raises(PreflightError, match=r"oracles\.0\.name.*'P\.sim'"):
-                stage._ensure_children()
-        finally:
-            stage.close()
+        with pytest.raises(PreflightError, match=r"oracles\.0\.name.*'P\.sim'"):
+            _ensure_children(cfg, st)
         # a child marked for another parent is not adopted either
         data = other.to_json_dict()
         data[MARKER] = {"campaign": "Q", "oracle": "sim"}
         st.update_campaign("P.sim", config=data)
-        stage = _stage(cfg, st)
-        try:
-            with pytest.raises(PreflightError, match=r"oracles\.0\.name"):
-                stage._ensure_children()
-        finally:
-            stage.close()
+        with pytest.raises(PreflightError, match=r"oracles\.0\.name"):
+            _ensure_children(cfg, st)
         operations.delete(st, "P")
         with pytest.raises(NotFound):
             st.load_campaign("P")
@@ -112,11 +105,7 @@ def test_delete_removes_the_marked_child_first(tiny_prior_path: str, lab: LabSim
     cfg = _config("P", tiny_prior_path, lab.url, url)
     with open_storage(url, create=True) as st:
         st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
-        stage = _stage(cfg, st)
-        try:
-            stage._ensure_children()
-        finally:
-            stage.close()
+        _ensure_children(cfg, st)
         # a later config version without [[oracles]]: the child is found from version 1
         st.add_config_version("P", {**cfg.to_json_dict(), "oracles": []}, note="no cheap oracle")
         counts = operations.delete(st, "P")

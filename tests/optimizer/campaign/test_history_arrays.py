@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from optimizer.campaign.auto_alpha import read_auto_inputs
 from optimizer.campaign.config_io import parse_config
@@ -19,7 +18,6 @@ from optimizer.campaign.driver import best_of
 from optimizer.campaign.history_arrays import ColumnarHistoryCache, auto_inputs, best_of_columns
 from optimizer.campaign.rounds import training_data
 from storage import NewCandidate, Storage
-from storage.migrate import upgrade
 from storage.read_counter import ReadCounter
 
 from columns_check import assert_columns_match, mixed_history
@@ -34,12 +32,6 @@ def _cfg(name: str, imports: tuple[str, ...] = (), alpha: object = 0.5) -> objec
         "objectives": [{"name": "y"}, {"name": "cost", "direction": "minimize"}],
         "history": {"import_from": list(imports)}, "sampler": {"alpha": alpha}}, "t.toml")
 
-
-@pytest.fixture
-def storage(db_url: str):  # type: ignore[no-untyped-def]
-    upgrade(db_url)
-    with Storage.open(db_url, actor="test") as opened:
-        yield opened
 
 
 def test_cache_follows_results_rounds_and_discards(storage: Storage) -> None:

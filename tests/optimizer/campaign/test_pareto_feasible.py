@@ -10,7 +10,6 @@ from optimizer.campaign.export import load_export_rows
 from optimizer.campaign.pareto_summary import campaign_pareto
 from optimizer.service.dashboard.data import campaign_bundle
 from storage import NewCandidate, Storage
-from storage.migrate import upgrade
 
 CONFIG = parse_config({
     "name": "mo", "prior": {"name": "gmm-toy"},
@@ -21,12 +20,6 @@ CONFIG = parse_config({
 #: (a, b, tox): the first dominates every other result but is infeasible
 RESULTS = [(3.0, 3.0, 0.9), (2.0, 1.0, 0.1), (1.0, 2.0, 0.2), (0.5, 0.5, 0.3)]
 
-
-@pytest.fixture
-def storage(db_url: str):  # type: ignore[no-untyped-def]
-    upgrade(db_url)
-    with Storage.open(db_url, actor="test") as opened:
-        yield opened
 
 
 def test_infeasible_results_are_on_no_front(storage: Storage) -> None:
