@@ -31,7 +31,6 @@ from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
 from optimizer.surrogate.dedup import Exclusion
-from optimizer.surrogate.finite import Conditioning, local_rows
 from optimizer.surrogate.gp import Surrogate
 from optimizer.surrogate.pareto import pareto_mask, reference_point
 from optimizer.surrogate.scalarize import Scalarization
@@ -78,7 +77,8 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
     """qLogNEHVI screening of the candidates' features ``Z`` (module docstring); returns a
     ``screening.ScreeningResult`` (``acq_values``: each scored candidate's log-HVI alone)."""
     from optimizer.surrogate.screening import (ScreeningResult, _count_families, _greedy,
-                                               finite_acquisition_model, score_singles)
+                                               finite_acquisition_model, prefilter_conditioning,
+                                               score_singles)
 
     cfg = sur.config
     M = Z.shape[0]
@@ -92,12 +92,7 @@ def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, 
     approximate = exact_max is not None and n_cond > exact_max
     eligible = ~excluded
     with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size), torch.no_grad():
-        if local is not None and n_cond > local:
-            queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
-            rows = local_rows(sur, queries, local, observed_score)
-        else:
-            rows = sur.cond_idx
-        cond = Conditioning.build(sur, rows)
+        rows, cond = prefilter_conditioning(sur, Z, eligible, Z_pending, local, observed_score)
         mean, var = cond.mean_var(Z)
         std = var.sqrt()
         V, tie = mean * signs, g.apply_signed(mean * signs + beta * std)

@@ -328,12 +328,7 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
     exact_max = cfg.screen_exact_max_observations
     approximate = exact_max is not None and n_cond > exact_max
     with gpytorch.settings.max_cholesky_size(cfg.cholesky_max_size), torch.no_grad():
-        if local is not None and n_cond > local:  # the cheap score: a local subset
-            queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
-            rows = local_rows(sur, queries, local, observed_score)
-        else:
-            rows = sur.cond_idx
-        cond = Conditioning.build(sur, rows)
+        rows, cond = prefilter_conditioning(sur, Z, eligible, Z_pending, local, observed_score)
         mean, var = cond.mean_var(Z)
         std = var.sqrt()
         gm, gs = _scalar_mean_std(g, mean, std)
@@ -385,6 +380,18 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         excluded=excluded, exclusions=tuple(exclusions), acquisition=acquisition, seed=seed,
         note=note, batch_families=_count_families(families, sel), num_scored=K, num_baseline=B,
         conditioned_on=int(rows.numel()), approximate=approximate)
+
+
+def prefilter_conditioning(sur: Surrogate, Z: Tensor, eligible: Tensor, Z_pending: Tensor | None,
+                           local: int | None, score: Tensor) -> tuple[Tensor, Conditioning]:
+    """The posterior of the cheap prefilter score: all conditioned rows, or above ``local`` of
+    them a local subset around the eligible candidates and pending designs."""
+    if local is not None and sur.cond_idx.numel() > local:
+        queries = Z[eligible] if Z_pending is None else torch.cat([Z[eligible], Z_pending])
+        rows = local_rows(sur, queries, local, score)
+    else:
+        rows = sur.cond_idx
+    return rows, Conditioning.build(sur, rows)
 
 
 def finite_acquisition_model(sur: Surrogate, Z: Tensor, cand: Tensor, base: Tensor,

@@ -36,6 +36,11 @@ def _config(name: str, prior: str, url: str, db_url: str) -> Any:
     return campaign_config(name, prior, url, db_url, oracles=[entry])
 
 
+def _parent_with_child(cfg: Any, st: Any) -> None:
+    st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
+    _ensure_children(cfg, st)
+
+
 def _ensure_children(cfg: Any, st: Any) -> None:
     """What the driver's first round does: create (or adopt) the cheap oracles' campaigns."""
     stage = FidelityStage(cfg, st, lambda _m: None)
@@ -50,8 +55,7 @@ def test_child_created_paused_with_marker_and_refuses_resume(tiny_prior_path: st
     url = f"sqlite:///{tmp_path / 'c.db'}"
     cfg = _config("P", tiny_prior_path, lab.url, url)
     with open_storage(url, create=True) as st:
-        st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
-        _ensure_children(cfg, st)
+        _parent_with_child(cfg, st)
         child = child_name("P", "sim")
         rec = st.load_campaign(child)
         assert rec.status == "paused"
@@ -104,8 +108,7 @@ def test_delete_removes_the_marked_child_first(tiny_prior_path: str, lab: LabSim
     url = f"sqlite:///{tmp_path / 'c.db'}"
     cfg = _config("P", tiny_prior_path, lab.url, url)
     with open_storage(url, create=True) as st:
-        st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
-        _ensure_children(cfg, st)
+        _parent_with_child(cfg, st)
         # a later config version without [[oracles]]: the child is found from version 1
         st.add_config_version("P", {**cfg.to_json_dict(), "oracles": []}, note="no cheap oracle")
         counts = operations.delete(st, "P")
