@@ -52,6 +52,9 @@ BASE: dict[str, Any] = {
                  "oracle": {"kind": "botorch", "function": "branin"}}],
 }
 
+#: The config's arrays of tables (``[[objectives]]`` …): their fields are named with the index.
+LISTS = ("objectives", "oracles", "constraints")
+
 #: A valid ``[oracle]`` table per kind (other kinds' fields are tested on these).
 ORACLE_BASES: dict[str, dict[str, Any]] = {
     "botorch": {"kind": "botorch", "function": "branin"},
@@ -145,8 +148,18 @@ def dumps(data: dict[str, Any]) -> str:
 
 
 # ---- edits of the base -------------------------------------------------------------------------
+#: The base of the ``[[constraints]]`` fields' cases: a lab reporting the constraint's output
+#: too, and no cheap evaluator (the two are not combined yet).
+CONSTRAINED = "constrained"
+
+
 def _base(oracle_kind: str = "botorch") -> dict[str, Any]:
     data = copy.deepcopy(BASE)
+    if oracle_kind == CONSTRAINED:
+        data["oracle"] = {"kind": "http", "base_url": "http://127.0.0.1:9/", "objectives": ["y", "tox"]}
+        data.pop("oracles")
+        data["constraints"] = [{"name": "tox", "op": "<=", "bound": 0.2}]
+        return data
     data["oracle"] = copy.deepcopy(ORACLE_BASES[oracle_kind])
     return data
 
@@ -286,11 +299,12 @@ def bad_cases() -> list[BadCase]:
     walks: list[tuple[str, type[BaseModel], tuple[Any, ...]]] = [("botorch", CampaignConfig, ())]
     walks += [(k, m, ("oracle",)) for k, m in KIND_MODELS.items()]
     tables: list[tuple[str, tuple[Any, ...]]] = [("botorch", ())]
-    for kind, model, prefix in walks:
+    for walk_kind, model, prefix in walks:
         for path, annotation, info in _leaves(model, prefix):
+            kind = CONSTRAINED if path[:1] == ("constraints",) else walk_kind
             dotted = _dotted(path)
             if annotation is None:  # a section
-                tables.append((kind, path if path[-1] not in ("objectives", "oracles") else path + (0,)))
+                tables.append((kind, path if path[-1] not in LISTS else path + (0,)))
                 for v in _wrong_values("table"):
                     add("wrong-type", dotted, _set(_base(kind), path, v), tag=_short(v))
                 continue
@@ -320,7 +334,7 @@ def bad_cases() -> list[BadCase]:
                 data["oracle"]["retry"] = {"max_attempts": 2}
             _set(data, path + (key,), 1)
             field = _dotted(tuple(p for p in path if not isinstance(p, int)) + (key,)) \
-                if path[:1] not in (("objectives",), ("oracles",)) else _dotted(path + (key,))
+                if path[:1] not in tuple((name,) for name in LISTS) else _dotted(path + (key,))
             add("unknown-key", field, data, tag=_short(key))
 
     # Bad names in registries and union tags.
