@@ -103,8 +103,9 @@ class FidelityStage:
         #: set when a cheap oracle's failures trip the campaign's budget guard (the driver
         #: pauses the campaign with it; see :meth:`take_trip`)
         self.trip: GuardTrip | None = None
-        #: runs one unit of storage work (the driver's outage retry: ``driver.db.call``)
-        self.call: Callable[[Callable[[], Any], str], Any] = lambda fn, _what: fn()
+        #: runs one unit of storage work through a database outage (the driver sets its own
+        #: ``driver.db.call``; by default a retry of this campaign's ``storage.outage_window_s``)
+        self.call: Callable[[Callable[[], Any], str], Any] = _outage_call(config, storage)
         #: the last multi-task fit's hyperparameters (warm start of the next one)
         self._hyper: dict[str, Any] | None = None
 
@@ -150,18 +151,22 @@ class FidelityStage:
         """Record (once) and send round ``index``'s queries of cheap oracle ``cheap``; returns
         how many it holds."""
         c = cheap.config
+        call, what = self.call, f"oracle {c.name}'s round {index}"
         try:
-            existing = self.storage.load_round(cheap.campaign, index)
+            existing = call(functools.partial(self.storage.load_round, cheap.campaign, index),
+                            f"reading {what}")
             self.say(f"oracle {c.name}: round {index} already recorded ({len(existing.query_keys)} "
                      "queries); re-polling them by key")
             return len(existing.query_keys)
         except NotFound:
             pass
-        counts = self.storage.query_counts(cheap.campaign)
+        counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
+                      f"counting oracle {c.name}'s queries")
         k = min(c.per_round, (c.budget - sum(counts.values())) if c.budget is not None else c.per_round)
         if k <= 0:
             return 0
-        history = self.storage.load_history(cheap.campaign)
+        history = call(functools.partial(self.storage.load_history, cheap.campaign),
+                       f"reading oracle {c.name}'s history")
         sent = [np.asarray(x.design, dtype=np.float64).reshape(-1)
                 for x in (*history.completed, *history.in_flight, *history.failed) if x.design is not None]
         rows = _fresh_rows(pop.designs, sent)
@@ -183,10 +188,14 @@ class FidelityStage:
         cands = [NewCandidate(design=pop.designs[r], features=pop.features[r],
                               log_weight=float(pop.log_weights[r]), group=int(pop.group[r]),
                               particle=int(pop.particle[r])) for r in choice]
-        self.storage.record_round(cheap.campaign, index, alpha=pop.alpha, candidates=cands,
-                                  selected=list(range(len(cands))), oracle_name=c.name,
-                                  summary={"fidelity": c.name, "cost": c.cost, "pick": how,
-                                           "parent_round": index})
+        # a write whose connection broke may have committed: written again with the same
+        # content, the round is a no-op (the picks above are not redone for a database error)
+        call(functools.partial(self.storage.record_round, cheap.campaign, index, alpha=pop.alpha,
+                               candidates=cands, selected=list(range(len(cands))),
+                               oracle_name=c.name,
+                               summary={"fidelity": c.name, "cost": c.cost, "pick": how,
+                                        "parent_round": index}),
+             f"recording {what} and its outbox")
         self.say(f"oracle {c.name}: round {index}: {len(cands)} particles picked ({how}), "
                  f"cost {c.cost:g} each")
         return len(cands)
@@ -239,7 +248,9 @@ class FidelityStage:
         Z.append(features(main.X))
         Y.append(main.Y[:, 0])
         for cheap in self.cheap:
-            X, y = _primary_results(self.storage.load_history(cheap.campaign), self.config)
+            X, y = _primary_results(self.call(functools.partial(
+                self.storage.load_history, cheap.campaign),
+                f"reading oracle {cheap.config.name}'s results"), self.config)
             Z.append(features(X) if len(y) else np.zeros((0, Z[0].shape[1])))
             Y.append(y)
         if max(len(y) for y in Y[1:]) < MIN_PER_TASK:
@@ -279,11 +290,13 @@ class FidelityStage:
             if cheap.restored:
                 continue
             try:
-                rec = self.storage.load_campaign(cheap.campaign)
+                rec = self.call(functools.partial(self.storage.load_campaign, cheap.campaign),
+                                f"reading oracle {cheap.config.name}'s campaign")
             except NotFound:
                 rec = self._create_child(cheap)
             self._check_child(i, cheap, rec.config)
-            n = cheap.dispatcher.restore()
+            n = self.call(cheap.dispatcher.restore,
+                          f"restoring oracle {cheap.config.name}'s queries in flight")
             if n:
                 self.say(f"oracle {cheap.config.name}: resuming: {n} quer{'y' if n == 1 else 'ies'} "
                          "already sent, re-polling them by stored job id")
@@ -313,14 +326,28 @@ class FidelityStage:
             data["workers"]["particles_per_worker"], q)}
         data["pipeline"] = {**data.get("pipeline", {}), "mode": "sync"}
         data[MARKER] = {"campaign": self.config.name, "oracle": c.name}
+        call = self.call
         try:
-            rec = self.storage.create_campaign(cheap.campaign, data, budget=c.budget, status="paused")
+            rec = call(functools.partial(self.storage.create_campaign, cheap.campaign, data,
+                                         budget=c.budget, status="paused"),
+                       f"creating oracle {c.name}'s campaign")
         except CampaignExists:
-            # another driver of the same campaign created it meanwhile (checked by the caller)
-            return self.storage.load_campaign(cheap.campaign)
-        reason = (f"cheap-oracle log of campaign {self.config.name} (oracle {c.name}): its queries "
-                  f"are sent by {self.config.name}'s driver; `tiltloop resume {self.config.name}`")
-        self.storage.log_event(cheap.campaign, "campaign.paused", {"reason": reason, "rule": "fidelity"})
+            # another driver of the same campaign created it meanwhile (checked by the caller),
+            # or this create committed before its connection broke and the retry found it
+            rec = call(functools.partial(self.storage.load_campaign, cheap.campaign),
+                       f"reading oracle {c.name}'s campaign")
+            if not is_child_of(rec.config, self.config.name):
+                return rec  # not ours: the caller refuses it, nothing is logged in it
+        # the pause reason is logged once, also when the create above was retried
+        if not call(functools.partial(self.storage.list_events, cheap.campaign,
+                                      kind="campaign.paused"),
+                    f"reading oracle {c.name}'s campaign events"):
+            reason = (f"cheap-oracle log of campaign {self.config.name} (oracle {c.name}): its "
+                      f"queries are sent by {self.config.name}'s driver; "
+                      f"`tiltloop resume {self.config.name}`")
+            call(functools.partial(self.storage.log_event, cheap.campaign, "campaign.paused",
+                                   {"reason": reason, "rule": "fidelity"}),
+                 f"logging oracle {c.name}'s campaign as paused")
         return rec
 
     def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False) -> None:
@@ -411,6 +438,14 @@ class FidelityStage:
         """Close the cheap oracles' connections."""
         for cheap in self.cheap:
             cheap.dispatcher.close()
+
+
+def _outage_call(config: CampaignConfig, storage: Storage) -> Callable[[Callable[[], Any], str], Any]:
+    """The campaign's outage retry (``driver.outage_retry``): WARNINGs name the campaign, and
+    it gives up after ``storage.outage_window_s``."""
+    from optimizer.campaign.driver import outage_retry
+
+    return outage_retry(config, storage).call
 
 
 def _prefixed(say: Callable[[str], None], name: str) -> Callable[[str], None]:
