@@ -52,8 +52,8 @@ def lab() -> Iterator[LabSimulator]:
 def _config(prior: str, lab_url: str, url: str, window_s: float) -> Any:
     entry: Any = {"name": "sim", "cost": 0.1, "per_round": 2, "budget": 10, "wait_s": 5.0,
              "oracle": {"kind": "http", "base_url": lab_url, "timeout_s": 5.0}}
-    return campaign_config("P", prior, lab_url, url, oracles=[entry],
-                           storage={"url": url, "outage_window_s": window_s})
+    sections: Any = {"oracles": [entry], "storage": {"url": url, "outage_window_s": window_s}}
+    return campaign_config("P", prior, lab_url, url, **sections)
 
 
 def _retries(caplog: pytest.LogCaptureFixture, doing: str) -> list[str]:
