@@ -1,9 +1,11 @@
 """Campaigns: create by unique name, load to resume, update status / config / budget, delete."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from storage.clock import db_now
 from storage.config_versions import append_config_version
@@ -139,32 +141,57 @@ class CampaignsMixin(StorageBase):
 
         The campaign's audit log goes with it: log the deletion elsewhere if it must be kept.
         """
+        return self.delete_campaigns([name], allow_in_flight=allow_in_flight)
+
+    def delete_campaigns(self, names: Sequence[str], *, allow_in_flight: bool = False,
+                         after_each: Callable[[str], None] | None = None) -> dict[str, int]:
+        """Delete campaigns ``names`` (in that order) and every row under them, all in ONE
+        transaction: a crash or an error midway (another campaign busy, a lost connection)
+        leaves every one of them as it was. Each campaign is deleted as
+        :meth:`delete_campaign` describes; returns the rows deleted per table, summed.
+        ``after_each(name)`` runs inside the transaction after each campaign's rows are gone
+        (crash drills: ``optimizer.campaign.crashpoints``).
+
+        Raises:
+            NotFound: a name is not a campaign (nothing is deleted).
+            CampaignBusy: one of them has queries in flight and not ``allow_in_flight``.
+        """
+        counts: dict[str, int] = {}
         with self.session() as session:
-            cid = session.scalar(sa.select(Campaign.id).where(Campaign.name == name)
-                                 .with_for_update())
-            if cid is None:
-                cid = self._campaign_id(session, name)  # raises NotFound with the known names
-            in_flight = session.scalars(
-                sa.select(OracleQuery.idempotency_key)
-                .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(IN_FLIGHT))
-                .order_by(OracleQuery.id).with_for_update()
-            ).all()
-            if in_flight and not allow_in_flight:
-                shown = ", ".join(in_flight[:5]) + (", ..." if len(in_flight) > 5 else "")
-                raise CampaignBusy(
-                    f"campaign {name!r} has {len(in_flight)} queries in flight (pending, "
-                    f"dispatched or running: {shown}); wait for them or cancel them first, or "
-                    f"delete anyway with allow_in_flight=True (their results will be lost)"
-                )
-            scopes = _owned_rows(cid)
-            counts = {"campaign": 1}
-            for table, where in scopes:
-                counts[table.name] = int(session.scalar(
-                    sa.select(sa.func.count()).select_from(table).where(where)) or 0)
-            session.execute(sa.delete(Campaign).where(Campaign.id == cid))
-            for table, where in reversed(scopes):
-                session.execute(sa.delete(table).where(where))
-            return counts
+            for name in names:
+                for table, n in self._delete_one(session, name, allow_in_flight).items():
+                    counts[table] = counts.get(table, 0) + n
+                if after_each is not None:
+                    after_each(name)
+        return counts
+
+    def _delete_one(self, session: Session, name: str, allow_in_flight: bool) -> dict[str, int]:
+        """:meth:`delete_campaign`'s steps inside ``session`` (the caller's transaction)."""
+        cid = session.scalar(sa.select(Campaign.id).where(Campaign.name == name)
+                             .with_for_update())
+        if cid is None:
+            cid = self._campaign_id(session, name)  # raises NotFound with the known names
+        in_flight = session.scalars(
+            sa.select(OracleQuery.idempotency_key)
+            .where(OracleQuery.campaign_id == cid, OracleQuery.status.in_(IN_FLIGHT))
+            .order_by(OracleQuery.id).with_for_update()
+        ).all()
+        if in_flight and not allow_in_flight:
+            shown = ", ".join(in_flight[:5]) + (", ..." if len(in_flight) > 5 else "")
+            raise CampaignBusy(
+                f"campaign {name!r} has {len(in_flight)} queries in flight (pending, "
+                f"dispatched or running: {shown}); wait for them or cancel them first, or "
+                f"delete anyway with allow_in_flight=True (their results will be lost)"
+            )
+        scopes = _owned_rows(cid)
+        counts = {"campaign": 1}
+        for table, where in scopes:
+            counts[table.name] = int(session.scalar(
+                sa.select(sa.func.count()).select_from(table).where(where)) or 0)
+        session.execute(sa.delete(Campaign).where(Campaign.id == cid))
+        for table, where in reversed(scopes):
+            session.execute(sa.delete(table).where(where))
+        return counts
 
 
 def _owned_rows(campaign_id: int) -> list[tuple[sa.Table, sa.ColumnElement[bool]]]:

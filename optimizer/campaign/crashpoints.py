@@ -8,7 +8,9 @@ what a power cut or the OOM killer does. Points, in the order a round reaches th
 - ``outbox``: round, candidates and queries committed, nothing sent to the oracle;
 - ``submitted``: the oracle accepted a job, its job id is not yet stored;
 - ``dispatched``: the job id is stored;
-- ``polling``: a poll returned results that are not yet stored.
+- ``polling``: a poll returned results that are not yet stored;
+- ``delete`` (``tiltloop campaign delete``): reached after each campaign's rows are deleted
+  inside the one uncommitted transaction (cheap oracles' logs first, then the campaign).
 
 Unset (the normal case), a crash point costs one dictionary lookup.
 """
@@ -19,7 +21,7 @@ import signal
 from collections import Counter
 
 ENV_VAR = "TILTLOOP_CRASH_AT"
-POINTS = ("smc", "outbox", "submitted", "dispatched", "polling")
+POINTS = ("smc", "outbox", "submitted", "dispatched", "polling", "delete")
 _reached: Counter[str] = Counter()
 
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.crashpoints import crash_point
 from optimizer.errors import CampaignStateError
 from storage import Storage
 
@@ -158,8 +159,9 @@ def _children(storage: Storage, name: str) -> list[str]:
 
 
 def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int]:
-    """Delete the campaign and every row under it; refuses while queries are in flight (their
-    results would be lost) unless ``force``. Returns the deleted row counts per table."""
+    """Delete the campaign, its cheap oracles' log campaigns and every row under them, in one
+    transaction; refuses while queries are in flight (their results would be lost) unless
+    ``force``. Returns the deleted row counts per table."""
     children = _children(storage, name)
     in_flight = storage.in_flight_count(name) + sum(storage.in_flight_count(c) for c in children)
     if in_flight and not force:
@@ -169,14 +171,10 @@ def delete(storage: Storage, name: str, *, force: bool = False) -> dict[str, int
             f"cancel {name}`), wait for them, or pass --force")
     if in_flight:
         log.warning("campaign %s deleted with %d queries in flight (--force)", name, in_flight)
-    # children first: a crash in between leaves the parent, whose delete finds the rest again
-    counts: dict[str, int] = {}
-    for child in children:
-        for table, n in storage.delete_campaign(child, allow_in_flight=force).items():
-            counts[table] = counts.get(table, 0) + n
-    for table, n in storage.delete_campaign(name, allow_in_flight=force).items():
-        counts[table] = counts.get(table, 0) + n
-    return counts
+    # the cheap oracles' logs and the campaign in ONE transaction: a crash or an error midway
+    # leaves all of them (the crash point drills it)
+    return storage.delete_campaigns([*children, name], allow_in_flight=force,
+                                    after_each=lambda _name: crash_point("delete"))
 
 
 def new_config_version(storage: Storage, name: str, config: CampaignConfig, *,
