@@ -95,6 +95,9 @@ class CampaignStatus:
             text += (f"\n  oracle {oracle}: {o['queries']} queries"
                      + (f"/{o['budget']}" if o.get("budget") else "")
                      + f" x cost {o['cost']:g} = spend {o['spend']:.4g}")
+            if o.get("in_flight") and self.status == "completed":  # given up on at the finish
+                text += (f", {o['in_flight']} unanswered (`tiltloop resume {self.name}` "
+                         "collects them)")
         if self.paused_reason:
             text += f"\n  paused: {self.paused_reason}"
         if self.failures:

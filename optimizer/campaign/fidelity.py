@@ -385,8 +385,8 @@ class FidelityStage:
                             f"listing oracle {cheap.config.name}'s queries")]
                         log.warning("campaign %s: oracle %s: the campaign finishes with %d quer%s "
                                     "still unanswered after wait_s = %g s (keys %s); they stay "
-                                    "recorded; a later driver of the campaign (`tiltloop resume %s` "
-                                    "after extending its budget) re-polls them by stored job id",
+                                    "recorded; `tiltloop resume %s` collects them by stored job "
+                                    "id (the campaign stays completed)",
                                     self.config.name, cheap.config.name, left,
                                     "y" if left == 1 else "ies", cheap.config.wait_s,
                                     ", ".join(keys[:16]), self.config.name)
@@ -433,6 +433,38 @@ class FidelityStage:
         given up on; they stay recorded and a resume re-polls them)."""
         self._ensure_children()
         self._wait(stop, finishing=True)
+
+    def collect(self, stop: Callable[[], bool] | None = None) -> dict[str, list[str]]:
+        """A finished campaign's cheap queries still out (its finish gave up on them after
+        ``wait_s``): restore and poll only the oracles that have some, until answered or each
+        ``wait_s`` runs out again (a WARNING names the keys still unanswered). Oracles with
+        nothing out, or no log campaign, are not touched (nothing is created). Returns the keys
+        still unanswered per oracle (empty: all collected)."""
+        every, out = self.cheap, {}
+        waiting = []
+        for cheap in every:
+            try:
+                counts = self.call(functools.partial(self.storage.query_counts, cheap.campaign),
+                                   f"counting oracle {cheap.config.name}'s queries")
+            except NotFound:
+                continue
+            if sum(counts[s] for s in _IN_FLIGHT):
+                waiting.append(cheap)
+        if not waiting:
+            return {}
+        self.cheap = waiting
+        try:
+            self._ensure_children()
+            self._wait(stop, finishing=True)
+        finally:
+            self.cheap = every
+        for cheap in waiting:
+            keys = [x.key for x in self.call(functools.partial(
+                self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
+                f"listing oracle {cheap.config.name}'s queries")]
+            if keys:
+                out[cheap.config.name] = keys
+        return out
 
     def close(self) -> None:
         """Close the cheap oracles' connections."""

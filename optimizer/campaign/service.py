@@ -389,7 +389,9 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
     """Run the driver for a campaign that exists in ``storage``. Ray starts (or is joined) only
     when a round must be generated — polling, dispatching and ``tiltloop ask`` for a batch that
     is already planned need no workers — and a Ray started here is shut down on the way out.
-    A paused, cancelled or completed campaign is not driven: its status comes back as it is.
+    A paused, cancelled or completed campaign is not driven: its status comes back as it is
+    (a completed one's cheap-oracle answers still out are collected first, see
+    ``optimizer.campaign.fidelity_collect``).
     The driver holds the campaign's lease (``optimizer.campaign.lease``): a second driver on the
     same campaign is refused before it touches the oracle.
 
@@ -404,6 +406,13 @@ def drive(config: CampaignConfig, storage: Storage, *, progress: Progress | None
 
     refuse_child(config.name, rec.config)  # a cheap oracle's log is driven by its parent only
     if rec.status != "active":
+        if rec.status == "completed" and config.oracles and not once:
+            # cheap answers its finish gave up on (wait_s) are collected, the campaign stays
+            # completed (optimizer.campaign.fidelity_collect)
+            from optimizer.campaign.fidelity_collect import collect_cheap_answers
+
+            collect_cheap_answers(config, storage, progress=progress, lease_owner=lease_owner,
+                                  lease_ttl_s=lease_ttl_s, should_stop=should_stop)
         return campaign_status(storage, config.name, config)
     runtime = ExitStack()
     try:
