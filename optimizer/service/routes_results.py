@@ -80,7 +80,7 @@ def top(name: CampaignName, request: Request,
     items = [TopItem(key=r.key, round=r.round, value=(r.values or {})[primary],
                      values=r.values or {}, noise=r.noise, surrogate_mean=r.surrogate_mean,
                      surrogate_std=r.surrogate_std, design=r.design.tolist(),
-                     shape=list(r.design.shape)) for r in rows]
+                     shape=list(r.design.shape), feasible=r.feasible) for r in rows]
     return TopList(objective=primary, direction=direction, items=items)
 
 

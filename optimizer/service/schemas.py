@@ -216,10 +216,13 @@ class TopItem(BaseModel):
     surrogate_std: float | None
     design: Any = Field(description="the design as nested lists (see `shape`)")
     shape: list[int]
+    feasible: bool | None = Field(
+        None, description="whether the result meets every `[[constraints]]` bound (feasible "
+                          "results rank first); null when the campaign has no constraints")
 
 
 class TopList(BaseModel):
-    """The best ``n`` succeeded queries, best first."""
+    """The best ``n`` succeeded queries, best first (feasible ones first with constraints)."""
 
     objective: str
     direction: str
