@@ -17,6 +17,7 @@ The plan is returned, not written: the driver records it in one transaction.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkResult, ChunkSpec
 from storage import History, HistoryColumns, NewCandidate, QueryRecord
 
+log = logging.getLogger(__name__)
 #: Results needed before the surrogate is fitted; before that a round samples the plain prior.
 MIN_OBSERVATIONS = 2
 
@@ -153,6 +155,33 @@ def training_data(history: History | HistoryColumns, config: CampaignConfig,
     bad = [q.design for q in history.failed if q.design is not None]
     X_failed = np.stack([np.asarray(d, dtype=np.float64) for d in bad]) if bad else np.zeros((0,))
     return TrainingData(X=X, Y=Y, Yvar=Yvar, X_pending=X_pending, X_failed=X_failed)
+
+
+def imported_counts(imported: Sequence[QueryRecord], config: CampaignConfig) -> dict[str, Any]:
+    """The round summary's warm-start counts: ``imported`` — per source campaign, the results
+    the surrogate trains on (every objective and constraint output reported, as
+    :func:`training_data` requires); ``imported_skipped`` (only when some are) — per source, the
+    results left out for lacking one, with the outputs they lack (a WARNING names them)."""
+    needed = [o.name for o in config.objectives] + [c.name for c in config.constraints]
+    used: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    lacking: dict[str, set[str]] = {}
+    for q in imported:
+        missing = [n for n in needed if not q.values or n not in q.values]
+        if missing:
+            skipped[q.campaign] += 1
+            lacking.setdefault(q.campaign, set()).update(missing)
+        else:
+            used[q.campaign] += 1
+    out: dict[str, Any] = {"imported": {src: used[src] for src in sorted(set(used) | set(skipped))}}
+    if skipped:
+        out["imported_skipped"] = {src: {"results": skipped[src], "lacking": sorted(lacking[src])}
+                                   for src in sorted(skipped)}
+        log.warning("campaign %s: %s imported result(s) are not trained on: %s", config.name,
+                    sum(skipped.values()), "; ".join(
+                        f"{n} from campaign {src} lack output(s) {', '.join(sorted(lacking[src]))}"
+                        for src, n in sorted(skipped.items())))
+    return out
 
 
 class RoundGenerator:
@@ -323,7 +352,7 @@ class RoundGenerator:
         summary = {
             "tilted": pop.tilted, "screen_note": note, "observations": data.n,
             "pending": int(len(data.X_pending)),
-            "imported": {src: n for src, n in sorted(Counter(q.campaign for q in imported).items())},
+            **imported_counts(imported, cfg),
             **pop.sampler,
         }
         picked = np.asarray(sel, dtype=np.int64)
