@@ -7,7 +7,8 @@ has its own independent GP, so with latent posterior `c_j(x) ~ N(μ_j, σ_j²)`:
 
     `PoF(x) = Π_j Φ(−μ_j(x) / σ_j(x))`,   `log PoF(x) = Σ_j log Φ(−μ_j / σ_j)`
 
-(``log_ndtr``: finite and differentiable far into the infeasible tail).
+(``log_ndtr``: exact, finite and differentiable far into the infeasible tail; no floor, so two
+far-infeasible designs still rank by their PoF; the gradient is held below ``Z_GRAD``).
 
 Where it enters:
 
@@ -23,8 +24,9 @@ Where it enters:
   BoTorch's greedy as is;
 - qUCB screening: the MC objective `(g(y) + M) · Π_j sigmoid(−c_j/η) − M` (BoTorch's
   ``apply_constraints``), `M` the infeasible cost: `g + M ≥ 0` over the observed data;
-- the fast path's prefilter: Pareto layers of (scalarized mean, std, log PoF): constrained EI
-  `EI(μ, σ) · PoF` increases in all three, so the layers still hold its maximizer.
+- the fast path's prefilter: Pareto layers of (scalarized mean, std, log PoF floored at
+  ``PREFILTER_LOG_POF_FLOOR``): constrained EI `EI(μ, σ) · PoF` increases in all three, so the
+  layers still hold its maximizer (up to designs of negligible PoF).
 
 >>> lp = log_pof(mean[:, m:], var[:, m:])        # `b` log-probabilities of feasibility
 """
@@ -41,10 +43,20 @@ from torch import Tensor
 #: Sigmoid temperature of the MC feasibility weight (BoTorch's default), in units of each
 #: constraint's standard deviation over the training data (so any unit gets the same sharpness).
 ETA = 1e-3
-#: Floor of each constraint's `log Φ(−μ/σ)` (PoF ≈ 1e-11): a design that far into the
-#: infeasible tail already has no weight, and the floor keeps reward values and guidance
-#: gradients bounded where a near-noiseless constraint GP has a tiny `σ`.
-LOG_POF_FLOOR = -25.0
+#: Below this `z = −μ/σ` (`log Φ(z) ≈ −25`, `PoF ≈ 1e-11`) the GRADIENT of each term
+#: `log Φ(z)` is held at its slope here, while its value stays exact: guidance gradients stay
+#: bounded where a near-noiseless constraint GP has a tiny `σ`, and rankings are kept (a floor
+#: on the value made every design past it tie, however much likelier one is to be feasible).
+Z_GRAD = -6.9
+#: `|z|` is clamped here so that `log Φ(z) ≈ −z²/2` stays finite in float32 (no design ties
+#: before `μ/σ = 10¹⁵`).
+Z_MAX = 1e15
+#: The prefilter's log PoF axis (``screening``) is floored here (`PoF ≈ 1e-11`): for KEEPING
+#: candidates, designs that far into the infeasible tail are equally worthless, and without the
+#: floor their spread along that axis puts many of them on the early Pareto layers, crowding out
+#: feasible candidates. Only that axis: the reward and the prefilter's tiebreak use the exact
+#: value, so such designs still rank by their probability of feasibility.
+PREFILTER_LOG_POF_FLOOR = -25.0
 #: Pareto layers in three dimensions cost `O(b²)` memory; above this many points the prefilter
 #: folds log PoF into the mean axis instead (an approximation; campaigns' rounds are smaller).
 MAX_ND_POINTS = 8192
@@ -57,12 +69,25 @@ def num_objective_columns(sur: Any) -> int:
 
 def log_pof(mean: Tensor, var: Tensor) -> Tensor:
     """`Σ_j log Φ(−μ_j/σ_j)` over the last dimension of `... x k` constraint means and latent
-    variances: `...`-dim (0 when `k = 0`); each term floored at ``LOG_POF_FLOOR``.
-    Differentiable in both above the floor."""
+    variances: `...`-dim (0 when `k = 0`); each term exact (``torch.special.log_ndtr``: finite
+    far into the tail, `≈ −z²/2`), differentiable in both, its gradient held below ``Z_GRAD``
+    (:func:`log_phi`)."""
     if mean.shape[-1] == 0:
         return mean.new_zeros(mean.shape[:-1])
     std = var.clamp_min(1e-12).sqrt()
-    return torch.special.log_ndtr(-mean / std).clamp_min(LOG_POF_FLOOR).sum(-1)
+    return log_phi(-mean / std).sum(-1)
+
+
+def log_phi(z: Tensor) -> Tensor:
+    """`log Φ(z)` elementwise, exact in value (`|z|` clamped at ``Z_MAX``); below ``Z_GRAD``
+    its gradient is the slope at ``Z_GRAD`` (straight-through: value and gradient of two
+    expressions), so a far-infeasible design still gets a push toward feasibility, bounded."""
+    z = z.clamp(-Z_MAX, Z_MAX)
+    zd = z.detach()
+    # value max(z, Z_GRAD), gradient dz everywhere: the slope of log Φ taken at max(z, Z_GRAD)
+    held = torch.where(zd < Z_GRAD, z - zd + Z_GRAD, z)
+    lp = torch.special.log_ndtr(held)
+    return lp + (torch.special.log_ndtr(zd) - lp.detach())
 
 
 def surrogate_log_pof(sur: Any, mean: Tensor, var: Tensor) -> Tensor | None:

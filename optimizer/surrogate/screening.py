@@ -336,6 +336,8 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         lp = con.surrogate_log_pof(sur, mean, var)  # None without constraints
         if lp is not None:  # the last layer's tiebreak: ucb, feasibility-weighted
             ucb = ucb + lp * spread
+            # the Pareto axis: far-infeasible designs tie (see PREFILTER_LOG_POF_FLOOR)
+            lp = lp.clamp_min(con.PREFILTER_LOG_POF_FLOOR)
         keep = eligible.clone()
         if families is not None and bool(keep.any()):
             # at least screen_family_keep per family, more when few families would leave the

@@ -11,7 +11,7 @@ import torch
 from scipy.stats import norm
 
 from optimizer.surrogate.config import SurrogateConfig
-from optimizer.surrogate.constraints import LOG_POF_FLOOR, log_pof, pareto_layers_nd
+from optimizer.surrogate.constraints import Z_GRAD, log_pof, pareto_layers_nd
 from optimizer.surrogate.gp import Surrogate
 from optimizer.surrogate.prefilter import pareto_keep
 from optimizer.surrogate.screening import screen
@@ -40,16 +40,48 @@ def test_log_pof_matches_the_closed_form() -> None:
     mean = torch.randn(50, 3, generator=g, dtype=torch.float64) * 2
     var = torch.rand(50, 3, generator=g, dtype=torch.float64) + 0.05
     terms = norm.logcdf((-mean / var.sqrt()).numpy())
-    assert (terms < LOG_POF_FLOOR).any() and (terms > -1).any()  # both regimes are checked
+    assert (terms < -25).any() and (terms > -1).any()  # both regimes are checked
     got = log_pof(mean, var)
-    assert torch.allclose(got, torch.from_numpy(terms.clip(LOG_POF_FLOOR).sum(-1)), atol=1e-10)
-    # PoF itself: the product of independent feasibility probabilities (above the floor)
-    ok = torch.from_numpy((terms > LOG_POF_FLOOR).all(-1))
+    assert torch.allclose(got, torch.from_numpy(terms.sum(-1)), rtol=1e-10, atol=1e-10)
+    # PoF itself: the product of independent feasibility probabilities
     pof = torch.from_numpy(norm.cdf((-mean / var.sqrt()).numpy()).prod(-1))
-    assert torch.allclose(got.exp()[ok], pof[ok])
+    assert torch.allclose(got.exp(), pof, rtol=1e-9, atol=0)
     assert torch.equal(log_pof(mean[:, :0], var[:, :0]), torch.zeros(50, dtype=torch.float64))
-    # far in the infeasible tail each term stops at the floor (finite)
-    assert float(log_pof(torch.tensor([[1e3]]), torch.tensor([[1e-8]]))) == LOG_POF_FLOOR
+    # far in the infeasible tail the value is still finite (float32 too)
+    for dtype in (torch.float32, torch.float64):
+        assert torch.isfinite(log_pof(torch.tensor([[1e9]], dtype=dtype),
+                                      torch.tensor([[1e-14]], dtype=dtype))).all()
+
+
+def test_far_infeasible_designs_keep_their_ranking() -> None:
+    """Two designs deep in the infeasible tail (each `log Φ` far below −25, where a floor made
+    them tie) rank by their probability of feasibility, as the closed form does; and the ranking
+    of a reward `r + α log PoF` follows it."""
+    mean = torch.tensor([[8.0], [40.0], [400.0]], dtype=torch.float64)
+    var = torch.ones(3, 1, dtype=torch.float64)
+    lp = log_pof(mean, var)
+    want = norm.logcdf(-mean.numpy().ravel())
+    assert (want < -25).all()
+    assert torch.allclose(lp, torch.from_numpy(want), rtol=1e-10)
+    assert bool(lp[0] > lp[1] > lp[2])  # strictly: no tie
+    # a design with a slightly better objective but e^-700 times less likely feasible loses
+    reward = torch.tensor([1.0, 1.1], dtype=torch.float64) + 0.3 * lp[:2]
+    assert bool(reward[0] > reward[1])
+
+
+def test_log_pof_gradient_is_exact_above_and_held_below_z_grad() -> None:
+    mean = torch.tensor([[0.0], [3.0], [6.0], [50.0], [1e6]], dtype=torch.float64,
+                        requires_grad=True)
+    log_pof(mean, torch.ones(5, 1, dtype=torch.float64)).sum().backward()
+    assert mean.grad is not None
+    grad = mean.grad.ravel()
+    # d/dμ log Φ(−μ) = −φ(μ)/Φ(−μ): exact down to z = −Z_GRAD
+    mu = mean.detach().numpy().ravel()[:3]
+    exact = -torch.from_numpy(norm.pdf(mu) / norm.cdf(-mu))
+    assert torch.allclose(grad[:3], exact, rtol=1e-8)
+    held = -norm.pdf(-Z_GRAD) / norm.cdf(Z_GRAD)
+    assert torch.allclose(grad[3:], torch.full((2,), held, dtype=torch.float64), rtol=1e-8)
+    assert bool((grad[3:] < 0).all())  # still pushing toward feasibility
 
 
 def test_reward_adds_alpha_log_pof(fitted) -> None:
@@ -59,7 +91,7 @@ def test_reward_adds_alpha_log_pof(fitted) -> None:
     mean, std = sur.posterior_mean_std(Xq)
     plain = sur.reward(beta=1.0)(Xq)
     constrained = sur.reward(beta=1.0, alpha=alpha)(Xq)
-    lp = norm.logcdf((-mean[:, 1] / std[:, 1]).numpy()).clip(LOG_POF_FLOOR)
+    lp = norm.logcdf((-mean[:, 1] / std[:, 1]).numpy())
     assert torch.allclose(constrained - plain, alpha * torch.from_numpy(lp), atol=1e-6)
     # the objective part is the objective column's UCB alone (the constraint is not scalarized)
     assert torch.allclose(plain, mean[:, 0] + std[:, 0], atol=1e-6)
