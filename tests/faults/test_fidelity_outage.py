@@ -30,6 +30,7 @@ from oracles.labsim import LabSimulator
 from storage import Storage, upgrade
 from storage.outage import DatabaseOutage
 
+pytestmark = pytest.mark.slow  # three 2 s outages and a 10 s one
 OUTAGE_S = 2.0
 
 

@@ -49,6 +49,7 @@ def _parent_with_child(db_url: str, prior: str, lab: LabSimulator) -> Storage:
     return st
 
 
+@pytest.mark.slow  # two SIGKILLed `tiltloop` processes
 def test_delete_killed_midway_leaves_parent_and_children(
         db_url: str, tiny_prior_path: str, lab: LabSimulator, tmp_path: Path) -> None:
     st = _parent_with_child(db_url, tiny_prior_path, lab)

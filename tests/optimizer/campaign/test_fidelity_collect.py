@@ -21,6 +21,7 @@ from optimizer.campaign.resume import resume_campaign
 from oracles.labsim import LabSimulator
 from storage import NewCandidate, Storage, upgrade
 
+pytestmark = pytest.mark.slow  # a lab answering in 1.5 s, waited for
 CHILD = child_name("P", "sim")
 
 
