@@ -14,7 +14,8 @@ Methods, the same budget (``--rounds`` x ``--q``) and seeds for each, all in thi
 1. ``tiltloop`` — the loop's Pareto campaign in one process: a two-objective GP, DAS tilted by
    ParEGO (``--chunks`` chunks per round, each with its own weights on the simplex,
    ``optimizer.surrogate.pareto.parego_weights``), candidates screened by qLogNEHVI
-   (``SurrogateAdapter`` with ``scalarization = "parego"``); round 0: plain prior, space-filling;
+   (``SurrogateAdapter`` with ``scalarization = "parego"``); round 0: plain prior, k-means
+   medoids (``spacefill.typical_select``; ``tiltloop-maximin``: the maximin pick it replaced);
 2. ``ax`` — Ax ``Client`` with two objectives (its default multi-objective strategy: Sobol, then
    its BoTorch model with qLogNEHVI, the reference inferred), in the raw box of the data;
 3. ``random`` — `q` plain prior samples per round.
@@ -51,7 +52,7 @@ from bench.campaign_methods import (  # noqa: E402
 from bench.campaign_problems import Problem, load_problem  # noqa: E402
 
 PROBLEMS = ("manifold-mo", "digits-mo")
-METHODS = ("tiltloop", "ax", "random")
+METHODS = ("tiltloop", "ax", "random")  # also "tiltloop-maximin": round 0 as before the fix
 OBJECTIVES = ("f1", "f2")
 #: the hypervolume's reference: this quantile of each objective over the prior's training data
 REFERENCE_QUANTILE = 0.25
@@ -101,6 +102,8 @@ class TiltLoopPareto(TiltLoop):
     """ParEGO-tilted DAS per chunk, qLogNEHVI screening (the loop's Pareto campaign)."""
 
     chunks = 4
+    #: round 0's pick: "typical" (k-means medoids, the loop's) or "maximin" (before the fix)
+    round0 = "typical"
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
@@ -120,9 +123,15 @@ class TiltLoopPareto(TiltLoop):
         from optimizer.das import sample
         from optimizer.surrogate.pareto import parego_weights
 
-        if len(self.Y) < 2:
+        if len(self.Y) < 2:  # round 0: typical designs of the prior sample, as the loop's
+            from optimizer.campaign.spacefill import maximin_select, typical_select
+            from optimizer.seeds import derive_seed
+
             particles = self._prior_particles(r, self.s.num_particles)
-            return Proposal(particles[self._space_filling(r, particles, [])], families=self.q)
+            pick = maximin_select if self.round0 == "maximin" else typical_select
+            idx = pick(self.bundle.features_np(particles.numpy()), self.q,
+                       seed=derive_seed(self.seed, r, 0, "spacefill"))
+            return Proposal(particles[idx], families=self.q)
         model = self._fit()
         parts, fams = [], []
         n = max(2, self.s.num_particles // self.chunks)
@@ -139,6 +148,12 @@ class TiltLoopPareto(TiltLoop):
         prop = self._screened(r, model, particles, families)
         return Proposal(prop.designs, prop.predicted,
                         families=len(set(families[self._last_selected].tolist())))
+
+
+class TiltLoopParetoMaximin(TiltLoopPareto):
+    """``tiltloop`` with round 0's maximin pick (the loop's Pareto round 0 before k-means)."""
+
+    round0 = "maximin"
 
 
 class AxRawMO(AxRaw):
@@ -168,7 +183,8 @@ def make_mo_method(name: str, problem: Problem, q: int, seed: int, settings: Met
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
     if name == "ax" and not ax_available():
         raise ImportError(AX_MISSING)
-    classes = {"tiltloop": TiltLoopPareto, "ax": AxRawMO, "random": RandomPrior}
+    classes = {"tiltloop": TiltLoopPareto, "tiltloop-maximin": TiltLoopParetoMaximin,
+               "ax": AxRawMO, "random": RandomPrior}
     if name not in classes:
         raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")
     return classes[name](problem, q, seed, settings)
