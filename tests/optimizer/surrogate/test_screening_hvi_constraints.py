@@ -1,7 +1,8 @@
 """qLogNEHVI screening with outcome constraints, on a real BoTorch GP per column: an infeasible
 candidate that would dominate the front is not picked while feasible ones extend it (the same
 screening without the constraint column picks it, so the test can tell); the reference point is
-inferred from the feasible observations only; an objective count excludes constraint columns."""
+inferred from the feasible observations only; an objective count excludes constraint columns;
+each ParEGO chunk's reward carries `α log PoF`."""
 from __future__ import annotations
 
 import pytest
@@ -113,3 +114,22 @@ def test_one_objective_and_a_constraint_is_refused(data) -> None:
                         config=SurrogateConfig(fit_maxiter=20, num_constraints=1))
     with pytest.raises(ConfigError, match="at least two objectives, this one has 1"):
         screen(sur, X + 0.5, 2, acquisition="qlognehvi")
+
+
+def test_parego_chunk_target_carries_the_pof(data) -> None:
+    """Each ParEGO chunk's reward: its own Chebyshev weights on the objective columns, plus
+    `α log PoF` (the target `p · exp(r̂/α) · PoF`); weights change the first, never the second."""
+    from optimizer.surrogate.constraints import log_pof
+
+    X, Y = data
+    sur = fit(X, Y, 1)
+    Xq = torch.rand(50, 2, generator=torch.Generator().manual_seed(5), dtype=F64)
+    mean, std = sur.posterior_mean_std(Xq)
+    lp = log_pof(mean[:, 2:], std[:, 2:] ** 2)
+    assert float(lp.max() - lp.min()) > 5.0  # feasible and infeasible queries both present
+    for w in [(1.0, 0.2), (0.3, 1.0)]:
+        plain = sur.reward(beta=1.0, weights=w)(Xq)
+        tilted = sur.reward(beta=1.0, weights=w, alpha=0.4)(Xq)
+        assert torch.allclose(tilted - plain, 0.4 * lp, atol=1e-6)
+    assert not torch.allclose(sur.reward(beta=1.0, weights=(1.0, 0.2))(Xq),
+                              sur.reward(beta=1.0, weights=(0.3, 1.0))(Xq))
