@@ -309,8 +309,9 @@ def table(runs: list[MORun], q: int, rounds: int) -> str:
             rs = [r for r in runs if r.problem == prob and r.method == meth]
             cells = "".join(f"{_cell(np.array([r.hypervolume[n - 1] for r in rs])):>18}"
                             for n in counts)
-            late = ("" if rs[0].feasible is None else "   feasible r>=2 " + _cell(np.array(
-                [r.feasible[2 * q:].mean() for r in rs])))
+            flags = [r.feasible for r in rs if r.feasible is not None]
+            late = ("   feasible r>=2 " + _cell(np.array([f[2 * q:].mean() for f in flags]))
+                    if flags else "")
             lines.append(f"  {meth:<10}{cells}{np.mean([r.seconds for r in rs]):>10.1f}"
                          f"{np.mean([r.cpu_seconds for r in rs]):>10.1f}"
                          + f"   ({len(rs)} seeds){late}")
