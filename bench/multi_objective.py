@@ -5,6 +5,12 @@ Two two-objective problems, both maximized and noise-free, on the bundled priors
 * ``manifold-mo`` — the manifold prior (`d = 16`); DTLZ2 (BoTorch, `dim = 6`, 2 objectives,
   negated) of the design's manifold coordinates `u*(x)`, each objective minus `25 · dist²`
   (the manifold problem's off-manifold penalty, ``oracles/simulated/manifold.py``);
+* ``manifold-mo-c`` (not in the default run) — ``manifold-mo`` with one outcome constraint,
+  `u₁ ≤` its median over the prior's data: half the prior's mass and half of DTLZ2's front
+  (parametrized by `u₁`) are infeasible. ``tiltloop`` is then the loop's Pareto campaign with
+  ``[[constraints]]`` (a GP on the slack, each chunk's ParEGO target times PoF, constrained
+  qLogNEHVI), ``tiltloop-blind`` the same loop without the constraint; the hypervolume counts
+  feasible queries only, and the table adds the feasible fraction of rounds ≥ 2;
 * ``digits-mo`` — the digits prior (`1 x 8 x 8`); the log-odds of "3" and of "8" under the
   project's seeded digit classifier, each with the off-data penalty of the single-objective
   digits problem (``DigitScorerOracle.lab``): a 3 that looks like an 8 is the trade-off.
@@ -14,7 +20,8 @@ Methods, the same budget (``--rounds`` x ``--q``) and seeds for each, all in thi
 1. ``tiltloop`` — the loop's Pareto campaign in one process: a two-objective GP, DAS tilted by
    ParEGO (``--chunks`` chunks per round, each with its own weights on the simplex,
    ``optimizer.surrogate.pareto.parego_weights``), candidates screened by qLogNEHVI
-   (``SurrogateAdapter`` with ``scalarization = "parego"``); round 0: plain prior, space-filling;
+   (``SurrogateAdapter`` with ``scalarization = "parego"``); round 0: plain prior, k-means
+   medoids (``spacefill.typical_select``; ``tiltloop-maximin``: the maximin pick it replaced);
 2. ``ax`` — Ax ``Client`` with two objectives (its default multi-objective strategy: Sobol, then
    its BoTorch model with qLogNEHVI, the reference inferred), in the raw box of the data;
 3. ``random`` — `q` plain prior samples per round.
@@ -28,6 +35,7 @@ CPU time, and the load.
 
     .venv/bin/python bench/multi_objective.py                      # 5 seeds, 5 rounds x 4
     .venv/bin/python bench/multi_objective.py --seeds 1 --rounds 2 --q 2 --particles 16 --steps 4
+    .venv/bin/python bench/multi_objective.py --problems manifold-mo-c --methods tiltloop,random
 """
 from __future__ import annotations
 
@@ -50,8 +58,8 @@ from bench.campaign_methods import (  # noqa: E402
     ax_available)
 from bench.campaign_problems import Problem, load_problem  # noqa: E402
 
-PROBLEMS = ("manifold-mo", "digits-mo")
-METHODS = ("tiltloop", "ax", "random")
+PROBLEMS = ("manifold-mo", "digits-mo")  # also "manifold-mo-c": with a constraint
+METHODS = ("tiltloop", "ax", "random")  # also "tiltloop-maximin": round 0 as before the fix
 OBJECTIVES = ("f1", "f2")
 #: the hypervolume's reference: this quantile of each objective over the prior's training data
 REFERENCE_QUANTILE = 0.25
@@ -60,15 +68,29 @@ REFERENCE_QUANTILE = 0.25
 @dataclass(frozen=True)
 class MOProblem:
     """A two-objective problem: ``base`` (prior, feature map, raw box) with ``value`` returning
-    `B x 2` (maximized) and the fixed hypervolume ``reference``."""
+    `B x 2` (maximized) and the fixed hypervolume ``reference``; a constrained one has ``slack``
+    (`B` designs → `B` slacks, feasible ⇔ `≤ 0`) and its ``rule`` in words."""
 
     name: str
     base: Problem
     reference: np.ndarray
+    slack: Any = None
+    rule: str = ""
 
 
 def load_mo_problem(name: str) -> MOProblem:
-    """Build ``manifold-mo`` or ``digits-mo`` (module docstring)."""
+    """Build ``manifold-mo``, ``manifold-mo-c`` or ``digits-mo`` (module docstring)."""
+    if name == "manifold-mo-c":
+        from oracles.simulated.manifold import ManifoldProblem
+
+        p, geo = load_mo_problem("manifold-mo"), ManifoldProblem()
+
+        def u1(x: Tensor) -> Tensor:
+            return geo.project(x.reshape(len(x), -1).to(torch.float64))[0][:, 0]
+
+        bound = float(u1(p.base.historical[:1024]).median())
+        return MOProblem(name, p.base, p.reference, lambda x: u1(x) - bound,
+                         f"u1 <= {bound:.3f} (its median over the prior's data)")
     if name == "manifold-mo":
         from botorch.test_functions.multi_objective import DTLZ2
 
@@ -101,6 +123,8 @@ class TiltLoopPareto(TiltLoop):
     """ParEGO-tilted DAS per chunk, qLogNEHVI screening (the loop's Pareto campaign)."""
 
     chunks = 4
+    #: round 0's pick: "typical" (k-means medoids, the loop's) or "maximin" (before the fix)
+    round0 = "typical"
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
@@ -120,9 +144,15 @@ class TiltLoopPareto(TiltLoop):
         from optimizer.das import sample
         from optimizer.surrogate.pareto import parego_weights
 
-        if len(self.Y) < 2:
+        if len(self.Y) < 2:  # round 0: typical designs of the prior sample, as the loop's
+            from optimizer.campaign.spacefill import maximin_select, typical_select
+            from optimizer.seeds import derive_seed
+
             particles = self._prior_particles(r, self.s.num_particles)
-            return Proposal(particles[self._space_filling(r, particles, [])], families=self.q)
+            pick = maximin_select if self.round0 == "maximin" else typical_select
+            idx = pick(self.bundle.features_np(particles.numpy()), self.q,
+                       seed=derive_seed(self.seed, r, 0, "spacefill"))
+            return Proposal(particles[idx], families=self.q)
         model = self._fit()
         parts, fams = [], []
         n = max(2, self.s.num_particles // self.chunks)
@@ -130,8 +160,11 @@ class TiltLoopPareto(TiltLoop):
             w = parego_weights(self.seed, r, c, len(OBJECTIVES))
             reward = model.reward(beta=self.s.beta, weights=w)
             spread = float(reward.scalarization(model.train_Y.to(model.dtype)).std())
+            alpha = self.s.alpha_rel * max(spread, 1e-6)
+            if model.config.num_constraints:  # the target times PoF, as the loop's chunks
+                reward = model.reward(beta=self.s.beta, weights=w, alpha=alpha)
             res = sample(self.problem.prior, reward, num_particles=n,
-                         alpha=self.s.alpha_rel * max(spread, 1e-6), num_steps=self.s.num_steps,
+                         alpha=alpha, num_steps=self.s.num_steps,
                          generator=self._gen(r, f"smc/{c}"), tempering="predictive")
             parts.append(res.samples.detach())
             fams.append(c * n + res.origin.reshape(-1).cpu().numpy().astype(np.int64))
@@ -139,6 +172,34 @@ class TiltLoopPareto(TiltLoop):
         prop = self._screened(r, model, particles, families)
         return Proposal(prop.designs, prop.predicted,
                         families=len(set(families[self._last_selected].tolist())))
+
+
+class TiltLoopParetoConstrained(TiltLoopPareto):
+    """``tiltloop`` with one outcome constraint (the loop's Pareto campaign with
+    ``[[constraints]]``): a GP on the slack, each chunk's ParEGO target times PoF, constrained
+    qLogNEHVI screening."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        from optimizer.campaign.surrogate import SurrogateAdapter
+        from optimizer.surrogate.config import SurrogateConfig
+
+        self.adapter = SurrogateAdapter(self.bundle, SurrogateConfig(
+            beta=self.s.beta, seed=self.seed % (2**31), scalarization="parego", num_constraints=1))
+        self.C: list[float] = []
+
+    def tell_slack(self, slack: Tensor) -> None:
+        self.C.extend(slack.tolist())
+
+    def _fit(self):
+        Y = np.column_stack([np.asarray(self.Y, dtype=np.float64), np.asarray(self.C)])
+        return self.adapter.fit(_Data(torch.stack(self.X).numpy(), Y, None)).model
+
+
+class TiltLoopParetoMaximin(TiltLoopPareto):
+    """``tiltloop`` with round 0's maximin pick (the loop's Pareto round 0 before k-means)."""
+
+    round0 = "maximin"
 
 
 class AxRawMO(AxRaw):
@@ -168,7 +229,9 @@ def make_mo_method(name: str, problem: Problem, q: int, seed: int, settings: Met
     """A fresh ask/tell object for ``name`` (one of ``METHODS``)."""
     if name == "ax" and not ax_available():
         raise ImportError(AX_MISSING)
-    classes = {"tiltloop": TiltLoopPareto, "ax": AxRawMO, "random": RandomPrior}
+    classes = {"tiltloop": TiltLoopPareto, "tiltloop-maximin": TiltLoopParetoMaximin,
+               "tiltloop-constrained": TiltLoopParetoConstrained, "ax": AxRawMO,
+               "random": RandomPrior}
     if name not in classes:
         raise ValueError(f"--methods: unknown method {name!r}; choose from {', '.join(METHODS)}")
     return classes[name](problem, q, seed, settings)
@@ -176,8 +239,9 @@ def make_mo_method(name: str, problem: Problem, q: int, seed: int, settings: Met
 
 @dataclass(frozen=True)
 class MORun:
-    """One campaign: `rounds·q x 2` true values in query order, hypervolume after each query,
-    wall and process CPU seconds."""
+    """One campaign: `rounds·q x 2` true values in query order, hypervolume after each query
+    (of the feasible ones on a constrained problem), wall and process CPU seconds, and on a
+    constrained problem each query's feasibility."""
 
     problem: str
     method: str
@@ -186,26 +250,39 @@ class MORun:
     hypervolume: np.ndarray
     seconds: float
     cpu_seconds: float
+    feasible: np.ndarray | None = None
 
 
 def run_mo_campaign(p: MOProblem, method: str, seed: int, *, rounds: int, q: int,
                     settings: MethodSettings) -> MORun:
-    """``rounds`` rounds of ``q`` queries of ``method`` on ``p``."""
+    """``rounds`` rounds of ``q`` queries of ``method`` on ``p`` (on a constrained problem
+    ``tiltloop`` is ``tiltloop-constrained``; ``tiltloop-blind`` the loop without the
+    constraint)."""
     from optimizer.surrogate.pareto import hypervolume_trace
 
     t0, c0 = time.perf_counter(), time.process_time()
-    m: Any = make_mo_method(method, p.base, q, seed, settings)  # every method has ask/tell
-    values = []
+    kind = {"tiltloop": "tiltloop-constrained" if p.slack is not None else "tiltloop",
+            "tiltloop-blind": "tiltloop"}.get(method, method)
+    m: Any = make_mo_method(kind, p.base, q, seed, settings)  # every method has ask/tell
+    values, feasible = [], []
     for r in range(rounds):
         designs = m.ask(r).designs
         if tuple(designs.shape) != (q, *p.base.design_shape):
             raise RuntimeError(f"{method} proposed shape {tuple(designs.shape)} in round {r}")
         y = p.base.value(designs)
         m.tell(designs, y)
+        if p.slack is not None:
+            slack = p.slack(designs)
+            if hasattr(m, "tell_slack"):
+                m.tell_slack(slack)
+            feasible.append((slack <= 0).numpy())
         values.append(y.numpy())
     V = np.concatenate(values)
-    hv = np.asarray(hypervolume_trace(V, p.reference, range(1, len(V) + 1)))
-    return MORun(p.name, method, seed, V, hv, time.perf_counter() - t0, time.process_time() - c0)
+    ok = np.concatenate(feasible) if feasible else None
+    counted = V if ok is None else np.where(ok[:, None], V, np.nan)  # infeasible: on no front
+    hv = np.asarray(hypervolume_trace(counted, p.reference, range(1, len(V) + 1)))
+    return MORun(p.name, method, seed, V, hv, time.perf_counter() - t0, time.process_time() - c0,
+                 ok)
 
 
 def _mse(x: np.ndarray) -> tuple[float, float]:
@@ -219,7 +296,9 @@ def _cell(x: np.ndarray) -> str:
 
 
 def table(runs: list[MORun], q: int, rounds: int) -> str:
-    """Hypervolume at each round's end (mean ± s.e. over seeds), then time per campaign."""
+    """Hypervolume at each round's end (mean ± s.e. over seeds), then time per campaign; on a
+    constrained problem the hypervolume of the feasible queries and the feasible fraction of
+    rounds ≥ 2 (0-based: after round 0 and the first tilted round)."""
     counts = [q * (r + 1) for r in range(rounds)]
     lines = []
     for prob in dict.fromkeys(r.problem for r in runs):
@@ -230,9 +309,12 @@ def table(runs: list[MORun], q: int, rounds: int) -> str:
             rs = [r for r in runs if r.problem == prob and r.method == meth]
             cells = "".join(f"{_cell(np.array([r.hypervolume[n - 1] for r in rs])):>18}"
                             for n in counts)
+            flags = [r.feasible for r in rs if r.feasible is not None]
+            late = ("   feasible r>=2 " + _cell(np.array([f[2 * q:].mean() for f in flags]))
+                    if flags else "")
             lines.append(f"  {meth:<10}{cells}{np.mean([r.seconds for r in rs]):>10.1f}"
                          f"{np.mean([r.cpu_seconds for r in rs]):>10.1f}"
-                         + f"   ({len(rs)} seeds)")
+                         + f"   ({len(rs)} seeds){late}")
     return "\n".join(lines)
 
 
@@ -265,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     c0 = time.process_time()
     for name in problems:
         p = load_mo_problem(name)
-        print(f"{name}: reference point {np.round(p.reference, 4).tolist()}", flush=True)
+        print(f"{name}: reference point {np.round(p.reference, 4).tolist()}"
+              + (f"; constraint {p.rule}" if p.slack is not None else ""), flush=True)
         for seed in range(args.seed_start, args.seed_start + args.seeds):
-            for meth in methods:  # interleaved: every seed runs each method back to back
+            for meth in methods + (["tiltloop-blind"] if p.slack is not None and "tiltloop"
+                                   in methods else []):  # interleaved: each seed runs all
                 r = run_mo_campaign(p, meth, seed, rounds=args.rounds, q=args.q, settings=settings)
                 runs.append(r)
                 print(f"  {name} {meth} seed {seed}: hypervolume {r.hypervolume[-1]:.4g}, "

@@ -46,6 +46,19 @@ class TwoBowls(_Plane):
                 "cost": float(((design - self.B) ** 2).sum())}
 
 
+class TwoBowlsTox(TwoBowls):
+    """``TwoBowls`` plus a constraint output ``tox`` = `x₀` (with `tox ≤ 0`, the half plane
+    `x₀ > 0` is infeasible: half of the ``gmm-toy`` prior's mass by symmetry, and the part of the
+    unconstrained front nearest `a`, which has the best ``near``)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.objectives = ("near", "cost", "tox")
+        _Plane.__init__(self, **kw)  # (TwoBowls would set its own two outputs)
+
+    def score(self, design: np.ndarray) -> dict[str, float]:
+        return {**super().score(design), "tox": float(design[0])}
+
+
 class TwoBumps(_Plane):
     """`y = e^{−|x − (4, 4)|²/8} + 0.8 e^{−|x − (−4, −4)|²/8}` and `c = x₀` on the ``gmm-toy``
     prior's plane (modes at `{−4, 0, 4}²`): with `c ≤ 0`, the higher bump is infeasible and half

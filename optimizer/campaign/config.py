@@ -489,11 +489,6 @@ class CampaignConfig(_Frozen):
                 "objectives.direction; num_constraints: [[constraints]]); remove it")
         check_pareto(self)
         pareto = self.surrogate.scalarization == "parego" or self.surrogate.acquisition == "qlognehvi"
-        if pareto and self.constraints:
-            # qLogNEHVI's screening and the Pareto figures do not model feasibility yet
-            raise ValueError("[constraints] cannot be combined with a Pareto campaign ([surrogate] "
-                             "scalarization = \"parego\" / acquisition = \"qlognehvi\") yet: remove "
-                             "one of them")
         if pareto and self.oracles:
             raise ValueError("[oracles] cheap evaluators cannot be combined with a Pareto campaign "
                              "([surrogate] scalarization = \"parego\" / acquisition = \"qlognehvi\") "

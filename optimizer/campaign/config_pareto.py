@@ -38,6 +38,12 @@ def check_pareto(config: Any) -> None:
                 "objectives; remove it")
 
 
+def is_pareto(config: Any) -> bool:
+    """Whether the campaign is a Pareto campaign (ParEGO tilt or hypervolume screening)."""
+    sur = config.surrogate
+    return sur.scalarization == "parego" or sur.acquisition == "qlognehvi"
+
+
 def signed_reference(config: Any) -> tuple[float | None, ...] | None:
     """Each objective's ``reference`` in the loop's maximized orientation (minimized objectives
     are sign-flipped), None where unset; None when no objective sets one."""

@@ -11,7 +11,8 @@
 4. pool the particles (chunk weights are normalized per chunk, so each chunk gets mass
    `1/C`: `log w = log w_chunk − log C`), keep lineage (group = chunk, particle = index);
 5. pick q: the surrogate's acquisition (pending points passed, known designs excluded), or a
-   maximin space-filling batch in feature space for a plain-prior round.
+   maximin space-filling batch in feature space for a plain-prior round (a Pareto campaign's:
+   k-means medoids, typical designs rather than the prior's extremes, ``spacefill.py``).
 
 The plan is returned, not written: the driver records it in one transaction.
 """
@@ -29,11 +30,12 @@ import numpy as np
 
 from optimizer.campaign.auto_alpha import AlphaChoice, AutoAlphaInputs, choose_alpha
 from optimizer.campaign.config import CampaignConfig
+from optimizer.campaign.config_pareto import is_pareto
 from optimizer.campaign.crashpoints import crash_point
 from optimizer.campaign.history_arrays import training_arrays
 from optimizer.campaign.pareto_round import chunk_weights
 from optimizer.campaign.round_diagnostics import batch_figures, sampler_diagnostics
-from optimizer.campaign.spacefill import maximin_select
+from optimizer.campaign.spacefill import maximin_select, typical_select
 from optimizer.seeds import derive_seed
 from optimizer.workers.pool import PoolEvent, SupervisedPool
 from optimizer.workers.smc_worker import ChunkResult, ChunkSpec
@@ -334,8 +336,11 @@ class RoundGenerator:
                 known is not None or taken is not None) else None
             k = min(q - len(sel), len(free))
             if k:
-                extra = maximin_select(space[free], k, seed=derive_seed(cfg.seed, index, 0, "spacefill"),
-                                       avoid=avoid)
+                # a Pareto campaign's plain-prior round takes typical designs (k-means medoids):
+                # maximin takes the prior's extremes, which dominate little hypervolume
+                pick = typical_select if fit is None and is_pareto(cfg) else maximin_select
+                extra = pick(space[free], k, seed=derive_seed(cfg.seed, index, 0, "spacefill"),
+                             avoid=avoid)
                 sel = list(sel) + [int(free[i]) for i in extra]
         screen_s = time.perf_counter() - t2
         candidates = [

@@ -22,6 +22,11 @@ Where it enters:
   value: otherwise the largest of negligible gains is an infeasible design's (its improvement
   times the fat-tailed feasibility weight); the reference path (``method="botorch"``) keeps
   BoTorch's greedy as is;
+- qLogNEHVI screening (``acquisition_mo.py``): the same ``constraints`` (expected *feasible*
+  hypervolume improvement: each posterior sample's front holds only its feasible baseline
+  points, a candidate's improvement is weighted by its sample's feasibility); the reference
+  point is inferred from the feasible observations, the baseline takes feasible ones first and
+  the prefilter's layers gain a log PoF axis;
 - qUCB screening: the MC objective `(g(y) + M) · Π_j sigmoid(−c_j/η) − M` (BoTorch's
   ``apply_constraints``), `M` the infeasible cost: `g + M ≥ 0` over the observed data;
 - the fast path's prefilter: Pareto layers of (scalarized mean, std, log PoF floored at
@@ -144,7 +149,7 @@ def mc_objective(sur: Any, g: Callable[[Tensor], Tensor],
     C = sur.train_Y[:, m:].to(sur.dtype)
     spread = C.std(0) if C.shape[0] > 1 else torch.ones(k, dtype=C.dtype)
     eta = ETA * torch.where(torch.isfinite(spread) & (spread > 0), spread, torch.ones_like(spread))
-    if acquisition == "qlognei":
+    if acquisition in ("qlognei", "qlognehvi"):  # qLogNEHVI: its own objective, same kwargs
         return GenericMCObjective(scalarized), {"constraints": cons, "eta": eta}
     observed = g(sur.train_Y.to(sur.dtype))
     span = float(observed.max() - observed.min()) if observed.numel() else 1.0

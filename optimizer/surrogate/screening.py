@@ -243,11 +243,12 @@ def screen(
     if acquisition == "qlognehvi":
         from optimizer.surrogate.acquisition_mo import screen_hvi
 
-        if sur.num_objectives < 2:
+        m_obj = con.num_objective_columns(sur)
+        if m_obj < 2:
             raise ConfigError("acquisition='qlognehvi' needs a surrogate of at least two objectives, "
-                              f"this one has {sur.num_objectives}; use 'qlognei'")
+                              f"this one has {m_obj}; use 'qlognei'")
         return screen_hvi(sur, Z, Z_pending, q_eff, g, sampler, beta_v, excluded, exclusions,
-                          families, max_choices, max_batch_size, int(seed), note)
+                          families, max_choices, max_batch_size, int(seed), note, con_kw)
     if method == "fast":
         return _screen_fast(sur, Z, Z_pending, q_eff, g, objective, sampler, acquisition, beta_v,
                             excluded, exclusions, families, max_choices, max_batch_size,

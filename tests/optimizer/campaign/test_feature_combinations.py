@@ -1,6 +1,6 @@
-"""Constraints, Pareto campaigns and cheap evaluators each work alone; the combinations whose
-surrogate pick does not model the other feature yet are refused before anything is written,
-with a message naming both."""
+"""Constraints, Pareto campaigns and cheap evaluators each work alone, and constraints with a
+Pareto campaign; the combinations whose surrogate pick does not model the other feature yet are
+refused before anything is written, with a message naming both."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,9 +22,6 @@ def _data(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("extra", "words"), [
-    ({"surrogate": PARETO, "constraints": [CONSTRAINT]}, "field `constraints`: cannot be combined"),
-    ({"surrogate": {"acquisition": "qlognehvi"}, "constraints": [CONSTRAINT]},
-     "field `constraints`: cannot be combined"),
     ({"surrogate": PARETO, "oracles": [CHEAP]},
      "field `oracles`: cheap evaluators cannot be combined with a Pareto"),
     ({"constraints": [CONSTRAINT], "oracles": [CHEAP]},
@@ -38,7 +35,11 @@ def test_unsupported_combination_refused(extra: dict[str, Any], words: str) -> N
 
 @pytest.mark.parametrize("extra", [
     {"surrogate": PARETO}, {"constraints": [CONSTRAINT]}, {"oracles": [CHEAP]},
+    # Pareto + constraints: feasible hypervolume improvement (test_pareto_constraints_campaign)
+    {"surrogate": PARETO, "constraints": [CONSTRAINT]},
+    {"surrogate": {"acquisition": "qlognehvi"}, "constraints": [CONSTRAINT]},
 ])
 def test_each_feature_alone_is_accepted(extra: dict[str, Any]) -> None:
     cfg = parse_config(_data(**extra), "one.toml")
     assert cfg.constraints or cfg.oracles or cfg.surrogate.scalarization == "parego"
+    assert cfg.surrogate_for_loop().num_constraints == len(extra.get("constraints", []))
