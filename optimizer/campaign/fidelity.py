@@ -14,6 +14,15 @@ A round of a campaign with cheap oracles (``optimizer.campaign.config_fidelity``
    own screening left eligible (not observed, queried or pending); before the multi-task GP
    exists, the campaign's own screening picks them.
 
+With ``[[constraints]]`` or a Pareto campaign the multi-task GP is one per modelled output
+(``optimizer.campaign.fidelity_outputs``: the primary objective, or every objective of a Pareto
+campaign, then each constraint slack; ``optimizer.surrogate.multitask_outputs``): the cheap pick
+is qUCB of the primary objective weighted by feasibility (UCB x PoF), or of cheap oracle `j`'s
+ParEGO scalarization (the round's chunk `j − 1` weights); the expensive pick constrained qLogNEI,
+or qLogNEHVI over the campaign's reference point. The candidates of a round the multi-task GP
+picked store its ``[oracle]``-task prediction of the primary objective (``alpha = "auto"``'s
+over-optimization gap compares it with the results).
+
 Per unit cost: a cheap query costs ``cost`` (relative to one ``[oracle]`` query), so each round
 spends ``per_round · cost`` on screening before ``q`` expensive queries, and the expensive pick
 is conditioned on the cheap answers — it goes where the cheap oracle and the correlation the GP

@@ -22,6 +22,7 @@ from storage.migrate import upgrade
 
 CHEAP = {"name": "sim", "oracle": {"kind": "http", "base_url": "http://127.0.0.1:9"}}
 TOP = np.array([0.7, 0.3])
+LAB8, NODB = "http://127.0.0.1:8", "sqlite:////nonexistent/a.db"  # never contacted
 
 
 def bowl(z: np.ndarray) -> np.ndarray:
@@ -85,15 +86,15 @@ def test_expensive_pick_stores_multitask_predictions(tmp_path: Path, constrained
 
 
 def test_modelled_outputs_and_cheap_results() -> None:
-    plain = campaign_config("a", "gmm-toy", "http://127.0.0.1:8", "sqlite:////nonexistent/a.db", oracles=[CHEAP])
+    plain = campaign_config("a", "gmm-toy", LAB8, NODB, oracles=[CHEAP])
     assert modelled_outputs(plain).names == ("y",)
-    con = campaign_config("a", "gmm-toy", "http://127.0.0.1:8", "sqlite:////nonexistent/a.db", oracles=[CHEAP],
+    con = campaign_config("a", "gmm-toy", LAB8, NODB, oracles=[CHEAP],
                           constraints=[{"name": "c", "op": ">=", "bound": 2.0}],
                           objectives=[{"name": "y", "direction": "minimize"}, {"name": "z"}],
                           oracle={"objectives": ["y", "z", "c"]})
     out = modelled_outputs(con)
     assert (out.objectives, out.names, out.columns(con)) == (1, ("y", "c"), [0, 2])
-    par = campaign_config("a", "gmm-toy", "http://127.0.0.1:8", "sqlite:////nonexistent/a.db", oracles=[CHEAP],
+    par = campaign_config("a", "gmm-toy", LAB8, NODB, oracles=[CHEAP],
                           objectives=[{"name": "y"}, {"name": "z", "direction": "minimize"}],
                           surrogate={"scalarization": "parego"})
     assert modelled_outputs(par).names == ("y", "z") and modelled_outputs(par).objectives == 2
