@@ -89,3 +89,23 @@ def test_pareto_picks_go_to_the_front_and_weights_steer_the_cheap_pick() -> None
                                  previous=mt.hyperparameters, refit=False)
     for old, new in zip(mt.hyperparameters, again.hyperparameters, strict=True):
         assert all(torch.equal(old[k], new[k]) for k in old)
+
+
+def test_constrained_pareto_pick_keeps_to_the_feasible_front() -> None:
+    """Two objectives and a constraint (what a Pareto campaign with [[constraints]] models once
+    that combination is accepted): qLogNEHVI with ``constraints=`` picks feasible designs near
+    the feasible part of the front (the segment A–B where `z₀ ≤ 0.4`)."""
+    Z, Y = _tasks([lambda z: bowl(z, A), lambda z: bowl(z, B), slack], n_main=12, seed=1)
+    mt = MultiTaskOutputs.fit(Z, Y, objectives=2, bounds=BOUNDS, seed=0)
+    assert (mt.objectives, mt.constraints) == (2, 1)
+    feasible_obs = Y[0][:, 2] <= 0
+    ref = reference_point(Y[0][feasible_obs, :2])
+    picks = mt.pick_expensive(GRID, 4, observed=Z[0], reference=ref)
+    feasible = slack(GRID) <= 0
+    assert len(set(picks)) == 4 and int(feasible[picks].sum()) >= 3, GRID[picks]
+    dist = _segment_distance(GRID)
+    good = [p for p in picks if bool(feasible[p])]
+    assert float(dist[good].min()) < float(dist[feasible].quantile(0.2)), (GRID[picks], dist[good])
+    # the cheap pick (ParEGO UCB x PoF) screens mostly likely-feasible designs
+    cheap = mt.pick_cheap(GRID, 8, beta=0.5, weights=(1.0, 1.0))
+    assert int(feasible[cheap].sum()) >= 6, GRID[cheap]
