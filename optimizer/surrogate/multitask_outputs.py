@@ -11,9 +11,11 @@ posteriors):
 
 * :meth:`MultiTaskOutputs.pick_cheap` — what a cheap oracle is sent: sequential greedy qUCB of
   the primary objective, or of the round's ParEGO (augmented Chebyshev) scalarization of the
-  objectives; with constraints the MC objective is BoTorch's ``apply_constraints`` (each sample
-  weighted by `Π_j sigmoid(−c_j/η)`, an infeasible cost below every observation): UCB × PoF, so
-  likely-infeasible designs are not screened;
+  objectives; with constraints each greedy step takes the candidate with the largest
+  (qUCB gain over the batch so far) × PoF, `PoF = Π_j Φ(−μ_j/σ_j)` of the slack GPs: UCB × PoF,
+  so likely-infeasible designs are not screened (a feasibility-weighted MC objective would not
+  do: under qUCB's `|Y − μ|` spread a sample split between feasible and the infeasible cost
+  *raises* the bound at the constraint's edge);
 * :meth:`MultiTaskOutputs.pick_expensive` — what ``[oracle]`` gets: qLogNEI of the primary
   objective with ``constraints=`` (the incumbent is the best feasible observation), or, for a
   Pareto campaign, qLogNEHVI of the objectives over the reference point the single-fidelity
@@ -28,6 +30,7 @@ With one output (no constraints, one objective) the picks are the single model's
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,7 +40,6 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models import ModelListGP
-from botorch.utils.objective import apply_constraints
 from torch import Tensor
 
 from optimizer.errors import SurrogateError
@@ -140,24 +142,20 @@ class MultiTaskOutputs:
         if self._model is None:
             return self.primary.pick_ucb(Z, k, beta=beta, pending=pending)
         g = self._scalarization(weights)
-        observed = g(self._target_Y[:, :self.objectives]) if g is not None \
-            else self._target_Y[:, 0]
-        cons, eta = self._constraints()
 
         def objective(Y: Tensor, X: Tensor | None = None) -> Tensor:
             Y = self._unstandardize(Y)
-            value = g(Y[..., :self.objectives]) if g is not None else Y[..., 0]
-            if not cons:
-                return value
-            span = float(observed.max() - observed.min()) if observed.numel() else 1.0
-            cost = max(0.0, -float(observed.min()) if observed.numel() else 0.0) + span + 1.0
-            return apply_constraints(obj=value, constraints=cons, samples=Y, infeasible_cost=cost,
-                                     eta=eta)
+            return g(Y[..., :self.objectives]) if g is not None else Y[..., 0]
 
         acq = qUpperConfidenceBound(self._model, beta=beta ** 2, sampler=self.primary._sampler(),
                                     objective=GenericMCObjective(objective),
                                     X_pending=self._scaled(pending))
-        return self.primary._greedy(acq, Z, k)
+        if not self.constraints:
+            return self.primary._greedy(acq, Z, k)
+        mean, std = self.predict_all(Z)
+        m = self.objectives
+        pof = log_pof(mean[:, m:], std[:, m:] ** 2).exp()
+        return _greedy_times(acq, self.primary._scale(Z), k, pof)
 
     def pick_expensive(self, Z: Tensor, q: int, *, observed: Tensor, pending: Tensor | None = None,
                        reference: Tensor | None = None) -> list[int]:
@@ -213,3 +211,28 @@ class MultiTaskOutputs:
             return None
         return make_scalarization(self._target_Y[:, :self.objectives], maximize=True,
                                   weights=weights, kind="chebyshev")
+
+
+def _greedy_times(acq: Any, choices: Tensor, k: int, weight: Tensor) -> list[int]:
+    """``k`` rows of ``choices`` (scaled features), each step the row with the largest
+    `(acq(S ∪ {x}) − acq(S)) · weight(x)` over the batch `S` so far (`acq(∅)`: the lowest
+    single-row value, so every gain is `≥ 0`); when every gain is 0 the largest
+    `(acq(S ∪ {x}) − min) · weight(x)`."""
+    n = choices.shape[0]
+    picked: list[int] = []
+    base = 0.0
+    with torch.no_grad():
+        for _ in range(min(k, n)):
+            S = choices[picked]
+            vals = torch.cat([acq(torch.cat([S.unsqueeze(0).expand(len(c), -1, -1), c.unsqueeze(1)], 1))
+                              for c in choices.split(512)])
+            if not picked:
+                base = float(vals.min())
+            score = (vals - base).clamp_min(0) * weight
+            if not bool((score > 0).any()):
+                score = (vals - vals.min()) * weight
+            score[picked] = -math.inf
+            i = int(torch.argmax(score))
+            picked.append(i)
+            base = float(vals[i])
+    return picked
