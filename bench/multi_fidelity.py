@@ -20,8 +20,14 @@ wall and process CPU seconds of each run; the load average before and after.
 Goal (printed PASS/FAIL, never asserted): on a majority of seeds the multi run reaches the
 single run's best with fewer expensive queries than the single run needed.
 
+``--constrained``: both oracles also report ``c = x₀`` (the cheap one ``c + 0.05``: slightly
+pessimistic) and both campaigns carry ``[[constraints]] c <= 0`` (the expensive oracle is then a
+``callable`` too, :func:`expensive_constrained`); "best" means best feasible, and each run's
+feasible fraction of expensive queries is printed.
+
     PYTHONPATH=. .venv/bin/python bench/multi_fidelity.py                # 3 seeds
     PYTHONPATH=. .venv/bin/python bench/multi_fidelity.py --seeds 5 --total 32
+    PYTHONPATH=. .venv/bin/python bench/multi_fidelity.py --constrained --seeds 2 --total 16
 """
 from __future__ import annotations
 
@@ -58,6 +64,26 @@ def cheap_value(design: np.ndarray) -> dict[str, float]:
     return {"value": value + float(bias) + float(noise)}
 
 
+def expensive_constrained(design: np.ndarray) -> dict[str, float]:
+    """The expensive oracle of ``--constrained``: the manifold value and ``c = x₀``."""
+    global _PROBLEM
+    import torch
+
+    from oracles.simulated.manifold import ManifoldProblem
+
+    if _PROBLEM is None:
+        _PROBLEM = ManifoldProblem()
+    x = np.asarray(design, dtype=np.float64).reshape(-1)
+    value = float(_PROBLEM.value(torch.as_tensor(x, dtype=torch.float64).unsqueeze(0))[0])
+    return {"value": value, "c": float(x[0])}
+
+
+def cheap_constrained(design: np.ndarray) -> dict[str, float]:
+    """The cheap oracle of ``--constrained``: :func:`cheap_value` and ``c = x₀ + 0.05``."""
+    x = np.asarray(design, dtype=np.float64).reshape(-1)
+    return {**cheap_value(design), "c": float(x[0]) + 0.05}
+
+
 def config(name: str, seed: int, url: str, ray_address: str, args: argparse.Namespace,
            multi: bool) -> Any:
     from optimizer.campaign.config_io import parse_config
@@ -73,11 +99,17 @@ def config(name: str, seed: int, url: str, ray_address: str, args: argparse.Name
         "budget": {"q": args.q, "max_in_flight": args.q, "total": args.total, "poll_interval_s": 0.05},
         "storage": {"url": url}, "ray": {"address": ray_address},
     }
+    outputs = ["value", "c"] if args.constrained else ["value"]
+    if args.constrained:
+        data["oracle"] = {"kind": "callable", "target": "bench.multi_fidelity:expensive_constrained",
+                          "objectives": outputs, "max_workers": 2}
+        data["constraints"] = [{"name": "c", "op": "<=", "bound": 0.0}]
     if multi:
+        target = "cheap_constrained" if args.constrained else "cheap_value"
         data["oracles"] = [{
             "name": "sim", "cost": CHEAP_COST, "per_round": args.per_round,
-            "oracle": {"kind": "callable", "target": "bench.multi_fidelity:cheap_value",
-                       "objectives": ["value"], "max_workers": 2}}]
+            "oracle": {"kind": "callable", "target": f"bench.multi_fidelity:{target}",
+                       "objectives": outputs, "max_workers": 2}}]
     return parse_config(data, f"<bench {name}>")
 
 
@@ -94,11 +126,14 @@ def run_one(seed: int, multi: bool, folder: Path, ray_address: str, args: argpar
     status = run_campaign(cfg)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with Storage.open(url) as st:
-        values = [float(q.values["value"]) for q in st.load_history(name, with_design=False).completed
-                  if q.values]
+        done = [q for q in st.load_history(name, with_design=False).completed if q.values]
+        # the best counts feasible results only (all are feasible without --constrained)
+        ok = [not args.constrained or float(q.values["c"]) <= 0.0 for q in done]  # type: ignore[index]
+        values = [float(q.values["value"]) if f else -np.inf  # type: ignore[index]
+                  for q, f in zip(done, ok, strict=True)]
         cheap = sum(st.query_counts(child_name(name, "sim")).values()) if multi else 0
     return {"name": name, "status": status.status, "values": values, "cheap": cheap,
-            "wall_s": wall, "cpu_s": cpu}
+            "wall_s": wall, "cpu_s": cpu, "feasible": sum(ok) / max(len(ok), 1)}
 
 
 def queries_to_reach(values: list[float], target: float) -> int | None:
@@ -117,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-round", type=int, default=12, help="cheap queries per round")
     p.add_argument("--particles", type=int, default=64, help="particles per worker (2 workers)")
     p.add_argument("--num-steps", type=int, default=20, help="DAS steps")
+    p.add_argument("--constrained", action="store_true",
+                   help="both oracles report c = x0; [[constraints]] c <= 0 in both campaigns")
     args = p.parse_args(argv)
     os.environ.setdefault("TILTLOOP_ALLOW_CALLABLES", "bench.multi_fidelity")
     import ray
@@ -154,16 +191,17 @@ def print_row(seed: int, single: dict[str, Any], multi: dict[str, Any], args: ar
               flush: bool = False) -> None:
     if seed == 0:
         print(f"{'seed':>4} | {'single best':>11} {'n to best':>9} {'cost':>6} {'wall s':>7} "
-              f"{'CPU s':>6} | {'multi best':>10} {'n to single best':>16} {'cheap q':>7} "
-              f"{'cost':>6} {'wall s':>7} {'CPU s':>6}")
+              f"{'CPU s':>6} {'feas':>5} | {'multi best':>10} {'n to single best':>16} "
+              f"{'cheap q':>7} {'cost':>6} {'wall s':>7} {'CPU s':>6} {'feas':>5}")
     best = max(single["values"])
     need_single = queries_to_reach(single["values"], best)
     need_multi = queries_to_reach(multi["values"], best)
     cost_multi = len(multi["values"]) + CHEAP_COST * multi["cheap"]
     print(f"{seed:>4} | {best:>11.4f} {need_single!s:>9} {len(single['values']):>6.1f} "
-          f"{single['wall_s']:>7.1f} {single['cpu_s']:>6.1f} | {max(multi['values']):>10.4f} "
-          f"{'-' if need_multi is None else need_multi:>16} {multi['cheap']:>7} {cost_multi:>6.1f} "
-          f"{multi['wall_s']:>7.1f} {multi['cpu_s']:>6.1f}", flush=flush)
+          f"{single['wall_s']:>7.1f} {single['cpu_s']:>6.1f} {single['feasible']:>5.2f} | "
+          f"{max(multi['values']):>10.4f} {'-' if need_multi is None else need_multi:>16} "
+          f"{multi['cheap']:>7} {cost_multi:>6.1f} {multi['wall_s']:>7.1f} {multi['cpu_s']:>6.1f} "
+          f"{multi['feasible']:>5.2f}", flush=flush)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from optimizer.campaign.config_constraints import (ConstraintConfig, check_constraints,
                                                    constraint_names)
 from optimizer.campaign.config_fidelity import CheapOracleConfig, check_oracles
+from optimizer.campaign.fidelity_outputs import modelled_outputs
 from optimizer.campaign.config_pareto import check_pareto, signed_reference
 from optimizer.campaign.config_oracle import (KIND_MODELS, OracleConfig, fill_objectives,
                                               flatten_legacy, reported_objectives)
@@ -489,18 +490,11 @@ class CampaignConfig(_Frozen):
                 "objectives.direction; num_constraints: [[constraints]]); remove it")
         check_pareto(self)
         pareto = self.surrogate.scalarization == "parego" or self.surrogate.acquisition == "qlognehvi"
-        if pareto and self.oracles:
-            raise ValueError("[oracles] cheap evaluators cannot be combined with a Pareto campaign "
-                             "([surrogate] scalarization = \"parego\" / acquisition = \"qlognehvi\") "
-                             "yet: the multi-task pick ranks by the primary objective only")
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
+        modelled = modelled_outputs(self).names  # what the multi-task GPs of [[oracles]] model
         check_oracles(self.oracles, campaign=self.name, primary=names[0], pipeline_mode=self.pipeline.mode,
-                      reported=reported_objectives)
-        if self.oracles and self.constraints:
-            # the multi-task pick of [[oracles]] ranks by the primary objective only
-            raise ValueError("[oracles] cheap evaluators cannot be combined with [[constraints]] "
-                             "yet: remove one of them")
+                      reported=reported_objectives, needed=modelled[1:])
         for i, cheap in enumerate(self.oracles):
             if isinstance(cheap.oracle, KIND_MODELS["command"]):
                 _refuse_secret_env(cheap.oracle.env, f"oracles.{i}.oracle")  # type: ignore[attr-defined]

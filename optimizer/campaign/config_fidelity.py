@@ -158,8 +158,10 @@ def stored_children(config: dict[str, Any]) -> list[str]:
 
 
 def check_oracles(oracles: list[CheapOracleConfig], *, campaign: str, primary: str,
-                  pipeline_mode: str, reported: Any) -> None:
+                  pipeline_mode: str, reported: Any, needed: tuple[str, ...] = ()) -> None:
     """Cross-checks of ``[[oracles]]`` against the rest of the campaign (``CampaignConfig``).
+    ``needed``: the outputs the multi-task GPs model besides the primary objective (a Pareto
+    campaign's other objectives, the ``[[constraints]]`` outputs): each cheap oracle reports them.
 
     Raises:
         ValueError: ``[oracles.N.field]`` named, with the remedy.
@@ -178,6 +180,12 @@ def check_oracles(oracles: list[CheapOracleConfig], *, campaign: str, primary: s
             raise ValueError(f"[oracles.{i}.oracle] oracle {o.name!r} reports {list(names)} but the "
                              f"multi-fidelity surrogate needs the primary objective {primary!r}; "
                              "name it as the campaign's first [[objectives]]")
+        missing = [n for n in needed if n not in names]
+        if missing:
+            raise ValueError(f"[oracles.{i}.oracle] oracle {o.name!r} reports {list(names)} but the "
+                             f"multi-fidelity surrogate models {missing} too (the campaign's "
+                             "objectives of a Pareto campaign and its [[constraints]] outputs, "
+                             "one multi-task GP each); list them in the cheap oracle's objectives")
     if oracles and pipeline_mode != "sync":
         raise ValueError('[oracles] cheap oracles need pipeline.mode = "sync" (a round waits for '
                          'the cheap answers before the [oracle] pick); remove [pipeline] mode = '

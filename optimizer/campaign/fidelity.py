@@ -14,6 +14,15 @@ A round of a campaign with cheap oracles (``optimizer.campaign.config_fidelity``
    own screening left eligible (not observed, queried or pending); before the multi-task GP
    exists, the campaign's own screening picks them.
 
+With ``[[constraints]]`` or a Pareto campaign the multi-task GP is one per modelled output
+(``optimizer.campaign.fidelity_outputs``: the primary objective, or every objective of a Pareto
+campaign, then each constraint slack; ``optimizer.surrogate.multitask_outputs``): the cheap pick
+is qUCB of the primary objective weighted by feasibility (UCB x PoF), or of cheap oracle `j`'s
+ParEGO scalarization (the round's chunk `j − 1` weights); the expensive pick constrained qLogNEI,
+or qLogNEHVI over the campaign's reference point. The candidates of a round the multi-task GP
+picked store its ``[oracle]``-task prediction of the primary objective (``alpha = "auto"``'s
+over-optimization gap compares it with the results).
+
 Per unit cost: a cheap query costs ``cost`` (relative to one ``[oracle]`` query), so each round
 spends ``per_round · cost`` on screening before ``q`` expensive queries, and the expensive pick
 is conditioned on the cheap answers — it goes where the cheap oracle and the correlation the GP
@@ -45,12 +54,16 @@ import torch
 from optimizer.campaign.config import CampaignConfig
 from optimizer.campaign.config_fidelity import MAIN, MARKER, CheapOracleConfig, child_name, is_child_of
 from optimizer.campaign.config_oracle import build, reported_objectives
+from optimizer.campaign.config_constraints import recorded_outputs
 from optimizer.campaign.dispatch import Dispatcher
+from optimizer.campaign.fidelity_outputs import (cheap_how, expensive_how, modelled_outputs,
+                                                 task_results, with_predictions)
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
+from optimizer.surrogate.pareto import parego_weights
 from optimizer.threads import torch_threads
 from storage import NewCandidate, Storage
 from storage.errors import CampaignExists, NotFound
@@ -87,15 +100,16 @@ class FidelityStage:
         self.config = config
         self.storage = storage
         self.say = say
-        objectives = [o.name for o in config.objectives]
+        outputs = recorded_outputs(config)
         self.cheap = []
         for c in config.oracles:
             name = child_name(config.name, c.name)
             oracle = (oracles or {}).get(c.name) or build(c.oracle)
-            # a cheap oracle needs to report only the primary objective (config_fidelity checks it)
+            # a cheap oracle reports at least the outputs the picks model (config_fidelity checks
+            # it); whatever else of the campaign's outputs it reports is recorded too
             reported = set(reported_objectives(c.oracle))
             self.cheap.append(_Cheap(c, name, Dispatcher(
-                storage, name, oracle, objectives=[o for o in objectives if o in reported],
+                storage, name, oracle, objectives=[o for o in outputs if o in reported],
                 limit=max(c.per_round, 1) * 2,
                 on_change=_prefixed(say, c.name),
                 limits=QueryLimits.from_config(config)), BudgetGuard(config.budget)))
@@ -106,8 +120,10 @@ class FidelityStage:
         #: runs one unit of storage work through a database outage (the driver sets its own
         #: ``driver.db.call``; by default a retry of this campaign's ``storage.outage_window_s``)
         self.call: Callable[[Callable[[], Any], str], Any] = _outage_call(config, storage)
-        #: the last multi-task fit's hyperparameters (warm start of the next one)
-        self._hyper: dict[str, Any] | None = None
+        #: the last multi-task fit's hyperparameters, one dict per output (warm start)
+        self._hyper: list[dict[str, Any]] | None = None
+        #: the outputs the multi-task GPs model (``modelled_outputs``)
+        self.outputs = modelled_outputs(config)
 
     # ---- the round ------------------------------------------------------------------------------
     def plan(self, generator: RoundGenerator, inputs: Any, q: int,
@@ -140,7 +156,8 @@ class FidelityStage:
         if mt is None or plan.surrogate_state is None:
             info["expensive_pick"] = "campaign screening (multi-task GP not ready)"
         else:
-            info["expensive_pick"] = "multi-task qLogNEI"
+            info["expensive_pick"] = expensive_how(self.outputs)
+            info["surrogate_mean"] = "multi-task GP, [oracle] task (primary objective)"
             info["task_correlation"] = dict(zip([MAIN, *(c.config.name for c in self.cheap)],
                                                 [round(r, 4) for r in mt.task_correlation]))
         self.last = info
@@ -160,6 +177,7 @@ class FidelityStage:
             return len(existing.query_keys)
         except NotFound:
             pass
+        weights: tuple[float, ...] | None = None
         counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
                       f"counting oracle {c.name}'s queries")
         k = min(c.per_round, (c.budget - sum(counts.values())) if c.budget is not None else c.per_round)
@@ -174,12 +192,13 @@ class FidelityStage:
             return 0
         if mt is not None:
             pend = main.X_pending
-            picked = mt.pick_ucb(*self._prefiltered(mt, pop.features[rows], k), k,
-                                 beta=self.config.surrogate.beta,
-                                 pending=torch.as_tensor(features(pend)) if pend.ndim > 1 and len(pend)
-                                 else None)
+            weights = self._cheap_weights(index, j)
+            picked = mt.pick_cheap(*self._prefiltered(mt, pop.features[rows], k), k,
+                                   beta=self.config.surrogate.beta, weights=weights,
+                                   pending=torch.as_tensor(features(pend)) if pend.ndim > 1
+                                   and len(pend) else None)
             choice = rows[self._unfilter(picked)]
-            how = "multi-task UCB"
+            how = cheap_how(self.outputs)
         else:
             avoid = features(np.stack(sent)) if sent else None
             choice = rows[maximin_select(pop.features[rows], min(k, len(rows)), avoid=avoid,
@@ -194,7 +213,9 @@ class FidelityStage:
                                candidates=cands, selected=list(range(len(cands))),
                                oracle_name=c.name,
                                summary={"fidelity": c.name, "cost": c.cost, "pick": how,
-                                        "parent_round": index}),
+                                        "parent_round": index,
+                                        **({"parego_weights": list(weights)}
+                                           if mt is not None and weights else {})}),
              f"recording {what} and its outbox")
         self.say(f"oracle {c.name}: round {index}: {len(cands)} particles picked ({how}), "
                  f"cost {c.cost:g} each")
@@ -203,12 +224,21 @@ class FidelityStage:
     _order: np.ndarray = np.zeros(0, dtype=np.int64)
 
     def _prefiltered(self, mt: Any, Z: np.ndarray, k: int) -> tuple[torch.Tensor]:
-        """The ``PREFILTER`` rows of ``Z`` with the highest `μ + β σ` (kept for ``_unfilter``)."""
+        """The ``PREFILTER`` rows of ``Z`` worth scoring (the highest `μ + β σ`; with
+        constraints or several objectives their lowest Pareto layers, ``MultiTaskOutputs.
+        prefilter``), kept for ``_unfilter``."""
         Zt = torch.as_tensor(np.asarray(Z, dtype=np.float64))
-        mean, std = mt.predict(Zt)
-        ucb = (mean + self.config.surrogate.beta * std).numpy()
-        self._order = np.argsort(-ucb, kind="stable")[:max(PREFILTER, k)]
+        self._order = mt.prefilter(Zt, max(PREFILTER, k), beta=self.config.surrogate.beta).numpy()
         return (Zt[torch.as_tensor(self._order)],)
+
+    def _cheap_weights(self, index: int, j: int) -> tuple[float, ...] | None:
+        """A Pareto campaign's cheap oracle `j` scalarizes by the ParEGO weights of the
+        round's SMC chunk `j − 1` (cycling): the same draw ``pareto_round`` gives that chunk."""
+        if self.outputs.objectives == 1:
+            return None
+        chunk = (j - 1) % self.config.workers.num_chunks
+        w = parego_weights(self.config.seed, index, chunk, self.outputs.objectives)
+        return tuple(x / max(w) for x in w)
 
     def _unfilter(self, picked: list[int]) -> np.ndarray:
         return self._order[np.asarray(picked, dtype=np.int64)]
@@ -225,13 +255,26 @@ class FidelityStage:
                       for i in eligible])
         (Zf,) = self._prefiltered(mt, Z, q)
         pend = main.X_pending
-        picked = mt.pick_nei(Zf, q, observed=torch.as_tensor(features(main.X)),
-                             pending=torch.as_tensor(features(pend)) if pend.ndim > 1 and len(pend)
-                             else None)
+        picked = mt.pick_expensive(
+            Zf, q, observed=torch.as_tensor(features(main.X)),
+            pending=torch.as_tensor(features(pend)) if pend.ndim > 1 and len(pend) else None,
+            reference=self._reference(main))
         sel = [int(i) for i in eligible[self._unfilter(picked)]]
         if len(sel) < q:
             return plan
-        return replace(plan, selected=sel, population_rows=np.asarray(sel, dtype=np.int64))
+        return replace(plan, selected=sel, population_rows=np.asarray(sel, dtype=np.int64),
+                       candidates=with_predictions(plan.candidates, mt))
+
+    def _reference(self, main: Any) -> torch.Tensor | None:
+        """A Pareto campaign's reference point (signed): each objective's ``reference`` where
+        given, else inferred from the expensive results' front, as the single-fidelity path."""
+        if self.outputs.objectives == 1:
+            return None
+        from optimizer.campaign.config_pareto import signed_reference
+        from optimizer.surrogate.pareto import reference_point
+
+        V = np.asarray(main.Y, dtype=np.float64)[:, :self.outputs.objectives]
+        return reference_point(V, signed_reference(self.config))
 
     # ---- the multi-task GP ----------------------------------------------------------------------
     def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any,
@@ -240,17 +283,18 @@ class FidelityStage:
         the round then goes on without it, with a warning); hyperparameters warm-started from
         the last fit, and kept as they are with ``refit=False``."""
         from optimizer.errors import SurrogateError
-        from optimizer.surrogate.multitask import MIN_PER_TASK, MultiTaskSurrogate
+        from optimizer.surrogate.multitask import MIN_PER_TASK
+        from optimizer.surrogate.multitask_outputs import MultiTaskOutputs
 
         Z, Y = [], []
         if main.n < MIN_PER_TASK:
             return None
         Z.append(features(main.X))
-        Y.append(main.Y[:, 0])
+        Y.append(np.asarray(main.Y, dtype=np.float64)[:, self.outputs.columns(self.config)])
         for cheap in self.cheap:
-            X, y = _primary_results(self.call(functools.partial(
+            X, y = task_results(self.call(functools.partial(
                 self.storage.load_history, cheap.campaign),
-                f"reading oracle {cheap.config.name}'s results"), self.config)
+                f"reading oracle {cheap.config.name}'s results"), self.config, self.outputs)
             Z.append(features(X) if len(y) else np.zeros((0, Z[0].shape[1])))
             Y.append(y)
         if max(len(y) for y in Y[1:]) < MIN_PER_TASK:
@@ -258,8 +302,9 @@ class FidelityStage:
         allz = np.concatenate([*Z, np.asarray(bounds_of, dtype=np.float64).reshape(len(bounds_of), -1)])
         bounds = torch.as_tensor(np.stack([allz.min(0), allz.max(0)]))
         try:
-            mt = MultiTaskSurrogate.fit(
-                [torch.as_tensor(z) for z in Z], [torch.as_tensor(y) for y in Y], bounds=bounds,
+            mt = MultiTaskOutputs.fit(
+                [torch.as_tensor(z) for z in Z], [torch.as_tensor(y) for y in Y],
+                objectives=self.outputs.objectives, bounds=bounds,
                 seed=int(self.config.seed) % (2**31), previous=self._hyper, refit=refit,
                 maxiter=self.config.surrogate.fit_maxiter)
             self._hyper = mt.hyperparameters
@@ -497,18 +542,6 @@ def _fresh_rows(designs: np.ndarray, sent: list[np.ndarray]) -> np.ndarray:
     return rows.astype(np.int64)
 
 
-def _primary_results(history: Any, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Designs and primary-objective values (sign-flipped when minimized) of a cheap oracle's
-    results: a cheap oracle need report only the primary objective."""
-    obj = config.primary_objective
-    sign = 1.0 if obj.direction == "maximize" else -1.0
-    done = [q for q in history.completed if q.values and obj.name in q.values and q.design is not None]
-    if not done:
-        return np.zeros((0,)), np.zeros(0)
-    X = np.stack([np.asarray(q.design, dtype=np.float64) for q in done])
-    return X, sign * np.array([float(q.values[obj.name]) for q in done])
-
-
 def fidelity_status(storage: Storage, config: CampaignConfig, main_queries: int) -> dict[str, Any]:
     """Per-oracle counts and spend (cost × queries; ``[oracle]`` costs 1 per query) for status."""
     out: dict[str, Any] = {MAIN: {"cost": 1.0, "queries": main_queries, "spend": float(main_queries),
@@ -540,6 +573,7 @@ def check_cheap_oracles(config: CampaignConfig, shape: tuple[int, ...], *, sourc
     from oracles.shape import check_design_shape, describe_oracle
 
     primary = config.primary_objective.name
+    needed = modelled_outputs(config).names
     for i, c in enumerate(config.oracles):
         field = f"oracles.{i}.oracle"
         try:
@@ -559,3 +593,10 @@ def check_cheap_oracles(config: CampaignConfig, shape: tuple[int, ...], *, sourc
             raise PreflightError(
                 f"{source}: field `{field}`: cheap oracle {c.name!r} reports objectives "
                 f"{list(desc.objectives)}, not the primary objective {primary!r}")
+        reports = () if desc is None or desc.objectives is None else tuple(desc.objectives)
+        missing = [n for n in needed if reports and n not in reports]
+        if missing:
+            raise PreflightError(
+                f"{source}: field `{field}`: cheap oracle {c.name!r} reports outputs "
+                f"{list(reports)}, not {missing}, which the multi-fidelity surrogate "
+                "models (Pareto objectives / [[constraints]] outputs)")

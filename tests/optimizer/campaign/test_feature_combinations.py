@@ -1,6 +1,5 @@
-"""Constraints, Pareto campaigns and cheap evaluators each work alone, and constraints with a
-Pareto campaign; the combinations whose surrogate pick does not model the other feature yet are
-refused before anything is written, with a message naming both."""
+"""Constraints, Pareto campaigns and cheap evaluators each work alone and in every combination
+(each pick models the other features' outputs); a config is parsed, validated and accepted."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,13 +20,19 @@ def _data(**extra: Any) -> dict[str, Any]:
             "objectives": [{"name": "y"}, {"name": "z"}], **extra}
 
 
+def _cheap_reporting(*outputs: str) -> dict[str, Any]:
+    return {**CHEAP, "oracle": {**CHEAP["oracle"], "objectives": list(outputs)}}
+
+
 @pytest.mark.parametrize(("extra", "words"), [
-    ({"surrogate": PARETO, "oracles": [CHEAP]},
-     "field `oracles`: cheap evaluators cannot be combined with a Pareto"),
-    ({"constraints": [CONSTRAINT], "oracles": [CHEAP]},
-     "field `oracles`: cheap evaluators cannot be combined with [[constraints]]"),
+    # the multi-task GPs model every Pareto objective and every constraint: the cheap lab must
+    # report them all
+    ({"surrogate": PARETO, "oracles": [_cheap_reporting("y", "tox")]},
+     "field `oracles.0.oracle`: oracle 'sim' reports ['y', 'tox'] but"),
+    ({"constraints": [CONSTRAINT], "oracles": [_cheap_reporting("y", "z")]},
+     "field `oracles.0.oracle`: oracle 'sim' reports ['y', 'z'] but"),
 ])
-def test_unsupported_combination_refused(extra: dict[str, Any], words: str) -> None:
+def test_cheap_oracle_missing_a_modelled_output_refused(extra: dict[str, Any], words: str) -> None:
     with pytest.raises(CampaignConfigError) as info:
         parse_config(_data(**extra), "combo.toml")
     assert words in str(info.value) and "combo.toml" in str(info.value)
@@ -38,8 +43,11 @@ def test_unsupported_combination_refused(extra: dict[str, Any], words: str) -> N
     # Pareto + constraints: feasible hypervolume improvement (test_pareto_constraints_campaign)
     {"surrogate": PARETO, "constraints": [CONSTRAINT]},
     {"surrogate": {"acquisition": "qlognehvi"}, "constraints": [CONSTRAINT]},
+    # cheap evaluators model the constraint outputs / every Pareto objective too
+    {"constraints": [CONSTRAINT], "oracles": [CHEAP]}, {"surrogate": PARETO, "oracles": [CHEAP]},
+    {"surrogate": PARETO, "constraints": [CONSTRAINT], "oracles": [CHEAP]},
 ])
-def test_each_feature_alone_is_accepted(extra: dict[str, Any]) -> None:
+def test_each_feature_and_combination_is_accepted(extra: dict[str, Any]) -> None:
     cfg = parse_config(_data(**extra), "one.toml")
     assert cfg.constraints or cfg.oracles or cfg.surrogate.scalarization == "parego"
     assert cfg.surrogate_for_loop().num_constraints == len(extra.get("constraints", []))

@@ -108,3 +108,23 @@ def test_readme_example_is_valid() -> None:
     data = {**_data(), "oracles": tomllib.loads(block)["oracles"]}
     (sim,) = parse_config(data, "README.md").oracles
     assert (sim.name, sim.cost, sim.per_round, sim.budget) == ("sim", 0.05, 16, 400)
+
+
+def test_cheap_oracle_reports_what_the_multitask_gps_model() -> None:
+    """With [[constraints]] or a Pareto campaign, each cheap oracle reports the constraint
+    outputs / every objective (one multi-task GP each): checked at config time, naming the field."""
+    con = {**_data(), "constraints": [{"name": "tox", "op": "<=", "bound": 0.2}]}
+    cfg = parse_config(con, "mf.toml")
+    assert tuple(cfg.oracles[0].oracle.objectives) == ("y", "tox")  # type: ignore[attr-defined]
+    con["oracles"] = [{**con["oracles"][0], "oracle": {
+        "kind": "http", "base_url": "http://127.0.0.1:9", "objectives": ["y"]}}]
+    message = _error(con)
+    assert "field `oracles.0.oracle`" in message and "['tox']" in message, message
+    pareto = {**_data(), "objectives": [{"name": "y"}, {"name": "z", "direction": "minimize"}],
+              "surrogate": {"scalarization": "parego"}}
+    pareto["oracle"] = {**pareto["oracle"], "objectives": ["y", "z"]}
+    assert parse_config(pareto, "mf.toml").oracles[0].name == "sim"
+    pareto["oracles"] = [{**pareto["oracles"][0], "oracle": {
+        "kind": "http", "base_url": "http://127.0.0.1:9", "objectives": ["y"]}}]
+    message = _error(pareto)
+    assert "field `oracles.0.oracle`" in message and "['z']" in message, message
