@@ -489,7 +489,6 @@ class CampaignConfig(_Frozen):
                 f"[surrogate.{field}] is set by the loop (seed: the campaign seed; maximize: "
                 "objectives.direction; num_constraints: [[constraints]]); remove it")
         check_pareto(self)
-        pareto = self.surrogate.scalarization == "parego" or self.surrogate.acquisition == "qlognehvi"
         if isinstance(self.oracle, KIND_MODELS["command"]):
             _refuse_secret_env(self.oracle.env)  # type: ignore[attr-defined]
         modelled = modelled_outputs(self).names  # what the multi-task GPs of [[oracles]] model

@@ -4,7 +4,8 @@ biased and noisy) on Ray and SQLite. Each lab evaluates each key exactly once; w
 the multi-task picks (UCB x PoF for the cheap oracle, constrained qLogNEI for the expensive one)
 steer both labs' queries to the feasible side and status/export show feasibility; with two
 objectives the expensive pick is qLogNEHVI over the front and the cheap one the round's ParEGO
-scalarization; with both, constrained qLogNEHVI keeps the front feasible; with ``alpha = "auto"`` the over-optimization gap is computed from the multi-task
+scalarization; with both, constrained qLogNEHVI keeps the front feasible; with
+``alpha = "auto"`` the over-optimization gap is computed from the multi-task
 GP's predictions stored with the picked candidates."""
 from __future__ import annotations
 
