@@ -189,6 +189,8 @@ def test_constrained_pareto_campaign_with_a_cheap_oracle(ray_session: str, make_
             full = campaign_status(st, name, load_campaign_config(st, name), with_diagnostics=True)
     picks = [(r.summary or {}).get("fidelity", {}).get("expensive_pick") for r in rounds]
     assert picks[1:] == ["multi-task qLogNEHVI (constrained)"] * 3, picks
+    how = [(r.summary or {}).get("pick") for r in cheap_rounds][1:]
+    assert how == ["multi-task ParEGO UCB x PoF"] * 3, how
     assert all({"near", "cost", "tox"} <= set(q.values or {}) for q in cheap_done)
     feasible = {q.key: bool(is_feasible(q.values, cfg.constraints)) for q in done}
     late = [feasible[q.key] for q in done if q.round_index >= 2]
