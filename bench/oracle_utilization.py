@@ -93,12 +93,23 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
         }, f"bench config {tag}")
         wall, cpu = time.perf_counter(), time.process_time()
         t_start = time.monotonic()
+        counts = _Counts()
+        pipe_log = logging.getLogger("optimizer.campaign.pipeline")
+        pipe_log.addHandler(counts)
+        level = pipe_log.level
+        pipe_log.setLevel(logging.DEBUG)
 
         def say(line: str) -> None:
+            if line.startswith("pipeline: population"):
+                counts["populations"] += 1
             if args.verbose:
                 print(f"  [{mode} {time.monotonic() - t_start:7.2f} s] {line}", flush=True)
 
-        status = run_campaign(cfg, progress=say)
+        try:
+            status = run_campaign(cfg, progress=say)
+        finally:
+            pipe_log.removeHandler(counts)
+            pipe_log.setLevel(level)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with Storage.open(url) as st:
         hist = st.load_history(tag, with_design=True)
@@ -124,9 +135,91 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
         if kind:
             waits[f"n_{kind}"] = waits.get(f"n_{kind}", 0.0) + 1
         waits["tilted"] = waits.get("tilted", 0.0) + bool((r.summary or {}).get("tilted"))
+    values = oracle.problem.value(designs).numpy().reshape(-1)
+    true_of = {q.key: float(v) for q, v in zip(done, values, strict=True)}
     return {"mode": mode, "util": util, "gaps": gaps, "wall": wall, "cpu": cpu,
             "results": status.results, "best": status.best, "rounds": len(rounds),
-            "true_best": true_best, "idle": idle, "waits": waits}
+            "true_best": true_best, "idle": idle, "waits": waits,
+            "stale": staleness(done, rounds, true_of), "counts": dict(counts)}
+
+
+class _Counts(logging.Handler, dict):  # type: ignore[type-arg]
+    """Counts the pipeline's populations and its selections, kept or dropped (its DEBUG lines)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.DEBUG)
+        dict.__init__(self, populations=0, kept=0, dropped=0)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = str(record.msg)
+        if "selection (" in msg:
+            self["dropped" if "dropped" in msg else "kept"] += 1
+
+    def __hash__(self) -> int:  # a Handler lives in sets; a dict is unhashable
+        return id(self)
+
+
+def staleness(done: list[Any], rounds: list[Any], true_of: dict[str, float]) -> dict[str, Any]:
+    """Per sent batch: results finished when it went out (its first dispatch) minus those its
+    selection's history held (``summary.observations``: the *selection* staleness) and minus
+    those finished when its population's generation started (``summary.population.generated``;
+    the sync loop generates each round's own: the *population* staleness); the batch's best true
+    value; how many populations and selections the campaign made and how long they took."""
+    finished = np.sort([_unix(q.finished_at) for q in done if q.finished_at is not None])
+    by_round: dict[int, list[Any]] = {}
+    for q in done:
+        by_round.setdefault(q.round_index, []).append(q)
+    rows = []
+    pops: dict[tuple[float, ...], float] = {}
+    sels: dict[tuple[float, ...], float] = {}
+    for r in rounds:
+        qs = [q for q in by_round.get(r.index, []) if q.dispatched_at is not None]
+        if not qs:
+            continue
+        sent = min(_unix(q.dispatched_at) for q in qs)
+        at_send = int(np.searchsorted(finished, sent, side="right"))
+        summ = r.summary or {}
+        pop = summ.get("population") or {}
+        gen = tuple(pop.get("generated") or ())
+        if gen:
+            pops[gen] = gen[1] - gen[0]
+            at_gen = int(np.searchsorted(finished, gen[0], side="right"))
+        else:  # the sync loop: this round's own population, fitted on what its selection saw
+            at_gen = int(summ.get("observations", 0))
+            t = r.timings or {}
+            pops[(r.index,)] = float(t.get("fit_s", 0.0) + t.get("smc_s", 0.0))
+        sel = tuple(pop.get("selection") or ())
+        if sel:
+            sels[sel] = sel[1] - sel[0]
+        rows.append({"index": r.index, "sel": at_send - int(summ.get("observations", 0)),
+                     "pop": at_send - at_gen, "tilted": bool(summ.get("tilted")),
+                     "at_send": at_send, "best": max(true_of[q.key] for q in qs),
+                     "after": pop.get("after"), "kind": pop.get("rescore")})
+    return {"rows": rows, "populations": len(pops), "selections": len(sels) or len(rows),
+            "gen_s": sorted(pops.values()), "sel_s": sorted(sels.values())}
+
+
+def _stale_line(r: dict[str, Any]) -> str:
+    s = r["stale"]
+    rows = s["rows"]
+    plain = sum(1 for x in rows if not x["tilted"])
+    tilted = [x for x in rows if x["tilted"]]
+
+    def med(v: list[float]) -> float:
+        return statistics.median(v) if v else float("nan")
+
+    per = " ".join(f"{x['sel']}/{x['pop']}" for x in rows)
+    c = r["counts"]
+    made = (f"; the pipeline generated {c['populations']} populations, kept {c['kept']} selections, "
+            f"dropped {c['dropped']}" if r["mode"] == "async" else "")
+    return (f"    {len(rows)} batches ({plain} plain prior), {s['populations']} populations "
+            f"(generation median {med(s['gen_s']):.1f} s), {s['selections']} selections "
+            f"(median {med(s['sel_s']):.2f} s) used{made}; tilted batches' staleness in results, selection "
+            f"median {med([x['sel'] for x in tilted]):.0f} max {max([x['sel'] for x in tilted], default=0)}, "
+            f"population median {med([x['pop'] for x in tilted]):.0f} max "
+            f"{max([x['pop'] for x in tilted], default=0)}\n    per batch (selection/population "
+            f"staleness): {per}\n    per batch best true value: "
+            + " ".join(f"{x['best']:.2f}" for x in rows))
 
 
 def _breakdown(r: dict[str, Any]) -> str:
@@ -185,6 +278,7 @@ def main() -> None:
                       f"true {r['true_best']:.4g}; wall {r['wall']:.1f} s, driver CPU {r['cpu']:.1f} s; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
                 print(_breakdown(r), flush=True)
+                print(_stale_line(r), flush=True)
     print("\n| mode | utilization (median) | runs | idle gaps (median count) | wall s (median) "
           "| best true value (mean ± s.e.) |")
     print("|---|---|---|---|---|---|")

@@ -3,7 +3,7 @@
     [pipeline]
     mode = "async"          # generate and screen on background threads; the driver keeps polling
     regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
-    refit_every = 16        # re-screening refits the GP after this many results (default 2·regenerate_every)
+    refit_every = 32        # re-screening refits the GP after this many results (default 4·regenerate_every)
     rescore = "auto"        # re-screen the pool with the new results before a batch goes out
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ class PipelineConfig(BaseModel):
         default=None, ge=1, le=1_000_000,
         description="async: re-screening re-optimizes the surrogate's hyperparameters once this many "
                     "results arrived since the newest full fit; between full fits it conditions "
-                    "that fit on the new results (default 2·regenerate_every; 1: always refit)")
+                    "that fit on the new results (default 4·regenerate_every; 1: always refit)")
     rescore: Literal["auto", "always", "never"] = Field(
         default="auto", description="async: whether a batch screened before the latest results "
                                     "waits for a re-screening before it goes out")

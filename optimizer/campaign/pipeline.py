@@ -150,7 +150,10 @@ class AsyncRounds:
         q = config.budget.q
         self.regenerate_every = self.settings.regenerate_every or q
         self.min_pool = self.settings.min_pool or 2 * q
-        self.refit_every = self.settings.refit_every or 2 * self.regenerate_every
+        # populations bring a full fit every ``regenerate_every`` results; a selection refits
+        # only when they lag far behind (a refit is seconds on a loaded machine, and a slow
+        # selection goes out staler)
+        self.refit_every = self.settings.refit_every or 4 * self.regenerate_every
         name = config.name[:24]
         self._gen_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-generate-{name}")
         self._sel_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-select-{name}")
@@ -176,6 +179,7 @@ class AsyncRounds:
         self.rescores: Counter[str] = Counter()
         self.discarded = 0
         self._room_since: float | None = None
+        self._last_send: float | None = None  # when the last batch went out (monotonic)
         self._last_pass: float | None = None
         self._waited: dict[str, float] = {}
         #: seconds the oracle had room for a batch that was not ready yet, one entry per batch
@@ -197,13 +201,17 @@ class AsyncRounds:
         if q > 0 and in_flight + q <= cfg.in_flight_limit:
             if self._room_since is None:
                 self._room_since = now
+            if self.pool is not None and not self.pool.tilted:
+                # the first results: the tilted population starts at once (``_usable`` drops
+                # plain-prior batches selected before them)
+                self._start_generation(finished)
             ready = self._usable(q, finished)
             if ready is not None:
                 self._send(ready)
                 # the driver dispatches it now; background work (its history reads) starts on
                 # the next pass, which follows at once
                 return True
-        self._start_jobs(q, finished, remaining)
+        self._start_jobs(q, finished, remaining, in_flight)
         return False
 
     def observe(self, records: Sequence[QueryRecord]) -> None:
@@ -306,6 +314,13 @@ class AsyncRounds:
             return None
         batch = ready.next
         assert batch is not None  # _valid checked it
+        if not batch.plan.tilted and ((self.pool is not None and self.pool.tilted) or (
+                self._gen_tilts and batch.finished < MIN_OBSERVATIONS <= finished)):
+            # prior samples: once a tilted pool is there they give way to it; selected before
+            # any result (space-filling), they give way to a selection that screens them with
+            # the first results (the sync loop sends ``fill`` batches without results, no more)
+            self.ready = None
+            return None
         if batch.finished == finished or not self._wait_for_fresh():
             return ready
         # waiting for a fresh batch: one whose screening started once the oracle had room is
@@ -322,9 +337,11 @@ class AsyncRounds:
 
     def _awaiting_tilt(self) -> bool:
         """Whether the pool is plain-prior samples while a tilted population is on its way: no
-        batch is selected from it then (as in the sync loop, plain-prior batches only fill the
-        slots before the first results; prior samples screened by the surrogate are far worse
-        designs than a tilted population's, so the oracle waits for that once)."""
+        batch is selected from it then unless the oracle has room now (prior samples screened by
+        the surrogate are worse designs than a tilted population's, so no list of them is made
+        ahead; but the first tilted population takes the fit and the whole SMC, too long an
+        idle oracle at every campaign's start: the slots free at the first results get prior
+        samples screened with a surrogate fitted on those results, as many batches as fit)."""
         return (self.pool is not None and not self.pool.tilted and self._gen_job is not None
                 and self._gen_tilts)
 
@@ -339,6 +356,7 @@ class AsyncRounds:
         self._record(plan)
         self.waits.append(wait)
         self._room_since = None
+        self._last_send = time.monotonic()
         self._waited.clear()
         if plan.population_rows is not None and batch.population == self.population_number:
             self.used[plan.population_rows] = True
@@ -348,9 +366,8 @@ class AsyncRounds:
     def _eligible(self) -> int:
         return 0 if self.pool is None else int((~self.used).sum())
 
-    def _start_jobs(self, q: int, finished: int, remaining: int) -> None:
-        if q <= 0:
-            return
+    def _start_generation(self, finished: int) -> None:
+        """Start a population when one is due (see the module docstring)."""
         new_results = finished - self.pool_finished
         # a plain-prior pool is replaced as soon as results exist to tilt with (its samples are
         # not screened into batches meanwhile, ``_awaiting_tilt``)
@@ -366,10 +383,20 @@ class AsyncRounds:
             self._gen_tilts = generator.surrogate is not None and (
                 _completed(inputs.history) + len(inputs.imported) >= MIN_OBSERVATIONS)
             self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag)
+
+    def _start_jobs(self, q: int, finished: int, remaining: int, in_flight: int) -> None:
+        if q <= 0:
+            return
+        self._start_generation(finished)
         if self._sel_job is not None or self.pool is None or self._eligible() < q:
             return
-        if self._awaiting_tilt():
+        room = (self.config.budget.in_flight_limit - in_flight) // q
+        awaiting = self._awaiting_tilt()
+        if awaiting and (self._room_since is None or room < 1):
             return
+        fill = self._pace(q)[0]
+        if finished < MIN_OBSERVATIONS and self.sent >= fill and not self._valid(self.ready):
+            return  # without results the sync loop sends ``fill`` batches, then waits for results
         ready = self.ready
         valid = (ready is not None and self._valid(ready) and ready.next is not None
                  and len(ready.next.plan.selected) == q)
@@ -386,7 +413,7 @@ class AsyncRounds:
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)
         # (a batch that waits for a fresh re-screening waits only for its own q picks)
-        batches = (self._pace(q)[0] if finished < MIN_OBSERVATIONS else
+        batches = (fill if finished < MIN_OBSERVATIONS else room if awaiting else
                    1 if self._wait_for_fresh() else self._batches_ahead(q))
         total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
@@ -416,21 +443,32 @@ class AsyncRounds:
         return fill, behind
 
     def _prefix_size(self, q: int) -> int:
-        """Batches of the ready list assumed to go out while the next selection runs: those the
-        oracle finishes meanwhile, plus one (results arrive in bursts); ``fill`` while unknown."""
+        """Batches of the ready list assumed to go out while the next selection runs: the sends
+        due (one per ``per_batch`` seconds of the oracle, counted from the last send) before it
+        ends, its duration taken as the longest recent one; ``fill`` while unknown. A selection
+        that ends before the next send assumes none: the batch after the next one is then
+        screened with every result but the next burst's (the fewest a batch that never keeps
+        the oracle waiting can miss)."""
         fill, behind = self._pace(q)
-        return fill if behind is None else behind + 1
+        if behind is None or not self.latencies or not self.select_seconds:
+            return fill
+        per_batch = statistics.median(self.latencies) * q / self.config.budget.in_flight_limit
+        if per_batch <= 0:
+            return fill
+        since = 0.0 if self._last_send is None else time.monotonic() - self._last_send
+        return min(2 * fill, math.floor((since + max(self.select_seconds)) / per_batch))
 
     def _batches_ahead(self, q: int) -> int:
-        """How many batches one selection holds: enough to refill every slot of the in-flight
-        limit twice while the oracle's pace is unknown; then once, plus the batches the oracle
-        finishes while the next selection runs; at most twice the limit (greedy screening costs
-        more per batch the more it holds: on a loaded machine a longer list would only make the
-        next selection slower)."""
+        """How many batches one selection holds after its prefix: those the oracle takes while
+        the next selection runs, plus one in case that one ends late (``fill`` while the
+        oracle's pace is unknown), at most twice the limit. Few on purpose: every batch of a list
+        is screened with the results known when the list was made, so a batch held back longer
+        goes out staler (the async designs' quality loss), and greedy screening costs more per
+        batch the more it holds."""
         fill, behind = self._pace(q)
         if behind is None:
-            return 2 * fill
-        return min(2 * fill, fill + behind)
+            return fill
+        return min(2 * fill, max(2, behind + 1))
 
     @staticmethod
     def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
