@@ -157,7 +157,9 @@ class AsyncRounds:
         name = config.name[:24]
         self._gen_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-generate-{name}")
         self._sel_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-select-{name}")
-        self._gen_job: cf.Future[Population] | None = None
+        self._gen_job: cf.Future[tuple[Population, Rescored | None]] | None = None
+        #: whether the campaign tilts at all (a surrogate exists; set when a generation starts)
+        self._tilting = False
         self._gen_at = 0  # finished queries when the running generation read its history
         self._gen_tilts = False  # whether the running generation has results to tilt with
         self._sel_job: cf.Future[_Selection] | None = None
@@ -201,11 +203,7 @@ class AsyncRounds:
         if q > 0 and in_flight + q <= cfg.in_flight_limit:
             if self._room_since is None:
                 self._room_since = now
-            if self.pool is not None and not self.pool.tilted:
-                # the first results: the tilted population starts at once (``_usable`` drops
-                # plain-prior batches selected before them)
-                self._start_generation(finished)
-            ready = self._usable(q, finished)
+            ready = self._usable(q, finished, remaining)
             if ready is not None:
                 self._send(ready)
                 # the driver dispatches it now; background work (its history reads) starts on
@@ -255,11 +253,14 @@ class AsyncRounds:
     def _harvest(self) -> None:
         if self._gen_job is not None and self._gen_job.done():
             job, self._gen_job = self._gen_job, None
-            pop = job.result()  # re-raises a generation error on the driver's thread
+            pop, tilt = job.result()  # re-raises a generation error on the driver's thread
             self.pool, self.used = pop, np.zeros(len(pop.designs), dtype=bool)
             self.pool_finished = self._gen_at
             self.population_number += 1
-            if pop.fit is not None:
+            if tilt is not None:  # tilted with the newest full fit conditioned, or a refit
+                self.rescores[f"population_{tilt.kind}"] += 1
+                self._newer_fit(tilt.full)
+            elif pop.fit is not None:
                 self._newer_fit(FullFit(fit=pop.fit, observations=pop.observations))
             self.say(f"pipeline: population {self.population_number} ready ({len(pop.designs)} "
                      f"candidates for round {pop.index}, {'tilted' if pop.tilted else 'plain prior'}; "
@@ -298,30 +299,33 @@ class AsyncRounds:
         """Whether ``ready`` has a next batch selected with every batch sent since as pending."""
         return ready is not None and ready.next is not None and ready.sent + ready.taken == self.sent
 
-    def _wait_for_fresh(self) -> bool:
-        """Whether a batch stale by results waits for a re-screening (``rescore``)."""
+    def _wait_for_fresh(self, remaining: int) -> bool:
+        """Whether a batch stale by results waits for a re-screening (``rescore``). ``auto``:
+        when re-screening is cheap next to the oracle, and always for the budget's last batch
+        (the oracle idles for it once, and no later batch makes up for a stale last pick)."""
         if self.settings.rescore != "auto":
             return self.settings.rescore == "always"
+        if remaining <= self.config.budget.q:
+            return True
         if not self.latencies or not self.rescore_seconds:
             return False  # nothing known of a re-screening's cost: never wait for one
         latency = statistics.median(self.latencies)
         return max(self.rescore_seconds) <= self.settings.rescore_fraction * latency
 
-    def _usable(self, q: int, finished: int) -> _Ready | None:
+    def _usable(self, q: int, finished: int, remaining: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
         ready = self.ready
         if ready is None or not self._valid(ready) or len(ready.next.plan.selected) != q:  # type: ignore[union-attr]
             return None
         batch = ready.next
         assert batch is not None  # _valid checked it
-        if not batch.plan.tilted and ((self.pool is not None and self.pool.tilted) or (
-                self._gen_tilts and batch.finished < MIN_OBSERVATIONS <= finished)):
-            # prior samples: once a tilted pool is there they give way to it; selected before
-            # any result (space-filling), they give way to a selection that screens them with
-            # the first results (the sync loop sends ``fill`` batches without results, no more)
+        if not batch.plan.tilted and self._tilting and batch.finished < MIN_OBSERVATIONS <= finished:
+            # prior samples selected before any result (space-filling) give way to a selection
+            # that screens them with the first results (the sync loop sends ``fill`` batches
+            # without results, no more)
             self.ready = None
             return None
-        if batch.finished == finished or not self._wait_for_fresh():
+        if batch.finished == finished or not self._wait_for_fresh(remaining):
             return ready
         # waiting for a fresh batch: one whose screening started once the oracle had room is
         # as fresh as a waiting oracle gets (results arriving meanwhile would restart it forever)
@@ -380,14 +384,26 @@ class AsyncRounds:
             tag = f"population-{self.population_number + 1}"
             # built here, on the driver's thread (Ray start and signal handlers belong there)
             generator = self._generator()
-            self._gen_tilts = generator.surrogate is not None and (
+            self._tilting = generator.surrogate is not None
+            self._gen_tilts = self._tilting and (
                 _completed(inputs.history) + len(inputs.imported) >= MIN_OBSERVATIONS)
-            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag)
+            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag,
+                                                  self.full_fit, self.refit_every)
 
     def _start_jobs(self, q: int, finished: int, remaining: int, in_flight: int) -> None:
         if q <= 0:
             return
-        self._start_generation(finished)
+        # the first results: the free slots' batches are screened first (the first fit, of a
+        # few results), the tilted population after it (it then conditions that fit instead of
+        # fitting again; a generation running alongside would only slow the screening down)
+        untilted = self.pool is not None and not self.pool.tilted and self.full_fit is None
+        if untilted and self._sel_job is None:
+            self._start_selection(q, finished, remaining, in_flight)
+        if not (untilted and self._sel_job is not None):
+            self._start_generation(finished)
+        self._start_selection(q, finished, remaining, in_flight)
+
+    def _start_selection(self, q: int, finished: int, remaining: int, in_flight: int) -> None:
         if self._sel_job is not None or self.pool is None or self._eligible() < q:
             return
         room = (self.config.budget.in_flight_limit - in_flight) // q
@@ -409,12 +425,13 @@ class AsyncRounds:
         # (at most all but the budget's last batch: the end of the budget is re-screened too,
         # with the newest pool, instead of going out as screened long ago)
         keep = min(self._prefix_size(q), max(0, -(-remaining // q) - 1))
-        prefix = [] if not valid or ready is None or self._wait_for_fresh() else ready.unsent[:keep]
+        fresh = self._wait_for_fresh(remaining)
+        prefix = [] if not valid or ready is None or fresh else ready.unsent[:keep]
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)
         # (a batch that waits for a fresh re-screening waits only for its own q picks)
         batches = (fill if finished < MIN_OBSERVATIONS else room if awaiting else
-                   1 if self._wait_for_fresh() else self._batches_ahead(q))
+                   1 if fresh else self._batches_ahead(q))
         total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
             return  # the prefix already spends the budget
@@ -471,11 +488,21 @@ class AsyncRounds:
         return min(2 * fill, max(2, behind + 1))
 
     @staticmethod
-    def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
-        return generator.generate(
+    def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str, full: FullFit | None,
+                  refit_every: int) -> tuple[Population, Rescored | None]:
+        """A population tilted, once a full fit exists, with that fit conditioned on the results
+        since (a refit every ``refit_every`` results, as a selection's): the SMC starts a fit's
+        seconds sooner, so the population is that much less behind the results when it is used."""
+        tilt = None
+        if full is not None and generator.surrogate is not None:
+            data = training_data(inputs.history, generator.config, inputs.imported)
+            if data.n >= MIN_OBSERVATIONS:
+                tilt = rescoring_fit(generator.surrogate, full, data, refit_every=refit_every)
+        pop = generator.generate(
             inputs.index, inputs.history, tilted_rounds_before=inputs.tilted_before,
             previous_state=inputs.previous_state, imported=inputs.imported, seed_tag=tag,
-            auto=inputs.auto)
+            auto=inputs.auto, surrogate_fit=None if tilt is None else tilt.fit)
+        return pop, tilt
 
     @staticmethod
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
