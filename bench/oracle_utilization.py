@@ -25,7 +25,15 @@ the round, sending: the driver's own pass).
 
 Quality: repeat r runs both modes with campaign seed r and lab noise seed r; the best true
 (noise-free) value among the queried designs is printed per run and as mean ± s.e. per mode,
-so a faster oracle is never bought with worse designs unseen.
+and the paired difference async − sync ± s.e., so a faster oracle is never bought with worse
+designs unseen.
+
+Staleness, per sent batch (``selection/population``): the results finished when it went out
+(its first dispatch) minus those its selection's history held (``summary.observations``), and
+minus those finished when its population's generation started (``summary.population.generated``;
+the sync loop's own round: 0 up to the results arriving during its generation); with the
+batch's best true value, how many populations and selections the campaign used and generated
+(the pipeline's progress lines and DEBUG log) and their durations.
 """
 from __future__ import annotations
 
@@ -101,7 +109,7 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
 
         def say(line: str) -> None:
             if line.startswith("pipeline: population"):
-                counts["populations"] += 1
+                counts.counts["populations"] += 1
             if args.verbose:
                 print(f"  [{mode} {time.monotonic() - t_start:7.2f} s] {line}", flush=True)
 
@@ -140,23 +148,20 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
     return {"mode": mode, "util": util, "gaps": gaps, "wall": wall, "cpu": cpu,
             "results": status.results, "best": status.best, "rounds": len(rounds),
             "true_best": true_best, "idle": idle, "waits": waits,
-            "stale": staleness(done, rounds, true_of), "counts": dict(counts)}
+            "stale": staleness(done, rounds, true_of), "counts": dict(counts.counts)}
 
 
-class _Counts(logging.Handler, dict):  # type: ignore[type-arg]
+class _Counts(logging.Handler):
     """Counts the pipeline's populations and its selections, kept or dropped (its DEBUG lines)."""
 
     def __init__(self) -> None:
-        logging.Handler.__init__(self, logging.DEBUG)
-        dict.__init__(self, populations=0, kept=0, dropped=0)
+        super().__init__(logging.DEBUG)
+        self.counts = {"populations": 0, "kept": 0, "dropped": 0}
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = str(record.msg)
         if "selection (" in msg:
-            self["dropped" if "dropped" in msg else "kept"] += 1
-
-    def __hash__(self) -> int:  # a Handler lives in sets; a dict is unhashable
-        return id(self)
+            self.counts["dropped" if "dropped" in msg else "kept"] += 1
 
 
 def staleness(done: list[Any], rounds: list[Any], true_of: dict[str, float]) -> dict[str, Any]:
@@ -280,8 +285,8 @@ def main() -> None:
                 print(_breakdown(r), flush=True)
                 print(_stale_line(r), flush=True)
     print("\n| mode | utilization (median) | runs | idle gaps (median count) | wall s (median) "
-          "| best true value (mean ± s.e.) |")
-    print("|---|---|---|---|---|---|")
+          "| staleness sel./pop. (median) | best true value (mean ± s.e.) |")
+    print("|---|---|---|---|---|---|---|")
     med = {}
     for mode in modes:
         rs = [r for r in runs if r["mode"] == mode]
@@ -291,7 +296,8 @@ def main() -> None:
         se = statistics.stdev(best) / len(best) ** 0.5 if len(best) > 1 else float("nan")
         print(f"| {mode} | {med[mode]:.3f} | {each} | "
               f"{statistics.median(len(r['gaps']) for r in rs):.0f} | "
-              f"{statistics.median(r['wall'] for r in rs):.1f} | {statistics.mean(best):.3f} ± {se:.3f} |")
+              f"{statistics.median(r['wall'] for r in rs):.1f} | {_stale_median(rs, 'sel'):.0f} / "
+              f"{_stale_median(rs, 'pop'):.0f} | {statistics.mean(best):.3f} ± {se:.3f} |")
     if "sync" in med and "async" in med and args.repeats > 1:
         diff = [a["true_best"] - s["true_best"] for a, s in zip(
             [r for r in runs if r["mode"] == "async"], [r for r in runs if r["mode"] == "sync"],
@@ -302,7 +308,14 @@ def main() -> None:
     if "sync" in med and "async" in med:
         verdict = "PASS" if med["async"] >= 0.95 else "FAIL"
         print(f"\nasync / sync utilization: {med['async'] / med['sync']:.2f}x; goal async >= 0.95: "
-              f"{verdict}; load after {os.getloadavg()[0]:.2f}")
+              f"{verdict}")
+    print(f"load after {os.getloadavg()[0]:.2f}; this process's CPU {time.process_time():.1f} s")
+
+
+def _stale_median(rs: list[dict[str, Any]], key: str) -> float:
+    """The median staleness (results) of the tilted batches of the runs ``rs``."""
+    v = [x[key] for r in rs for x in r["stale"]["rows"] if x["tilted"]]
+    return statistics.median(v) if v else float("nan")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ limit, so the oracle idles for the whole fit + SMC + screening. Here (``[pipelin
 so the exactly-once rules of the synchronous loop hold unchanged), and two background threads
 compute:
 
-* **generation** (``RoundGenerator.generate``): fit the surrogate on a history snapshot and run
-  the SMC chunks on the Ray pool; the pooled particles become the candidate *pool*. A new
-  population is started after ``regenerate_every`` new results (the target has moved), or when
-  fewer than ``min_pool`` unused candidates are left.
+* **generation** (``RoundGenerator.generate``): tilt with the surrogate on a history snapshot
+  and run the SMC chunks on the Ray pool; the pooled particles become the candidate *pool*. The
+  surrogate is the newest full fit conditioned on the results since (a refit every
+  ``refit_every`` results, as below): the SMC starts a fit's seconds sooner, so the pool lags the
+  results less. A new population is started after ``regenerate_every`` new results (the target
+  has moved), or when fewer than ``min_pool`` unused candidates are left.
 * **selection** (``RoundGenerator.select``): pick the next batches from the pool's unused
   candidates against the current pending points, screened with the newest full fit conditioned
   on the results since (hyperparameters held; re-optimized after ``refit_every`` results,
@@ -18,12 +20,23 @@ compute:
 The ready batches form a list, each batch selected with all earlier ones pending. Fill first,
 then rescore: when slots free up, the list's next batch goes out at once; when results arrived
 since the list was screened, a selection starts in the background for the batches *after* the
-next few of the list (the ones expected to go out while it runs — the oracle's pace and the last
-selections' durations — their designs added as pending points) and, when it ends, replaces the
-rest of the list. If more batches went out meanwhile than it assumed, its pending points are out
-of date and it is dropped (the list it was to extend stays valid). ``rescore`` decides whether a
+ones of the list expected to go out while it runs (the sends due, at the oracle's pace, before
+its longest recent duration ends: none when it ends before the next send; their designs added as
+pending points) and, when it ends, replaces the rest of the list. A selection holds few batches:
+those the oracle takes while the next selection runs, plus one spare. Every batch of a list is
+screened with the results known when the list was made, so a long list sends stale batches (the
+bench measured it: lists of 3–4 batches ahead of a prefix of 2–3 sent batches screened 20–40
+results behind, and designs clearly worse than the sync loop's); this way a batch typically
+misses only the burst of results that freed its slots. If more batches went out meanwhile than
+it assumed, its pending points are out of date and it is dropped (the list it was to extend
+stays valid). ``rescore`` decides whether a
 batch screened before the latest results may still go out or waits for a fresh one
-(``optimizer.campaign.config_pipeline.PipelineConfig``). Each batch is recorded as its own round
+(``optimizer.campaign.config_pipeline.PipelineConfig``).
+
+Before any result the plain-prior pool fills the slots once (``fill`` batches, as the sync
+loop); at the first results the free slots get prior samples screened with a surrogate fitted
+on those results (a batch selected before them is not sent), and the tilted population starts
+once that fit exists and conditions it. Each batch is recorded as its own round
 (its candidates are the pool's unused ones; ``summary.population`` names the round the
 population was generated for and how the surrogate was made, ``timings`` how long the oracle
 waited for the batch and on what). Nothing computed in the background is ever sent before the
@@ -160,6 +173,9 @@ class AsyncRounds:
         self._gen_job: cf.Future[tuple[Population, Rescored | None]] | None = None
         #: whether the campaign tilts at all (a surrogate exists; set when a generation starts)
         self._tilting = False
+        #: batches of prior samples screened with results that went out (at most ``fill`` are
+        #: selected while the tilted population is on its way; ``_awaiting_tilt``)
+        self.screened_plain = 0
         self._gen_at = 0  # finished queries when the running generation read its history
         self._gen_tilts = False  # whether the running generation has results to tilt with
         self._sel_job: cf.Future[_Selection] | None = None
@@ -203,7 +219,7 @@ class AsyncRounds:
         if q > 0 and in_flight + q <= cfg.in_flight_limit:
             if self._room_since is None:
                 self._room_since = now
-            ready = self._usable(q, finished, remaining)
+            ready = self._usable(q, finished)
             if ready is not None:
                 self._send(ready)
                 # the driver dispatches it now; background work (its history reads) starts on
@@ -299,20 +315,16 @@ class AsyncRounds:
         """Whether ``ready`` has a next batch selected with every batch sent since as pending."""
         return ready is not None and ready.next is not None and ready.sent + ready.taken == self.sent
 
-    def _wait_for_fresh(self, remaining: int) -> bool:
-        """Whether a batch stale by results waits for a re-screening (``rescore``). ``auto``:
-        when re-screening is cheap next to the oracle, and always for the budget's last batch
-        (the oracle idles for it once, and no later batch makes up for a stale last pick)."""
+    def _wait_for_fresh(self) -> bool:
+        """Whether a batch stale by results waits for a re-screening (``rescore``)."""
         if self.settings.rescore != "auto":
             return self.settings.rescore == "always"
-        if remaining <= self.config.budget.q:
-            return True
         if not self.latencies or not self.rescore_seconds:
             return False  # nothing known of a re-screening's cost: never wait for one
         latency = statistics.median(self.latencies)
         return max(self.rescore_seconds) <= self.settings.rescore_fraction * latency
 
-    def _usable(self, q: int, finished: int, remaining: int) -> _Ready | None:
+    def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
         ready = self.ready
         if ready is None or not self._valid(ready) or len(ready.next.plan.selected) != q:  # type: ignore[union-attr]
@@ -325,7 +337,7 @@ class AsyncRounds:
             # without results, no more)
             self.ready = None
             return None
-        if batch.finished == finished or not self._wait_for_fresh(remaining):
+        if batch.finished == finished or not self._wait_for_fresh():
             return ready
         # waiting for a fresh batch: one whose screening started once the oracle had room is
         # as fresh as a waiting oracle gets (results arriving meanwhile would restart it forever)
@@ -341,11 +353,12 @@ class AsyncRounds:
 
     def _awaiting_tilt(self) -> bool:
         """Whether the pool is plain-prior samples while a tilted population is on its way: no
-        batch is selected from it then unless the oracle has room now (prior samples screened by
-        the surrogate are worse designs than a tilted population's, so no list of them is made
-        ahead; but the first tilted population takes the fit and the whole SMC, too long an
-        idle oracle at every campaign's start: the slots free at the first results get prior
-        samples screened with a surrogate fitted on those results, as many batches as fit)."""
+        batch is selected from it then unless the oracle has room now and fewer than ``fill``
+        such batches went out (prior samples screened by the surrogate are worse designs than a
+        tilted population's, so no list of them is made ahead, and a slow population is waited
+        for; but the first tilted population takes the whole SMC, too long an idle oracle at
+        every campaign's start: the slots free at the first results get prior samples screened
+        with a surrogate fitted on those results)."""
         return (self.pool is not None and not self.pool.tilted and self._gen_job is not None
                 and self._gen_tilts)
 
@@ -362,6 +375,8 @@ class AsyncRounds:
         self._room_since = None
         self._last_send = time.monotonic()
         self._waited.clear()
+        if not plan.tilted and batch.finished >= MIN_OBSERVATIONS:
+            self.screened_plain += 1
         if plan.population_rows is not None and batch.population == self.population_number:
             self.used[plan.population_rows] = True
         self.sent += 1
@@ -408,9 +423,9 @@ class AsyncRounds:
             return
         room = (self.config.budget.in_flight_limit - in_flight) // q
         awaiting = self._awaiting_tilt()
-        if awaiting and (self._room_since is None or room < 1):
-            return
         fill = self._pace(q)[0]
+        if awaiting and (self._room_since is None or room < 1 or self.screened_plain >= fill):
+            return
         if finished < MIN_OBSERVATIONS and self.sent >= fill and not self._valid(self.ready):
             return  # without results the sync loop sends ``fill`` batches, then waits for results
         ready = self.ready
@@ -425,7 +440,7 @@ class AsyncRounds:
         # (at most all but the budget's last batch: the end of the budget is re-screened too,
         # with the newest pool, instead of going out as screened long ago)
         keep = min(self._prefix_size(q), max(0, -(-remaining // q) - 1))
-        fresh = self._wait_for_fresh(remaining)
+        fresh = self._wait_for_fresh()
         prefix = [] if not valid or ready is None or fresh else ready.unsent[:keep]
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)

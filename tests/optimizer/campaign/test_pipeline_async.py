@@ -151,14 +151,14 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
         pipe.latencies.extend([latency] * 3)
         pipe.ready = _ready(4, sent=0, finished=4)
         if rescore == "auto":  # nothing known of a refit's cost yet: never wait for one
-            assert pipe._usable(4, finished=8, remaining=100) is pipe.ready
+            assert pipe._usable(4, finished=8) is pipe.ready
         pipe.rescore_seconds.append(seconds)
-        assert pipe._usable(4, finished=4, remaining=100) is pipe.ready  # fresh: always usable
-        assert (pipe._usable(4, finished=8, remaining=100) is not None) is usable  # 4 results arrived since
+        assert pipe._usable(4, finished=4) is pipe.ready  # fresh: always usable
+        assert (pipe._usable(4, finished=8) is not None) is usable  # 4 results arrived since
         pipe.sent = 1  # a batch went out since it was selected: never usable (pending changed)
-        assert pipe._usable(4, finished=4, remaining=100) is None
+        assert pipe._usable(4, finished=4) is None
         pipe.sent = 0
-        assert pipe._usable(2, finished=4, remaining=2) is None  # the budget's last, smaller batch: reselect
+        assert pipe._usable(2, finished=4) is None  # the budget's last, smaller batch: reselect
     finally:
         pipe.close()
 

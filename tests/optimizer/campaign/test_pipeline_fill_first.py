@@ -306,10 +306,12 @@ def test_plain_prior_fills_the_slots_once_then_first_results_are_screened(genera
         assert drv.step(pipe) and drv.recorded[-1] is screened.batches[1].plan  # fill first
         assert not drv.step(pipe)  # full: the tilted population starts, from the screening's fit
         assert pipe._gen_job is not None and pipe._gen_tilts and pipe._sel_job is None
+        assert pipe.screened_plain == 2
+        drv.finish(2, latency_s=1.0)  # room while the population runs: no third screened batch
+        assert not drv.step(pipe) and pipe._sel_job is None
         pop, tilt = _job(pipe._gen_job)
         assert pop.tilted and pop.observations == 4
         assert tilt is not None and tilt.kind == "condition"  # that fit conditioned on 4 results
-        drv.finish(2, latency_s=1.0)
         for _ in range(6):  # the tilted pool: what goes out next comes from it
             if drv.step(pipe):
                 break
