@@ -26,11 +26,12 @@ pending points) and, when it ends, replaces the rest of the list. A selection ho
 those the oracle takes while the next selection runs, plus one spare. Every batch of a list is
 screened with the results known when the list was made, so a long list sends stale batches (the
 bench measured it: lists of 3–4 batches ahead of a prefix of 2–3 sent batches screened 20–40
-results behind, and designs clearly worse than the sync loop's); this way a batch typically
-misses only the burst of results that freed its slots. If more batches went out meanwhile than
-it assumed, its pending points are out of date and it is dropped (the list it was to extend
-stays valid). ``rescore`` decides whether a
-batch screened before the latest results may still go out or waits for a fresh one
+results behind, and designs clearly worse than the sync loop's); this way a batch misses the
+results of the bursts that freed its slots (8–16 on the bench's lab, where the two batches in
+flight return together), still more than the sync loop, which idles for them. If more batches
+went out meanwhile than it assumed, its pending points are out of date and it is dropped (the
+list it was to extend stays valid). ``rescore`` decides whether a batch screened before the
+latest results may still go out or waits for a fresh one
 (``optimizer.campaign.config_pipeline.PipelineConfig``).
 
 Before any result the plain-prior pool fills the slots once (``fill`` batches, as the sync
