@@ -25,7 +25,15 @@ the round, sending: the driver's own pass).
 
 Quality: repeat r runs both modes with campaign seed r and lab noise seed r; the best true
 (noise-free) value among the queried designs is printed per run and as mean ± s.e. per mode,
-so a faster oracle is never bought with worse designs unseen.
+and the paired difference async − sync ± s.e., so a faster oracle is never bought with worse
+designs unseen.
+
+Staleness, per sent batch (``selection/population``): the results finished when it went out
+(its first dispatch) minus those its selection's history held (``summary.observations``), and
+minus those finished when its population's generation started (``summary.population.generated``;
+the sync loop's own round: 0 up to the results arriving during its generation); with the
+batch's best true value, how many populations and selections the campaign used and generated
+(the pipeline's progress lines and DEBUG log) and their durations.
 """
 from __future__ import annotations
 
@@ -93,12 +101,23 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
         }, f"bench config {tag}")
         wall, cpu = time.perf_counter(), time.process_time()
         t_start = time.monotonic()
+        counts = _Counts()
+        pipe_log = logging.getLogger("optimizer.campaign.pipeline")
+        pipe_log.addHandler(counts)
+        level = pipe_log.level
+        pipe_log.setLevel(logging.DEBUG)
 
         def say(line: str) -> None:
+            if line.startswith("pipeline: population"):
+                counts.counts["populations"] += 1
             if args.verbose:
                 print(f"  [{mode} {time.monotonic() - t_start:7.2f} s] {line}", flush=True)
 
-        status = run_campaign(cfg, progress=say)
+        try:
+            status = run_campaign(cfg, progress=say)
+        finally:
+            pipe_log.removeHandler(counts)
+            pipe_log.setLevel(level)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     with Storage.open(url) as st:
         hist = st.load_history(tag, with_design=True)
@@ -124,9 +143,88 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, tag: str, seed:
         if kind:
             waits[f"n_{kind}"] = waits.get(f"n_{kind}", 0.0) + 1
         waits["tilted"] = waits.get("tilted", 0.0) + bool((r.summary or {}).get("tilted"))
+    values = oracle.problem.value(designs).numpy().reshape(-1)
+    true_of = {q.key: float(v) for q, v in zip(done, values, strict=True)}
     return {"mode": mode, "util": util, "gaps": gaps, "wall": wall, "cpu": cpu,
             "results": status.results, "best": status.best, "rounds": len(rounds),
-            "true_best": true_best, "idle": idle, "waits": waits}
+            "true_best": true_best, "idle": idle, "waits": waits,
+            "stale": staleness(done, rounds, true_of), "counts": dict(counts.counts)}
+
+
+class _Counts(logging.Handler):
+    """Counts the pipeline's populations and its selections, kept or dropped (its DEBUG lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts = {"populations": 0, "kept": 0, "dropped": 0}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = str(record.msg)
+        if "selection (" in msg:
+            self.counts["dropped" if "dropped" in msg else "kept"] += 1
+
+
+def staleness(done: list[Any], rounds: list[Any], true_of: dict[str, float]) -> dict[str, Any]:
+    """Per sent batch: results finished when it went out (its first dispatch) minus those its
+    selection's history held (``summary.observations``: the *selection* staleness) and minus
+    those finished when its population's generation started (``summary.population.generated``;
+    the sync loop generates each round's own: the *population* staleness); the batch's best true
+    value; how many populations and selections the campaign made and how long they took."""
+    finished = np.sort([_unix(q.finished_at) for q in done if q.finished_at is not None])
+    by_round: dict[int, list[Any]] = {}
+    for q in done:
+        by_round.setdefault(q.round_index, []).append(q)
+    rows = []
+    pops: dict[tuple[float, ...], float] = {}
+    sels: dict[tuple[float, ...], float] = {}
+    for r in rounds:
+        qs = [q for q in by_round.get(r.index, []) if q.dispatched_at is not None]
+        if not qs:
+            continue
+        sent = min(_unix(q.dispatched_at) for q in qs)
+        at_send = int(np.searchsorted(finished, sent, side="right"))
+        summ = r.summary or {}
+        pop = summ.get("population") or {}
+        gen = tuple(pop.get("generated") or ())
+        if gen:
+            pops[gen] = gen[1] - gen[0]
+            at_gen = int(np.searchsorted(finished, gen[0], side="right"))
+        else:  # the sync loop: this round's own population, fitted on what its selection saw
+            at_gen = int(summ.get("observations", 0))
+            t = r.timings or {}
+            pops[(r.index,)] = float(t.get("fit_s", 0.0) + t.get("smc_s", 0.0))
+        sel = tuple(pop.get("selection") or ())
+        if sel:
+            sels[sel] = sel[1] - sel[0]
+        rows.append({"index": r.index, "sel": at_send - int(summ.get("observations", 0)),
+                     "pop": at_send - at_gen, "tilted": bool(summ.get("tilted")),
+                     "at_send": at_send, "best": max(true_of[q.key] for q in qs),
+                     "after": pop.get("after"), "kind": pop.get("rescore")})
+    return {"rows": rows, "populations": len(pops), "selections": len(sels) or len(rows),
+            "gen_s": sorted(pops.values()), "sel_s": sorted(sels.values())}
+
+
+def _stale_line(r: dict[str, Any]) -> str:
+    s = r["stale"]
+    rows = s["rows"]
+    plain = sum(1 for x in rows if not x["tilted"])
+    tilted = [x for x in rows if x["tilted"]]
+
+    def med(v: list[float]) -> float:
+        return statistics.median(v) if v else float("nan")
+
+    per = " ".join(f"{x['sel']}/{x['pop']}" for x in rows)
+    c = r["counts"]
+    made = (f"; the pipeline generated {c['populations']} populations, kept {c['kept']} selections, "
+            f"dropped {c['dropped']}" if r["mode"] == "async" else "")
+    return (f"    {len(rows)} batches ({plain} plain prior), {s['populations']} populations "
+            f"(generation median {med(s['gen_s']):.1f} s), {s['selections']} selections "
+            f"(median {med(s['sel_s']):.2f} s) used{made}; tilted batches' staleness in results, selection "
+            f"median {med([x['sel'] for x in tilted]):.0f} max {max([x['sel'] for x in tilted], default=0)}, "
+            f"population median {med([x['pop'] for x in tilted]):.0f} max "
+            f"{max([x['pop'] for x in tilted], default=0)}\n    per batch (selection/population "
+            f"staleness): {per}\n    per batch best true value: "
+            + " ".join(f"{x['best']:.2f}" for x in rows))
 
 
 def _breakdown(r: dict[str, Any]) -> str:
@@ -185,9 +283,10 @@ def main() -> None:
                       f"true {r['true_best']:.4g}; wall {r['wall']:.1f} s, driver CPU {r['cpu']:.1f} s; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
                 print(_breakdown(r), flush=True)
+                print(_stale_line(r), flush=True)
     print("\n| mode | utilization (median) | runs | idle gaps (median count) | wall s (median) "
-          "| best true value (mean ± s.e.) |")
-    print("|---|---|---|---|---|---|")
+          "| staleness sel./pop. (median) | best true value (mean ± s.e.) |")
+    print("|---|---|---|---|---|---|---|")
     med = {}
     for mode in modes:
         rs = [r for r in runs if r["mode"] == mode]
@@ -197,7 +296,8 @@ def main() -> None:
         se = statistics.stdev(best) / len(best) ** 0.5 if len(best) > 1 else float("nan")
         print(f"| {mode} | {med[mode]:.3f} | {each} | "
               f"{statistics.median(len(r['gaps']) for r in rs):.0f} | "
-              f"{statistics.median(r['wall'] for r in rs):.1f} | {statistics.mean(best):.3f} ± {se:.3f} |")
+              f"{statistics.median(r['wall'] for r in rs):.1f} | {_stale_median(rs, 'sel'):.0f} / "
+              f"{_stale_median(rs, 'pop'):.0f} | {statistics.mean(best):.3f} ± {se:.3f} |")
     if "sync" in med and "async" in med and args.repeats > 1:
         diff = [a["true_best"] - s["true_best"] for a, s in zip(
             [r for r in runs if r["mode"] == "async"], [r for r in runs if r["mode"] == "sync"],
@@ -208,7 +308,14 @@ def main() -> None:
     if "sync" in med and "async" in med:
         verdict = "PASS" if med["async"] >= 0.95 else "FAIL"
         print(f"\nasync / sync utilization: {med['async'] / med['sync']:.2f}x; goal async >= 0.95: "
-              f"{verdict}; load after {os.getloadavg()[0]:.2f}")
+              f"{verdict}")
+    print(f"load after {os.getloadavg()[0]:.2f}; this process's CPU {time.process_time():.1f} s")
+
+
+def _stale_median(rs: list[dict[str, Any]], key: str) -> float:
+    """The median staleness (results) of the tilted batches of the runs ``rs``."""
+    v = [x[key] for r in rs for x in r["stale"]["rows"] if x["tilted"]]
+    return statistics.median(v) if v else float("nan")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     [pipeline]
     mode = "async"          # generate and screen on background threads; the driver keeps polling
     regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
-    refit_every = 16        # re-screening refits the GP after this many results (default 2·regenerate_every)
+    refit_every = 32        # re-screening refits the GP after this many results (default 4·regenerate_every)
     rescore = "auto"        # re-screen the pool with the new results before a batch goes out
 """
 from __future__ import annotations
@@ -27,10 +27,12 @@ class PipelineConfig(BaseModel):
 
     Re-screening (fill first, then rescore): when slots free up, the next ready batch goes out at
     once; the pool is re-screened in the background with the new results for the batches after
-    the ones expected to go out meanwhile (their designs count as pending). Its surrogate is the
-    newest full fit (a population's) *conditioned* on the results since, hyperparameters held
-    (milliseconds; ``optimizer.surrogate.condition``); the hyperparameters are re-optimized when
-    ``refit_every`` results arrived since the newest full fit.
+    the ones expected to go out meanwhile (their designs count as pending), a few batches at a
+    time (each batch of a list is screened with the results known when the list was made). Its
+    surrogate, and a new population's tilt, is the newest full fit *conditioned* on the results
+    since, hyperparameters held (milliseconds; ``optimizer.surrogate.condition``); the
+    hyperparameters are re-optimized when ``refit_every`` results arrived since the newest full
+    fit.
 
     ``rescore``: whether a ready batch screened before the latest results waits for a
     re-screening: ``never`` (it goes at once), ``always`` (it waits), ``auto`` (waits only when
@@ -50,9 +52,10 @@ class PipelineConfig(BaseModel):
         description="async: a fresh population when fewer unused candidates are left (default 2·q)")
     refit_every: int | None = Field(
         default=None, ge=1, le=1_000_000,
-        description="async: re-screening re-optimizes the surrogate's hyperparameters once this many "
-                    "results arrived since the newest full fit; between full fits it conditions "
-                    "that fit on the new results (default 2·regenerate_every; 1: always refit)")
+        description="async: re-screening and new populations re-optimize the surrogate's "
+                    "hyperparameters once this many results arrived since the newest full fit; "
+                    "between full fits they condition that fit on the new results "
+                    "(default 4·regenerate_every; 1: always refit)")
     rescore: Literal["auto", "always", "never"] = Field(
         default="auto", description="async: whether a batch screened before the latest results "
                                     "waits for a re-screening before it goes out")

@@ -6,10 +6,12 @@ limit, so the oracle idles for the whole fit + SMC + screening. Here (``[pipelin
 so the exactly-once rules of the synchronous loop hold unchanged), and two background threads
 compute:
 
-* **generation** (``RoundGenerator.generate``): fit the surrogate on a history snapshot and run
-  the SMC chunks on the Ray pool; the pooled particles become the candidate *pool*. A new
-  population is started after ``regenerate_every`` new results (the target has moved), or when
-  fewer than ``min_pool`` unused candidates are left.
+* **generation** (``RoundGenerator.generate``): tilt with the surrogate on a history snapshot
+  and run the SMC chunks on the Ray pool; the pooled particles become the candidate *pool*. The
+  surrogate is the newest full fit conditioned on the results since (a refit every
+  ``refit_every`` results, as below): the SMC starts a fit's seconds sooner, so the pool lags the
+  results less. A new population is started after ``regenerate_every`` new results (the target
+  has moved), or when fewer than ``min_pool`` unused candidates are left.
 * **selection** (``RoundGenerator.select``): pick the next batches from the pool's unused
   candidates against the current pending points, screened with the newest full fit conditioned
   on the results since (hyperparameters held; re-optimized after ``refit_every`` results,
@@ -18,12 +20,24 @@ compute:
 The ready batches form a list, each batch selected with all earlier ones pending. Fill first,
 then rescore: when slots free up, the list's next batch goes out at once; when results arrived
 since the list was screened, a selection starts in the background for the batches *after* the
-next few of the list (the ones expected to go out while it runs — the oracle's pace and the last
-selections' durations — their designs added as pending points) and, when it ends, replaces the
-rest of the list. If more batches went out meanwhile than it assumed, its pending points are out
-of date and it is dropped (the list it was to extend stays valid). ``rescore`` decides whether a
-batch screened before the latest results may still go out or waits for a fresh one
-(``optimizer.campaign.config_pipeline.PipelineConfig``). Each batch is recorded as its own round
+ones of the list expected to go out while it runs (the sends due, at the oracle's pace, before
+its longest recent duration ends: none when it ends before the next send; their designs added as
+pending points) and, when it ends, replaces the rest of the list. A selection holds few batches:
+those the oracle takes while the next selection runs, plus one spare. Every batch of a list is
+screened with the results known when the list was made, so a long list sends stale batches (the
+bench measured it: lists of 3–4 batches ahead of a prefix of 2–3 sent batches screened 20–40
+results behind, and designs clearly worse than the sync loop's); this way a batch misses the
+results of the bursts that freed its slots (8–16 on the bench's lab, where the two batches in
+flight return together), still more than the sync loop, which idles for them. If more batches
+went out meanwhile than it assumed, its pending points are out of date and it is dropped (the
+list it was to extend stays valid). ``rescore`` decides whether a batch screened before the
+latest results may still go out or waits for a fresh one
+(``optimizer.campaign.config_pipeline.PipelineConfig``).
+
+Before any result the plain-prior pool fills the slots once (``fill`` batches, as the sync
+loop); at the first results the free slots get prior samples screened with a surrogate fitted
+on those results (a batch selected before them is not sent), and the tilted population starts
+once that fit exists and conditions it. Each batch is recorded as its own round
 (its candidates are the pool's unused ones; ``summary.population`` names the round the
 population was generated for and how the surrogate was made, ``timings`` how long the oracle
 waited for the batch and on what). Nothing computed in the background is ever sent before the
@@ -150,11 +164,19 @@ class AsyncRounds:
         q = config.budget.q
         self.regenerate_every = self.settings.regenerate_every or q
         self.min_pool = self.settings.min_pool or 2 * q
-        self.refit_every = self.settings.refit_every or 2 * self.regenerate_every
+        # populations bring a full fit every ``regenerate_every`` results; a selection refits
+        # only when they lag far behind (a refit is seconds on a loaded machine, and a slow
+        # selection goes out staler)
+        self.refit_every = self.settings.refit_every or 4 * self.regenerate_every
         name = config.name[:24]
         self._gen_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-generate-{name}")
         self._sel_pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"tiltloop-select-{name}")
-        self._gen_job: cf.Future[Population] | None = None
+        self._gen_job: cf.Future[tuple[Population, Rescored | None]] | None = None
+        #: whether the campaign tilts at all (a surrogate exists; set when a generation starts)
+        self._tilting = False
+        #: batches of prior samples screened with results that went out (at most ``fill`` are
+        #: selected while the tilted population is on its way; ``_awaiting_tilt``)
+        self.screened_plain = 0
         self._gen_at = 0  # finished queries when the running generation read its history
         self._gen_tilts = False  # whether the running generation has results to tilt with
         self._sel_job: cf.Future[_Selection] | None = None
@@ -176,6 +198,7 @@ class AsyncRounds:
         self.rescores: Counter[str] = Counter()
         self.discarded = 0
         self._room_since: float | None = None
+        self._last_send: float | None = None  # when the last batch went out (monotonic)
         self._last_pass: float | None = None
         self._waited: dict[str, float] = {}
         #: seconds the oracle had room for a batch that was not ready yet, one entry per batch
@@ -203,7 +226,7 @@ class AsyncRounds:
                 # the driver dispatches it now; background work (its history reads) starts on
                 # the next pass, which follows at once
                 return True
-        self._start_jobs(q, finished, remaining)
+        self._start_jobs(q, finished, remaining, in_flight)
         return False
 
     def observe(self, records: Sequence[QueryRecord]) -> None:
@@ -247,11 +270,14 @@ class AsyncRounds:
     def _harvest(self) -> None:
         if self._gen_job is not None and self._gen_job.done():
             job, self._gen_job = self._gen_job, None
-            pop = job.result()  # re-raises a generation error on the driver's thread
+            pop, tilt = job.result()  # re-raises a generation error on the driver's thread
             self.pool, self.used = pop, np.zeros(len(pop.designs), dtype=bool)
             self.pool_finished = self._gen_at
             self.population_number += 1
-            if pop.fit is not None:
+            if tilt is not None:  # tilted with the newest full fit conditioned, or a refit
+                self.rescores[f"population_{tilt.kind}"] += 1
+                self._newer_fit(tilt.full)
+            elif pop.fit is not None:
                 self._newer_fit(FullFit(fit=pop.fit, observations=pop.observations))
             self.say(f"pipeline: population {self.population_number} ready ({len(pop.designs)} "
                      f"candidates for round {pop.index}, {'tilted' if pop.tilted else 'plain prior'}; "
@@ -306,6 +332,12 @@ class AsyncRounds:
             return None
         batch = ready.next
         assert batch is not None  # _valid checked it
+        if not batch.plan.tilted and self._tilting and batch.finished < MIN_OBSERVATIONS <= finished:
+            # prior samples selected before any result (space-filling) give way to a selection
+            # that screens them with the first results (the sync loop sends ``fill`` batches
+            # without results, no more)
+            self.ready = None
+            return None
         if batch.finished == finished or not self._wait_for_fresh():
             return ready
         # waiting for a fresh batch: one whose screening started once the oracle had room is
@@ -322,9 +354,12 @@ class AsyncRounds:
 
     def _awaiting_tilt(self) -> bool:
         """Whether the pool is plain-prior samples while a tilted population is on its way: no
-        batch is selected from it then (as in the sync loop, plain-prior batches only fill the
-        slots before the first results; prior samples screened by the surrogate are far worse
-        designs than a tilted population's, so the oracle waits for that once)."""
+        batch is selected from it then unless the oracle has room now and fewer than ``fill``
+        such batches went out (prior samples screened by the surrogate are worse designs than a
+        tilted population's, so no list of them is made ahead, and a slow population is waited
+        for; but the first tilted population takes the whole SMC, too long an idle oracle at
+        every campaign's start: the slots free at the first results get prior samples screened
+        with a surrogate fitted on those results)."""
         return (self.pool is not None and not self.pool.tilted and self._gen_job is not None
                 and self._gen_tilts)
 
@@ -339,7 +374,10 @@ class AsyncRounds:
         self._record(plan)
         self.waits.append(wait)
         self._room_since = None
+        self._last_send = time.monotonic()
         self._waited.clear()
+        if not plan.tilted and batch.finished >= MIN_OBSERVATIONS:
+            self.screened_plain += 1
         if plan.population_rows is not None and batch.population == self.population_number:
             self.used[plan.population_rows] = True
         self.sent += 1
@@ -348,9 +386,8 @@ class AsyncRounds:
     def _eligible(self) -> int:
         return 0 if self.pool is None else int((~self.used).sum())
 
-    def _start_jobs(self, q: int, finished: int, remaining: int) -> None:
-        if q <= 0:
-            return
+    def _start_generation(self, finished: int) -> None:
+        """Start a population when one is due (see the module docstring)."""
         new_results = finished - self.pool_finished
         # a plain-prior pool is replaced as soon as results exist to tilt with (its samples are
         # not screened into batches meanwhile, ``_awaiting_tilt``)
@@ -363,13 +400,35 @@ class AsyncRounds:
             tag = f"population-{self.population_number + 1}"
             # built here, on the driver's thread (Ray start and signal handlers belong there)
             generator = self._generator()
-            self._gen_tilts = generator.surrogate is not None and (
+            self._tilting = generator.surrogate is not None
+            self._gen_tilts = self._tilting and (
                 _completed(inputs.history) + len(inputs.imported) >= MIN_OBSERVATIONS)
-            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag)
+            self._gen_job = self._gen_pool.submit(self._generate, generator, inputs, tag,
+                                                  self.full_fit, self.refit_every)
+
+    def _start_jobs(self, q: int, finished: int, remaining: int, in_flight: int) -> None:
+        if q <= 0:
+            return
+        # the first results: the free slots' batches are screened first (the first fit, of a
+        # few results), the tilted population after it (it then conditions that fit instead of
+        # fitting again; a generation running alongside would only slow the screening down)
+        untilted = self.pool is not None and not self.pool.tilted and self.full_fit is None
+        if untilted and self._sel_job is None:
+            self._start_selection(q, finished, remaining, in_flight)
+        if not (untilted and self._sel_job is not None):
+            self._start_generation(finished)
+        self._start_selection(q, finished, remaining, in_flight)
+
+    def _start_selection(self, q: int, finished: int, remaining: int, in_flight: int) -> None:
         if self._sel_job is not None or self.pool is None or self._eligible() < q:
             return
-        if self._awaiting_tilt():
+        room = (self.config.budget.in_flight_limit - in_flight) // q
+        awaiting = self._awaiting_tilt()
+        fill = self._pace(q)[0]
+        if awaiting and (self._room_since is None or room < 1 or self.screened_plain >= fill):
             return
+        if finished < MIN_OBSERVATIONS and self.sent >= fill and not self._valid(self.ready):
+            return  # without results the sync loop sends ``fill`` batches, then waits for results
         ready = self.ready
         valid = (ready is not None and self._valid(ready) and ready.next is not None
                  and len(ready.next.plan.selected) == q)
@@ -382,12 +441,13 @@ class AsyncRounds:
         # (at most all but the budget's last batch: the end of the budget is re-screened too,
         # with the newest pool, instead of going out as screened long ago)
         keep = min(self._prefix_size(q), max(0, -(-remaining // q) - 1))
-        prefix = [] if not valid or ready is None or self._wait_for_fresh() else ready.unsent[:keep]
+        fresh = self._wait_for_fresh()
+        prefix = [] if not valid or ready is None or fresh else ready.unsent[:keep]
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)
         # (a batch that waits for a fresh re-screening waits only for its own q picks)
-        batches = (self._pace(q)[0] if finished < MIN_OBSERVATIONS else
-                   1 if self._wait_for_fresh() else self._batches_ahead(q))
+        batches = (fill if finished < MIN_OBSERVATIONS else room if awaiting else
+                   1 if fresh else self._batches_ahead(q))
         total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
             return  # the prefix already spends the budget
@@ -416,28 +476,49 @@ class AsyncRounds:
         return fill, behind
 
     def _prefix_size(self, q: int) -> int:
-        """Batches of the ready list assumed to go out while the next selection runs: those the
-        oracle finishes meanwhile, plus one (results arrive in bursts); ``fill`` while unknown."""
+        """Batches of the ready list assumed to go out while the next selection runs: the sends
+        due (one per ``per_batch`` seconds of the oracle, counted from the last send) before it
+        ends, its duration taken as the longest recent one; ``fill`` while unknown. A selection
+        that ends before the next send assumes none: the batch after the next one is then
+        screened with every result but the next burst's (the fewest a batch that never keeps
+        the oracle waiting can miss)."""
         fill, behind = self._pace(q)
-        return fill if behind is None else behind + 1
+        if behind is None or not self.latencies or not self.select_seconds:
+            return fill
+        per_batch = statistics.median(self.latencies) * q / self.config.budget.in_flight_limit
+        if per_batch <= 0:
+            return fill
+        since = 0.0 if self._last_send is None else time.monotonic() - self._last_send
+        return min(2 * fill, math.floor((since + max(self.select_seconds)) / per_batch))
 
     def _batches_ahead(self, q: int) -> int:
-        """How many batches one selection holds: enough to refill every slot of the in-flight
-        limit twice while the oracle's pace is unknown; then once, plus the batches the oracle
-        finishes while the next selection runs; at most twice the limit (greedy screening costs
-        more per batch the more it holds: on a loaded machine a longer list would only make the
-        next selection slower)."""
+        """How many batches one selection holds after its prefix: those the oracle takes while
+        the next selection runs, plus one in case that one ends late (``fill`` while the
+        oracle's pace is unknown), at most twice the limit. Few on purpose: every batch of a list
+        is screened with the results known when the list was made, so a batch held back longer
+        goes out staler (the async designs' quality loss), and greedy screening costs more per
+        batch the more it holds."""
         fill, behind = self._pace(q)
         if behind is None:
-            return 2 * fill
-        return min(2 * fill, fill + behind)
+            return fill
+        return min(2 * fill, max(2, behind + 1))
 
     @staticmethod
-    def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str) -> Population:
-        return generator.generate(
+    def _generate(generator: RoundGenerator, inputs: RoundInputs, tag: str, full: FullFit | None,
+                  refit_every: int) -> tuple[Population, Rescored | None]:
+        """A population tilted, once a full fit exists, with that fit conditioned on the results
+        since (a refit every ``refit_every`` results, as a selection's): the SMC starts a fit's
+        seconds sooner, so the population is that much less behind the results when it is used."""
+        tilt = None
+        if full is not None and generator.surrogate is not None:
+            data = training_data(inputs.history, generator.config, inputs.imported)
+            if data.n >= MIN_OBSERVATIONS:
+                tilt = rescoring_fit(generator.surrogate, full, data, refit_every=refit_every)
+        pop = generator.generate(
             inputs.index, inputs.history, tilted_rounds_before=inputs.tilted_before,
             previous_state=inputs.previous_state, imported=inputs.imported, seed_tag=tag,
-            auto=inputs.auto)
+            auto=inputs.auto, surrogate_fit=None if tilt is None else tilt.fit)
+        return pop, tilt
 
     @staticmethod
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,

@@ -219,10 +219,13 @@ class RoundGenerator:
 
     def generate(self, index: int, history: History | HistoryColumns, *, tilted_rounds_before: int,
                  previous_state: bytes | None = None, imported: Sequence[QueryRecord] = (),
-                 seed_tag: str | None = None, auto: AutoAlphaInputs | None = None) -> Population:
+                 seed_tag: str | None = None, auto: AutoAlphaInputs | None = None,
+                 surrogate_fit: Any | None = None) -> Population:
         """Steps 1–4 of the module docstring: fit the surrogate and run the SMC chunks for round
         ``index``. ``seed_tag`` (the asynchronous pipeline's population number) gives a second
-        population generated for the same round index its own random streams."""
+        population generated for the same round index its own random streams; ``surrogate_fit``:
+        tilt with this ``SurrogateFit`` of the same results instead of fitting (the pipeline's
+        conditioned fit, ``optimizer.campaign.rescoring``)."""
         cfg = self.config
         t0, started = time.perf_counter(), time.time()
         data = training_data(history, cfg, imported)
@@ -232,7 +235,8 @@ class RoundGenerator:
         fit = None
         fit_s = 0.0
         if surrogate is not None:
-            fit = surrogate.fit(data, previous_state=previous_state)
+            fit = surrogate_fit if surrogate_fit is not None else surrogate.fit(
+                data, previous_state=previous_state)
             fit_s = time.perf_counter() - t0
         choice: AlphaChoice | None = None
         if fit is not None and surrogate is not None and cfg.sampler.alpha_auto:

@@ -185,7 +185,7 @@ def test_no_batch_from_a_plain_prior_pool_while_a_tilted_population_is_generated
         pipe.pool, pipe.used = _population(tilted=False), np.zeros(16, dtype=bool)
         pipe._gen_job, pipe._gen_tilts = running, True
         assert pipe._awaiting_tilt() and pipe._cause(finished=4) == "population"
-        pipe._start_jobs(4, finished=4, remaining=20)
+        pipe._start_jobs(4, finished=4, remaining=20, in_flight=8)
         assert pipe._sel_job is None  # no selection from the prior samples
         pipe._gen_tilts = False  # a generation without results to tilt with: the pool serves
         assert not pipe._awaiting_tilt()
