@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from campaign_oracles import TwoBowls
+from pareto_reference import brute_front, staircase_hv
 
 from optimizer.campaign.driver import campaign_status
 from optimizer.campaign.export import export_campaign, stored_objectives
@@ -35,23 +36,6 @@ def two_bowls() -> Iterator[LabSimulator]:
         yield sim
     finally:
         sim.close()
-
-
-def staircase_hv(points: np.ndarray, ref: np.ndarray) -> float:
-    """2-d hypervolume (both maximized) by a sweep: sort by the first objective, descending."""
-    pts = points[np.all(points > ref, axis=1)]
-    hv, best_y = 0.0, ref[1]
-    for x, y in sorted(pts.tolist(), key=lambda p: -p[0]):
-        if y > best_y:
-            hv += (x - ref[0]) * (y - best_y)
-            best_y = y
-    return hv
-
-
-def brute_front(points: np.ndarray) -> np.ndarray:
-    n = len(points)
-    return np.array([not any(np.all(points[k] >= points[i]) and np.any(points[k] > points[i])
-                             for k in range(n)) for i in range(n)])
 
 
 def test_two_objective_campaign_status_export_dashboard(

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from campaign_oracles import TwoBowlsTox
+from pareto_reference import brute_front, staircase_hv
 
 from optimizer.campaign.config_constraints import is_feasible
 from optimizer.campaign.driver import campaign_status
@@ -23,7 +24,6 @@ from optimizer.surrogate.pareto import reference_point
 from oracles.labsim import LabSimulator
 from storage import Storage
 
-from test_pareto_campaign import brute_front, staircase_hv
 
 pytestmark = pytest.mark.slow  # a whole campaign on Ray
 
