@@ -31,6 +31,7 @@ from botorch.acquisition import qLogNoisyExpectedImprovement, qUpperConfidenceBo
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
 from botorch.optim import optimize_acqf_discrete
+from botorch.optim.utils import sample_all_priors
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
@@ -41,6 +42,9 @@ from optimizer.errors import SurrogateError
 MIN_PER_TASK = 2
 #: quasi-MC samples of the batch acquisitions
 MC_SAMPLES = 256
+#: L-BFGS starts of a cold fit: the default initialization, then hyperparameters drawn from
+#: their priors (the best marginal likelihood is kept)
+COLD_STARTS = 3
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,10 @@ class MultiTaskSurrogate:
                                 all_tasks=list(range(len(Z))), outcome_transform=None)
             warm = previous is not None and _load(model, previous)
             if refit or not warm:
-                try:
-                    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model),
-                                     optimizer_kwargs={"options": {"maxiter": maxiter}})
-                except Exception as exc:  # noqa: BLE001 - a failed fit is reported, not raised deep
-                    raise SurrogateError(f"the multi-task GP fit failed: {exc}") from exc
+                # a cold fit from the default initialization can stop in a poor optimum (short
+                # lengthscales, the tasks' correlation unlearned): restart from prior draws and
+                # keep the highest marginal likelihood; a warm start begins near the last optimum
+                _fit_best(model, maxiter=maxiter, starts=1 if warm else COLD_STARTS)
         model.eval()
         return cls(model, scales, counts, lower, span, seed)
 
@@ -170,6 +173,35 @@ class MultiTaskSurrogate:
             picked, _ = optimize_acqf_discrete(acq, q=k, choices=choices, unique=True,  # type: ignore[arg-type]
                                                max_batch_size=512)
         return _match(picked, choices)
+
+
+def _fit_best(model: MultiTaskGP, *, maxiter: int, starts: int) -> None:
+    """Fit ``model``'s hyperparameters from ``starts`` initial points (the current values, then
+    draws from the priors, under the caller's torch seed); keep the highest marginal likelihood.
+
+    Raises:
+        SurrogateError: every start failed.
+    """
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    best: tuple[float, dict[str, Tensor]] | None = None
+    errors: list[str] = []
+    for start in range(starts):
+        if start:
+            sample_all_priors(model)
+        try:
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+            model.train()
+            inputs: tuple[Tensor, ...] = model.train_inputs  # type: ignore[assignment]
+            with torch.no_grad():
+                value = float(mll(model(*inputs), model.train_targets, *inputs))
+        except Exception as exc:  # noqa: BLE001 - a failed start is reported, not raised deep
+            errors.append(str(exc))
+            continue
+        if math.isfinite(value) and (best is None or value > best[0]):
+            best = (value, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    if best is None:
+        raise SurrogateError(f"the multi-task GP fit failed: {'; '.join(errors) or 'no finite fit'}")
+    model.load_state_dict(best[1])
 
 
 def _load(model: MultiTaskGP, previous: dict[str, Tensor]) -> bool:
