@@ -427,8 +427,12 @@ class AsyncRounds:
         fill = self._pace(q)[0]
         if awaiting and (self._room_since is None or room < 1 or self.screened_plain >= fill):
             return
-        if finished < MIN_OBSERVATIONS and self.sent >= fill and not self._valid(self.ready):
-            return  # without results the sync loop sends ``fill`` batches, then waits for results
+        if (finished < MIN_OBSERVATIONS and in_flight > 0 and self.sent >= fill
+                and not self._valid(self.ready)):
+            # without results the sync loop sends ``fill`` batches, then waits for results; with
+            # nothing in flight no result is coming (q = max_in_flight, or failed queries):
+            # another plain-prior batch goes out, as the sync loop would send
+            return
         ready = self.ready
         valid = (ready is not None and self._valid(ready) and ready.next is not None
                  and len(ready.next.plan.selected) == q)
