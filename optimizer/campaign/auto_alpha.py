@@ -1,6 +1,7 @@
 """``[sampler] alpha = "auto"``: α per round from a KL budget and the over-optimization brake.
 
-The round's target is `π_α ∝ p_pre · exp(r̂/α)`; the smaller α, the further `π_α` moves from the
+The round's target is `π_α ∝ p_pre · exp(r̂/α)` (times `PoF` with outcome constraints: an
+α-free factor, counted in the KL too); the smaller α, the further `π_α` moves from the
 prior. `KL(π_α‖p_pre)` falls monotonically as α rises (its derivative in `1/α` is
 `(1/α)·Var_{π_α}(r̂) ≥ 0`), so a budget of ``kl_budget`` nats per round fixes one α:
 
@@ -107,19 +108,26 @@ class AlphaChoice:
 
 
 def solve_alpha(rewards: np.ndarray, budget: float, lo: float, hi: float,
-                log_weights: np.ndarray | None = None) -> tuple[float, float, str]:
-    """The α in ``[lo, hi]`` whose estimated KL (:func:`kl_of_tilt`) meets ``budget``.
+                log_weights: np.ndarray | None = None,
+                extra: np.ndarray | None = None) -> tuple[float, float, str]:
+    """The α in ``[lo, hi]`` whose estimated KL (:func:`kl_of_tilt`, with the α-free log factor
+    ``extra``: the constraints' log PoF) meets ``budget``.
 
     Returns:
         ``(alpha, kl at alpha, why)``; ``why`` is "budget met", or names the bound that won.
     """
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
     if len(r) == 0 or float(np.ptp(r)) == 0.0:
-        return hi, 0.0, "the reward is constant on the prior sample (any α gives KL 0): alpha_max"
-    kl_hi = kl_of_tilt(r, hi, log_weights)
+        kl = 0.0 if len(r) == 0 or extra is None else kl_of_tilt(r, hi, log_weights, extra)
+        return hi, kl, "the reward is constant on the prior sample (α does not change KL): alpha_max"
+    kl_hi = kl_of_tilt(r, hi, log_weights, extra)
     if kl_hi >= budget:
-        return hi, kl_hi, f"even alpha_max = {hi:g} gives KL {kl_hi:.3g} ≥ the budget"
-    kl_lo = kl_of_tilt(r, lo, log_weights)
+        why = f"even alpha_max = {hi:g} gives KL {kl_hi:.3g} ≥ the budget"
+        if extra is not None:
+            alone = kl_of_tilt(r, math.inf, log_weights, extra)
+            why += f" (the constraints' PoF factor alone gives {alone:.3g})"
+        return hi, kl_hi, why
+    kl_lo = kl_of_tilt(r, lo, log_weights, extra)
     if kl_lo <= budget:
         why = f"alpha_min = {lo:g} gives only KL {kl_lo:.3g} ≤ the budget"
         if budget >= math.log(len(r)):
@@ -128,16 +136,16 @@ def solve_alpha(rewards: np.ndarray, budget: float, lo: float, hi: float,
     a, b = math.log(lo), math.log(hi)  # KL(e^a) > budget > KL(e^b)
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (a + b)
-        if kl_of_tilt(r, math.exp(mid), log_weights) > budget:
+        if kl_of_tilt(r, math.exp(mid), log_weights, extra) > budget:
             a = mid
         else:
             b = mid
     alpha = math.exp(b)  # the side that keeps KL within the budget
-    return alpha, kl_of_tilt(r, alpha, log_weights), "budget met"
+    return alpha, kl_of_tilt(r, alpha, log_weights, extra), "budget met"
 
 
 def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: OveroptGap | None,
-                 *, campaign: str = "") -> AlphaChoice:
+                 *, campaign: str = "", feasibility: Any = None) -> AlphaChoice:
     """The α of a tilted round under ``alpha = "auto"`` (see the module docstring).
 
     Args:
@@ -147,17 +155,20 @@ def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: Over
         prior: the plain-prior sample, or None when the campaign has none.
         gap: the last completed tilted round's gap, or None.
         campaign: its name, for the log lines.
+        feasibility: with outcome constraints, `log PoF` (a callable like ``reward``): the target
+            is `p·exp(r̂/α)·PoF`, whose KL from the prior counts the PoF factor too.
     """
     lo, hi, budget = float(sampler.alpha_min), float(sampler.alpha_max), float(sampler.kl_budget)
     n = 0
     kl: float | None
-    r = lw = None
+    r = lw = extra = None
     if prior is None or len(prior.designs) == 0:
         alpha, kl, why = hi, None, "no plain-prior round stored to estimate KL on: alpha_max"
     else:
         r, lw = _rewards_on(reward, prior)
+        extra = None if feasibility is None else _rewards_on(feasibility, prior)[0]
         n = len(r)
-        alpha, kl, why = solve_alpha(r, budget, lo, hi, lw)
+        alpha, kl, why = solve_alpha(r, budget, lo, hi, lw, extra)
         why = f"{why} (KL estimated on {n} round-{prior.round_index} prior samples)"
     budget_alpha = alpha
     rel = gap.relative if gap is not None else None
@@ -168,7 +179,7 @@ def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: Over
         why += (f"; over-optimization brake: round {gap.round_index}'s surrogate-vs-oracle gap is "
                 f"{rel:.3g} result std (> {sampler.overopt_gap:g}), α x {sampler.overopt_factor:g}")
         if r is not None:
-            kl = kl_of_tilt(r, alpha, lw)
+            kl = kl_of_tilt(r, alpha, lw, extra)
         log.warning("campaign %s: over-optimization brake: the surrogate over-estimated round %d's "
                     "results by %.3g result std (> %g); α raised from %.4g to %.4g",
                     campaign, gap.round_index, rel, sampler.overopt_gap, budget_alpha, alpha)
@@ -181,7 +192,8 @@ def choose_alpha(reward: Any, sampler: Any, prior: PriorSample | None, gap: Over
 
 
 def _rewards_on(reward: Any, prior: PriorSample) -> tuple[np.ndarray, np.ndarray | None]:
-    """`r̂` at (a deterministic subsample of) the prior sample, as float64, with its weights."""
+    """``reward`` (`r̂`, or `log PoF`) at (a deterministic subsample of) the prior sample, as
+    float64, with its weights."""
     import torch
 
     designs, lw = prior.designs, prior.log_weights

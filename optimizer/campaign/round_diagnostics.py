@@ -65,26 +65,31 @@ def kl_from_weights(log_weights: Sequence[np.ndarray], rewards: Sequence[np.ndar
     return mean_r / alpha - log_z
 
 
-def kl_of_tilt(rewards: np.ndarray, alpha: float, log_weights: np.ndarray | None = None) -> float:
-    """`KL(π_α‖p)` of the tilt `π_α ∝ p · exp(r/α)` estimated on weighted samples of `p` by
-    self-normalized importance sampling: with `v_i = w_i exp(r_i/α) / Σ_j w_j exp(r_j/α)`,
-    `KL ≈ Σ v_i r_i/α − log Σ w_i exp(r_i/α)` (``w`` normalized). This is exactly the KL between
-    the two discrete measures on the sample, so it rises monotonically as `α` falls and is at
-    most `−log min w_i` (`log N` for equal weights): see :func:`kl_from_weights` on the bias.
+def kl_of_tilt(rewards: np.ndarray, alpha: float, log_weights: np.ndarray | None = None,
+               extra: np.ndarray | None = None) -> float:
+    """`KL(π_α‖p)` of the tilt `π_α ∝ p · exp(h)`, `h = r/α + c` (``extra`` `c`: an α-free log
+    factor, e.g. the log probability of feasibility of outcome constraints; 0 when None),
+    estimated on weighted samples of `p` by self-normalized importance sampling: with
+    `v_i = w_i exp(h_i) / Σ_j w_j exp(h_j)`, `KL ≈ Σ v_i h_i − log Σ w_i exp(h_i)` (``w``
+    normalized). This is exactly the KL between the two discrete measures on the sample, so
+    without `c` it rises monotonically as `α` falls, and it is at most `−log min w_i` (`log N`
+    for equal weights): see :func:`kl_from_weights` on the bias.
 
     Args:
         rewards: `N` values `r(x_i)` at samples `x_i ~ p`.
         alpha: `α > 0`.
         log_weights: `N` log-weights of the samples (None: equal weights).
+        extra: `N` values `c(x_i)` (None: 0).
     """
     r = np.asarray(rewards, dtype=np.float64).reshape(-1)
     lw0 = (np.zeros_like(r) if log_weights is None
            else np.asarray(log_weights, dtype=np.float64).reshape(-1))
     lw0 = lw0 - logsumexp(lw0)
-    lw = lw0 + r / alpha
+    h = r / alpha if extra is None else r / alpha + np.asarray(extra, dtype=np.float64).reshape(-1)
+    lw = lw0 + h
     log_z = float(logsumexp(lw))
     v = np.exp(lw - log_z)
-    return float(v @ r) / alpha - log_z
+    return float(v @ h) - log_z
 
 
 def round_diagnostics(outs: Sequence[Any], alpha: float, *, tilted: bool,

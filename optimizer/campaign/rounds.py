@@ -240,9 +240,10 @@ class RoundGenerator:
             fit_s = time.perf_counter() - t0
         choice: AlphaChoice | None = None
         if fit is not None and surrogate is not None and cfg.sampler.alpha_auto:
-            choice = choose_alpha(fit.model.reward(beta=surrogate.config.beta), cfg.sampler,
-                                  auto.prior if auto else None, auto.gap if auto else None,
-                                  campaign=cfg.name)
+            reward = fit.model.reward(beta=surrogate.config.beta)
+            choice = choose_alpha(reward, cfg.sampler, auto.prior if auto else None,
+                                  auto.gap if auto else None, campaign=cfg.name,
+                                  feasibility=reward.log_feasibility if cfg.constraints else None)
             alpha = choice.alpha
         das = cfg.sampler.das_options()
         weights = chunk_weights(cfg, index, seed_tag) if tilted else [None] * cfg.workers.num_chunks

@@ -77,6 +77,17 @@ class SurrogateReward:
             r = r + self.alpha * log_pof(mu[..., m:], var[..., m:])
         return r.to(torch.promote_types(X.dtype, torch.float32))
 
+    def log_feasibility(self, X: Tensor) -> Tensor:
+        """`log PoF(X)` of the outcome constraints (zeros without them): the α-free factor of the
+        constrained target `p·exp(r̂/α)·PoF`, for ``alpha = "auto"``'s KL estimate."""
+        sur = self.surrogate
+        k = self.num_constraints
+        if not k:
+            return torch.zeros(len(X), dtype=torch.promote_types(X.dtype, torch.float32))
+        mu, var = sur.marginal_mean_var(sur.features(X))
+        m = mu.shape[-1] - k
+        return log_pof(mu[..., m:], var[..., m:]).to(torch.promote_types(X.dtype, torch.float32))
+
     def __repr__(self) -> str:
         return (f"SurrogateReward(beta={self.beta}, scalarization={self.scalarization.kind!r}, "
                 f"objectives={self.surrogate.num_objectives}, constraints={self.num_constraints}, "

@@ -59,6 +59,50 @@ def test_the_bounds_win_when_the_budget_cannot_be_met() -> None:
     assert a == 1e2 and kl == 0.0 and "constant" in why
 
 
+# With outcome constraints the target is p·exp(r/α)·PoF: an α-free log factor c(x). On the
+# 1-d prior N(0, 1) with r = x and c = −K_C x²/2 the target is Gaussian with precision P = 1 + K_C
+# and mean 1/(αP), so KL(α) = (1/P + 1/(αP)² − 1 + log P)/2 and the budget K is met at
+# α = 1/(P·sqrt(2K − (1/P − 1 + log P))); ignoring c would give α = 1/sqrt(2K).
+K_C = 1.0
+P = 1.0 + K_C
+
+
+def _kl_c(alpha: float) -> float:
+    return 0.5 * (1 / P + 1 / (alpha * P) ** 2 - 1 + math.log(P))
+
+
+def _gaussian_1d(n: int = 200_000) -> np.ndarray:
+    return np.random.default_rng(4).standard_normal(n)
+
+
+def test_kl_of_tilt_counts_the_alpha_free_factor() -> None:
+    from optimizer.campaign.round_diagnostics import kl_of_tilt
+
+    x = _gaussian_1d()
+    for alpha in (0.5, 1.0, 3.0):
+        assert kl_of_tilt(x, alpha, extra=-0.5 * K_C * x**2) == pytest.approx(_kl_c(alpha), rel=0.03)
+    # α → ∞ leaves the factor's own KL (the constraint alone moves the target)
+    assert kl_of_tilt(x, math.inf, extra=-0.5 * K_C * x**2) == pytest.approx(_kl_c(math.inf), rel=0.03)
+
+
+@pytest.mark.parametrize("budget", [0.5, 1.0])
+def test_auto_alpha_with_constraints_meets_the_budget_of_the_whole_target(budget: float) -> None:
+    x = _gaussian_1d(4096)
+    prior = PriorSample(designs=x[:, None], log_weights=None, round_index=0)
+    choice = choose_alpha(lambda d: d[:, 0], SamplerConfig(alpha="auto", kl_budget=budget), prior,
+                          None, feasibility=lambda d: -0.5 * K_C * d[:, 0] ** 2)
+    expect = 1.0 / (P * math.sqrt(2 * budget - (1 / P - 1 + math.log(P))))
+    assert choice.alpha == pytest.approx(expect, rel=0.08)
+    assert abs(choice.alpha - 1 / math.sqrt(2 * budget)) > 0.2  # what ignoring PoF would choose
+    assert choice.kl == pytest.approx(budget, rel=1e-6)
+
+
+def test_a_budget_below_the_constraints_own_kl_gives_alpha_max() -> None:
+    x = _gaussian_1d(4096)
+    a, kl, why = solve_alpha(x, 0.5 * _kl_c(math.inf), 1e-2, 1e2, extra=-0.5 * K_C * x**2)
+    assert a == 1e2 and kl > 0.5 * _kl_c(math.inf) and "PoF factor alone" in why
+
+
 def test_no_prior_round_gives_alpha_max() -> None:
     cfg = SamplerConfig(alpha="auto", alpha_max=5.0)
     choice = choose_alpha(_reward, cfg, None, None)

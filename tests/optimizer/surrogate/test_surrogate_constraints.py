@@ -101,6 +101,18 @@ def test_reward_adds_alpha_log_pof(fitted) -> None:
     assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad[0, 0]) < 0
 
 
+def test_log_feasibility_is_the_log_pof_factor_of_the_reward(fitted) -> None:
+    sur, _, _ = fitted
+    Xq = torch.rand(40, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mean, std = sur.posterior_mean_std(Xq)
+    lp = sur.reward(beta=1.0).log_feasibility(Xq)
+    assert torch.allclose(lp, torch.from_numpy(norm.logcdf((-mean[:, 1] / std[:, 1]).numpy())),
+                          atol=1e-6)
+    X, Y = _data()
+    free = Surrogate.fit(X, Y[:, :1], config=SurrogateConfig())
+    assert torch.equal(free.reward(beta=1.0).log_feasibility(Xq), torch.zeros(40, dtype=Xq.dtype))
+
+
 def test_state_round_trip_keeps_the_constraint_columns(fitted) -> None:
     sur, X, Y = fitted
     again = Surrogate.from_state(SurrogateState.from_bytes(sur.state().to_bytes()), X, Y)
