@@ -60,7 +60,7 @@ class PipelineConfig(BaseModel):
         default="auto", description="async: whether a batch screened before the latest results "
                                     "waits for a re-screening before it goes out")
     rescore_fraction: float = Field(
-        default=0.02, gt=0.0, le=1.0,
+        default=0.05, gt=0.0, le=1.0,
         description="auto: wait for a re-screening when it takes at most this fraction of the "
                     "oracle's median latency (the idle time accepted for a fresher batch)")
     stop_wait_s: float = Field(
