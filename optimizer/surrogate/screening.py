@@ -60,7 +60,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gpytorch
 import torch
@@ -373,7 +373,7 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
                     objective=objective, X_pending=pend_arg, prune_baseline=not pruned,
                     cache_root=False, **con_kw)
                 if not pruned:
-                    pruned.append(acqf._X_baseline)
+                    pruned.append(cast(Tensor, acqf._X_baseline))  # before the pending
                 return acqf
             return qUpperConfidenceBound(model=model, beta=beta ** 2, sampler=sampler,
                                          objective=objective, X_pending=pend_arg)
