@@ -5,6 +5,7 @@
     regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
     refit_every = 32        # re-screening refits the GP after this many results (default 4·regenerate_every)
     rescore = "auto"        # re-screen the pool with the new results before a batch goes out
+    select_mc_samples = 64  # quasi-MC samples of a selection's qLogNEI (cheap re-screenings)
 """
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ class PipelineConfig(BaseModel):
         default=0.05, gt=0.0, le=1.0,
         description="auto: wait for a re-screening when it takes at most this fraction of the "
                     "oracle's median latency (the idle time accepted for a fresher batch)")
+    select_mc_samples: int | None = Field(
+        default=64, ge=1, le=65_536,
+        description="async: quasi-MC samples of a selection's acquisition (fewer than a sync "
+                    "round's: a re-screening the oracle may wait for costs about half as much; "
+                    "None: the surrogate's num_mc_samples)")
     stop_wait_s: float = Field(
         default=600.0, gt=0.0, le=86_400.0,
         description="async: seconds a stopping driver waits for a background generation to end "

@@ -474,7 +474,7 @@ class AsyncRounds:
         self._sel_job = self._sel_pool.submit(
             self._select, self._generator(), self.pool, self.population_number, available,
             inputs, index, q, total, self.sent, finished, prefix, self.full_fit, self.refit_every,
-            self._fresh_batches(q, in_flight))
+            self._fresh_batches(q, in_flight), self.settings.select_mc_samples)
 
     def _pace(self, q: int) -> tuple[int, int | None]:
         """``(fill, behind)``: batches that fill the in-flight limit, and batches the oracle
@@ -537,7 +537,7 @@ class AsyncRounds:
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
                 inputs: RoundInputs, index: int, q: int, total: int, sent: int, finished: int,
                 prefix: list[_Batch], full: FullFit | None, refit_every: int,
-                fresh_batches: int = 1) -> _Selection:
+                fresh_batches: int = 1, mc_samples: int | None = None) -> _Selection:
         started, t0, wall = time.monotonic(), time.perf_counter(), time.time()
         rescored = None
         if generator.surrogate is not None:
@@ -554,7 +554,8 @@ class AsyncRounds:
         plan = generator.select(pop, index, inputs.history, total, imported=inputs.imported,
                                 available=available, previous_state=inputs.previous_state,
                                 surrogate_fit=None if rescored is None else rescored.fit,
-                                pending=np.concatenate(pending) if pending else None)
+                                pending=np.concatenate(pending) if pending else None,
+                                num_mc_samples=mc_samples)
         if rescored is not None:
             plan.timings["fit_s"] = rescored.seconds
         # how it was selected: the surrogate, the batches it assumed go out first, when it ran
