@@ -471,9 +471,13 @@ class AsyncRounds:
             return  # the pool is spent; a population is on its way
         inputs = self._read_inputs()
         index = prefix[-1].plan.index + 1 if prefix else inputs.index
+        # a re-screening the oracle waits for conditions the last full fit up to twice the
+        # refit schedule (a refit is seconds of idle lab; the next population refits when due,
+        # in the background)
+        refit_every = 2 * self.refit_every if fresh else self.refit_every
         self._sel_job = self._sel_pool.submit(
             self._select, self._generator(), self.pool, self.population_number, available,
-            inputs, index, q, total, self.sent, finished, prefix, self.full_fit, self.refit_every,
+            inputs, index, q, total, self.sent, finished, prefix, self.full_fit, refit_every,
             self._fresh_batches(q, in_flight), self.settings.select_mc_samples)
 
     def _pace(self, q: int) -> tuple[int, int | None]:
