@@ -40,7 +40,7 @@ class PipelineConfig(BaseModel):
     re-screening typically takes — the median of the recent ones, scaled to the batches the free
     slots take — at most ``rescore_fraction`` of the oracle's median latency: a lab that takes
     hours always gets fresh batches; a 5-second simulation waits only for a re-screening under a
-    quarter second). A re-screening the oracle waits for holds one batch per free ``q`` slots.
+    tenth of a second). A re-screening the oracle waits for holds one batch per free ``q`` slots.
     Selections screen with ``select_mc_samples`` quasi-MC samples, fewer than a sync round's."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -64,7 +64,7 @@ class PipelineConfig(BaseModel):
         default="auto", description="async: whether a batch screened before the latest results "
                                     "waits for a re-screening before it goes out")
     rescore_fraction: float = Field(
-        default=0.05, gt=0.0, le=1.0,
+        default=0.02, gt=0.0, le=1.0,
         description="auto: wait for a re-screening when it typically takes (median of the recent "
                     "ones) at most this fraction of the oracle's median latency (the idle time "
                     "accepted for a fresher batch)")

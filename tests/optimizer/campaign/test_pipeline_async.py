@@ -137,7 +137,7 @@ def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
     ("always", 0.001, 100.0, False),  # always waits
     ("auto", 0.5, 100.0, False),    # cheap next to the lab: wait for the refit
     ("auto", 0.5, 5.0, True),       # 10 % of a 5-s lab: send the batch at once
-    ("auto", 0.2, 5.0, False),      # 4 % of a 5-s lab (default rescore_fraction 5 %): wait
+    ("auto", 0.05, 5.0, False),     # 1 % of a 5-s lab (default rescore_fraction 2 %): wait
 ])
 def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, seconds: float,
                                                              latency: float, usable: bool,
@@ -177,7 +177,7 @@ def test_auto_rescore_judges_the_typical_re_screening_and_a_fresh_one_fills_the_
                        say=lambda m: None)
     try:
         pipe.latencies.extend([5.0] * 3)
-        pipe.rescore_seconds.extend([0.1, 3.0, 0.15])  # a refit among cheap conditionings
+        pipe.rescore_seconds.extend([0.05, 3.0, 0.08])  # a refit among cheap conditionings
         assert pipe._wait_for_fresh()
         pipe.rescore_seconds.append(2.0)  # now most recent ones are slow: send at once
         assert not pipe._wait_for_fresh()
