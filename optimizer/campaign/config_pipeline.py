@@ -5,6 +5,7 @@
     regenerate_every = 8    # a fresh SMC population after this many new results (default: budget.q)
     refit_every = 32        # re-screening refits the GP after this many results (default 4·regenerate_every)
     rescore = "auto"        # re-screen the pool with the new results before a batch goes out
+    select_mc_samples = 64  # quasi-MC samples of a selection's qLogNEI (cheap re-screenings)
 """
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ class PipelineConfig(BaseModel):
 
     ``rescore``: whether a ready batch screened before the latest results waits for a
     re-screening: ``never`` (it goes at once), ``always`` (it waits), ``auto`` (waits only when
-    re-screening takes at most ``rescore_fraction`` of the oracle's median latency: a lab that
-    takes hours always gets fresh batches; a 5-second simulation is never kept waiting)."""
+    re-screening typically takes — the median of the recent ones, scaled to the batches the free
+    slots take — at most ``rescore_fraction`` of the oracle's median latency: a lab that takes
+    hours always gets fresh batches; a 5-second simulation waits only for a re-screening under a
+    tenth of a second). A re-screening the oracle waits for holds one batch per free ``q`` slots.
+    Selections screen with ``select_mc_samples`` quasi-MC samples, fewer than a sync round's."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -61,8 +65,14 @@ class PipelineConfig(BaseModel):
                                     "waits for a re-screening before it goes out")
     rescore_fraction: float = Field(
         default=0.02, gt=0.0, le=1.0,
-        description="auto: wait for a re-screening when it takes at most this fraction of the "
-                    "oracle's median latency (the idle time accepted for a fresher batch)")
+        description="auto: wait for a re-screening when it typically takes (median of the recent "
+                    "ones) at most this fraction of the oracle's median latency (the idle time "
+                    "accepted for a fresher batch)")
+    select_mc_samples: int | None = Field(
+        default=64, ge=1, le=65_536,
+        description="async: quasi-MC samples of a selection's acquisition (fewer than a sync "
+                    "round's: a re-screening the oracle may wait for costs about half as much; "
+                    "None: the surrogate's num_mc_samples)")
     stop_wait_s: float = Field(
         default=600.0, gt=0.0, le=86_400.0,
         description="async: seconds a stopping driver waits for a background generation to end "

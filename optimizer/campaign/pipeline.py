@@ -117,6 +117,7 @@ class _Selection:
     sent: int  # batches sent when it started
     seconds: float  # how long it took (re-scoring surrogate included)
     rescored: Rescored | None = None
+    fresh_batches: int = 1  # batches a re-screening the oracle waits for would hold when it started
 
 
 def split_plan(plan: RoundPlan, q: int) -> list[RoundPlan]:
@@ -287,7 +288,10 @@ class AsyncRounds:
             new = job_s.result()
             self.select_seconds.append(new.seconds)
             if new.rescored is not None:
-                self.rescore_seconds.append(new.seconds)
+                # what a fresh re-screening (``_fresh_batches``) would take: a longer selection's
+                # time scaled down to that many batches
+                n = max(1, len(new.batches))
+                self.rescore_seconds.append(new.seconds * min(1.0, new.fresh_batches / n))
                 self.rescores[new.rescored.kind] += 1
                 self._newer_fit(new.rescored.full)
             # batches that went out while it ran must be the first of those it assumed would
@@ -322,8 +326,16 @@ class AsyncRounds:
             return self.settings.rescore == "always"
         if not self.latencies or not self.rescore_seconds:
             return False  # nothing known of a re-screening's cost: never wait for one
+        # the median of the recent ones: one slow selection (a refit, a burst of load) does not
+        # turn waiting off for the next three
         latency = statistics.median(self.latencies)
-        return max(self.rescore_seconds) <= self.settings.rescore_fraction * latency
+        return statistics.median(self.rescore_seconds) <= self.settings.rescore_fraction * latency
+
+    def _fresh_batches(self, q: int, in_flight: int) -> int:
+        """Batches a re-screening that the oracle waits for holds: those the free slots take
+        (one selection for all of them: its fixed cost, the surrogate and the prefilter, is
+        paid once per burst of results instead of once per batch), at least one."""
+        return max(1, (self.config.budget.in_flight_limit - in_flight) // q)
 
     def _usable(self, q: int, finished: int) -> _Ready | None:
         """The ready list if its next batch may go out now (see the module docstring)."""
@@ -449,9 +461,9 @@ class AsyncRounds:
         prefix = [] if not valid or ready is None or fresh else ready.unsent[:keep]
         # without results nothing is learned from more batches than fill the slots (the sync
         # loop sends as many plain-prior ones)
-        # (a batch that waits for a fresh re-screening waits only for its own q picks)
+        # (batches that wait for a fresh re-screening wait only for the free slots' picks)
         batches = (fill if finished < MIN_OBSERVATIONS else room if awaiting else
-                   1 if fresh else self._batches_ahead(q))
+                   self._fresh_batches(q, in_flight) if fresh else self._batches_ahead(q))
         total = min(q * batches, remaining - sum(len(b.plan.selected) for b in prefix))
         if total <= 0:
             return  # the prefix already spends the budget
@@ -463,9 +475,14 @@ class AsyncRounds:
             return  # the pool is spent; a population is on its way
         inputs = self._read_inputs()
         index = prefix[-1].plan.index + 1 if prefix else inputs.index
+        # a re-screening the oracle waits for conditions the last full fit up to twice the
+        # refit schedule (a refit is seconds of idle lab; the next population refits when due,
+        # in the background)
+        refit_every = 2 * self.refit_every if fresh else self.refit_every
         self._sel_job = self._sel_pool.submit(
             self._select, self._generator(), self.pool, self.population_number, available,
-            inputs, index, q, total, self.sent, finished, prefix, self.full_fit, self.refit_every)
+            inputs, index, q, total, self.sent, finished, prefix, self.full_fit, refit_every,
+            self._fresh_batches(q, in_flight), self.settings.select_mc_samples)
 
     def _pace(self, q: int) -> tuple[int, int | None]:
         """``(fill, behind)``: batches that fill the in-flight limit, and batches the oracle
@@ -527,7 +544,8 @@ class AsyncRounds:
     @staticmethod
     def _select(generator: RoundGenerator, pop: Population, number: int, available: np.ndarray,
                 inputs: RoundInputs, index: int, q: int, total: int, sent: int, finished: int,
-                prefix: list[_Batch], full: FullFit | None, refit_every: int) -> _Selection:
+                prefix: list[_Batch], full: FullFit | None, refit_every: int,
+                fresh_batches: int = 1, mc_samples: int | None = None) -> _Selection:
         started, t0, wall = time.monotonic(), time.perf_counter(), time.time()
         rescored = None
         if generator.surrogate is not None:
@@ -544,7 +562,8 @@ class AsyncRounds:
         plan = generator.select(pop, index, inputs.history, total, imported=inputs.imported,
                                 available=available, previous_state=inputs.previous_state,
                                 surrogate_fit=None if rescored is None else rescored.fit,
-                                pending=np.concatenate(pending) if pending else None)
+                                pending=np.concatenate(pending) if pending else None,
+                                num_mc_samples=mc_samples)
         if rescored is not None:
             plan.timings["fit_s"] = rescored.seconds
         # how it was selected: the surrogate, the batches it assumed go out first, when it ran
@@ -556,7 +575,8 @@ class AsyncRounds:
         return _Selection(
             batches=[_Batch(plan=p, population=number, finished=finished, started=started)
                      for p in plans],
-            prefix=prefix, sent=sent, seconds=time.perf_counter() - t0, rescored=rescored)
+            prefix=prefix, sent=sent, seconds=time.perf_counter() - t0, rescored=rescored,
+            fresh_batches=fresh_batches)
 
 
 def _completed(history: History | HistoryColumns) -> int:

@@ -290,7 +290,8 @@ class RoundGenerator:
     def select(self, pop: Population, index: int, history: History | HistoryColumns, q: int, *,
                imported: Sequence[QueryRecord] = (), available: np.ndarray | None = None,
                previous_state: bytes | None = None, refit: bool | str = False,
-               surrogate_fit: Any | None = None, pending: np.ndarray | None = None) -> RoundPlan:
+               surrogate_fit: Any | None = None, pending: np.ndarray | None = None,
+               num_mc_samples: int | None = None) -> RoundPlan:
         """Step 5: pick ``q`` of the population's ``available`` candidates (all by default) for
         round ``index`` against ``history``'s pending points; the round's candidates are the
         available ones. ``refit``: fit the surrogate on ``history`` again (warm-started from
@@ -299,7 +300,9 @@ class RoundGenerator:
         ``history`` has a different number of results than the population was fitted on.
         ``surrogate_fit``: screen with this ``SurrogateFit`` instead (the pipeline's re-scoring surrogate,
         ``optimizer.campaign.rescoring``); ``pending``: designs to treat as pending besides the
-        in-flight ones (batches already selected to go out first)."""
+        in-flight ones (batches already selected to go out first); ``num_mc_samples``: the
+        acquisition's quasi-MC samples (default the surrogate config's; the pipeline's
+        re-screening takes fewer)."""
         cfg = self.config
         t0 = time.perf_counter()
         data = training_data(history, cfg, imported)
@@ -327,7 +330,7 @@ class RoundGenerator:
             res = self.surrogate.screen(fit.model, designs, q, pending=data.X_pending,
                                         observed=data.X_failed,
                                         seed=derive_seed(cfg.seed, index, 0, "screen"),
-                                        families=family)
+                                        families=family, num_mc_samples=num_mc_samples)
             sel, acq, mean, std, note = list(res.selected), res.acquisition, res.mean, res.std, res.note
             excluded, reasons = res.excluded, res.reasons
         else:

@@ -90,10 +90,12 @@ class SurrogateAdapter:
         return SurrogateFit(model=model, state=blob, summary=summary)
 
     def screen(self, model: Any, designs: np.ndarray, q: int, *, pending: np.ndarray,
-               observed: np.ndarray, seed: int, families: np.ndarray | None = None) -> Screened:
+               observed: np.ndarray, seed: int, families: np.ndarray | None = None,
+               num_mc_samples: int | None = None) -> Screened:
         """Pick up to q of ``designs`` by the acquisition; values for the scored candidates
         (NaN for those the prefilter left out). ``families``: one ancestor-family id per design
-        (diverse batches, ``optimizer.surrogate.screening``)."""
+        (diverse batches, ``optimizer.surrogate.screening``); ``num_mc_samples``: quasi-MC
+        samples of the acquisition (default the surrogate config's)."""
         import torch
 
         from optimizer.surrogate.screening import screen
@@ -103,6 +105,7 @@ class SurrogateAdapter:
                          pending=as_tensor(pending) if pending.ndim > 1 and len(pending) else None,
                          observed=as_tensor(observed) if observed.ndim > 1 and len(observed) else None,
                          acquisition=self.acquisition, seed=int(seed) % (2**31),
+                         num_mc_samples=num_mc_samples,
                          families=None if families is None else torch.as_tensor(
                              np.asarray(families, dtype=np.int64)))
         return Screened(selected=res.selected.numpy().astype(np.int64),

@@ -137,6 +137,7 @@ def test_split_plan_cuts_greedy_batches_into_rounds() -> None:
     ("always", 0.001, 100.0, False),  # always waits
     ("auto", 0.5, 100.0, False),    # cheap next to the lab: wait for the refit
     ("auto", 0.5, 5.0, True),       # 10 % of a 5-s lab: send the batch at once
+    ("auto", 0.05, 5.0, False),     # 1 % of a 5-s lab (default rescore_fraction 2 %): wait
 ])
 def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, seconds: float,
                                                              latency: float, usable: bool,
@@ -159,6 +160,28 @@ def test_rescore_policy_decides_on_a_batch_stale_by_results(rescore: str, second
         assert pipe._usable(4, finished=4) is None
         pipe.sent = 0
         assert pipe._usable(2, finished=4) is None  # the budget's last, smaller batch: reselect
+    finally:
+        pipe.close()
+
+
+def test_auto_rescore_judges_the_typical_re_screening_and_a_fresh_one_fills_the_free_slots(
+        tiny_prior_path: str, make_config, tmp_path) -> None:
+    """``auto`` compares the median recent re-screening with the latency (one slow one, a refit,
+    does not stop the waiting), and a re-screening the oracle waits for holds a batch per free
+    ``q`` slots (one selection per burst of results, not one per batch)."""
+    cfg = make_config("policy-median", tiny_prior_path, "http://127.0.0.1:9",
+                      f"sqlite:///{tmp_path}/p.db", pipeline={"mode": "async", "rescore": "auto"},
+                      budget={"q": 4, "max_in_flight": 8, "total": 40})
+    pipe = AsyncRounds(cfg, generator=lambda: None,  # type: ignore[arg-type,return-value]
+                       read_inputs=lambda: None, record=lambda p: None,  # type: ignore[arg-type,return-value]
+                       say=lambda m: None)
+    try:
+        pipe.latencies.extend([5.0] * 3)
+        pipe.rescore_seconds.extend([0.05, 3.0, 0.08])  # a refit among cheap conditionings
+        assert pipe._wait_for_fresh()
+        pipe.rescore_seconds.append(2.0)  # now most recent ones are slow: send at once
+        assert not pipe._wait_for_fresh()
+        assert [pipe._fresh_batches(4, n) for n in (0, 3, 4, 7, 8)] == [2, 1, 1, 1, 1]
     finally:
         pipe.close()
 
