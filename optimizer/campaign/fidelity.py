@@ -267,14 +267,16 @@ class FidelityStage:
 
     def _reference(self, main: Any) -> torch.Tensor | None:
         """A Pareto campaign's reference point (signed): each objective's ``reference`` where
-        given, else inferred from the expensive results' front, as the single-fidelity path."""
-        if self.outputs.objectives == 1:
+        given, else inferred from the front of the feasible expensive results (all of them
+        while none is feasible), as the single-fidelity path (``pareto.feasible_reference``)."""
+        m = self.outputs.objectives
+        if m == 1:
             return None
         from optimizer.campaign.config_pareto import signed_reference
-        from optimizer.surrogate.pareto import reference_point
+        from optimizer.surrogate.pareto import feasible_reference
 
-        V = np.asarray(main.Y, dtype=np.float64)[:, :self.outputs.objectives]
-        return reference_point(V, signed_reference(self.config))
+        Y = np.asarray(main.Y, dtype=np.float64)[:, self.outputs.columns(self.config)]
+        return feasible_reference(Y[:, :m], (Y[:, m:] <= 0).all(-1), signed_reference(self.config))
 
     # ---- the multi-task GP ----------------------------------------------------------------------
     def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any,
