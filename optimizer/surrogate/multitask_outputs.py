@@ -161,26 +161,41 @@ class MultiTaskOutputs:
                        reference: Tensor | None = None) -> list[int]:
         """``q`` rows of ``Z`` for ``[oracle]``: constrained qLogNEI of the primary objective
         over the ``observed`` expensive designs' features, or with ``reference`` (signed, `m`
-        floats) qLogNEHVI of the objectives; ``pending`` conditioned on."""
+        floats) qLogNEHVI of the objectives; ``pending`` conditioned on. Sequential greedy;
+        with constraints a step whose gains are saturated picks by single-candidate value, as
+        the single-fidelity screening (``screening._greedy``)."""
         if self._model is None and reference is None:
             return self.primary.pick_nei(Z, q, observed=observed, pending=pending)
         model = self._model if self._model is not None else self.primary.model
         cons, eta = self._constraints()
         extra: dict[str, Any] = {"constraints": cons, "eta": eta} if cons else {}
         base = self.primary._scale(observed)
-        acq: Any
-        if reference is not None:
-            acq = qLogNoisyExpectedHypervolumeImprovement(
-                model=model, ref_point=reference.double().reshape(-1), X_baseline=base,
-                sampler=self.primary._sampler(), prune_baseline=True, cache_root=False,
-                objective=GenericMCMultiOutputObjective(self._objective_values),
-                X_pending=self._scaled(pending), **extra)
-        else:
-            acq = qLogNoisyExpectedImprovement(
+        pend = self._scaled(pending)
+
+        def make(more: Tensor | None) -> Any:
+            parts = [p for p in (pend, more) if p is not None]
+            X_pending = torch.cat(parts) if parts else None
+            if reference is not None:
+                return qLogNoisyExpectedHypervolumeImprovement(
+                    model=model, ref_point=reference.double().reshape(-1), X_baseline=base,
+                    sampler=self.primary._sampler(), prune_baseline=True, cache_root=False,
+                    objective=GenericMCMultiOutputObjective(self._objective_values),
+                    X_pending=X_pending, **extra)
+            return qLogNoisyExpectedImprovement(
                 model, X_baseline=base, sampler=self.primary._sampler(), prune_baseline=True,
-                objective=GenericMCObjective(self._primary_value),
-                X_pending=self._scaled(pending), **extra)
-        return self.primary._greedy(acq, Z, q)
+                objective=GenericMCObjective(self._primary_value), X_pending=X_pending, **extra)
+
+        if not cons:
+            return self.primary._greedy(make(None), Z, q)
+        # constrained: once the greedy gains saturate, the largest is an infeasible design's
+        # (a negligible improvement times the sigmoid's tail), so such a step takes the highest
+        # single-candidate value: the single-fidelity screening's greedy (``screening._greedy``)
+        from optimizer.surrogate.screening import _greedy
+
+        choices = self.primary._scale(Z)
+        with torch.no_grad():
+            picks, _ = _greedy(make, choices, None, min(q, len(Z)), 0.0, True, 512, saturated=True)
+        return [int(i) for i in picks]
 
     # ---- helpers --------------------------------------------------------------------------------
     def _unstandardize(self, Y: Tensor) -> Tensor:

@@ -438,7 +438,7 @@ def score_singles(make: Callable[[Tensor | None], Any], choices: Tensor, cand: T
 
 def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,
             margin: float, log_values: bool, max_batch_size: int,
-            saturated: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            saturated: Tensor | bool | None = None) -> tuple[Tensor, Tensor]:
     """Sequential greedy over ``choices`` (`K x d`): each pick is pending for the next. With
     families ``fam``, a pick from a family with more picks than the least-picked family left
     needs a gain above that family's best by ``margin``: in units of the first pick's value
@@ -446,7 +446,8 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
     ``saturated`` (constrained qLogNEI: each choice's solo value): once the best gain is below
     ``SATURATED`` of the first pick's, every gain is noise, and the largest is an infeasible
     design's (its improvement times a vanishing feasibility weight), so the pick is the free
-    choice of highest solo value instead (``constraints.py``)."""
+    choice of highest solo value instead (``constraints.py``); ``True``: the solo values are
+    the first step's (no extra pending point)."""
     K = choices.shape[0]
     free = torch.ones(K, dtype=torch.bool)
     count = None if fam is None else torch.zeros(K, dtype=torch.long)
@@ -457,7 +458,10 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
         v = torch.full((K,), -float("inf"), dtype=choices.dtype)
         v[free] = torch.cat([acqf(c.unsqueeze(-2)) for c in choices[free].split(max_batch_size)])
         best = int(torch.argmax(v))
-        if saturated is not None and vals and bool(v[best] - vals[0] < math.log(SATURATED)):
+        if saturated is True:
+            saturated = v.clone()  # the first step: every choice scored alone
+        if (isinstance(saturated, Tensor) and vals
+                and bool(v[best] - vals[0] < math.log(SATURATED))):
             best = int(torch.argmax(saturated.masked_fill(~free, -float("inf"))))
         if fam is not None and count is not None:
             fewest = int(count[free].min())
