@@ -407,12 +407,12 @@ class FidelityStage:
         return rec
 
     def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False,
-              only: list[_Cheap] | None = None) -> None:
+              only: list[_Cheap] | None = None, name_keys: bool = True) -> None:
         """Send every cheap oracle's outbox (``only``: these oracles') and poll until nothing is
         in flight, each one's ``wait_s`` has passed (the missing answers then come in during
         later rounds, or on resume when the campaign is ``finishing``), or ``stop()`` says the
-        driver stops. A finish names the keys given up on at WARNING; the collection of a
-        completed campaign (``only`` set) leaves that to its caller (logged once)."""
+        driver stops. A finish names the keys given up on at WARNING (``name_keys``; the
+        collection of a completed campaign leaves that to its caller: logged once)."""
         start = time.monotonic()
         poll_s = min(self.config.budget.poll_interval_s, 1.0)
         waiting = list(self.cheap if only is None else only)
@@ -438,8 +438,8 @@ class FidelityStage:
                 if not left:
                     continue
                 if time.monotonic() - start > cheap.config.wait_s:
-                    if finishing and only is not None:
-                        continue  # collect_cheap_answers names the keys still out
+                    if finishing and not name_keys:
+                        continue
                     if finishing:
                         keys = [x.key for x in call(functools.partial(
                             self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
@@ -495,22 +495,25 @@ class FidelityStage:
         self._ensure_children()
         self._wait(stop, finishing=True)
 
-    def collect(self, stop: Callable[[], bool] | None = None) -> dict[str, list[str]]:
+    def collect(self, stop: Callable[[], bool] | None = None, *,
+                counts: dict[str, int] | None = None) -> dict[str, list[str]]:
         """A finished campaign's cheap queries still out (its finish gave up on them after
         ``wait_s``): restore and poll only the oracles that have some, until answered or each
         ``wait_s`` runs out again (a WARNING names the keys still unanswered). Oracles with
         nothing out, or no log campaign of their own (none, or an unrelated campaign of that
         name), are not touched (nothing is created). Returns the keys still unanswered per oracle
-        (empty: all collected); the caller logs them."""
+        (empty: all collected); the caller logs them. ``counts``: the caller's
+        ``fidelity_collect.in_flight_counts`` (default: counted here)."""
         from optimizer.campaign.fidelity_collect import in_flight_counts
 
         out: dict[str, list[str]] = {}
-        counts = in_flight_counts(self.config, self.storage, self.call)
+        if counts is None:
+            counts = in_flight_counts(self.config, self.storage, self.call)
         waiting = [cheap for cheap in self.cheap if counts.get(cheap.config.name)]
         if not waiting:
             return {}
         self._ensure_children(waiting)
-        self._wait(stop, finishing=True, only=waiting)
+        self._wait(stop, finishing=True, only=waiting, name_keys=False)
         for cheap in waiting:
             keys = [x.key for x in self.call(functools.partial(
                 self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),

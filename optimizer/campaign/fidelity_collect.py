@@ -57,7 +57,7 @@ def collect_cheap_answers(config: CampaignConfig, storage: Storage, *,
             def stop() -> bool:
                 return lease.lost or (should_stop is not None and should_stop())
 
-            left = stage.collect(stop)
+            left = stage.collect(stop, counts=out)
         trip = stage.take_trip()
     finally:
         stage.close()
