@@ -18,7 +18,9 @@ With ``[[constraints]]`` or a Pareto campaign the multi-task GP is one per model
 (``optimizer.campaign.fidelity_outputs``: the primary objective, or every objective of a Pareto
 campaign, then each constraint slack; ``optimizer.surrogate.multitask_outputs``): the cheap pick
 is qUCB of the primary objective weighted by feasibility (UCB x PoF), or of cheap oracle `j`'s
-ParEGO scalarization (the round's chunk `j − 1` weights); the expensive pick constrained qLogNEI,
+ParEGO scalarization (weights drawn from the campaign seed for the round and chunk `j − 1`: the
+chunk's own with ``scalarization = "parego"``, the same draw with ``acquisition = "qlognehvi"``
+alone); the expensive pick constrained qLogNEI,
 or qLogNEHVI over the campaign's reference point. The candidates of a round the multi-task GP
 picked store its ``[oracle]``-task prediction of the primary objective (``alpha = "auto"``'s
 over-optimization gap compares it with the results).
@@ -82,6 +84,8 @@ class _Cheap:
     campaign: str
     dispatcher: Dispatcher
     guard: BudgetGuard
+    #: the oracle's position in ``[[oracles]]`` (errors name the field ``oracles.{index}``)
+    index: int = 0
     restored: bool = False
 
 
@@ -102,7 +106,7 @@ class FidelityStage:
         self.say = say
         outputs = recorded_outputs(config)
         self.cheap = []
-        for c in config.oracles:
+        for i, c in enumerate(config.oracles):
             name = child_name(config.name, c.name)
             oracle = (oracles or {}).get(c.name) or build(c.oracle)
             # a cheap oracle reports at least the outputs the picks model (config_fidelity checks
@@ -112,7 +116,7 @@ class FidelityStage:
                 storage, name, oracle, objectives=[o for o in outputs if o in reported],
                 limit=max(c.per_round, 1) * 2,
                 on_change=_prefixed(say, c.name),
-                limits=QueryLimits.from_config(config)), BudgetGuard(config.budget)))
+                limits=QueryLimits.from_config(config)), BudgetGuard(config.budget), index=i))
         self.last: dict[str, Any] = {}
         #: set when a cheap oracle's failures trip the campaign's budget guard (the driver
         #: pauses the campaign with it; see :meth:`take_trip`)
@@ -232,8 +236,11 @@ class FidelityStage:
         return (Zt[torch.as_tensor(self._order)],)
 
     def _cheap_weights(self, index: int, j: int) -> tuple[float, ...] | None:
-        """A Pareto campaign's cheap oracle `j` scalarizes by the ParEGO weights of the
-        round's SMC chunk `j − 1` (cycling): the same draw ``pareto_round`` gives that chunk."""
+        """A Pareto campaign's cheap oracle `j` scalarizes by ParEGO weights drawn from the
+        campaign seed for round ``index`` and chunk `j − 1` (cycling): with ``scalarization =
+        "parego"`` the weights of that SMC chunk's target (``pareto_round.chunk_weights``); with
+        ``acquisition = "qlognehvi"`` alone (no chunk is scalarized) the same seeded draw, so
+        the cheap picks still spread over the front round by round."""
         if self.outputs.objectives == 1:
             return None
         chunk = (j - 1) % self.config.workers.num_chunks
@@ -267,14 +274,17 @@ class FidelityStage:
 
     def _reference(self, main: Any) -> torch.Tensor | None:
         """A Pareto campaign's reference point (signed): each objective's ``reference`` where
-        given, else inferred from the expensive results' front, as the single-fidelity path."""
-        if self.outputs.objectives == 1:
+        given, else inferred from the front of the feasible expensive results (all of them
+        while none is feasible), as the single-fidelity path (``pareto.feasible_reference``)."""
+        m = self.outputs.objectives
+        if m == 1:
             return None
         from optimizer.campaign.config_pareto import signed_reference
-        from optimizer.surrogate.pareto import reference_point
+        from optimizer.surrogate.pareto import feasible_reference
 
-        V = np.asarray(main.Y, dtype=np.float64)[:, :self.outputs.objectives]
-        return reference_point(V, signed_reference(self.config))
+        Y = np.asarray(main.Y, dtype=np.float64)[:, self.outputs.columns(self.config)]
+        feasible = np.asarray((Y[:, m:] <= 0).all(-1), dtype=bool)
+        return feasible_reference(Y[:, :m], feasible, signed_reference(self.config))
 
     # ---- the multi-task GP ----------------------------------------------------------------------
     def _multitask(self, features: Callable[[np.ndarray], np.ndarray], main: Any,
@@ -325,13 +335,14 @@ class FidelityStage:
         return phi
 
     # ---- dispatch -------------------------------------------------------------------------------
-    def _ensure_children(self) -> None:
-        """Create each cheap oracle's campaign (once), and restore its dispatcher's handles.
+    def _ensure_children(self, only: list[_Cheap] | None = None) -> None:
+        """Create each cheap oracle's campaign (once; ``only``: of these oracles), and restore
+        its dispatcher's handles.
 
         Raises:
             PreflightError: a campaign of the child's name exists but is not this campaign's
                 cheap-oracle log (an unrelated campaign is never adopted)."""
-        for i, cheap in enumerate(self.cheap):
+        for cheap in self.cheap if only is None else only:
             if cheap.restored:
                 continue
             try:
@@ -339,7 +350,7 @@ class FidelityStage:
                                 f"reading oracle {cheap.config.name}'s campaign")
             except NotFound:
                 rec = self._create_child(cheap)
-            self._check_child(i, cheap, rec.config)
+            self._check_child(cheap, rec.config)
             n = self.call(cheap.dispatcher.restore,
                           f"restoring oracle {cheap.config.name}'s queries in flight")
             if n:
@@ -347,12 +358,12 @@ class FidelityStage:
                          "already sent, re-polling them by stored job id")
             cheap.restored = True
 
-    def _check_child(self, i: int, cheap: _Cheap, stored: Any) -> None:
+    def _check_child(self, cheap: _Cheap, stored: Any) -> None:
         from optimizer.errors import PreflightError
 
         if not is_child_of(stored, self.config.name):
             raise PreflightError(
-                f"field `oracles.{i}.name`: cheap oracle {cheap.config.name!r} logs its queries in "
+                f"field `oracles.{cheap.index}.name`: cheap oracle {cheap.config.name!r} logs its queries in "
                 f"campaign {cheap.campaign!r}, but a campaign of that name exists and is not "
                 f"campaign {self.config.name!r}'s cheap-oracle log; rename the oracle or delete "
                 f"campaign {cheap.campaign!r}")
@@ -395,13 +406,16 @@ class FidelityStage:
                  f"logging oracle {c.name}'s campaign as paused")
         return rec
 
-    def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False) -> None:
-        """Send every cheap oracle's outbox and poll until nothing is in flight, each one's
-        ``wait_s`` has passed (the missing answers then come in during later rounds, or on
-        resume when the campaign is ``finishing``), or ``stop()`` says the driver stops."""
+    def _wait(self, stop: Callable[[], bool] | None = None, *, finishing: bool = False,
+              only: list[_Cheap] | None = None, name_keys: bool = True) -> None:
+        """Send every cheap oracle's outbox (``only``: these oracles') and poll until nothing is
+        in flight, each one's ``wait_s`` has passed (the missing answers then come in during
+        later rounds, or on resume when the campaign is ``finishing``), or ``stop()`` says the
+        driver stops. A finish names the keys given up on at WARNING (``name_keys``; the
+        collection of a completed campaign leaves that to its caller: logged once)."""
         start = time.monotonic()
         poll_s = min(self.config.budget.poll_interval_s, 1.0)
-        waiting = list(self.cheap)
+        waiting = list(self.cheap if only is None else only)
         call = self.call
         while waiting:
             if stop is not None and stop():
@@ -424,6 +438,8 @@ class FidelityStage:
                 if not left:
                     continue
                 if time.monotonic() - start > cheap.config.wait_s:
+                    if finishing and not name_keys:
+                        continue
                     if finishing:
                         keys = [x.key for x in call(functools.partial(
                             self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
@@ -479,30 +495,25 @@ class FidelityStage:
         self._ensure_children()
         self._wait(stop, finishing=True)
 
-    def collect(self, stop: Callable[[], bool] | None = None) -> dict[str, list[str]]:
+    def collect(self, stop: Callable[[], bool] | None = None, *,
+                counts: dict[str, int] | None = None) -> dict[str, list[str]]:
         """A finished campaign's cheap queries still out (its finish gave up on them after
         ``wait_s``): restore and poll only the oracles that have some, until answered or each
         ``wait_s`` runs out again (a WARNING names the keys still unanswered). Oracles with
-        nothing out, or no log campaign, are not touched (nothing is created). Returns the keys
-        still unanswered per oracle (empty: all collected)."""
-        every, out = self.cheap, {}
-        waiting = []
-        for cheap in every:
-            try:
-                counts = self.call(functools.partial(self.storage.query_counts, cheap.campaign),
-                                   f"counting oracle {cheap.config.name}'s queries")
-            except NotFound:
-                continue
-            if sum(counts[s] for s in _IN_FLIGHT):
-                waiting.append(cheap)
+        nothing out, or no log campaign of their own (none, or an unrelated campaign of that
+        name), are not touched (nothing is created). Returns the keys still unanswered per oracle
+        (empty: all collected); the caller logs them. ``counts``: the caller's
+        ``fidelity_collect.in_flight_counts`` (default: counted here)."""
+        from optimizer.campaign.fidelity_collect import in_flight_counts
+
+        out: dict[str, list[str]] = {}
+        if counts is None:
+            counts = in_flight_counts(self.config, self.storage, self.call)
+        waiting = [cheap for cheap in self.cheap if counts.get(cheap.config.name)]
         if not waiting:
             return {}
-        self.cheap = waiting
-        try:
-            self._ensure_children()
-            self._wait(stop, finishing=True)
-        finally:
-            self.cheap = every
+        self._ensure_children(waiting)
+        self._wait(stop, finishing=True, only=waiting, name_keys=False)
         for cheap in waiting:
             keys = [x.key for x in self.call(functools.partial(
                 self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),

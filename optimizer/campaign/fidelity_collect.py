@@ -43,7 +43,7 @@ def collect_cheap_answers(config: CampaignConfig, storage: Storage, *,
     if not config.oracles:
         return {}
     retry = outage_retry(config, storage, should_stop=should_stop)
-    out = _outstanding(config, storage, retry.call)
+    out = in_flight_counts(config, storage, retry.call)
     if not out:
         return {}
     say(f"campaign {config.name} is completed; polling its {sum(out.values())} cheap "
@@ -57,7 +57,7 @@ def collect_cheap_answers(config: CampaignConfig, storage: Storage, *,
             def stop() -> bool:
                 return lease.lost or (should_stop is not None and should_stop())
 
-            left = stage.collect(stop)
+            left = stage.collect(stop, counts=out)
         trip = stage.take_trip()
     finally:
         stage.close()
@@ -73,20 +73,29 @@ def collect_cheap_answers(config: CampaignConfig, storage: Storage, *,
     return left
 
 
-def _outstanding(config: CampaignConfig, storage: Storage,
-                 call: Callable[[Callable[[], Any], str], Any]) -> dict[str, int]:
-    """Cheap queries in flight per oracle of ``config`` (oracles without a log campaign, or
-    with nothing in flight, left out)."""
-    from optimizer.campaign.config_fidelity import child_name
+def in_flight_counts(config: CampaignConfig, storage: Storage,
+                     call: Callable[[Callable[[], Any], str], Any]) -> dict[str, int]:
+    """Cheap queries in flight per oracle of ``config``, counted in each oracle's own log
+    campaign only: an oracle without one, whose campaign of that name is not ``config.name``'s
+    cheap-oracle log (an unrelated campaign: never counted or polled, a WARNING names it), or
+    with nothing in flight, is left out."""
+    from optimizer.campaign.config_fidelity import child_name, is_child_of
     from storage.errors import NotFound
 
     out: dict[str, int] = {}
     for c in config.oracles:
+        name = child_name(config.name, c.name)
         try:
-            counts = call(functools.partial(storage.query_counts, child_name(config.name, c.name)),
-                          f"counting oracle {c.name}'s queries")
+            rec = call(functools.partial(storage.load_campaign, name),
+                       f"reading oracle {c.name}'s campaign")
         except NotFound:
             continue
+        if not is_child_of(rec.config, config.name):
+            log.warning("campaign %s: oracle %s: campaign %s is not its cheap-oracle log; its "
+                        "queries are not collected", config.name, c.name, name)
+            continue
+        counts = call(functools.partial(storage.query_counts, name),
+                      f"counting oracle {c.name}'s queries")
         n = int(sum(counts.get(s, 0) for s in IN_FLIGHT))
         if n:
             out[c.name] = n

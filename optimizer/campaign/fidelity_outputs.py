@@ -14,12 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ModelledOutputs", "is_pareto", "modelled_outputs", "task_results"]
+from optimizer.campaign.config_pareto import is_pareto
 
-
-def is_pareto(config: Any) -> bool:
-    """Whether a campaign config is a Pareto campaign (several objectives, no fixed weights)."""
-    return config.surrogate.scalarization == "parego" or config.surrogate.acquisition == "qlognehvi"
+__all__ = ["ModelledOutputs", "modelled_outputs", "task_results"]
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from optimizer.surrogate.constraints import (feasible_first, feasible_rows, num_
                                              surrogate_log_pof)
 from optimizer.surrogate.dedup import Exclusion
 from optimizer.surrogate.gp import Surrogate
-from optimizer.surrogate.pareto import pareto_mask, reference_point
+from optimizer.surrogate.pareto import feasible_reference, pareto_mask
 from optimizer.surrogate.scalarize import Scalarization
 
 
@@ -81,8 +81,7 @@ def screening_reference(sur: Surrogate, signs: Tensor) -> Tensor:
     signed = None if given is None else [None if r is None else float(r) * float(s)
                                          for r, s in zip(given, signs.tolist(), strict=True)]
     V = sur.train_Y[:, :m].to(torch.float64) * signs.to(torch.float64)
-    ok = feasible_rows(sur)
-    return reference_point(V[ok] if bool(ok.any()) else V, signed)
+    return feasible_reference(V, feasible_rows(sur), signed)
 
 
 def screen_hvi(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int, g: Scalarization,

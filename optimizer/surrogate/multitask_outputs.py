@@ -45,6 +45,7 @@ from torch import Tensor
 from optimizer.errors import SurrogateError
 from optimizer.surrogate.constraints import ETA, log_pof
 from optimizer.surrogate.multitask import MultiTaskSurrogate
+from optimizer.surrogate.prefilter import feasibility_axis, prefilter_keep
 from optimizer.surrogate.scalarize import Scalarization, make_scalarization
 
 __all__ = ["MultiTaskOutputs"]
@@ -114,31 +115,30 @@ class MultiTaskOutputs:
         return self.primary.predict(Z)
 
     def prefilter(self, Z: Tensor, size: int, *, beta: float) -> Tensor:
-        """Indices of the (at most) ``size`` rows of ``Z`` worth scoring: the lowest Pareto
-        layers of (each objective's `μ + β σ`, log PoF): the batch acquisitions increase in
-        all of them, so their maximizers are kept; ties by the primary `μ + β σ`."""
-        from optimizer.surrogate.acquisition_mo import layers_keep
-
+        """Indices of the (at most) ``size`` rows of ``Z`` worth scoring, best first: the
+        lowest Pareto layers of each objective's `μ + β σ` and, with constraints, log PoF
+        floored as the single-fidelity screening does (``prefilter.prefilter_keep``: the batch
+        acquisitions increase in all of them); ties, and the order, by the primary `μ + β σ`
+        feasibility-weighted (`+ log PoF ·` the primary's observed spread)."""
         mean, std = self.predict_all(Z)
         m = self.objectives
         ucb = mean[:, :m] + beta * std[:, :m]
-        cols = ucb
-        if self.constraints:
-            lp = log_pof(mean[:, m:], std[:, m:] ** 2)
-            cols = torch.cat([ucb, lp.unsqueeze(-1)], -1)
-        if cols.shape[1] == 1:
-            return torch.argsort(-ucb[:, 0], stable=True)[:size]
-        keep = layers_keep(cols, ucb[:, 0], min(size, len(Z)))
+        lp = log_pof(mean[:, m:], std[:, m:] ** 2) if self.constraints else None
+        spread = float(self._std[0])
+        spread = spread if math.isfinite(spread) and spread > 0 else 1.0
+        keep = prefilter_keep(ucb, ucb[:, 0], min(size, len(Z)), log_pof=lp, spread=spread)
+        tie, _ = feasibility_axis(ucb[:, 0], lp, spread)
         idx = torch.nonzero(keep).flatten()
-        return idx[torch.argsort(-ucb[idx, 0], stable=True)]
+        return idx[torch.argsort(-tie[idx], stable=True)]
 
     # ---- picks ----------------------------------------------------------------------------------
     def pick_cheap(self, Z: Tensor, k: int, *, beta: float, pending: Tensor | None = None,
                    weights: Sequence[float] | None = None) -> list[int]:
         """``k`` rows of ``Z`` for a cheap oracle: sequential greedy qUCB of the expensive
         task's primary objective (``weights``: of the augmented Chebyshev scalarization of the
-        objectives, ParEGO's weights for the round), infeasible samples penalized when there
-        are constraints; ``pending`` conditioned on."""
+        objectives, ParEGO's weights for the round); with constraints each greedy step's gain
+        is weighted by the candidate's PoF (UCB × PoF, in log space: ``_greedy_times``);
+        ``pending`` conditioned on."""
         if self._model is None:
             return self.primary.pick_ucb(Z, k, beta=beta, pending=pending)
         g = self._scalarization(weights)
@@ -154,33 +154,48 @@ class MultiTaskOutputs:
             return self.primary._greedy(acq, Z, k)
         mean, std = self.predict_all(Z)
         m = self.objectives
-        pof = log_pof(mean[:, m:], std[:, m:] ** 2).exp()
-        return _greedy_times(acq, self.primary._scale(Z), k, pof)
+        lp = log_pof(mean[:, m:], std[:, m:] ** 2)
+        return _greedy_times(acq, self.primary._scale(Z), k, lp)
 
     def pick_expensive(self, Z: Tensor, q: int, *, observed: Tensor, pending: Tensor | None = None,
                        reference: Tensor | None = None) -> list[int]:
         """``q`` rows of ``Z`` for ``[oracle]``: constrained qLogNEI of the primary objective
         over the ``observed`` expensive designs' features, or with ``reference`` (signed, `m`
-        floats) qLogNEHVI of the objectives; ``pending`` conditioned on."""
+        floats) qLogNEHVI of the objectives; ``pending`` conditioned on. Sequential greedy;
+        with constraints a step whose gains are saturated picks by single-candidate value, as
+        the single-fidelity screening (``screening._greedy``)."""
         if self._model is None and reference is None:
             return self.primary.pick_nei(Z, q, observed=observed, pending=pending)
         model = self._model if self._model is not None else self.primary.model
         cons, eta = self._constraints()
         extra: dict[str, Any] = {"constraints": cons, "eta": eta} if cons else {}
         base = self.primary._scale(observed)
-        acq: Any
-        if reference is not None:
-            acq = qLogNoisyExpectedHypervolumeImprovement(
-                model=model, ref_point=reference.double().reshape(-1), X_baseline=base,
-                sampler=self.primary._sampler(), prune_baseline=True, cache_root=False,
-                objective=GenericMCMultiOutputObjective(self._objective_values),
-                X_pending=self._scaled(pending), **extra)
-        else:
-            acq = qLogNoisyExpectedImprovement(
+        pend = self._scaled(pending)
+
+        def make(more: Tensor | None) -> Any:
+            parts = [p for p in (pend, more) if p is not None]
+            X_pending = torch.cat(parts) if parts else None
+            if reference is not None:
+                return qLogNoisyExpectedHypervolumeImprovement(
+                    model=model, ref_point=reference.double().reshape(-1), X_baseline=base,
+                    sampler=self.primary._sampler(), prune_baseline=True, cache_root=False,
+                    objective=GenericMCMultiOutputObjective(self._objective_values),
+                    X_pending=X_pending, **extra)
+            return qLogNoisyExpectedImprovement(
                 model, X_baseline=base, sampler=self.primary._sampler(), prune_baseline=True,
-                objective=GenericMCObjective(self._primary_value),
-                X_pending=self._scaled(pending), **extra)
-        return self.primary._greedy(acq, Z, q)
+                objective=GenericMCObjective(self._primary_value), X_pending=X_pending, **extra)
+
+        if not cons:
+            return self.primary._greedy(make(None), Z, q)
+        # constrained: once the greedy gains saturate, the largest is an infeasible design's
+        # (a negligible improvement times the sigmoid's tail), so such a step takes the highest
+        # single-candidate value: the single-fidelity screening's greedy (``screening._greedy``)
+        from optimizer.surrogate.screening import _greedy
+
+        choices = self.primary._scale(Z)
+        with torch.no_grad():
+            picks, _ = _greedy(make, choices, None, min(q, len(Z)), 0.0, True, 512, saturated=True)
+        return [int(i) for i in picks]
 
     # ---- helpers --------------------------------------------------------------------------------
     def _unstandardize(self, Y: Tensor) -> Tensor:
@@ -213,11 +228,13 @@ class MultiTaskOutputs:
                                   weights=weights, kind="chebyshev")
 
 
-def _greedy_times(acq: Any, choices: Tensor, k: int, weight: Tensor) -> list[int]:
+def _greedy_times(acq: Any, choices: Tensor, k: int, log_weight: Tensor) -> list[int]:
     """``k`` rows of ``choices`` (scaled features), each step the row with the largest
     `(acq(S ∪ {x}) − acq(S)) · weight(x)` over the batch `S` so far (`acq(∅)`: the lowest
     single-row value, so every gain is `≥ 0`); when every gain is 0 the largest
-    `(acq(S ∪ {x}) − min) · weight(x)`."""
+    `(acq(S ∪ {x}) − min) · weight(x)`, when those are 0 too the largest weight. Scored in log
+    space (`log gain + log_weight`): a weight `exp` underflows to 0 (a PoF below `e^−745`, a
+    constraint `≈ 38 σ` away) still ranks the candidates."""
     n = choices.shape[0]
     picked: list[int] = []
     base = 0.0
@@ -228,11 +245,19 @@ def _greedy_times(acq: Any, choices: Tensor, k: int, weight: Tensor) -> list[int
                               for c in choices.split(512)])
             if not picked:
                 base = float(vals.min())
-            score = (vals - base).clamp_min(0) * weight
-            if not bool((score > 0).any()):
-                score = (vals - vals.min()) * weight
-            score[picked] = -math.inf
+            # the first of these with a finite score for an unpicked row decides
+            for score in (_log_positive(vals - base) + log_weight,
+                          _log_positive(vals - vals.min()) + log_weight,
+                          log_weight.clone(), torch.zeros_like(vals)):
+                score[picked] = -math.inf
+                if bool(torch.isfinite(score).any()):
+                    break
             i = int(torch.argmax(score))
             picked.append(i)
             base = float(vals[i])
     return picked
+
+
+def _log_positive(x: Tensor) -> Tensor:
+    """`log x` where `x > 0`, else `−∞`."""
+    return torch.where(x > 0, x.clamp_min(torch.finfo(x.dtype).tiny).log(), -math.inf)

@@ -79,6 +79,17 @@ def reference_point(V: Tensor | np.ndarray, given: Sequence[float | None] | None
     return torch.where(torch.isnan(fixed), ref, fixed)
 
 
+def feasible_reference(V: Tensor | np.ndarray, feasible: Tensor | np.ndarray,
+                       given: Sequence[float | None] | None = None) -> Tensor:
+    """:func:`reference_point` of the feasible rows of ``V`` (``feasible``: `n` bools), of all
+    rows while none is feasible: an infeasible result must not move the reference (every
+    Pareto pick, single- or multi-fidelity, infers it this way)."""
+    t = _as_2d(V)
+    ok = (feasible if isinstance(feasible, Tensor) else torch.as_tensor(np.asarray(feasible, dtype=bool)))
+    ok = ok.to(device=t.device, dtype=torch.bool).reshape(-1)
+    return reference_point(t[ok] if bool(ok.any()) else t, given)
+
+
 def hypervolume(V: Tensor | np.ndarray, ref: Tensor | np.ndarray | Sequence[float]) -> float:
     """`HV(V; r)`: the volume dominated by the rows of ``V`` (`n x m`, maximized) above ``ref``;
     rows not strictly above ``ref`` in every column (or with a NaN) add nothing."""

@@ -75,7 +75,7 @@ from optimizer.surrogate import constraints as con
 from optimizer.surrogate.dedup import Exclusion, find_duplicates
 from optimizer.surrogate.finite import Conditioning, local_rows
 from optimizer.surrogate.gp import Surrogate
-from optimizer.surrogate.prefilter import family_keep, pareto_keep
+from optimizer.surrogate.prefilter import family_keep, feasibility_axis, prefilter_keep
 from optimizer.surrogate.scalarize import Scalarization
 
 ACQUISITIONS = ("qlognei", "qucb", "qlognehvi")
@@ -335,10 +335,9 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
         gm, gs = _scalar_mean_std(g, mean, std)
         ucb = gm + beta * gs
         lp = con.surrogate_log_pof(sur, mean, var)  # None without constraints
-        if lp is not None:  # the last layer's tiebreak: ucb, feasibility-weighted
-            ucb = ucb + lp * spread
-            # the Pareto axis: far-infeasible designs tie (see PREFILTER_LOG_POF_FLOOR)
-            lp = lp.clamp_min(con.PREFILTER_LOG_POF_FLOOR)
+        # the last layer's tiebreak: ucb, feasibility-weighted; the Pareto axis: log PoF, on
+        # which far-infeasible designs tie (see PREFILTER_LOG_POF_FLOOR)
+        tie, axis = feasibility_axis(ucb, lp, spread)
         keep = eligible.clone()
         if families is not None and bool(keep.any()):
             # at least screen_family_keep per family, more when few families would leave the
@@ -347,9 +346,10 @@ def _screen_fast(sur: Surrogate, Z: Tensor, Z_pending: Tensor | None, q_eff: int
             n_fam = int(torch.unique(families[keep]).numel())
             target = cfg.screen_prefilter_size or int(keep.sum())
             per = max(cfg.screen_family_keep, -(-target // n_fam))
-            keep = family_keep(gm, gs, ucb, families, per, among=keep, extra=lp)
+            keep = family_keep(gm, gs, tie, families, per, among=keep, extra=axis)
         if cfg.screen_prefilter_size is not None:
-            keep = pareto_keep(gm, gs, ucb, cfg.screen_prefilter_size, among=keep, extra=lp)
+            keep = prefilter_keep(torch.stack([gm, gs], -1), ucb, cfg.screen_prefilter_size,
+                                  log_pof=lp, spread=spread, among=keep)
         cand = torch.nonzero(keep).flatten()
         base = (_baseline_rows(sur, cond, g, observed_score,
                                cfg.screen_max_baseline or sur.train_Z.shape[0])
@@ -447,7 +447,7 @@ def score_singles(make: Callable[[Tensor | None], Any], choices: Tensor, cand: T
 
 def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor | None, q: int,
             margin: float, log_values: bool, max_batch_size: int,
-            saturated: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            saturated: Tensor | bool | None = None) -> tuple[Tensor, Tensor]:
     """Sequential greedy over ``choices`` (`K x d`): each pick is pending for the next. With
     families ``fam``, a pick from a family with more picks than the least-picked family left
     needs a gain above that family's best by ``margin``: in units of the first pick's value
@@ -455,7 +455,8 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
     ``saturated`` (constrained qLogNEI: each choice's solo value): once the best gain is below
     ``SATURATED`` of the first pick's, every gain is noise, and the largest is an infeasible
     design's (its improvement times a vanishing feasibility weight), so the pick is the free
-    choice of highest solo value instead (``constraints.py``)."""
+    choice of highest solo value instead (``constraints.py``); ``True``: the solo values are
+    the first step's (no extra pending point)."""
     K = choices.shape[0]
     free = torch.ones(K, dtype=torch.bool)
     count = None if fam is None else torch.zeros(K, dtype=torch.long)
@@ -466,7 +467,10 @@ def _greedy(make: Callable[[Tensor | None], Any], choices: Tensor, fam: Tensor |
         v = torch.full((K,), -float("inf"), dtype=choices.dtype)
         v[free] = torch.cat([acqf(c.unsqueeze(-2)) for c in choices[free].split(max_batch_size)])
         best = int(torch.argmax(v))
-        if saturated is not None and vals and bool(v[best] - vals[0] < math.log(SATURATED)):
+        if saturated is True:
+            saturated = v.clone()  # the first step: every choice scored alone
+        if (isinstance(saturated, Tensor) and vals
+                and bool(v[best] - vals[0] < math.log(SATURATED))):
             best = int(torch.argmax(saturated.masked_fill(~free, -float("inf"))))
         if fam is not None and count is not None:
             fewest = int(count[free].min())

@@ -116,3 +116,48 @@ def test_delete_removes_the_marked_child_first(tiny_prior_path: str, lab: LabSim
         for name in ("P", "P.sim"):
             with pytest.raises(NotFound):
                 st.load_campaign(name)
+
+
+def test_completed_campaign_resume_leaves_an_unrelated_child_name_alone(
+        tiny_prior_path: str, lab: LabSimulator, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import numpy as np
+
+    from storage import NewCandidate
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    entries = [{"name": n, "cost": 0.1, "per_round": 2, "budget": 10, "wait_s": 5.0,
+                "oracle": {"kind": "http", "base_url": lab.url, "timeout_s": 5.0}}
+               for n in ("a", "sim")]
+    cfg = campaign_config("P", tiny_prior_path, lab.url, url, oracles=entries)
+    other = campaign_config("P.sim", tiny_prior_path, lab.url, url)
+    with open_storage(url, create=True) as st:
+        st.create_campaign("P", cfg.to_json_dict(), budget=cfg.budget.total)
+        st.update_campaign("P", status="completed")
+        st.create_campaign("P.sim", other.to_json_dict(), budget=12)
+        cands = [NewCandidate(design=np.array([x, 0.0]), features=np.array([x, 0.0]),
+                              log_weight=0.0, group=0, particle=i) for i, x in enumerate((0.1, 0.7))]
+        st.record_round("P.sim", 0, alpha=0.5, candidates=cands, selected=[0, 1],
+                        oracle_name="lab")
+        assert st.query_counts("P.sim")["pending"] == 2
+        # the oracle is named by its place in [[oracles]] (1), also when a subset is restored
+        stage = FidelityStage(cfg, st, lambda _m: None)
+        try:
+            with pytest.raises(PreflightError, match=r"oracles\.1\.name.*'P\.sim'"):
+                stage._ensure_children([stage.cheap[1]])
+            stage.cheap = [stage.cheap[1]]
+            with pytest.raises(PreflightError, match=r"oracles\.1\.name.*'P\.sim'"):
+                stage._ensure_children()
+        finally:
+            stage.close()
+    # its queries in flight are not P's: the resume of the completed P reports its status
+    with caplog.at_level(logging.WARNING):
+        assert resume_campaign("P", url).status == "completed"
+    assert any("campaign P.sim is not its cheap-oracle log" in r.getMessage() for r in caplog.records)
+    assert not lab.store.evaluations
+    with open_storage(url, create=False) as st:
+        assert st.query_counts("P.sim")["pending"] == 2
+        with pytest.raises(NotFound):
+            st.load_campaign("P.a")  # nothing out: nothing created

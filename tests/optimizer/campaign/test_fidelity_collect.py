@@ -108,3 +108,6 @@ def test_collection_gives_up_after_wait_s_naming_the_keys(
         assert len(warned) == 1 and warned[0].startswith("campaign P (completed): oracle sim: 2 ")
         assert all(k in warned[0] for k in keys)
         assert "`tiltloop resume P` polls them again" in warned[0]
+        # named once: the collection's wait does not log the keys its caller logs
+        naming = [r for r in caplog.records if r.levelno >= logging.WARNING and keys[0] in r.getMessage()]
+        assert len(naming) == 1, [r.getMessage() for r in naming]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from optimizer.surrogate.constraints import log_pof
 from optimizer.surrogate.multitask_outputs import MultiTaskOutputs
 from optimizer.surrogate.pareto import reference_point
 
@@ -111,3 +112,53 @@ def test_constrained_pareto_pick_keeps_to_the_feasible_front() -> None:
     # the cheap pick (ParEGO UCB x PoF) keeps to the feasible side up to the constraint's edge
     cheap = mt.pick_cheap(GRID, 8, beta=0.5, weights=(1.0, 1.0))
     assert int((GRID[cheap, 0] <= 0.45).sum()) >= 7, GRID[cheap]
+
+
+def test_prefilter_keeps_feasible_designs_ahead_of_far_infeasible_ones() -> None:
+    # most of the space is infeasible (z0 > 0.4) where the bowl's UCB is highest: without the
+    # floored log-PoF axis and the feasibility-weighted tiebreak of the single-fidelity
+    # screening, far-infeasible designs of high UCB fill the kept layers
+    Z, Y = _tasks([lambda z: bowl(z, A), slack], n_main=12, seed=1)
+    mt = MultiTaskOutputs.fit(Z, Y, objectives=1, bounds=BOUNDS, seed=0)
+    P = torch.rand(4000, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    feasible = slack(P) <= 0
+    assert 1400 < int(feasible.sum()) < 1800
+    for size, least in ((64, 60), (512, 380)):  # without the floor: 0 and 215
+        order = mt.prefilter(P, size, beta=2.0)
+        assert len(order) == size and len(set(order.tolist())) == size
+        assert int(feasible[order].sum()) >= least, (size, int(feasible[order].sum()))
+
+
+def test_cheap_pick_ranks_by_feasibility_when_every_pof_underflows() -> None:
+    # near-noiseless constraint: every candidate (z0 in [0.6, 0.95]) is tens of thousands of
+    # σ infeasible, exp(log PoF) is 0 for all, yet the least infeasible are far less so
+    g = torch.Generator().manual_seed(3)
+    zm = torch.rand(20, 2, generator=g, dtype=torch.float64)
+    zc = torch.rand(60, 2, generator=g, dtype=torch.float64)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        return torch.stack([bowl(z, A), slack(z)], -1)
+
+    mt = MultiTaskOutputs.fit([zm, zc], [f(zm), 2 * f(zc) + 1], objectives=1, bounds=BOUNDS, seed=0)
+    C = torch.stack([0.6 + 0.35 * torch.rand(200, generator=g, dtype=torch.float64),
+                     torch.rand(200, generator=g, dtype=torch.float64)], -1)
+    C = C[torch.argsort(-C[:, 0])]  # the most infeasible first: an all-zero score picks them
+    mean, std = mt.predict_all(C)
+    lp = log_pof(mean[:, 1:], std[:, 1:] ** 2)
+    assert float(lp.max()) < -745.0  # exp underflows to 0 for every candidate
+    picks = mt.pick_cheap(C, 4, beta=1.0)
+    assert len(set(picks)) == 4
+    # each pick among the 10% least infeasible (the bowl's top at z0 = 0.7 is not enough to
+    # outweigh thousands of nats of log PoF)
+    assert bool((C[picks, 0] <= float(C[:, 0].quantile(0.1))).all()), C[picks]
+
+
+def test_constrained_expensive_batch_stays_feasible_once_gains_saturate() -> None:
+    # a batch larger than the feasible optimum's neighbourhood supports: once the greedy gains
+    # are negligible, the largest is an infeasible design's just across the boundary (plain
+    # greedy: 4 of 12 feasible); a saturated step picks by single-candidate value instead
+    Z, Y = _tasks([lambda z: bowl(z, A), slack], n_main=12)
+    mt = MultiTaskOutputs.fit(Z, Y, objectives=1, bounds=BOUNDS, seed=0)
+    picks = mt.pick_expensive(GRID, 12, observed=Z[0], pending=Z[0][:1])
+    assert len(set(picks)) == 12
+    assert int((slack(GRID[picks]) <= 0).sum()) >= 11, GRID[picks]
