@@ -67,14 +67,13 @@ from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
 from optimizer.surrogate.pareto import parego_weights
 from optimizer.threads import torch_threads
-from storage import NewCandidate, Storage
+from storage import IN_FLIGHT, NewCandidate, Storage
 from storage.errors import CampaignExists, NotFound
 
 log = logging.getLogger(__name__)
 #: candidates scored by the batch acquisitions (the best by single-point UCB): keeps a greedy
 #: step's cost flat whatever the population size
 PREFILTER = 512
-_IN_FLIGHT = ("pending", "dispatched", "running")
 __all__ = ["FidelityStage", "check_cheap_oracles", "child_name", "fidelity_status"]
 
 
@@ -434,7 +433,7 @@ class FidelityStage:
             for cheap in waiting:
                 counts = call(functools.partial(self.storage.query_counts, cheap.campaign),
                               f"counting oracle {cheap.config.name}'s queries")
-                left = sum(counts[s] for s in _IN_FLIGHT)
+                left = sum(counts[s] for s in IN_FLIGHT)
                 if not left:
                     continue
                 if time.monotonic() - start > cheap.config.wait_s:
@@ -442,7 +441,7 @@ class FidelityStage:
                         continue
                     if finishing:
                         keys = [x.key for x in call(functools.partial(
-                            self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
+                            self.storage.list_queries, cheap.campaign, statuses=IN_FLIGHT),
                             f"listing oracle {cheap.config.name}'s queries")]
                         log.warning("campaign %s: oracle %s: the campaign finishes with %d quer%s "
                                     "still unanswered after wait_s = %g s (keys %s); they stay "
@@ -516,7 +515,7 @@ class FidelityStage:
         self._wait(stop, finishing=True, only=waiting, name_keys=False)
         for cheap in waiting:
             keys = [x.key for x in self.call(functools.partial(
-                self.storage.list_queries, cheap.campaign, statuses=_IN_FLIGHT),
+                self.storage.list_queries, cheap.campaign, statuses=IN_FLIGHT),
                 f"listing oracle {cheap.config.name}'s queries")]
             if keys:
                 out[cheap.config.name] = keys
@@ -565,7 +564,7 @@ def fidelity_status(storage: Storage, config: CampaignConfig, main_queries: int)
         n = int(sum(counts.values()))
         out[c.name] = {"cost": c.cost, "queries": n, "results": int(counts.get("succeeded", 0)),
                        "failed": int(counts.get("failed", 0)),
-                       "in_flight": int(sum(counts.get(s, 0) for s in _IN_FLIGHT)),
+                       "in_flight": int(sum(counts.get(s, 0) for s in IN_FLIGHT)),
                        "spend": round(c.cost * n, 6), "budget": c.budget,
                        "campaign": child_name(config.name, c.name)}
     return out
