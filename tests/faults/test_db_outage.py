@@ -25,18 +25,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
 from faults.lab_counts import count_posts
 from faults.pg_forwarder import PgForwarder
-from pg_schemas import PG_URL, postgres_schema_url
+from pg_schemas import postgres_schema_url
 from waits import wait_until
 
 from optimizer.campaign.config import CampaignConfig
@@ -53,13 +52,6 @@ pytestmark = pytest.mark.slow  # whole campaigns with outages of up to 30 s
 
 ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 16
-
-
-@pytest.fixture()
-def forwarder() -> Iterator[PgForwarder]:
-    target = sa.make_url(PG_URL)
-    with PgForwarder((target.host or "127.0.0.1", target.port or 5432)) as fwd:
-        yield fwd
 
 
 @pytest.fixture()

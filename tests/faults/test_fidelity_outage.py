@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
 from faults.pg_forwarder import PgForwarder
-from pg_schemas import PG_URL, postgres_schema_url
+from pg_schemas import postgres_schema_url
 
 from optimizer.campaign.fidelity import FidelityStage, child_name
 from optimizer.campaign.rounds import TrainingData
@@ -32,13 +31,6 @@ from storage.outage import DatabaseOutage
 
 pytestmark = pytest.mark.slow  # three 2 s outages and a 10 s one
 OUTAGE_S = 2.0
-
-
-@pytest.fixture()
-def forwarder() -> Iterator[PgForwarder]:
-    target = sa.make_url(PG_URL)
-    with PgForwarder((target.host or "127.0.0.1", target.port or 5432)) as fwd:
-        yield fwd
 
 
 @pytest.fixture()

@@ -25,6 +25,13 @@ def lab() -> Iterator[LabSimulator]:
 
 
 @pytest.fixture()
+def slow_lab() -> Iterator[LabSimulator]:
+    """The Bowl lab simulator answering after 1.5 s (a cheap oracle still out when a test acts)."""
+    with LabSimulator(Bowl(seed=1, latency_s=1.5)).start() as sim:
+        yield sim
+
+
+@pytest.fixture()
 def make_config():  # type: ignore[no-untyped-def]
     """``make_config(name, prior, lab_url, db_url, **sections)`` -> a small valid CampaignConfig."""
     return campaign_config

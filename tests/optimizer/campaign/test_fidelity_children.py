@@ -3,7 +3,6 @@ a marker naming ``P`` in one transaction, never resumed or driven on its own, ne
 with an unrelated campaign of the same name, and deleted with ``P`` (children first)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,6 @@ from optimizer.campaign.service import drive, load_campaign_config, open_storage
 from optimizer.errors import CampaignStateError, PreflightError
 from storage.errors import NotFound
 from campaign_configs import campaign_config
-from campaign_oracles import Bowl
-
-
-@pytest.fixture()
-def lab() -> Iterator[LabSimulator]:
-    sim = LabSimulator(Bowl(seed=1)).start()
-    try:
-        yield sim
-    finally:
-        sim.close()
 
 
 def _config(name: str, prior: str, url: str, db_url: str) -> Any:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from campaign_configs import campaign_config
-from campaign_oracles import Bowl
 
 from optimizer.campaign.driver import campaign_status
 from optimizer.campaign.fidelity import FidelityStage, child_name
@@ -23,15 +21,6 @@ from storage import NewCandidate, Storage, upgrade
 
 pytestmark = pytest.mark.slow  # a lab answering in 1.5 s, waited for
 CHILD = child_name("P", "sim")
-
-
-@pytest.fixture()
-def slow_lab() -> Iterator[LabSimulator]:
-    sim = LabSimulator(Bowl(seed=1, latency_s=1.5)).start()
-    try:
-        yield sim
-    finally:
-        sim.close()
 
 
 def _config(prior: str, lab_url: str, db_url: str, wait_s: float) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,29 +78,55 @@ def _exactly_once(st: Storage, name: str, lab: LabSimulator, cheap: LabSimulator
     assert set(cheap.store.evaluations) == cheap_keys and max(cheap.store.evaluations.values()) == 1
 
 
-def test_constrained_campaign_with_a_cheap_oracle(ray_session: str, make_config, tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'mfc.db'}"
-    name = "mfc"
-    child = child_name(name, "sim")
-    with LabSimulator(TwoBumps(seed=0)).start() as lab, \
-            LabSimulator(CheapTwoBumps(seed=1, noise_std=0.02)).start() as cheap:
-        cfg = make_config(name, "gmm-toy", lab.url, url,
-                          constraints=[{"name": "c", "op": "<=", "bound": 0.0}],
-                          sampler={"alpha": 0.1, "num_steps": 8},
-                          workers={"count": 2, "particles_per_worker": 64},
+@dataclass
+class _Run:
+    """A finished campaign with a cheap oracle, read back (the labs closed)."""
+
+    cfg: Any
+    status: Any
+    url: str
+    rounds: list[Any]
+    cheap_rounds: list[Any]
+    done: list[Any]
+    cheap_done: list[Any]
+    lab_keys: set[str]
+
+
+def _run(make_config: Any, tmp_path: Any, name: str, prior: str, lab_oracle: Any,
+         cheap_oracle: Any, *, per_round: int = 8, **sections: Any) -> _Run:
+    """Run a 16-query campaign (q 4) against ``lab_oracle`` with ``cheap_oracle`` as ``sim``,
+    check it completed and that each lab evaluated each key exactly once, read it back."""
+    url = f"sqlite:///{tmp_path / (name + '.db')}"
+    with LabSimulator(lab_oracle).start() as lab, LabSimulator(cheap_oracle).start() as cheap:
+        cfg = make_config(name, prior, lab.url, url,
                           budget={"q": 4, "max_in_flight": 4, "total": 16, "poll_interval_s": 0.05},
-                          **_cheap(cheap.url))
+                          **_cheap(cheap.url, per_round=per_round), **sections)
         status = run_campaign(cfg)
         assert status.status == "completed" and status.results == 16, status
         with Storage.open(url) as st:
             _exactly_once(st, name, lab, cheap)
-            rounds, cheap_rounds = st.list_rounds(name), st.list_rounds(child)
-            done = st.load_history(name).completed
-            cheap_done = st.load_history(child).completed
-            child_status = campaign_status(st, child, load_campaign_config(st, child))
-            out = io.StringIO()
-            export_campaign(st, name, None, format="csv", objectives=stored_objectives(st, name),
-                            stream=out)
+            child = child_name(name, "sim")
+            return _Run(cfg=cfg, status=status, url=url, rounds=st.list_rounds(name),
+                        cheap_rounds=st.list_rounds(child), done=st.load_history(name).completed,
+                        cheap_done=st.load_history(child).completed,
+                        lab_keys=set(lab.store.evaluations))
+
+
+def test_constrained_campaign_with_a_cheap_oracle(ray_session: str, make_config, tmp_path) -> None:
+    name = "mfc"
+    run = _run(make_config, tmp_path, name, "gmm-toy", TwoBumps(seed=0),
+               CheapTwoBumps(seed=1, noise_std=0.02),
+               constraints=[{"name": "c", "op": "<=", "bound": 0.0}],
+               sampler={"alpha": 0.1, "num_steps": 8},
+               workers={"count": 2, "particles_per_worker": 64})
+    cfg, status, rounds, cheap_rounds, done, cheap_done = (
+        run.cfg, run.status, run.rounds, run.cheap_rounds, run.done, run.cheap_done)
+    with Storage.open(run.url) as st:
+        child = child_name(name, "sim")
+        child_status = campaign_status(st, child, load_campaign_config(st, child))
+        out = io.StringIO()
+        export_campaign(st, name, None, format="csv", objectives=stored_objectives(st, name),
+                        stream=out)
     picks = [(r.summary or {}).get("fidelity", {}).get("expensive_pick") for r in rounds]
     assert picks[0].startswith("campaign screening")
     assert picks[1:] == ["multi-task constrained qLogNEI"] * 3, picks
@@ -132,22 +159,12 @@ OBJECTIVES = [{"name": "near", "direction": "maximize", "reference": -12.0},
 
 def test_pareto_campaign_with_a_cheap_oracle(ray_session: str, tiny_prior_path: str, make_config,
                                              tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'mfp.db'}"
-    name = "mfp"
-    child = child_name(name, "sim")
-    with LabSimulator(TwoBowls(seed=0)).start() as lab, \
-            LabSimulator(CheapTwoBowls(seed=1, noise_std=0.05)).start() as cheap:
-        cfg = make_config(name, tiny_prior_path, lab.url, url, objectives=OBJECTIVES,
-                          surrogate={"scalarization": "parego", "fit_maxiter": 60},
-                          budget={"q": 4, "max_in_flight": 4, "total": 16, "poll_interval_s": 0.05},
-                          **_cheap(cheap.url, per_round=6))
-        status = run_campaign(cfg)
-        assert status.status == "completed" and status.results == 16, status
-        with Storage.open(url) as st:
-            _exactly_once(st, name, lab, cheap)
-            rounds, cheap_rounds = st.list_rounds(name), st.list_rounds(child)
-            cheap_done = st.load_history(child).completed
-            full = campaign_status(st, name, load_campaign_config(st, name), with_diagnostics=True)
+    run = _run(make_config, tmp_path, "mfp", tiny_prior_path, TwoBowls(seed=0),
+               CheapTwoBowls(seed=1, noise_std=0.05), per_round=6, objectives=OBJECTIVES,
+               surrogate={"scalarization": "parego", "fit_maxiter": 60})
+    cfg, rounds, cheap_rounds, cheap_done = run.cfg, run.rounds, run.cheap_rounds, run.cheap_done
+    with Storage.open(run.url) as st:
+        full = campaign_status(st, "mfp", load_campaign_config(st, "mfp"), with_diagnostics=True)
     picks = [(r.summary or {}).get("fidelity", {}).get("expensive_pick") for r in rounds]
     assert picks[1:] == ["multi-task qLogNEHVI"] * 3, picks
     # the cheap pick: ParEGO UCB with the weights of the round's first SMC chunk
@@ -159,7 +176,7 @@ def test_pareto_campaign_with_a_cheap_oracle(ray_session: str, tiny_prior_path: 
     p = full.diagnostics["pareto"]  # type: ignore[index]
     by_round = [r["hypervolume"] for r in p["by_round"]]
     assert by_round[-1] > by_round[0] and p["results"] == 16
-    assert set(p["front"]) <= {q for q in lab.store.evaluations}
+    assert set(p["front"]) <= run.lab_keys
 
 
 def test_constrained_pareto_campaign_with_a_cheap_oracle(ray_session: str, make_config,
@@ -167,26 +184,16 @@ def test_constrained_pareto_campaign_with_a_cheap_oracle(ray_session: str, make_
     """All three together: one multi-task GP per objective and per constraint; the expensive
     pick is constrained qLogNEHVI, the cheap one ParEGO UCB x PoF; the front holds only
     feasible expensive results."""
-    url = f"sqlite:///{tmp_path / 'mfpc.db'}"
-    name = "mfpc"
-    child = child_name(name, "sim")
-    with LabSimulator(TwoBowlsTox(seed=0)).start() as lab, \
-            LabSimulator(CheapTwoBowlsTox(seed=1, noise_std=0.05)).start() as cheap:
-        cfg = make_config(name, "gmm-toy", lab.url, url, objectives=OBJECTIVES,
-                          constraints=[{"name": "tox", "op": "<=", "bound": 0.0}],
-                          surrogate={"scalarization": "parego", "fit_maxiter": 60},
-                          sampler={"alpha": 0.1, "num_steps": 8},
-                          workers={"count": 2, "particles_per_worker": 64},
-                          budget={"q": 4, "max_in_flight": 4, "total": 16, "poll_interval_s": 0.05},
-                          **_cheap(cheap.url, per_round=6))
-        status = run_campaign(cfg)
-        assert status.status == "completed" and status.results == 16, status
-        with Storage.open(url) as st:
-            _exactly_once(st, name, lab, cheap)
-            rounds, cheap_rounds = st.list_rounds(name), st.list_rounds(child)
-            done = st.load_history(name).completed
-            cheap_done = st.load_history(child).completed
-            full = campaign_status(st, name, load_campaign_config(st, name), with_diagnostics=True)
+    run = _run(make_config, tmp_path, "mfpc", "gmm-toy", TwoBowlsTox(seed=0),
+               CheapTwoBowlsTox(seed=1, noise_std=0.05), per_round=6, objectives=OBJECTIVES,
+               constraints=[{"name": "tox", "op": "<=", "bound": 0.0}],
+               surrogate={"scalarization": "parego", "fit_maxiter": 60},
+               sampler={"alpha": 0.1, "num_steps": 8},
+               workers={"count": 2, "particles_per_worker": 64})
+    cfg, rounds, cheap_rounds, done, cheap_done = (
+        run.cfg, run.rounds, run.cheap_rounds, run.done, run.cheap_done)
+    with Storage.open(run.url) as st:
+        full = campaign_status(st, "mfpc", load_campaign_config(st, "mfpc"), with_diagnostics=True)
     picks = [(r.summary or {}).get("fidelity", {}).get("expensive_pick") for r in rounds]
     assert picks[1:] == ["multi-task qLogNEHVI (constrained)"] * 3, picks
     how = [(r.summary or {}).get("pick") for r in cheap_rounds][1:]
@@ -197,7 +204,7 @@ def test_constrained_pareto_campaign_with_a_cheap_oracle(ray_session: str, make_
     assert len(late) == 8 and sum(late) >= 6, [(q.round_index, q.values) for q in done]
     p = full.diagnostics["pareto"]  # type: ignore[index]
     assert p["front"] and all(feasible[k] for k in p["front"]), p
-    assert set(p["front"]) <= set(lab.store.evaluations)
+    assert set(p["front"]) <= run.lab_keys
 
 
 def test_auto_alpha_gap_uses_the_multitask_predictions(ray_session: str, tiny_prior_path: str,

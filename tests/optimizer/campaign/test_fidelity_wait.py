@@ -5,7 +5,6 @@ a later driver re-polls them by stored job id, and ``cancel`` reaches them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from optimizer.campaign.service import open_storage
 from storage import NewCandidate
 from campaign_configs import campaign_config
 from campaign_oracles import Bowl
-
-
-@pytest.fixture()
-def slow_lab() -> Iterator[LabSimulator]:
-    sim = LabSimulator(Bowl(seed=1, latency_s=1.5)).start()
-    try:
-        yield sim
-    finally:
-        sim.close()
 
 
 def _config(prior: str, url: str, db_url: str, wait_s: float) -> Any:
