@@ -17,19 +17,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def maximin_select(
-    features: np.ndarray, q: int, *, seed: int, avoid: np.ndarray | None = None
-) -> np.ndarray:
-    """Indices of ``q`` spread-out rows of ``features`` (`M x k`), away from ``avoid`` (`n x k`)."""
+def _standardized(features: np.ndarray, q: int, avoid: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``features`` (`M x k`) and ``avoid`` (`n x k`, or `0 x k`) standardized by the features'
+    per-column mean and std (a constant column keeps scale 1)."""
     F = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     if q > len(F):
         raise ValueError(f"cannot pick q={q} designs from {len(F)} candidates")
     mu, sd = F.mean(0), F.std(0)
     sd[sd == 0] = 1.0
-    Z = (F - mu) / sd
+    A = (np.zeros((0, F.shape[1])) if avoid is None or not len(avoid) else
+         np.asarray(avoid, dtype=np.float64).reshape(len(avoid), -1))
+    return (F - mu) / sd, (A - mu) / sd
+
+
+def maximin_select(
+    features: np.ndarray, q: int, *, seed: int, avoid: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices of ``q`` spread-out rows of ``features`` (`M x k`), away from ``avoid`` (`n x k`)."""
+    Z, A = _standardized(features, q, avoid)
     dist = np.full(len(Z), np.inf)
-    if avoid is not None and len(avoid):
-        A = (np.asarray(avoid, dtype=np.float64).reshape(len(avoid), -1) - mu) / sd
+    if len(A):
         for a in A:
             dist = np.minimum(dist, np.linalg.norm(Z - a, axis=1))
         first = int(np.argmax(dist))
@@ -58,14 +66,7 @@ def typical_select(
     not yet picked. A Pareto campaign's round 0 uses it (``rounds.RoundGenerator.select``):
     typical designs dominate a larger hypervolume than the prior's extremes.
     """
-    F = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    if q > len(F):
-        raise ValueError(f"cannot pick q={q} designs from {len(F)} candidates")
-    mu, sd = F.mean(0), F.std(0)
-    sd[sd == 0] = 1.0
-    Z = (F - mu) / sd
-    fixed = (np.zeros((0, Z.shape[1])) if avoid is None or not len(avoid) else
-             (np.asarray(avoid, dtype=np.float64).reshape(len(avoid), -1) - mu) / sd)
+    Z, fixed = _standardized(features, q, avoid)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     for _ in range(restarts):  # k-means++ starts favour outliers: keep the lowest-cost run
