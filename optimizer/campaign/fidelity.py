@@ -61,11 +61,11 @@ from optimizer.campaign.dispatch import Dispatcher
 from optimizer.campaign.fidelity_outputs import (cheap_how, expensive_how, modelled_outputs,
                                                  task_results, with_predictions)
 from optimizer.campaign.guards import BudgetGuard, GuardTrip
+from optimizer.campaign.pareto_round import scaled_weights
 from optimizer.campaign.query_limits import QueryLimits
 from optimizer.campaign.rounds import RoundGenerator, RoundPlan, training_data
 from optimizer.campaign.spacefill import maximin_select
 from optimizer.seeds import derive_seed
-from optimizer.surrogate.pareto import parego_weights
 from optimizer.threads import torch_threads
 from storage import IN_FLIGHT, NewCandidate, Storage
 from storage.errors import CampaignExists, NotFound
@@ -242,9 +242,7 @@ class FidelityStage:
         the cheap picks still spread over the front round by round."""
         if self.outputs.objectives == 1:
             return None
-        chunk = (j - 1) % self.config.workers.num_chunks
-        w = parego_weights(self.config.seed, index, chunk, self.outputs.objectives)
-        return tuple(x / max(w) for x in w)
+        return scaled_weights(self.config, index, (j - 1) % self.config.workers.num_chunks)
 
     def _unfilter(self, picked: list[int]) -> np.ndarray:
         return self._order[np.asarray(picked, dtype=np.int64)]

@@ -22,9 +22,12 @@ def chunk_weights(config: Any, round_index: int,
     n = config.workers.num_chunks
     if config.surrogate.scalarization != "parego":
         return [None] * n
-    m = len(config.objectives)
-    out: list[tuple[float, ...] | None] = []
-    for c in range(n):
-        w = parego_weights(config.seed, round_index, c, m, seed_tag)
-        out.append(tuple(x / max(w) for x in w))
-    return out
+    return [scaled_weights(config, round_index, c, seed_tag) for c in range(n)]
+
+
+def scaled_weights(config: Any, round_index: int, chunk: int,
+                   seed_tag: str | None = None) -> tuple[float, ...]:
+    """Chunk ``chunk``'s ParEGO draw for round ``round_index`` (campaign seed, one weight per
+    objective), scaled so the largest is 1 (see :func:`chunk_weights`)."""
+    w = parego_weights(config.seed, round_index, chunk, len(config.objectives), seed_tag)
+    return tuple(x / max(w) for x in w)
